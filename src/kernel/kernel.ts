@@ -1,0 +1,73 @@
+// The kernel's core: the shared memory and its core module, the namespace, file descriptions
+// and their gate slots, processes, memory accounting and tracing. It knows no driver: drivers
+// register device nodes in `vfs` with an opener that returns files with their operations.
+
+import { errno } from "../uapi/errno.js";
+import { Core } from "../wasm/core.js";
+import { MemAccounting } from "./accounting.js";
+import { File, type FileOperations, type StatResult } from "./file.js";
+import { Process, type ProcessOptions } from "./process.js";
+import { SlotAllocator } from "./slots.js";
+import { Tracer } from "./trace.js";
+import { Vfs } from "./vfs.js";
+
+/** Frames kept out of the commit limit for page tables and kernel use: 1/32 of the pool. */
+const RESERVE_DIVISOR = 32;
+
+export class KernelCore {
+  readonly vfs = new Vfs();
+  readonly trace = new Tracer();
+  readonly acct: MemAccounting;
+  readonly gates: SlotAllocator;
+  readonly eventfdSlots: SlotAllocator;
+  readonly processes = new Set<Process>();
+  private nextPid = 1;
+  /** Files currently open (for leak checks and kernel.close()). */
+  openFiles = 0;
+
+  constructor(readonly core: Core) {
+    const frames = core.poolFrames;
+    this.acct = new MemAccounting(frames - Math.ceil(frames / RESERVE_DIVISOR));
+    this.gates = new SlotAllocator(core.c("GATE_SLOTS"));
+    this.eventfdSlots = new SlotAllocator(core.c("EVENTFD_SLOTS"));
+  }
+
+  static async boot(memoryBytes: number): Promise<KernelCore> {
+    return new KernelCore(await Core.boot(memoryBytes));
+  }
+
+  createProcess(opts?: ProcessOptions): Process {
+    const p = new Process(this, this.nextPid++, opts);
+    this.processes.add(p);
+    return p;
+  }
+
+  processExited(p: Process): void {
+    this.processes.delete(p);
+  }
+
+  /**
+   * A new open file description with a fresh gate slot (granted byte 0), or -ENFILE when the
+   * gate table is full.
+   */
+  newFile(ops: FileOperations, flags: number, priv: unknown, path: string, stat: StatResult): File | number {
+    const slot = this.gates.alloc();
+    if (slot < 0) return -errno.ENFILE;
+    const f = new File(ops, flags, priv, path, stat);
+    f.gateSlot = slot;
+    f.gateGen = this.core.x.gate_generation(slot) >>> 0;
+    this.openFiles++;
+    return f;
+  }
+
+  /** Drops one reference; the last one releases the file and retires its gate slot. */
+  fput(f: File): void {
+    if (--f.refs > 0) return;
+    f.closed = true;
+    f.ops.release?.(f);
+    // Bumps the generation: every FileRef to this file now gets EBADF (assembly/gate.ts).
+    this.core.x.gate_close(f.gateSlot);
+    this.gates.free(f.gateSlot);
+    this.openFiles--;
+  }
+}

@@ -1,0 +1,371 @@
+// A process's address space (the kernel's mm_struct): VMAs kept here, page tables in shared
+// memory (assembly/radix.ts), frames from the buddy allocator (assembly/frames.ts).
+//
+// Anonymous memory is charged against the kernel's commit limit at mmap (so ENOMEM is
+// deterministic) and populated with zeroed frames on first touch, or at once with
+// MAP_POPULATE. MAP_HUGETLB takes naturally aligned 2 MiB / 1 GiB frames at mmap. munmap drops
+// the mapping's frame references; a pinned frame stays allocated until its pin is dropped, as
+// on Linux. Everything here runs on the kernel thread.
+
+import { errno } from "../uapi/errno.js";
+import {
+  MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_HUGETLB, MAP_HUGE_MASK, MAP_HUGE_SHIFT,
+  MAP_NORESERVE, MAP_POPULATE, MAP_PRIVATE, MAP_SHARED, MAP_SHARED_VALIDATE, MAP_TYPE,
+  PROT_EXEC, PROT_READ, PROT_WRITE,
+} from "../uapi/posix.js";
+import type { Core } from "../wasm/core.js";
+import type { FileMapping } from "./file.js";
+import type { MemAccounting } from "./accounting.js";
+
+export const PAGE_SIZE = 4096;
+export const PAGE_SHIFT = 12;
+/** Lowest address a process may map (vm.mmap_min_addr). */
+export const MMAP_MIN_ADDR = 0x10000;
+/** TASK_SIZE on x86-64 with 4-level paging. */
+export const TASK_SIZE = 0x7ffffffff000;
+/** Top-down placement starts just below here, as on x86-64 Linux. */
+export const MMAP_BASE = 0x7ffff7000000;
+/** mmap(0, ...) never picks an address below this. */
+export const MMAP_FLOOR = 0x10000000;
+const HUGE_2M = 0x200000;
+const HUGE_1G = 0x40000000;
+
+const PTE_W = 0x2;
+const LEAF_LEVEL_SHIFT = 9;
+
+export type VmaKind = "anon" | "file" | "hugetlb";
+
+export interface Vma {
+  start: number;
+  end: number; // exclusive
+  prot: number;
+  flags: number;
+  kind: VmaKind;
+  /** The mapped file's backing (kind "file"). */
+  mapping?: FileMapping;
+  /** File page index of `start` (kind "file"). */
+  pgoff: number;
+  /** Leaf size: 4 KiB, or the huge page size of a hugetlb VMA. */
+  pageSize: number;
+  /** Pages charged to the commit limit for this VMA. */
+  charged: number;
+  /** Not counted anywhere (the ioctlBuf scratch area). */
+  internal?: boolean;
+}
+
+// Flags MAP_SHARED_VALIDATE accepts: the kernel's LEGACY_MAP_MASK (with MAP_32BIT 0x40,
+// MAP_GROWSDOWN 0x100, MAP_DENYWRITE 0x800, MAP_EXECUTABLE 0x1000, MAP_LOCKED 0x2000,
+// MAP_NONBLOCK 0x10000, MAP_STACK 0x20000), MAP_SYNC 0x80000 and MAP_FIXED_NOREPLACE,
+// plus the huge-page size bits.
+const KNOWN_MAP_FLAGS = MAP_TYPE | MAP_FIXED | MAP_ANONYMOUS | MAP_NORESERVE | MAP_POPULATE |
+  MAP_HUGETLB | MAP_FIXED_NOREPLACE | 0x40 | 0x100 | 0x800 | 0x1000 | 0x2000 | 0x10000 | 0x20000 |
+  0x80000 | (MAP_HUGE_MASK << MAP_HUGE_SHIFT);
+
+const pageUp = (n: number) => Math.ceil(n / PAGE_SIZE) * PAGE_SIZE;
+
+export class Mm {
+  /** Sorted by start, non-overlapping. */
+  readonly vmas: Vma[] = [];
+  readonly root: number;
+  /** Pages pinned under per-mm accounting (the kernel's mm->pinned_vm / locked_vm). */
+  lockedVm = 0;
+  private dead = false;
+
+  constructor(private readonly core: Core, private readonly acct: MemAccounting) {
+    const root = core.x.radix_alloc_root() >>> 0;
+    if (root === 0xffffffff) throw new RangeError("vfio-emu: out of memory for a process page table");
+    this.root = root;
+  }
+
+  findVma(addr: number): Vma | undefined {
+    // Binary search: the last VMA starting at or below addr.
+    let lo = 0, hi = this.vmas.length - 1, hit: Vma | undefined;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      if (this.vmas[mid].start <= addr) { hit = this.vmas[mid]; lo = mid + 1; } else hi = mid - 1;
+    }
+    return hit && addr < hit.end ? hit : undefined;
+  }
+
+  private overlaps(start: number, end: number): boolean {
+    return this.vmas.some((v) => v.start < end && start < v.end);
+  }
+
+  private insertVma(v: Vma): void {
+    let i = 0;
+    while (i < this.vmas.length && this.vmas[i].start < v.start) i++;
+    this.vmas.splice(i, 0, v);
+  }
+
+  /** Highest `align`-aligned address in [floor, ceiling - len] not overlapping any VMA, or -1. */
+  private findTopDown(len: number, align: number, floor = MMAP_FLOOR, ceiling = MMAP_BASE): number {
+    let top = ceiling;
+    for (let i = this.vmas.length - 1; i >= -1; i--) {
+      const v = i >= 0 ? this.vmas[i] : undefined;
+      if (v && v.start >= top) continue;
+      const gapStart = v ? Math.max(v.end, floor) : floor;
+      const candidate = Math.floor((top - len) / align) * align;
+      if (candidate >= gapStart && candidate + len <= top) return candidate;
+      if (v) top = Math.min(top, v.start);
+      if (top <= floor) break;
+    }
+    return -1;
+  }
+
+  /**
+   * mmap(2). `mapping` is the file's backing when fd >= 0 (resolved by the caller, which also
+   * checked the fd's access mode). Returns the address or -errno.
+   */
+  mmap(addr: number, length: number, prot: number, flags: number, mapping: FileMapping | null,
+    offset: number, internal = false): number {
+    if (offset % PAGE_SIZE !== 0 || offset < 0) return -errno.EINVAL;
+    if (length <= 0) return -errno.EINVAL;
+    const type = flags & MAP_TYPE;
+    if (type !== MAP_SHARED && type !== MAP_PRIVATE && type !== MAP_SHARED_VALIDATE) return -errno.EINVAL;
+    if (type === MAP_SHARED_VALIDATE && (flags & ~KNOWN_MAP_FLAGS) !== 0) return -errno.EOPNOTSUPP;
+    if ((prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC)) !== 0) return -errno.EINVAL;
+    const anon = (flags & MAP_ANONYMOUS) !== 0;
+    let pageSize = PAGE_SIZE;
+    if (flags & MAP_HUGETLB) {
+      // Only anonymous hugetlb: no hugetlbfs files exist here.
+      if (!anon) return -errno.EINVAL;
+      const shift = (flags >>> MAP_HUGE_SHIFT) & MAP_HUGE_MASK;
+      if (shift === 0 || shift === 21) pageSize = HUGE_2M;
+      else if (shift === 30) pageSize = HUGE_1G;
+      else return -errno.EINVAL;
+    }
+    const len = Math.ceil(length / pageSize) * pageSize;
+    if (len > TASK_SIZE) return -errno.ENOMEM;
+    const fixed = (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) !== 0;
+    let start: number;
+    if (fixed) {
+      if (addr % pageSize !== 0) return -errno.EINVAL;
+      if (addr < MMAP_MIN_ADDR) return -errno.EPERM;
+      if (addr + len > TASK_SIZE) return -errno.ENOMEM;
+      if ((flags & MAP_FIXED_NOREPLACE) && this.overlaps(addr, addr + len)) return -errno.EEXIST;
+      start = addr;
+    } else {
+      const align = pageSize > PAGE_SIZE ? pageSize : len >= HUGE_2M ? HUGE_2M : PAGE_SIZE;
+      const hint = Math.floor(addr / align) * align;
+      if (addr !== 0 && hint === addr && addr >= MMAP_MIN_ADDR && addr + len <= TASK_SIZE && !this.overlaps(addr, addr + len)) {
+        start = addr;
+      } else {
+        start = this.findTopDown(len, align);
+        if (start < 0) return -errno.ENOMEM;
+      }
+    }
+
+    // Commit charge: anonymous memory, unless MAP_NORESERVE; hugetlb takes its frames now.
+    const kind: VmaKind = pageSize > PAGE_SIZE ? "hugetlb" : anon ? "anon" : "file";
+    const pages = len / PAGE_SIZE;
+    const charge = internal || kind === "file" || (flags & MAP_NORESERVE) ? 0 : pages;
+    if (charge > 0 && !this.acct.commit(charge)) return -errno.ENOMEM;
+
+    let hugeFrames: number[] = [];
+    if (kind === "hugetlb") {
+      const order = Math.log2(pageSize / PAGE_SIZE);
+      for (let off = 0; off < len; off += pageSize) {
+        const f = this.core.x.frame_alloc(order) >>> 0;
+        if (f === 0xffffffff) {
+          for (const h of hugeFrames) this.putBlock(h, pageSize);
+          this.acct.uncommit(charge);
+          return -errno.ENOMEM;
+        }
+        hugeFrames.push(f);
+      }
+    }
+    if (fixed) this.unmapRange(start, start + len);
+    const vma: Vma = {
+      start, end: start + len, prot, flags, kind, mapping: mapping ?? undefined,
+      pgoff: offset / PAGE_SIZE, pageSize, charged: charge, internal,
+    };
+    this.insertVma(vma);
+    mapping?.attach?.(this);
+    if (kind === "hugetlb") {
+      const level = pageSize === HUGE_2M ? 2 : 3;
+      hugeFrames.forEach((f, i) => {
+        this.core.x.radix_install(this.root, start + i * pageSize, f * PAGE_SIZE, prot & PROT_WRITE ? PTE_W : 0, level);
+      });
+      hugeFrames = [];
+    } else if (flags & MAP_POPULATE) {
+      for (let a = start; a < start + len; a += PAGE_SIZE) {
+        if (this.faultIn(a, false) < 0) break; // as on Linux, populate failures are not reported
+      }
+    }
+    return start;
+  }
+
+  private putBlock(f: number, pageSize: number): void {
+    for (let i = 0; i < pageSize / PAGE_SIZE; i++) this.core.x.frame_put(f + i);
+  }
+
+  /** munmap(2). */
+  munmap(addr: number, length: number): number {
+    if (addr % PAGE_SIZE !== 0 || length <= 0) return -errno.EINVAL;
+    const len = pageUp(length);
+    if (addr + len > TASK_SIZE || addr < 0) return -errno.EINVAL;
+    // A hugetlb VMA can only be cut at its page size.
+    for (const v of this.vmas) {
+      if (v.kind !== "hugetlb" || v.end <= addr || v.start >= addr + len) continue;
+      if (addr > v.start && addr % v.pageSize !== 0) return -errno.EINVAL;
+      if (addr + len < v.end && (addr + len) % v.pageSize !== 0) return -errno.EINVAL;
+    }
+    this.unmapRange(addr, addr + len);
+    return 0;
+  }
+
+  /** Removes every mapping in [start, end), splitting VMAs at the edges. */
+  private unmapRange(start: number, end: number): void {
+    const keep: Vma[] = [];
+    for (const v of this.vmas) {
+      if (v.end <= start || v.start >= end) { keep.push(v); continue; }
+      const cutStart = Math.max(v.start, start);
+      const cutEnd = Math.min(v.end, end);
+      this.zap(v, cutStart, cutEnd);
+      // A charged VMA carries one commit page per 4 KiB page; the pieces keep theirs.
+      const perPage = v.charged > 0 ? 1 : 0;
+      this.acct.uncommit(perPage * (cutEnd - cutStart) / PAGE_SIZE);
+      const leftPages = (cutStart - v.start) / PAGE_SIZE;
+      const rightPages = (v.end - cutEnd) / PAGE_SIZE;
+      if (v.start < cutStart) keep.push({ ...v, end: cutStart, charged: leftPages * perPage });
+      if (cutEnd < v.end) {
+        keep.push({ ...v, start: cutEnd, pgoff: v.pgoff + (cutEnd - v.start) / PAGE_SIZE, charged: rightPages * perPage });
+      }
+      if (v.mapping && v.start >= cutStart && v.end <= cutEnd) v.mapping.detach?.(this);
+    }
+    this.vmas.length = 0;
+    this.vmas.push(...keep.sort((a, b) => a.start - b.start));
+  }
+
+  /** Drops the page-table entries (and their frame references) of [start, end) inside v. */
+  private zap(v: Vma, start: number, end: number): void {
+    const level = v.pageSize === PAGE_SIZE ? 1 : v.pageSize === HUGE_2M ? 2 : 3;
+    for (let a = start; a < end; a += v.pageSize) {
+      const leaf = this.core.x.radix_remove(this.root, a, level) >>> 0;
+      if (leaf === 0) continue;
+      const f = leaf >>> PAGE_SHIFT;
+      if (level === 1) this.core.x.frame_put(f);
+      else this.putBlock(f, v.pageSize);
+    }
+  }
+
+  /** Drops file pages at or past `fromPgoff` of `mapping` from this address space (truncate). */
+  zapFilePages(mapping: FileMapping, fromPgoff: number): void {
+    for (const v of this.vmas) {
+      if (v.mapping !== mapping) continue;
+      const first = Math.max(v.start, v.start + (fromPgoff - v.pgoff) * PAGE_SIZE);
+      if (first < v.end) this.zap(v, first, v.end);
+    }
+  }
+
+  /**
+   * Makes the page at `addr` present with the access the caller needs (the page-fault
+   * handler). Returns the leaf word of radix_lookup (physical page | flags), or -EFAULT.
+   */
+  faultIn(addr: number, write: boolean): number {
+    const x = this.core.x;
+    const leaf = x.radix_lookup(this.root, addr) >>> 0;
+    const v = this.findVma(addr);
+    if (!v) return -errno.EFAULT;
+    if (write ? !(v.prot & PROT_WRITE) : !(v.prot & (PROT_READ | PROT_WRITE))) return -errno.EFAULT;
+    if (leaf !== 0) return leaf;
+    const page = addr - (addr % PAGE_SIZE);
+    let frame: number;
+    if (v.kind === "file") {
+      const pgoff = v.pgoff + (page - v.start) / PAGE_SIZE;
+      const src = v.mapping!.frameAt(pgoff);
+      if (src < 0) return src;
+      if ((v.flags & MAP_TYPE) === MAP_PRIVATE) {
+        // A private file mapping gets its own copy at first touch.
+        frame = x.frame_alloc(0) >>> 0;
+        if (frame === 0xffffffff) return -errno.EFAULT;
+        const base = this.core.poolBase;
+        this.core.u8.copyWithin(base + frame * PAGE_SIZE, base + src * PAGE_SIZE, base + src * PAGE_SIZE + PAGE_SIZE);
+      } else {
+        frame = src;
+        x.frame_get(frame);
+      }
+    } else {
+      frame = x.frame_alloc(0) >>> 0;
+      if (frame === 0xffffffff) return -errno.EFAULT;
+    }
+    const rc = x.radix_install(this.root, page, frame * PAGE_SIZE, v.prot & PROT_WRITE ? PTE_W : 0, 1);
+    if (rc < 0) {
+      x.frame_put(frame);
+      return -errno.EFAULT;
+    }
+    return x.radix_lookup(this.root, addr) >>> 0;
+  }
+
+  /**
+   * Resolves [addr, addr+len) page by page for an access (copy_{from,to}_user), faulting pages
+   * in. Calls `each(hostAddr, bytes, doneSoFar)` only after the whole range resolved, so a
+   * failing range copies nothing. Returns 0 or -EFAULT.
+   */
+  access(addr: number, len: number, write: boolean, each: (host: number, n: number, done: number) => void): number {
+    if (len === 0) return 0;
+    if (!(addr >= 0) || addr + len > TASK_SIZE || !Number.isSafeInteger(addr)) return -errno.EFAULT;
+    const runs: number[] = [];
+    for (let a = addr; a < addr + len;) {
+      const leaf = this.faultIn(a, write);
+      if (leaf < 0) return -errno.EFAULT;
+      const inPage = a % PAGE_SIZE;
+      const n = Math.min(PAGE_SIZE - inPage, addr + len - a);
+      runs.push(this.core.poolBase + (leaf >>> PAGE_SHIFT) * PAGE_SIZE + inPage, n);
+      a += n;
+    }
+    let done = 0;
+    for (let i = 0; i < runs.length; i += 2) {
+      each(runs[i], runs[i + 1], done);
+      done += runs[i + 1];
+    }
+    return 0;
+  }
+
+  /** copy_from_user: the bytes, or -EFAULT. */
+  copyFromUser(addr: number, len: number): Uint8Array | number {
+    const out = new Uint8Array(len);
+    const u8 = this.core.u8;
+    const rc = this.access(addr, len, false, (h, n, d) => out.set(u8.subarray(h, h + n), d));
+    return rc < 0 ? rc : out;
+  }
+
+  /** copy_to_user: 0 or -EFAULT (nothing written on failure). */
+  copyToUser(addr: number, data: Uint8Array): number {
+    const u8 = this.core.u8;
+    return this.access(addr, data.length, true, (h, n, d) => u8.set(data.subarray(d, d + n), h));
+  }
+
+  /**
+   * Pins `npages` pages from `addr` (page-aligned) for DMA: faults them in (for write if
+   * `write`) and takes one frame reference each. Returns the frame numbers or -EFAULT; on
+   * failure nothing stays pinned.
+   */
+  pinPages(addr: number, npages: number, write: boolean): number[] | number {
+    const frames: number[] = [];
+    for (let i = 0; i < npages; i++) {
+      const leaf = this.faultIn(addr + i * PAGE_SIZE, write);
+      if (leaf < 0) {
+        unpinFrames(this.core, frames);
+        return leaf;
+      }
+      const f = leaf >>> PAGE_SHIFT;
+      this.core.x.frame_get(f);
+      frames.push(f);
+    }
+    return frames;
+  }
+
+  /** Tears the whole address space down (process exit). */
+  destroy(): void {
+    if (this.dead) return;
+    this.dead = true;
+    this.unmapRange(0, TASK_SIZE);
+    this.core.x.radix_destroy(this.root);
+  }
+}
+
+/** Drops one pin reference on each frame. */
+export function unpinFrames(core: Core, frames: readonly number[]): void {
+  for (const f of frames) core.x.frame_put(f);
+}

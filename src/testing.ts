@@ -1,0 +1,16 @@
+// vfio-emu/testing (API.md §4): hooks for tests, never reachable from the main entry.
+
+import type { Kernel } from "./index.js";
+
+interface HasCore { kcore: { core: { i32: Int32Array; c(name: string): number } } }
+
+/**
+ * Fault injection: the nth internal allocation or copy from now on fails (n >= 1); 0 turns
+ * injection off. Counts every frame allocation in the data plane and every allocation point
+ * of the control plane that consults the same counter.
+ */
+export function failNth(kernel: Kernel, n: number): void {
+  if (!Number.isInteger(n) || n < 0) throw new RangeError("failNth: n must be a whole number >= 0");
+  const core = (kernel as unknown as HasCore).kcore.core;
+  Atomics.store(core.i32, core.c("HDR_FAIL_NTH") >>> 2, n);
+}

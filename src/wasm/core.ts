@@ -1,0 +1,152 @@
+// Loads the data-plane core into the one shared memory, in the kernel's thread or in a worker.
+// Knows no kernel object: it only hands out the module's exports and typed views, and reads
+// the memory map from the module's exported constants (assembly/layout.ts), never a copy.
+
+import { CORE_WASM_BASE64 } from "./core_bytes.js";
+
+/** The core's exports, as wasm hands them to JS (u32 results arrive as signed numbers). */
+export interface CoreExports {
+  // layout constants (immutable globals)
+  readonly [name: string]: unknown;
+  frames_init(memPages: number): number;
+  frames_attach(): void;
+  frames_ready(): number;
+  pool_base(): number;
+  pool_frames(): number;
+  frames_free(): number;
+  fail_point(): number;
+  frame_alloc(order: number): number;
+  frame_valid(f: number): number;
+  frame_refcount(f: number): number;
+  frame_get(f: number): void;
+  frame_put(f: number): number;
+  frame_order(f: number): number;
+  frame_addr(f: number): number;
+  radix_alloc_root(): number;
+  radix_lookup(root: number, va: number): number;
+  radix_install(root: number, va: number, phys: number, flags: number, level: number): number;
+  radix_remove(root: number, va: number, level: number): number;
+  radix_protect(root: number, va: number, writable: number): number;
+  radix_destroy(root: number): void;
+  gate_generation(slot: number): number;
+  gate_grant(slot: number, gen: number): void;
+  gate_close(slot: number): void;
+  gate_check(slot: number, gen: number): number;
+  gate_word(slot: number): number;
+  efd_signal(slot: number): number;
+}
+
+/** What a worker needs to join: structured-cloneable. */
+export interface CoreInit {
+  module: WebAssembly.Module;
+  memory: WebAssembly.Memory;
+}
+
+let compiled: Promise<WebAssembly.Module> | undefined;
+
+function decodeBase64(s: string): Uint8Array<ArrayBuffer> {
+  const bin = atob(s);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+/** The compiled core, compiled once per thread. */
+export function compileCore(): Promise<WebAssembly.Module> {
+  compiled ??= WebAssembly.compile(decodeBase64(CORE_WASM_BASE64));
+  return compiled;
+}
+
+export const WASM_PAGE = 65536;
+export const MAX_MEMORY_BYTES = 65536 * WASM_PAGE;
+
+export class Core {
+  readonly x: CoreExports;
+  readonly memory: WebAssembly.Memory;
+  readonly module: WebAssembly.Module;
+  /** Views over the whole memory; the memory never grows, so they never go stale. */
+  readonly u8: Uint8Array;
+  readonly i32: Int32Array;
+  readonly u32: Uint32Array;
+  readonly u64: BigUint64Array;
+  readonly dv: DataView;
+
+  private constructor(module: WebAssembly.Module, memory: WebAssembly.Memory, instance: WebAssembly.Instance) {
+    this.module = module;
+    this.memory = memory;
+    this.x = instance.exports as unknown as CoreExports;
+    const buf = memory.buffer;
+    this.u8 = new Uint8Array(buf);
+    this.i32 = new Int32Array(buf);
+    this.u32 = new Uint32Array(buf);
+    this.u64 = new BigUint64Array(buf);
+    this.dv = new DataView(buf);
+  }
+
+  /** A layout constant of assembly/layout.ts (or another exported global), by name. */
+  c(name: string): number {
+    const g = this.x[name];
+    if (!(g instanceof WebAssembly.Global)) throw new Error(`core exports no constant ${name}`);
+    return (g.value as number) >>> 0;
+  }
+
+  /** Creates the shared memory (fixed size) and lays out the memory map in it. */
+  static async boot(memoryBytes: number): Promise<Core> {
+    const pages = memoryBytes / WASM_PAGE;
+    const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+    const core = await Core.attach({ module: await compileCore(), memory }, false);
+    const rc = core.x.frames_init(pages);
+    if (rc !== 0) throw new RangeError(`memoryBytes ${memoryBytes} is too small for the memory map`);
+    return core;
+  }
+
+  /** Instantiates the core over an existing memory (in a worker, or by boot()). */
+  static async attach(init: CoreInit, requireReady = true): Promise<Core> {
+    const instance = await WebAssembly.instantiate(init.module, { env: { memory: init.memory } });
+    const core = new Core(init.module, init.memory, instance);
+    if (requireReady) {
+      if (!core.x.frames_ready()) throw new Error("the shared memory holds no initialised vfio-emu memory map");
+      core.x.frames_attach();
+    }
+    return core;
+  }
+
+  init(): CoreInit {
+    return { module: this.module, memory: this.memory };
+  }
+
+  /** The poll sequence: bumped by every eventfd change (assembly/eventfd.ts, src/kernel/eventfd.ts). */
+  pollSeq(): number {
+    return Atomics.load(this.i32, this.c("HDR_POLL_SEQ") >>> 2);
+  }
+
+  /** Bumps the poll sequence and wakes sleepers; paired with pollWait's compare. */
+  pollWake(): void {
+    const i = this.c("HDR_POLL_SEQ") >>> 2;
+    Atomics.add(this.i32, i, 1);
+    Atomics.notify(this.i32, i);
+  }
+
+  /**
+   * Sleeps until the poll sequence moves past `seen` or `timeoutMs` passes (negative: no
+   * limit). Where the host forbids blocking (a browser's main thread) it spins, but only for
+   * a bounded time; returns false when it could neither sleep nor spin to the end.
+   */
+  pollWait(seen: number, timeoutMs: number): boolean {
+    const i = this.c("HDR_POLL_SEQ") >>> 2;
+    try {
+      Atomics.wait(this.i32, i, seen, timeoutMs < 0 ? Infinity : timeoutMs);
+      return true;
+    } catch {
+      if (timeoutMs < 0) return false;
+      const until = Date.now() + Math.min(timeoutMs, 1000);
+      while (Date.now() < until && Atomics.load(this.i32, i) === seen) { /* bounded spin */ }
+      return true;
+    }
+  }
+
+  /** Host address of physical address 0. */
+  get poolBase(): number { return this.x.pool_base() >>> 0; }
+  get poolFrames(): number { return this.x.pool_frames() >>> 0; }
+  get freeFrames(): number { return this.x.frames_free() >>> 0; }
+}
