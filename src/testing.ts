@@ -14,3 +14,12 @@ export function failNth(kernel: Kernel, n: number): void {
   const core = (kernel as unknown as HasCore).kcore.core;
   Atomics.store(core.i32, core.c("HDR_FAIL_NTH") >>> 2, n);
 }
+
+/**
+ * What is left of the countdown set by failNth: 0 once the injected failure fired (or when
+ * injection is off). A fail-nth sweep stops at the first n whose run leaves it above 0.
+ */
+export function failNthRemaining(kernel: Kernel): number {
+  const core = (kernel as unknown as HasCore).kcore.core;
+  return Math.max(0, Atomics.load(core.i32, core.c("HDR_FAIL_NTH") >>> 2));
+}

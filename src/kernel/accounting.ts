@@ -12,8 +12,12 @@ export class MemAccounting {
     readonly commitLimit: number,
   ) {}
 
-  commit(pages: number): boolean {
-    if (this.committed + pages > this.commitLimit) return false;
+  /**
+   * Charges `pages`; `replacing` pages already charged to mappings this one replaces
+   * (MAP_FIXED over them) count as given back for the check.
+   */
+  commit(pages: number, replacing = 0): boolean {
+    if (this.committed - replacing + pages > this.commitLimit) return false;
     this.committed += pages;
     return true;
   }

@@ -9,9 +9,9 @@
 
 import { errno } from "../uapi/errno.js";
 import {
-  MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_HUGETLB, MAP_HUGE_MASK, MAP_HUGE_SHIFT,
-  MAP_NORESERVE, MAP_POPULATE, MAP_PRIVATE, MAP_SHARED, MAP_SHARED_VALIDATE, MAP_TYPE,
-  PROT_EXEC, PROT_READ, PROT_WRITE,
+  MAP_ANONYMOUS, MAP_FIXED, MAP_FIXED_NOREPLACE, MAP_HUGE_1GB, MAP_HUGE_2MB, MAP_HUGETLB,
+  MAP_HUGE_MASK, MAP_HUGE_SHIFT, MAP_NORESERVE, MAP_POPULATE, MAP_PRIVATE, MAP_SHARED,
+  MAP_SHARED_VALIDATE, MAP_TYPE, PROT_READ, PROT_WRITE,
 } from "../uapi/posix.js";
 import type { Core } from "../wasm/core.js";
 import type { FileMapping } from "./file.js";
@@ -53,13 +53,15 @@ export interface Vma {
   internal?: boolean;
 }
 
-// Flags MAP_SHARED_VALIDATE accepts: the kernel's LEGACY_MAP_MASK (with MAP_32BIT 0x40,
-// MAP_GROWSDOWN 0x100, MAP_DENYWRITE 0x800, MAP_EXECUTABLE 0x1000, MAP_LOCKED 0x2000,
-// MAP_NONBLOCK 0x10000, MAP_STACK 0x20000), MAP_SYNC 0x80000 and MAP_FIXED_NOREPLACE,
-// plus the huge-page size bits.
-const KNOWN_MAP_FLAGS = MAP_TYPE | MAP_FIXED | MAP_ANONYMOUS | MAP_NORESERVE | MAP_POPULATE |
-  MAP_HUGETLB | MAP_FIXED_NOREPLACE | 0x40 | 0x100 | 0x800 | 0x1000 | 0x2000 | 0x10000 | 0x20000 |
-  0x80000 | (MAP_HUGE_MASK << MAP_HUGE_SHIFT);
+// Flags MAP_SHARED_VALIDATE accepts on a file mapping: the kernel's LEGACY_MAP_MASK (with
+// MAP_32BIT 0x40, MAP_GROWSDOWN 0x100, MAP_DENYWRITE 0x800, MAP_EXECUTABLE 0x1000, MAP_LOCKED
+// 0x2000, MAP_NONBLOCK 0x10000, MAP_STACK 0x20000, MAP_UNINITIALIZED 0x4000000). Neither
+// MAP_FIXED_NOREPLACE nor MAP_SYNC is in it (shmem has no FOP_MMAP_SYNC), so both get EOPNOTSUPP.
+const LEGACY_MAP_MASK = MAP_SHARED | MAP_PRIVATE | MAP_FIXED | MAP_ANONYMOUS | 0x800 | 0x1000 |
+  0x4000000 | 0x100 | 0x2000 | MAP_NORESERVE | MAP_POPULATE | 0x10000 | 0x20000 | MAP_HUGETLB |
+  0x40 | MAP_HUGE_2MB | MAP_HUGE_1GB;
+/** Bottom-up fallback base when the top-down search fails (TASK_UNMAPPED_BASE: TASK_SIZE / 3). */
+const TASK_UNMAPPED_BASE = Math.ceil(TASK_SIZE / 3 / PAGE_SIZE) * PAGE_SIZE;
 
 const pageUp = (n: number) => Math.ceil(n / PAGE_SIZE) * PAGE_SIZE;
 
@@ -112,18 +114,48 @@ export class Mm {
     return -1;
   }
 
+  /** Lowest `align`-aligned address in [floor, TASK_SIZE - len] not overlapping any VMA, or -1. */
+  private findBottomUp(len: number, align: number, floor: number): number {
+    let at = Math.ceil(floor / align) * align;
+    for (const v of this.vmas) {
+      if (v.end <= at) continue;
+      if (at + len <= v.start) break;
+      at = Math.ceil(v.end / align) * align;
+    }
+    return at + len <= TASK_SIZE ? at : -1;
+  }
+
+  /**
+   * EINVAL when unmapping [start, end) would cut a hugetlb VMA inside a huge page (the
+   * kernel's hugetlb_vm_op_split); 0 otherwise.
+   */
+  private checkHugeSplit(start: number, end: number): number {
+    for (const v of this.vmas) {
+      if (v.kind !== "hugetlb" || v.end <= start || v.start >= end) continue;
+      if (start > v.start && start % v.pageSize !== 0) return -errno.EINVAL;
+      if (end < v.end && end % v.pageSize !== 0) return -errno.EINVAL;
+    }
+    return 0;
+  }
+
+  /** Commit pages charged to the VMAs in [start, end) (given back when they are unmapped). */
+  private chargedIn(start: number, end: number): number {
+    let n = 0;
+    for (const v of this.vmas) {
+      if (v.charged > 0 && v.start < end && start < v.end) n += (Math.min(v.end, end) - Math.max(v.start, start)) / PAGE_SIZE;
+    }
+    return n;
+  }
+
   /**
    * mmap(2). `mapping` is the file's backing when fd >= 0 (resolved by the caller, which also
-   * checked the fd's access mode). Returns the address or -errno.
+   * checked the fd's access mode). Returns the address or -errno. The checks follow the
+   * kernel's order: ksys_mmap_pgoff (huge page size), do_mmap (length, address, EEXIST, then
+   * the mapping type), mmap_region (splits, commit).
    */
   mmap(addr: number, length: number, prot: number, flags: number, mapping: FileMapping | null,
     offset: number, internal = false): number {
     if (offset % PAGE_SIZE !== 0 || offset < 0) return -errno.EINVAL;
-    if (length <= 0) return -errno.EINVAL;
-    const type = flags & MAP_TYPE;
-    if (type !== MAP_SHARED && type !== MAP_PRIVATE && type !== MAP_SHARED_VALIDATE) return -errno.EINVAL;
-    if (type === MAP_SHARED_VALIDATE && (flags & ~KNOWN_MAP_FLAGS) !== 0) return -errno.EOPNOTSUPP;
-    if ((prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC)) !== 0) return -errno.EINVAL;
     const anon = (flags & MAP_ANONYMOUS) !== 0;
     let pageSize = PAGE_SIZE;
     if (flags & MAP_HUGETLB) {
@@ -134,34 +166,61 @@ export class Mm {
       else if (shift === 30) pageSize = HUGE_1G;
       else return -errno.EINVAL;
     }
+    if (length <= 0) return -errno.EINVAL;
     const len = Math.ceil(length / pageSize) * pageSize;
     if (len > TASK_SIZE) return -errno.ENOMEM;
     const fixed = (flags & (MAP_FIXED | MAP_FIXED_NOREPLACE)) !== 0;
     let start: number;
     if (fixed) {
-      if (addr % pageSize !== 0) return -errno.EINVAL;
-      if (addr < MMAP_MIN_ADDR) return -errno.EPERM;
+      if (pageSize > PAGE_SIZE && addr % pageSize !== 0) return -errno.EINVAL;
       if (addr + len > TASK_SIZE) return -errno.ENOMEM;
+      if (addr % PAGE_SIZE !== 0) return -errno.EINVAL;
+      if (addr < MMAP_MIN_ADDR) return -errno.EPERM;
       if ((flags & MAP_FIXED_NOREPLACE) && this.overlaps(addr, addr + len)) return -errno.EEXIST;
       start = addr;
     } else {
-      const align = pageSize > PAGE_SIZE ? pageSize : len >= HUGE_2M ? HUGE_2M : PAGE_SIZE;
-      const hint = Math.floor(addr / align) * align;
-      if (addr !== 0 && hint === addr && addr >= MMAP_MIN_ADDR && addr + len <= TASK_SIZE && !this.overlaps(addr, addr + len)) {
-        start = addr;
+      // A hint below mmap_min_addr is raised to it (round_hint_to_min), then rounded down to
+      // the page (or huge page) and taken if free; THP alignment only applies without a hint.
+      let hint = addr !== 0 && addr < MMAP_MIN_ADDR ? MMAP_MIN_ADDR : addr;
+      hint = Math.floor(hint / pageSize) * pageSize;
+      if (hint !== 0 && hint + len <= TASK_SIZE && !this.overlaps(hint, hint + len)) {
+        start = hint;
       } else {
+        const align = pageSize > PAGE_SIZE ? pageSize : len >= HUGE_2M ? HUGE_2M : PAGE_SIZE;
         start = this.findTopDown(len, align);
+        // As on Linux, a failed top-down search falls back to bottom-up from TASK_UNMAPPED_BASE.
+        if (start < 0) start = this.findBottomUp(len, align, TASK_UNMAPPED_BASE);
         if (start < 0) return -errno.ENOMEM;
       }
     }
 
-    // Commit charge: anonymous memory, unless MAP_NORESERVE; hugetlb takes its frames now.
+    // Anonymous hugetlb is a file mapping to do_mmap (hugetlb_file_setup), so it is validated
+    // like one; plain anonymous memory takes only MAP_SHARED and MAP_PRIVATE.
+    const type = flags & MAP_TYPE;
+    if (!anon || pageSize > PAGE_SIZE) {
+      if (type === MAP_SHARED_VALIDATE && (flags & ~LEGACY_MAP_MASK) !== 0) return -errno.EOPNOTSUPP;
+      if (type !== MAP_SHARED && type !== MAP_PRIVATE && type !== MAP_SHARED_VALIDATE) return -errno.EINVAL;
+    } else if (type !== MAP_SHARED && type !== MAP_PRIVATE) {
+      return -errno.EINVAL;
+    }
+    const shared = type !== MAP_PRIVATE;
+
+    if (fixed) {
+      const rc = this.checkHugeSplit(start, start + len);
+      if (rc < 0) return rc;
+    }
+
+    // Commit charge: anonymous memory and hugetlb (which take their frames from the same
+    // pool), and private writable file mappings (their copies), unless MAP_NORESERVE. Pages
+    // that MAP_FIXED replaces hand their charge over (mmap_region's nr_accounted).
     const kind: VmaKind = pageSize > PAGE_SIZE ? "hugetlb" : anon ? "anon" : "file";
     const pages = len / PAGE_SIZE;
-    const charge = internal || kind === "file" || (flags & MAP_NORESERVE) ? 0 : pages;
-    if (charge > 0 && !this.acct.commit(charge)) return -errno.ENOMEM;
+    const accountable = kind !== "file" || (!shared && (prot & PROT_WRITE) !== 0);
+    const charge = internal || !accountable || (flags & MAP_NORESERVE) ? 0 : pages;
+    const replaced = fixed ? this.chargedIn(start, start + len) : 0;
+    if (charge > 0 && !this.acct.commit(charge, replaced)) return -errno.ENOMEM;
 
-    let hugeFrames: number[] = [];
+    const hugeFrames: number[] = [];
     if (kind === "hugetlb") {
       const order = Math.log2(pageSize / PAGE_SIZE);
       for (let off = 0; off < len; off += pageSize) {
@@ -183,13 +242,20 @@ export class Mm {
     mapping?.attach?.(this);
     if (kind === "hugetlb") {
       const level = pageSize === HUGE_2M ? 2 : 3;
-      hugeFrames.forEach((f, i) => {
-        this.core.x.radix_install(this.root, start + i * pageSize, f * PAGE_SIZE, prot & PROT_WRITE ? PTE_W : 0, level);
-      });
-      hugeFrames = [];
+      for (let i = 0; i < hugeFrames.length; i++) {
+        const rc = this.core.x.radix_install(this.root, start + i * pageSize, hugeFrames[i] * PAGE_SIZE, prot & PROT_WRITE ? PTE_W : 0, level);
+        if (rc < 0) {
+          // Out of page-table frames: undo the whole mapping (its installed leaves included).
+          for (let j = i; j < hugeFrames.length; j++) this.putBlock(hugeFrames[j], pageSize);
+          this.unmapRange(start, start + len);
+          return -errno.ENOMEM;
+        }
+      }
     } else if (flags & MAP_POPULATE) {
+      // populate_vma_page_range: a private writable mapping is populated for write.
+      const write = !shared && (prot & PROT_WRITE) !== 0;
       for (let a = start; a < start + len; a += PAGE_SIZE) {
-        if (this.faultIn(a, false) < 0) break; // as on Linux, populate failures are not reported
+        if (this.faultIn(a, write) < 0) break; // as on Linux, populate failures are not reported
       }
     }
     return start;
@@ -204,12 +270,8 @@ export class Mm {
     if (addr % PAGE_SIZE !== 0 || length <= 0) return -errno.EINVAL;
     const len = pageUp(length);
     if (addr + len > TASK_SIZE || addr < 0) return -errno.EINVAL;
-    // A hugetlb VMA can only be cut at its page size.
-    for (const v of this.vmas) {
-      if (v.kind !== "hugetlb" || v.end <= addr || v.start >= addr + len) continue;
-      if (addr > v.start && addr % v.pageSize !== 0) return -errno.EINVAL;
-      if (addr + len < v.end && (addr + len) % v.pageSize !== 0) return -errno.EINVAL;
-    }
+    const rc = this.checkHugeSplit(addr, addr + len);
+    if (rc < 0) return rc;
     this.unmapRange(addr, addr + len);
     return 0;
   }
@@ -217,6 +279,7 @@ export class Mm {
   /** Removes every mapping in [start, end), splitting VMAs at the edges. */
   private unmapRange(start: number, end: number): void {
     const keep: Vma[] = [];
+    const gone: Vma[] = [];
     for (const v of this.vmas) {
       if (v.end <= start || v.start >= end) { keep.push(v); continue; }
       const cutStart = Math.max(v.start, start);
@@ -227,14 +290,21 @@ export class Mm {
       this.acct.uncommit(perPage * (cutEnd - cutStart) / PAGE_SIZE);
       const leftPages = (cutStart - v.start) / PAGE_SIZE;
       const rightPages = (v.end - cutEnd) / PAGE_SIZE;
-      if (v.start < cutStart) keep.push({ ...v, end: cutStart, charged: leftPages * perPage });
+      // Every surviving piece is a VMA of its own for the file (attach once per VMA).
+      if (v.start < cutStart) {
+        keep.push({ ...v, end: cutStart, charged: leftPages * perPage });
+        v.mapping?.attach?.(this);
+      }
       if (cutEnd < v.end) {
         keep.push({ ...v, start: cutEnd, pgoff: v.pgoff + (cutEnd - v.start) / PAGE_SIZE, charged: rightPages * perPage });
+        v.mapping?.attach?.(this);
       }
-      if (v.mapping && v.start >= cutStart && v.end <= cutEnd) v.mapping.detach?.(this);
+      gone.push(v);
     }
     this.vmas.length = 0;
     this.vmas.push(...keep.sort((a, b) => a.start - b.start));
+    // Detach last: dropping the final VMA of a closed memfd frees its pages.
+    for (const v of gone) v.mapping?.detach?.(this);
   }
 
   /** Drops the page-table entries (and their frame references) of [start, end) inside v. */
@@ -261,35 +331,64 @@ export class Mm {
   /**
    * Makes the page at `addr` present with the access the caller needs (the page-fault
    * handler). Returns the leaf word of radix_lookup (physical page | flags), or -EFAULT.
+   *
+   * A private file mapping maps the file's page-cache page read-only, so it sees later changes
+   * to the file, until a write needs its own copy (copy-on-write). `unshare` asks for that copy
+   * without a write: a long-term pin (FOLL_LONGTERM, gup_must_unshare) must stay coherent with
+   * what the process sees.
    */
-  faultIn(addr: number, write: boolean): number {
+  faultIn(addr: number, write: boolean, unshare = false): number {
     const x = this.core.x;
-    const leaf = x.radix_lookup(this.root, addr) >>> 0;
     const v = this.findVma(addr);
     if (!v) return -errno.EFAULT;
     if (write ? !(v.prot & PROT_WRITE) : !(v.prot & (PROT_READ | PROT_WRITE))) return -errno.EFAULT;
-    if (leaf !== 0) return leaf;
     const page = addr - (addr % PAGE_SIZE);
+    const cow = v.kind === "file" && (v.flags & MAP_TYPE) === MAP_PRIVATE;
+    const pte = v.prot & PROT_WRITE ? PTE_W : 0;
+    const leaf = x.radix_lookup(this.root, addr) >>> 0;
+    if (leaf !== 0) {
+      if (!cow || !(write || unshare)) return leaf;
+      const src = v.mapping!.frameAt(v.pgoff + (page - v.start) / PAGE_SIZE);
+      if (src !== leaf >>> PAGE_SHIFT) return leaf; // already this mapping's own copy
+      const copy = this.copyFrame(src);
+      if (copy < 0) return copy;
+      x.radix_remove(this.root, page, 1);
+      x.frame_put(src);
+      return this.install(page, copy, pte, addr);
+    }
     let frame: number;
+    let flags = pte;
     if (v.kind === "file") {
-      const pgoff = v.pgoff + (page - v.start) / PAGE_SIZE;
-      const src = v.mapping!.frameAt(pgoff);
+      const src = v.mapping!.frameAt(v.pgoff + (page - v.start) / PAGE_SIZE);
       if (src < 0) return src;
-      if ((v.flags & MAP_TYPE) === MAP_PRIVATE) {
-        // A private file mapping gets its own copy at first touch.
-        frame = x.frame_alloc(0) >>> 0;
-        if (frame === 0xffffffff) return -errno.EFAULT;
-        const base = this.core.poolBase;
-        this.core.u8.copyWithin(base + frame * PAGE_SIZE, base + src * PAGE_SIZE, base + src * PAGE_SIZE + PAGE_SIZE);
+      if (cow && (write || unshare)) {
+        frame = this.copyFrame(src);
+        if (frame < 0) return frame;
       } else {
         frame = src;
         x.frame_get(frame);
+        if (cow) flags = 0; // the cache page is never written through a private mapping
       }
     } else {
       frame = x.frame_alloc(0) >>> 0;
       if (frame === 0xffffffff) return -errno.EFAULT;
     }
-    const rc = x.radix_install(this.root, page, frame * PAGE_SIZE, v.prot & PROT_WRITE ? PTE_W : 0, 1);
+    return this.install(page, frame, flags, addr);
+  }
+
+  /** A new frame holding a copy of frame `src`, or -EFAULT when memory is exhausted. */
+  private copyFrame(src: number): number {
+    const f = this.core.x.frame_alloc(0) >>> 0;
+    if (f === 0xffffffff) return -errno.EFAULT;
+    const base = this.core.poolBase;
+    this.core.u8.copyWithin(base + f * PAGE_SIZE, base + src * PAGE_SIZE, base + src * PAGE_SIZE + PAGE_SIZE);
+    return f;
+  }
+
+  /** Installs a 4 KiB leaf for `page` holding the caller's reference on `frame`. */
+  private install(page: number, frame: number, flags: number, addr: number): number {
+    const x = this.core.x;
+    const rc = x.radix_install(this.root, page, frame * PAGE_SIZE, flags, 1);
     if (rc < 0) {
       x.frame_put(frame);
       return -errno.EFAULT;
@@ -338,13 +437,14 @@ export class Mm {
 
   /**
    * Pins `npages` pages from `addr` (page-aligned) for DMA: faults them in (for write if
-   * `write`) and takes one frame reference each. Returns the frame numbers or -EFAULT; on
+   * `write`; a long-term pin, so private file pages are unshared) and takes one frame
+   * reference each. Returns the frame numbers or -EFAULT; on
    * failure nothing stays pinned.
    */
   pinPages(addr: number, npages: number, write: boolean): number[] | number {
     const frames: number[] = [];
     for (let i = 0; i < npages; i++) {
-      const leaf = this.faultIn(addr + i * PAGE_SIZE, write);
+      const leaf = this.faultIn(addr + i * PAGE_SIZE, write, true);
       if (leaf < 0) {
         unpinFrames(this.core, frames);
         return leaf;
