@@ -2,6 +2,7 @@
 // Process, the constants by their kernel names, and the typed layer.
 
 import { IommuGroups } from "./iommu/iommu_group.js";
+import { Iommufd } from "./iommufd/main.js";
 import { modelIds } from "./devices/models.js";
 import { PciBus } from "./devices/pci.js";
 import { KernelCore } from "./kernel/kernel.js";
@@ -66,12 +67,14 @@ const driverName = (d: DeviceConfig["driver"]): string | null =>
 class EmulatedKernel implements Kernel {
   private readonly pci: PciBus;
   private readonly groups: IommuGroups;
+  readonly iommufd: Iommufd;
   private readonly present: DeviceHandle[] = [];
   private closed = false;
 
   constructor(readonly kcore: KernelCore, readonly config: KernelConfig) {
     this.pci = new PciBus(kcore.vfs);
     this.groups = new IommuGroups(kcore.vfs);
+    this.iommufd = new Iommufd(kcore);
     kcore.vfs.mkdirp("/dev/vfio/devices");
   }
 
@@ -109,6 +112,7 @@ class EmulatedKernel implements Kernel {
       commitLimitPages: k.acct.commitLimit,
       openFiles: k.openFiles,
       processes: k.processes.size,
+      ...Object.fromEntries([...k.stats].map(([name, read]) => [name, read()])),
     };
   }
 
@@ -141,3 +145,6 @@ export async function createKernel(config: KernelConfig = {}): Promise<Kernel> {
   for (const d of config.devices ?? []) kernel.addDevice(d);
   return kernel;
 }
+
+export { IommuFd, Ioas } from "./typed/iommufd.js";
+export type { MapOptions, MapFileOptions, IovaRange } from "./typed/iommufd.js";

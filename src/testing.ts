@@ -1,6 +1,8 @@
 // vfio-emu/testing (API.md §4): hooks for tests, never reachable from the main entry.
 
 import type { Kernel } from "./index.js";
+import type { Iommufd } from "./iommufd/main.js";
+import { enableSelftest } from "./iommufd/selftest.js";
 
 interface HasCore { kcore: { core: { i32: Int32Array; c(name: string): number } } }
 
@@ -22,4 +24,12 @@ export function failNth(kernel: Kernel, n: number): void {
 export function failNthRemaining(kernel: Kernel): number {
   const core = (kernel as unknown as HasCore).kcore.core;
   return Math.max(0, Atomics.load(core.i32, core.c("HDR_FAIL_NTH") >>> 2));
+}
+
+/**
+ * Makes IOMMU_TEST_CMD available on every /dev/iommu file of `kernel` (a kernel built with
+ * CONFIG_IOMMUFD_TEST). Until then that number gives -ENOTTY.
+ */
+export function enableTestCmd(kernel: Kernel): void {
+  enableSelftest((kernel as unknown as { iommufd: Iommufd }).iommufd);
 }

@@ -36,7 +36,8 @@ export class IommuGroups {
     }
     g.members.push(member);
     // The member link, as on Linux: /sys/kernel/iommu_groups/<n>/devices/<bdf> -> the device.
-    this.vfs.addLink(`/sys/kernel/iommu_groups/${id}/devices/${member.bdf}`, `../../../..${member.sysfsDir}`);
+    // Relative to .../devices/, four levels up is /sys itself.
+    this.vfs.addLink(`/sys/kernel/iommu_groups/${id}/devices/${member.bdf}`, `../../../..${member.sysfsDir.slice("/sys".length)}`);
     this.vfs.addLink(`${member.sysfsDir}/iommu_group`, `../../../kernel/iommu_groups/${id}`);
     return g;
   }

@@ -33,9 +33,26 @@ export class UCmd {
     this.view = new DataView(cmd.buffer, cmd.byteOffset, cmd.byteLength);
   }
 
+  /** A fault-injection point (failNth): true when this allocation or copy must fail. */
+  shouldFail(): boolean {
+    return this.proc.kernel.shouldFail();
+  }
+
+  /** copy_from_user for a handler (an injection point): the bytes or -EFAULT. */
+  copyFromUser(addr: number, len: number): Uint8Array | number {
+    if (this.shouldFail()) return -errno.EFAULT;
+    return this.proc.mm.copyFromUser(addr, len);
+  }
+
+  /** copy_to_user for a handler (an injection point): 0 or -EFAULT. */
+  copyToUser(addr: number, data: Uint8Array): number {
+    if (this.shouldFail()) return -errno.EFAULT;
+    return this.proc.mm.copyToUser(addr, data);
+  }
+
   /** Copies the (updated) struct back: min(size, sizeof) bytes. 0 or -EFAULT. */
   respond(): number {
-    return this.proc.mm.copyToUser(this.ubuffer, this.cmd.subarray(0, Math.min(this.userSize, this.cmd.length)));
+    return this.copyToUser(this.ubuffer, this.cmd.subarray(0, Math.min(this.userSize, this.cmd.length)));
   }
 }
 
@@ -112,12 +129,14 @@ export class IommufdIoctlTable {
     fallback: (cmd: number, arg: number) => number): number {
     const nr = cmd & 0xff;
     if (nr < this.minNr || nr > this.maxNr) return fallback(cmd, arg);
+    // The size is read before the command is matched: a bad pointer is EFAULT even then.
+    const size = getUser32(proc, arg);
+    if (size < 0) return size;
     const op = this.byNr.get(nr);
     // The whole 32-bit value must match: stray direction or size bits are a different command.
     if (!op || op.cmd !== cmd) return -errno.ENOTTY;
-    const size = getUser32(proc, arg);
-    if (size < 0) return size;
     if (size < op.layout.minSize) return -errno.EINVAL;
+    if (proc.kernel.shouldFail()) return -errno.EFAULT;
     const image = copyStructFromUser(proc, arg, op.layout.size, size);
     if (typeof image === "number") return image;
     return op.handler(new UCmd(proc, file, arg, size, image));

@@ -24,6 +24,8 @@ export class KernelCore {
   private nextPid = 1;
   /** Files currently open (for leak checks and kernel.close()). */
   openFiles = 0;
+  /** Counters drivers publish through kernel.stats() (iommufdObjects, pinnedPages, ...). */
+  readonly stats = new Map<string, () => number>();
 
   constructor(readonly core: Core) {
     const frames = core.poolFrames;
@@ -34,6 +36,14 @@ export class KernelCore {
 
   static async boot(memoryBytes: number): Promise<KernelCore> {
     return new KernelCore(await Core.boot(memoryBytes));
+  }
+
+  /**
+   * A fault-injection point of the control plane (failNth): counts down the same counter as
+   * frame allocations in the core; true when this allocation or copy must fail.
+   */
+  shouldFail(): boolean {
+    return this.core.x.fail_point() !== 0;
   }
 
   createProcess(opts?: ProcessOptions): Process {

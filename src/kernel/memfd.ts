@@ -14,7 +14,10 @@ import { PAGE_SIZE } from "./mm.js";
 export class MemFd implements FileMapping {
   size = 0;
   readonly pages = new Map<number, number>(); // page index -> frame
-  private readonly mappers = new Set<Mm>();
+  /** Address spaces mapping the file, with their number of VMAs that do. */
+  private readonly mappers = new Map<Mm, number>();
+  /** The last fd closed: the pages live on only while some VMA maps the file (vma->vm_file). */
+  private closed = false;
 
   constructor(readonly core: Core, private readonly acct: MemAccounting, readonly name: string) {}
 
@@ -34,13 +37,24 @@ export class MemFd implements FileMapping {
     return f;
   }
 
-  attach(mm: object): void { this.mappers.add(mm as Mm); }
-  detach(mm: object): void { this.mappers.delete(mm as Mm); }
+  attach(mm: object): void {
+    const m = mm as Mm;
+    this.mappers.set(m, (this.mappers.get(m) ?? 0) + 1);
+  }
+
+  detach(mm: object): void {
+    const m = mm as Mm;
+    const n = (this.mappers.get(m) ?? 0) - 1;
+    if (n > 0) this.mappers.set(m, n);
+    else this.mappers.delete(m);
+    // The last VMA of a closed file was its last reference.
+    if (this.closed && this.mappers.size === 0) this.truncate(0);
+  }
 
   truncate(length: number): number {
     if (length < this.size) {
       const first = Math.ceil(length / PAGE_SIZE);
-      for (const mm of this.mappers) mm.zapFilePages(this, first);
+      for (const mm of this.mappers.keys()) mm.zapFilePages(this, first);
       for (const [i, f] of this.pages) {
         if (i >= first) {
           this.pages.delete(i);
@@ -60,8 +74,10 @@ export class MemFd implements FileMapping {
     return 0;
   }
 
+  /** The last fd closed: the pages go now, or when the last mapping goes. */
   release(): void {
-    this.truncate(0);
+    this.closed = true;
+    if (this.mappers.size === 0) this.truncate(0);
   }
 }
 

@@ -72,6 +72,11 @@ export class Mm {
   /** Pages pinned under per-mm accounting (the kernel's mm->pinned_vm / locked_vm). */
   lockedVm = 0;
   private dead = false;
+  /**
+   * Addresses of the installed leaves (4 KiB pages, or the starts of huge pages), so that
+   * zapping a sparse range (a MAP_NORESERVE reservation of terabytes) visits only what is there.
+   */
+  private readonly present = new Set<number>();
 
   constructor(private readonly core: Core, private readonly acct: MemAccounting) {
     const root = core.x.radix_alloc_root() >>> 0;
@@ -244,6 +249,7 @@ export class Mm {
       const level = pageSize === HUGE_2M ? 2 : 3;
       for (let i = 0; i < hugeFrames.length; i++) {
         const rc = this.core.x.radix_install(this.root, start + i * pageSize, hugeFrames[i] * PAGE_SIZE, prot & PROT_WRITE ? PTE_W : 0, level);
+        if (rc === 0) this.present.add(start + i * pageSize);
         if (rc < 0) {
           // Out of page-table frames: undo the whole mapping (its installed leaves included).
           for (let j = i; j < hugeFrames.length; j++) this.putBlock(hugeFrames[j], pageSize);
@@ -310,12 +316,19 @@ export class Mm {
   /** Drops the page-table entries (and their frame references) of [start, end) inside v. */
   private zap(v: Vma, start: number, end: number): void {
     const level = v.pageSize === PAGE_SIZE ? 1 : v.pageSize === HUGE_2M ? 2 : 3;
-    for (let a = start; a < end; a += v.pageSize) {
+    const drop = (a: number) => {
       const leaf = this.core.x.radix_remove(this.root, a, level) >>> 0;
-      if (leaf === 0) continue;
+      this.present.delete(a);
+      if (leaf === 0) return;
       const f = leaf >>> PAGE_SHIFT;
       if (level === 1) this.core.x.frame_put(f);
       else this.putBlock(f, v.pageSize);
+    };
+    if ((end - start) / v.pageSize <= this.present.size) {
+      for (let a = start; a < end; a += v.pageSize) drop(a);
+    } else {
+      // Sparse: visit only the installed leaves (a snapshot: drop() edits the set).
+      for (const a of [...this.present]) if (a >= start && a < end) drop(a);
     }
   }
 
@@ -353,6 +366,7 @@ export class Mm {
       const copy = this.copyFrame(src);
       if (copy < 0) return copy;
       x.radix_remove(this.root, page, 1);
+      this.present.delete(page);
       x.frame_put(src);
       return this.install(page, copy, pte, addr);
     }
@@ -385,6 +399,12 @@ export class Mm {
     return f;
   }
 
+  /** The frame behind user address `addr`, faulted in for reading (get_user_pages), or -EFAULT. */
+  frameOf(addr: number): number {
+    const leaf = this.faultIn(addr, false);
+    return leaf < 0 ? leaf : leaf >>> PAGE_SHIFT;
+  }
+
   /** Installs a 4 KiB leaf for `page` holding the caller's reference on `frame`. */
   private install(page: number, frame: number, flags: number, addr: number): number {
     const x = this.core.x;
@@ -393,6 +413,7 @@ export class Mm {
       x.frame_put(frame);
       return -errno.EFAULT;
     }
+    this.present.add(page);
     return x.radix_lookup(this.root, addr) >>> 0;
   }
 

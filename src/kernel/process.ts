@@ -115,7 +115,7 @@ export class Process {
   open(path: string, flags = O_RDWR): number {
     if (typeof path !== "string") throw new TypeError("path must be a string");
     const rc = this.doOpen(path, flags);
-    this.trace("sys_open", { path, flags: hex(flags) }, rc);
+    if (this.kernel.trace.on) this.trace("sys_open", { path, flags: hex(flags) }, rc);
     return rc;
   }
 
@@ -175,7 +175,7 @@ export class Process {
       rc = f.ops.ioctl(f, cmd, a, this);
       if (rc === -ENOIOCTLCMD) rc = -errno.ENOTTY;
     }
-    this.trace("sys_ioctl", { fd, cmd: ioctlName(cmd), arg: hex(a) }, rc);
+    if (this.kernel.trace.on) this.trace("sys_ioctl", { fd, cmd: ioctlName(cmd), arg: hex(BigInt.asUintN(64, BigInt(arg))) }, rc);
     return rc;
   }
 
@@ -207,9 +207,11 @@ export class Process {
       const op = write ? f.ops.write : f.ops.read;
       rc = op ? op(f, buf, pos, this) : -errno.EINVAL;
     }
-    const fields: Record<string, number | string> = { fd, len: hex(buf.length) };
-    if (pos !== null) fields.off = hex(pos);
-    this.trace(name, fields, rc);
+    if (this.kernel.trace.on) {
+      const fields: Record<string, number | string> = { fd, len: hex(buf.length) };
+      if (pos !== null) fields.off = hex(pos);
+      this.trace(name, fields, rc);
+    }
     return rc;
   }
 
@@ -227,7 +229,7 @@ export class Process {
   mmap(addr: number, length: number, prot: number, flags: number, fd: number, offset: number | bigint): number {
     const off = u64Input(offset, "offset");
     const rc = this.doMmap(addr, length, prot, flags, fd, off);
-    this.trace("sys_mmap", { addr: hex(addr), len: hex(length), prot: hex(prot), flags: hex(flags), fd, off: hex(Math.max(off, 0)) },
+    if (this.kernel.trace.on) this.trace("sys_mmap", { addr: hex(addr), len: hex(length), prot: hex(prot), flags: hex(flags), fd, off: hex(BigInt.asUintN(64, BigInt(offset))) },
       rc < 0 ? rc : hex(rc));
     return rc;
   }
@@ -251,7 +253,7 @@ export class Process {
 
   munmap(addr: number, length: number): number {
     const rc = this.mm.munmap(addr, length);
-    this.trace("sys_munmap", { addr: hex(addr), len: hex(length) }, rc);
+    if (this.kernel.trace.on) this.trace("sys_munmap", { addr: hex(addr), len: hex(length) }, rc);
     return rc;
   }
 
@@ -290,7 +292,7 @@ export class Process {
     else if (!f) rc = -errno.EBADF;
     else if (!f.ops.ftruncate || (f.flags & O_ACCMODE) === O_RDONLY) rc = -errno.EINVAL;
     else rc = f.ops.ftruncate(f, len);
-    this.trace("sys_ftruncate", { fd, len: hex(Math.max(len, 0)) }, rc);
+    if (this.kernel.trace.on) this.trace("sys_ftruncate", { fd, len: hex(Math.max(len, 0)) }, rc);
     return rc;
   }
 

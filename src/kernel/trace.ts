@@ -7,12 +7,24 @@ export type TraceSink = (line: string, name: string) => void;
 
 interface Subscription { match: (name: string) => boolean; sink: TraceSink }
 
-/** Compiles "a*,b?c,-d" style globs (comma or space separated) into one predicate. */
+/**
+ * Compiles "a*,b?c,-d" style globs (comma or space separated) into one predicate. As in
+ * QEMU's -trace, a pattern with a leading "-" disables what it matches, and the last pattern
+ * that matches a name decides ("sys_*,-sys_read*" is every sys_ event but the reads).
+ */
 export function compileGlob(glob: string): (name: string) => boolean {
   const parts = glob.split(/[\s,]+/).filter(Boolean);
-  const res = parts.map((p) =>
-    new RegExp("^" + p.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".") + "$"));
-  return (name) => res.some((r) => r.test(name));
+  const res = parts.map((p) => {
+    const neg = p.startsWith("-");
+    const body = neg ? p.slice(1) : p;
+    const re = new RegExp("^" + body.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".") + "$");
+    return { neg, re };
+  });
+  return (name) => {
+    let on = false;
+    for (const { neg, re } of res) if (re.test(name)) on = !neg;
+    return on;
+  };
 }
 
 export function hex(v: number | bigint): string {

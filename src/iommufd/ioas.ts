@@ -1,0 +1,275 @@
+// The IOAS object and its ioctls (drivers/iommu/iommufd/ioas.c): ALLOC, IOVA_RANGES,
+// ALLOW_IOVAS, MAP, MAP_FILE, COPY, UNMAP, the per-IOAS option HUGE_PAGES and CHANGE_PROCESS.
+
+import { errno } from "../uapi/errno.js";
+import {
+  IOMMU_IOAS_MAP_FIXED_IOVA, IOMMU_IOAS_MAP_READABLE, IOMMU_IOAS_MAP_WRITEABLE,
+  IOMMU_OPTION_OP_GET, IOMMU_OPTION_OP_SET, iommu_ioas_alloc, iommu_ioas_allow_iovas,
+  iommu_ioas_change_process, iommu_ioas_copy, iommu_ioas_iova_ranges, iommu_ioas_map,
+  iommu_ioas_map_file, iommu_ioas_unmap, iommu_option,
+} from "../uapi/iommufd.js";
+import { getField, getU64, setField, type StructLayout } from "../uapi/struct.js";
+import type { UCmd } from "../kernel/ioctl.js";
+import type { Process } from "../kernel/process.js";
+import { MemFd } from "../kernel/memfd.js";
+import { O_ACCMODE, O_RDONLY } from "../uapi/posix.js";
+import { IoPagetable, type IommuProt, type PagesSlice } from "./io_pagetable.js";
+import { addOverflow, intersects, PAGE_SIZE, ULONG_MAX, type Interval } from "./iova.js";
+import { IommufdObject } from "./object.js";
+import { checkPagesLength, IoptPages, pageCount } from "./pages.js";
+import type { IommufdCtx } from "./main.js";
+
+const PAGE = BigInt(PAGE_SIZE);
+const MAP_FLAGS = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE;
+
+export class Ioas extends IommufdObject {
+  readonly type = "ioas" as const;
+  readonly iopt: IoPagetable;
+
+  constructor(readonly ctx: IommufdCtx) {
+    super();
+    this.iopt = new IoPagetable(() => ctx.shouldFail());
+  }
+
+  destroy(): void {
+    this.iopt.unmapAll();
+    // Ranges reserved through the test command have no owner object to take them away.
+    this.iopt.removeReserved(null);
+    if (this.ctx.vfioIoas === this) this.ctx.vfioIoas = null;
+  }
+}
+
+/** Field accessors over a command image. */
+export function fields<F extends string>(ucmd: UCmd, layout: StructLayout<F>) {
+  const v = ucmd.view;
+  return {
+    u: (k: F): number => getField(v, layout.fields[k]),
+    u64: (k: F): bigint => getU64(v, layout.fields[k]),
+    set: (k: F, x: number | bigint): void => setField(v, layout.fields[k], x),
+  };
+}
+
+const protOf = (flags: number): IommuProt => ({
+  read: (flags & IOMMU_IOAS_MAP_READABLE) !== 0,
+  write: (flags & IOMMU_IOAS_MAP_WRITEABLE) !== 0,
+});
+
+/** A new, published IOAS (iommufd_ioas_alloc + finalize), or -errno. */
+export function ioasAlloc(ctx: IommufdCtx): Ioas | number {
+  const ioas = new Ioas(ctx);
+  const rc = ctx.objectAlloc(ioas);
+  return rc < 0 ? rc : ioas;
+}
+
+export function ioasAllocIoctl(ctx: IommufdCtx, ucmd: UCmd): number {
+  const c = fields(ucmd, iommu_ioas_alloc);
+  if (c.u("flags")) return -errno.EOPNOTSUPP;
+  const ioas = new Ioas(ctx);
+  let rc = ctx.objectAlloc(ioas, false);
+  if (rc < 0) return rc;
+  c.set("out_ioas_id", ioas.id);
+  rc = ucmd.respond();
+  if (rc < 0) {
+    ctx.objectAbort(ioas);
+    return rc;
+  }
+  ctx.objectFinalize(ioas);
+  return 0;
+}
+
+export function ioasIovaRanges(ctx: IommufdCtx, ucmd: UCmd): number {
+  const c = fields(ucmd, iommu_ioas_iova_ranges);
+  if (c.u("__reserved")) return -errno.EOPNOTSUPP;
+  const ioas = ctx.getIoas(c.u("ioas_id"));
+  if (typeof ioas === "number") return ioas;
+  const max = c.u("num_iovas");
+  const uptr = c.u64("allowed_iovas");
+  const ranges = ioas.iopt.validRanges();
+  for (let i = 0; i < ranges.length && i < max; i++) {
+    const elm = new Uint8Array(16);
+    const dv = new DataView(elm.buffer);
+    dv.setBigUint64(0, ranges[i].start, true);
+    dv.setBigUint64(8, ranges[i].last, true);
+    const rc = ucmd.copyToUser(Number(uptr + BigInt(i * 16)), elm);
+    if (rc < 0) return rc;
+  }
+  c.set("num_iovas", ranges.length);
+  c.set("out_iova_alignment", ioas.iopt.iovaAlignment);
+  const rc = ucmd.respond();
+  if (rc < 0) return rc;
+  return ranges.length > max ? -errno.EMSGSIZE : 0;
+}
+
+export function ioasAllowIovas(ctx: IommufdCtx, ucmd: UCmd): number {
+  const c = fields(ucmd, iommu_ioas_allow_iovas);
+  if (c.u("__reserved")) return -errno.EOPNOTSUPP;
+  const ioas = ctx.getIoas(c.u("ioas_id"));
+  if (typeof ioas === "number") return ioas;
+  const uptr = c.u64("allowed_iovas");
+  const list: Interval[] = [];
+  for (let i = 0; i < c.u("num_iovas"); i++) {
+    const b = ucmd.copyFromUser(Number(uptr + BigInt(i * 16)), 16);
+    if (typeof b === "number") return b;
+    const dv = new DataView(b.buffer);
+    const r = { start: dv.getBigUint64(0, true), last: dv.getBigUint64(8, true) };
+    if (r.start >= r.last) return -errno.EINVAL;
+    if (list.some((x) => intersects(x, r.start, r.last))) return -errno.EINVAL;
+    if (ucmd.shouldFail()) return -errno.ENOMEM;
+    list.push(r);
+  }
+  return ioas.iopt.setAllowIovas(list);
+}
+
+/**
+ * iopt_map_common: maps fresh pages (whose single reference the caller passes in) and drops
+ * them when the map fails.
+ */
+function mapNewPages(ioas: Ioas, pages: IoptPages, startByte: bigint, length: bigint,
+  iova: bigint | null, prot: IommuProt): bigint | number {
+  const r = ioas.iopt.mapPages([{ pages, startByte, length }], length, iova, prot, (areas) => ioas.ctx.fillDomains(ioas, areas));
+  if (typeof r === "number") pages.put();
+  return r;
+}
+
+/** iopt_map_user_pages: `length` bytes of the caller's memory from `uptr`. */
+export function mapUserPages(ctx: IommufdCtx, ioas: Ioas, proc: Process, uptr: bigint, length: bigint,
+  iova: bigint | null, prot: IommuProt, legacyAccounting = false): bigint | number {
+  if (addOverflow(uptr, length) === null) return -errno.EOVERFLOW;
+  const startByte = uptr % PAGE;
+  const rc = checkPagesLength(length);
+  if (rc < 0) return rc;
+  if (ctx.shouldFail()) return -errno.ENOMEM;
+  const pages = ctx.newPages({ kind: "user", mm: proc.mm, uptr: uptr - startByte },
+    pageCount(startByte, length), prot.write, proc);
+  if (legacyAccounting || ctx.accountMode === "mm") {
+    if (pages.accountMode === "user") pages.accountMode = "mm";
+  }
+  return mapNewPages(ioas, pages, startByte, length, iova, prot);
+}
+
+export function ioasMap(ctx: IommufdCtx, ucmd: UCmd): number {
+  const c = fields(ucmd, iommu_ioas_map);
+  const flags = c.u("flags");
+  if ((flags & ~MAP_FLAGS) || c.u("__reserved")) return -errno.EOPNOTSUPP;
+  const iova = c.u64("iova");
+  const length = c.u64("length");
+  if (iova >= ULONG_MAX || length >= ULONG_MAX) return -errno.EOVERFLOW;
+  if (!(flags & (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE))) return -errno.EINVAL;
+  const ioas = ctx.getIoas(c.u("ioas_id"));
+  if (typeof ioas === "number") return ioas;
+  const fixed = (flags & IOMMU_IOAS_MAP_FIXED_IOVA) !== 0;
+  const r = mapUserPages(ctx, ioas, ucmd.proc, c.u64("user_va"), length, fixed ? iova : null, protOf(flags));
+  if (typeof r === "number") return r;
+  c.set("iova", r);
+  return ucmd.respond();
+}
+
+export function ioasMapFile(ctx: IommufdCtx, ucmd: UCmd): number {
+  const c = fields(ucmd, iommu_ioas_map_file);
+  const flags = c.u("flags");
+  if (flags & ~MAP_FLAGS) return -errno.EOPNOTSUPP;
+  const iova = c.u64("iova");
+  const length = c.u64("length");
+  if (iova >= ULONG_MAX || length >= ULONG_MAX) return -errno.EOVERFLOW;
+  if (!(flags & (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE))) return -errno.EINVAL;
+  const ioas = ctx.getIoas(c.u("ioas_id"));
+  if (typeof ioas === "number") return ioas;
+  const start = c.u64("start");
+  if (length === 0n) return -errno.EINVAL;
+  if (addOverflow(start, length - 1n) === null) return -errno.EOVERFLOW;
+  const file = ucmd.proc.file(c.u("fd"));
+  if (!file) return -errno.EBADF;
+  const prot = protOf(flags);
+  // A writable mapping needs a file opened for writing (FMODE_WRITE).
+  if (prot.write && (file.flags & O_ACCMODE) === O_RDONLY) return -errno.EPERM;
+  // Only memfd (shmem) pages can be pinned; anything else fails when pages are first needed,
+  // which without a domain is never, as in the kernel.
+  const memfd = file.priv instanceof MemFd ? file.priv : null;
+  const startByte = start % PAGE;
+  const rc = checkPagesLength(length);
+  if (rc < 0) return rc;
+  if (ucmd.shouldFail()) return -errno.ENOMEM;
+  file.refs++;
+  const pages = ctx.newPages({ kind: "file", file, memfd, start: start - startByte },
+    pageCount(startByte, length), prot.write, ucmd.proc);
+  if (ctx.accountMode === "mm" && pages.accountMode === "user") pages.accountMode = "mm";
+  const fixed = (flags & IOMMU_IOAS_MAP_FIXED_IOVA) !== 0;
+  const r = mapNewPages(ioas, pages, startByte, length, fixed ? iova : null, prot);
+  if (typeof r === "number") return r;
+  c.set("iova", r);
+  return ucmd.respond();
+}
+
+export function ioasCopy(ctx: IommufdCtx, ucmd: UCmd): number {
+  const c = fields(ucmd, iommu_ioas_copy);
+  const flags = c.u("flags");
+  if (flags & ~MAP_FLAGS) return -errno.EOPNOTSUPP;
+  const length = c.u64("length");
+  const srcIova = c.u64("src_iova");
+  const dstIova = c.u64("dst_iova");
+  if (length >= ULONG_MAX || srcIova >= ULONG_MAX || dstIova >= ULONG_MAX) return -errno.EOVERFLOW;
+  if (!(flags & (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE))) return -errno.EINVAL;
+  const src = ctx.getIoas(c.u("src_ioas_id"));
+  if (typeof src === "number") return src;
+  const slices = src.iopt.getPages(srcIova, length);
+  if (typeof slices === "number") return slices;
+  const drop = (list: PagesSlice[]) => { for (const s of list) s.pages.put(); };
+  const dst = ctx.getIoas(c.u("dst_ioas_id"));
+  if (typeof dst === "number") { drop(slices); return dst; }
+  const fixed = (flags & IOMMU_IOAS_MAP_FIXED_IOVA) !== 0;
+  const r = dst.iopt.mapPages(slices, length, fixed ? dstIova : null, protOf(flags), (areas) => ctx.fillDomains(dst, areas));
+  if (typeof r === "number") { drop(slices); return r; }
+  c.set("dst_iova", r);
+  return ucmd.respond();
+}
+
+export function ioasUnmap(ctx: IommufdCtx, ucmd: UCmd): number {
+  const c = fields(ucmd, iommu_ioas_unmap);
+  const ioas = ctx.getIoas(c.u("ioas_id"));
+  if (typeof ioas === "number") return ioas;
+  const iova = c.u64("iova");
+  const length = c.u64("length");
+  let r: { rc: number; unmapped: bigint };
+  if (iova === 0n && length === ULONG_MAX) {
+    r = ioas.iopt.unmapAll();
+  } else {
+    if (iova >= ULONG_MAX || length >= ULONG_MAX) return -errno.EOVERFLOW;
+    r = ioas.iopt.unmapIova(iova, length);
+  }
+  if (r.rc < 0) return r.rc;
+  c.set("length", r.unmapped);
+  return ucmd.respond();
+}
+
+/** IOMMU_OPTION_HUGE_PAGES on an IOAS. */
+export function ioasOptionHugePages(ioas: Ioas, op: number, val: bigint): { rc: number; val?: bigint } {
+  if (op === IOMMU_OPTION_OP_GET) return { rc: 0, val: ioas.iopt.disableLargePages ? 0n : 1n };
+  if (op === IOMMU_OPTION_OP_SET) {
+    if (val === 0n) return { rc: ioas.ctx.disableLargePages(ioas) };
+    if (val === 1n) { ioas.ctx.enableLargePages(ioas); return { rc: 0 }; }
+    return { rc: -errno.EINVAL };
+  }
+  return { rc: -errno.EOPNOTSUPP };
+}
+
+/**
+ * IOMMU_IOAS_CHANGE_PROCESS: moves the pin charges of every (file-backed) area to the caller.
+ * A user-VA area anywhere in the context makes it EINVAL with nothing changed.
+ */
+export function ioasChangeProcess(ctx: IommufdCtx, ucmd: UCmd): number {
+  const c = fields(ucmd, iommu_ioas_change_process);
+  if (c.u("__reserved")) return -errno.EOPNOTSUPP;
+  const all = ctx.allIoas();
+  for (const ioas of all) {
+    for (const a of ioas.iopt.areas) if (a.pages && !a.pages.isFile) return -errno.EINVAL;
+  }
+  return ctx.changeProcess(all, ucmd.proc);
+}
+
+/** The option ioctl's HUGE_PAGES path: the ioas lookup comes first (ENOENT for object 0). */
+export function ioasOption(ctx: IommufdCtx, ucmd: UCmd): { rc: number; val?: bigint } {
+  const c = fields(ucmd, iommu_option);
+  const ioas = ctx.getIoas(c.u("object_id"));
+  if (typeof ioas === "number") return { rc: ioas };
+  return ioasOptionHugePages(ioas, c.u("op"), c.u64("val64"));
+}

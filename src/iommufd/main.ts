@@ -1,0 +1,263 @@
+// /dev/iommu (drivers/iommu/iommufd/main.c): the misc device, one iommufd context per open
+// file, the object table, IOMMU_DESTROY and IOMMU_OPTION, and the ioctl table that sends
+// everything else to its module. Numbers outside the table go to the VFIO compat layer.
+
+import { errno } from "../uapi/errno.js";
+import {
+  IOMMU_DESTROY, IOMMU_GET_HW_INFO, IOMMU_HWPT_ALLOC, IOMMU_HWPT_GET_DIRTY_BITMAP,
+  IOMMU_HWPT_INVALIDATE, IOMMU_HWPT_SET_DIRTY_TRACKING, IOMMU_IOAS_ALLOC, IOMMU_IOAS_ALLOW_IOVAS,
+  IOMMU_IOAS_CHANGE_PROCESS, IOMMU_IOAS_COPY, IOMMU_IOAS_IOVA_RANGES, IOMMU_IOAS_MAP,
+  IOMMU_IOAS_MAP_FILE, IOMMU_IOAS_UNMAP, IOMMU_OPTION, IOMMU_VFIO_IOAS,
+} from "../uapi/ioctl.js";
+import {
+  IOMMU_OPTION_HUGE_PAGES, IOMMU_OPTION_OP_GET, IOMMU_OPTION_OP_SET, IOMMU_OPTION_RLIMIT_MODE,
+  iommu_destroy, iommu_hw_info, iommu_hwpt_alloc, iommu_hwpt_get_dirty_bitmap,
+  iommu_hwpt_invalidate, iommu_hwpt_set_dirty_tracking, iommu_ioas_alloc, iommu_ioas_allow_iovas,
+  iommu_ioas_change_process, iommu_ioas_copy, iommu_ioas_iova_ranges, iommu_ioas_map,
+  iommu_ioas_map_file, iommu_ioas_unmap, iommu_option, iommu_vfio_ioas,
+} from "../uapi/iommufd.js";
+import { S_IFCHR, makedev } from "../uapi/posix.js";
+import type { StructLayout } from "../uapi/struct.js";
+import type { File, FileOperations } from "../kernel/file.js";
+import { IommufdIoctlTable, type IommufdIoctlOp, type UCmd } from "../kernel/ioctl.js";
+import type { KernelCore } from "../kernel/kernel.js";
+import type { Process } from "../kernel/process.js";
+import { getHwInfo, hwptAlloc, hwptGetDirtyBitmap, hwptInvalidate, hwptSetDirtyTracking } from "./hw_pagetable.js";
+import type { IoptArea } from "./io_pagetable.js";
+import {
+  fields, Ioas, ioasAllocIoctl, ioasAllowIovas, ioasChangeProcess, ioasCopy, ioasIovaRanges,
+  ioasMap, ioasMapFile, ioasOption, ioasUnmap,
+} from "./ioas.js";
+import { IommufdObject, ObjectTable, type ObjType } from "./object.js";
+import { IoptPages, type PagesSource } from "./pages.js";
+import { DEFAULT_MEMORY_LIMIT } from "./selftest.js";
+import { vfioCompatIoctl, vfioIoasIoctl } from "./vfio_compat.js";
+
+/** Misc character devices have major 10; /dev/iommu takes a dynamic minor. */
+const MISC_MAJOR = 10;
+const IOMMU_MINOR = 124;
+const IOMMUFD_CMD_BASE = 0x80;
+
+type Handler = (ctx: IommufdCtx, ucmd: UCmd) => number;
+
+/** The iommufd driver of one kernel: its device node, its ioctl table, its counters. */
+export class Iommufd {
+  readonly contexts = new Set<IommufdCtx>();
+  /** Long-term DMA pins per frame (what the kernel counts in units of GUP_PIN_COUNTING_BIAS). */
+  private readonly pins = new Map<number, number>();
+  /** Pages pinned, summed over frames. */
+  pinnedPages = 0;
+  /** The page-batch limit of IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT. */
+  memoryLimit = DEFAULT_MEMORY_LIMIT;
+  readonly table: IommufdIoctlTable;
+  private readonly fops: FileOperations;
+
+  constructor(readonly kcore: KernelCore) {
+    const op = (cmd: number, name: string, layout: StructLayout, fn: Handler): IommufdIoctlOp =>
+      ({ cmd, name, layout, handler: (ucmd) => fn(ctxOf(ucmd.file), ucmd) });
+    this.table = new IommufdIoctlTable(IOMMUFD_CMD_BASE, [
+      op(IOMMU_DESTROY, "IOMMU_DESTROY", iommu_destroy, destroyIoctl),
+      op(IOMMU_IOAS_ALLOC, "IOMMU_IOAS_ALLOC", iommu_ioas_alloc, ioasAllocIoctl),
+      op(IOMMU_IOAS_ALLOW_IOVAS, "IOMMU_IOAS_ALLOW_IOVAS", iommu_ioas_allow_iovas, ioasAllowIovas),
+      op(IOMMU_IOAS_COPY, "IOMMU_IOAS_COPY", iommu_ioas_copy, ioasCopy),
+      op(IOMMU_IOAS_IOVA_RANGES, "IOMMU_IOAS_IOVA_RANGES", iommu_ioas_iova_ranges, ioasIovaRanges),
+      op(IOMMU_IOAS_MAP, "IOMMU_IOAS_MAP", iommu_ioas_map, ioasMap),
+      op(IOMMU_IOAS_UNMAP, "IOMMU_IOAS_UNMAP", iommu_ioas_unmap, ioasUnmap),
+      op(IOMMU_OPTION, "IOMMU_OPTION", iommu_option, optionIoctl),
+      op(IOMMU_VFIO_IOAS, "IOMMU_VFIO_IOAS", iommu_vfio_ioas, vfioIoasIoctl),
+      op(IOMMU_HWPT_ALLOC, "IOMMU_HWPT_ALLOC", iommu_hwpt_alloc, hwptAlloc),
+      op(IOMMU_GET_HW_INFO, "IOMMU_GET_HW_INFO", iommu_hw_info, getHwInfo),
+      op(IOMMU_HWPT_SET_DIRTY_TRACKING, "IOMMU_HWPT_SET_DIRTY_TRACKING", iommu_hwpt_set_dirty_tracking, hwptSetDirtyTracking),
+      op(IOMMU_HWPT_GET_DIRTY_BITMAP, "IOMMU_HWPT_GET_DIRTY_BITMAP", iommu_hwpt_get_dirty_bitmap, hwptGetDirtyBitmap),
+      op(IOMMU_HWPT_INVALIDATE, "IOMMU_HWPT_INVALIDATE", iommu_hwpt_invalidate, hwptInvalidate),
+      op(IOMMU_IOAS_MAP_FILE, "IOMMU_IOAS_MAP_FILE", iommu_ioas_map_file, ioasMapFile),
+      op(IOMMU_IOAS_CHANGE_PROCESS, "IOMMU_IOAS_CHANGE_PROCESS", iommu_ioas_change_process, ioasChangeProcess),
+    ]);
+    this.fops = {
+      kind: "iommufd",
+      ioctl: (file, cmd, arg, proc) => this.table.dispatch(proc, file, cmd, arg,
+        (c, a) => vfioCompatIoctl(ctxOf(file), proc, c, a)),
+      release: (file) => ctxOf(file).release(),
+    };
+    const rdev = makedev(MISC_MAJOR, IOMMU_MINOR);
+    kcore.vfs.addChr("/dev/iommu", rdev, 0o660, (proc, flags, path) => this.open(proc, flags, path, "user"));
+    kcore.stats.set("iommufdObjects", () => {
+      let n = 0;
+      for (const c of this.contexts) n += c.objects.size;
+      return n;
+    });
+    kcore.stats.set("iommufdContexts", () => this.contexts.size);
+    kcore.stats.set("pinnedPages", () => this.pinnedPages);
+  }
+
+  pinCount(frame: number): number { return this.pins.get(frame) ?? 0; }
+
+  /** Records one long-term pin of each frame (taken by pages.ts with the frame reference). */
+  notePinned(frames: readonly number[], delta: 1 | -1): void {
+    for (const f of frames) {
+      const n = (this.pins.get(f) ?? 0) + delta;
+      if (n === 0) this.pins.delete(f); else this.pins.set(f, n);
+    }
+    this.pinnedPages += delta * frames.length;
+  }
+
+  /** Adds an op to the table (the test command, when enabled). */
+  addOp(op: IommufdIoctlOp): void { this.table.add(op); }
+
+  /** iommufd_fops_open: a fresh context; /dev/vfio/vfio opens default to per-mm accounting. */
+  open(proc: Process, flags: number, path: string, accountMode: "user" | "mm"): File | number {
+    if (this.kcore.shouldFail()) return -errno.ENOMEM;
+    const stat = { mode: S_IFCHR | 0o660, rdev: makedev(MISC_MAJOR, IOMMU_MINOR), size: 0 };
+    const file = this.kcore.newFile(this.fops, flags, null, path, stat);
+    if (typeof file === "number") return file;
+    const ctx = new IommufdCtx(this, file, accountMode);
+    file.priv = ctx;
+    this.contexts.add(ctx);
+    return file;
+  }
+
+  /** The context behind an open file, if it is an iommufd file (iommufd_ctx_from_file). */
+  ctxFromFile(file: File): IommufdCtx | undefined {
+    return file.ops === this.fops ? (file.priv as IommufdCtx) : undefined;
+  }
+}
+
+const ctxOf = (file: File): IommufdCtx => file.priv as IommufdCtx;
+
+/** struct iommufd_ctx. */
+export class IommufdCtx {
+  readonly objects = new ObjectTable();
+  /** The IOAS the VFIO compat ioctls act on (IOMMU_VFIO_IOAS). */
+  vfioIoas: Ioas | null = null;
+
+  constructor(readonly driver: Iommufd, readonly file: File, public accountMode: "user" | "mm") {}
+
+  get kcore(): KernelCore { return this.driver.kcore; }
+
+  shouldFail(): boolean { return this.kcore.shouldFail(); }
+
+  // ---- objects ------------------------------------------------------------------------------
+
+  /**
+   * _iommufd_object_alloc: reserves an id for `obj` (an injection point: ENOMEM). With
+   * `publish` the object is finalized at once, for creations that cannot fail afterwards.
+   */
+  objectAlloc(obj: IommufdObject, publish = true): number {
+    if (this.shouldFail()) return -errno.ENOMEM;
+    const rc = this.objects.reserve(obj);
+    if (rc < 0) return rc;
+    if (publish) this.objects.finalize(obj);
+    return 0;
+  }
+
+  objectFinalize(obj: IommufdObject): void { this.objects.finalize(obj); }
+
+  /** iommufd_object_abort_and_destroy. */
+  objectAbort(obj: IommufdObject): void {
+    obj.abort();
+    this.objects.unreserve(obj);
+  }
+
+  /** iommufd_get_object: -ENOENT for a missing, unpublished or other-typed id. */
+  getObject(id: number, type?: ObjType): IommufdObject | number {
+    if (this.shouldFail()) return -errno.ENOENT;
+    return this.objects.lookup(id, type) ?? -errno.ENOENT;
+  }
+
+  getIoas(id: number): Ioas | number {
+    return this.getObject(id, "ioas") as Ioas | number;
+  }
+
+  allIoas(): Ioas[] {
+    return this.objects.all().filter((o): o is Ioas => o instanceof Ioas);
+  }
+
+  // ---- pages --------------------------------------------------------------------------------
+
+  /** A new iopt_pages charged to `owner`; a file source keeps its file reference until freed. */
+  newPages(source: PagesSource, npages: number, writable: boolean, owner: Process): IoptPages {
+    return new IoptPages(source, npages, writable, owner, () => {
+      if (source.kind === "file") this.kcore.fput(source.file);
+    });
+  }
+
+  /**
+   * Fills every domain of `ioas` with freshly inserted areas before they are published.
+   * An IOAS has no domains until devices attach (the domains issue), so there is nothing to do.
+   */
+  fillDomains(_ioas: Ioas, _areas: IoptArea[]): number { return 0; }
+
+  /** The page-size bitmaps of the domains attached to `ioas`. */
+  domainPageSizes(_ioas: Ioas): bigint[] { return []; }
+
+  /** Whether a domain of `ioas` may hold areas in large IOPTEs. */
+  domainsHoldLarge(_ioas: Ioas): boolean { return false; }
+
+  /** VFIO_DMA_CC_IOMMU: every paging HWPT of the IOAS enforces cache coherency. */
+  enforcesCoherency(_ioas: Ioas): boolean { return true; }
+
+  disableLargePages(ioas: Ioas): number {
+    return ioas.iopt.disableLarge(this.domainPageSizes(ioas).length > 0);
+  }
+
+  enableLargePages(ioas: Ioas): void { ioas.iopt.enableLarge(); }
+
+  /**
+   * Moves the pin charges of the context's areas to `proc`. Charges exist only for pinned
+   * pages; with nothing pinned there is nothing to move, and the new owner takes the pages.
+   */
+  changeProcess(all: Ioas[], proc: Process): number {
+    for (const ioas of all) {
+      for (const a of ioas.iopt.areas) {
+        if (a.pages) a.pages.owner = proc;
+      }
+    }
+    return 0;
+  }
+
+  /** iommufd_fops_release: destroy everything, leaves first. */
+  release(): void {
+    this.objects.sweep();
+    this.vfioIoas = null;
+    this.driver.contexts.delete(this);
+  }
+}
+
+function destroyIoctl(ctx: IommufdCtx, ucmd: UCmd): number {
+  return ctx.objects.remove(fields(ucmd, iommu_destroy).u("id"));
+}
+
+/** IOMMU_OPTION: on success only val64 is copied back. */
+function optionIoctl(ctx: IommufdCtx, ucmd: UCmd): number {
+  const c = fields(ucmd, iommu_option);
+  if (c.u("__reserved")) return -errno.EOPNOTSUPP;
+  let r: { rc: number; val?: bigint };
+  switch (c.u("option_id")) {
+    case IOMMU_OPTION_RLIMIT_MODE:
+      r = rlimitMode(ctx, ucmd, c.u("object_id"), c.u("op"), c.u64("val64"));
+      break;
+    case IOMMU_OPTION_HUGE_PAGES:
+      r = ioasOption(ctx, ucmd);
+      break;
+    default:
+      return -errno.EOPNOTSUPP;
+  }
+  if (r.rc < 0) return r.rc;
+  const val = new Uint8Array(8);
+  new DataView(val.buffer).setBigUint64(0, r.val ?? c.u64("val64"), true);
+  return ucmd.copyToUser(ucmd.ubuffer + iommu_option.fields.val64.off, val) < 0 ? -errno.EFAULT : 0;
+}
+
+function rlimitMode(ctx: IommufdCtx, ucmd: UCmd, objectId: number, op: number, val: bigint): { rc: number; val?: bigint } {
+  if (objectId) return { rc: -errno.EOPNOTSUPP };
+  if (op === IOMMU_OPTION_OP_GET) return { rc: 0, val: ctx.accountMode === "mm" ? 1n : 0n };
+  if (op === IOMMU_OPTION_OP_SET) {
+    if (!ucmd.proc.capSysResource) return { rc: -errno.EPERM };
+    if (ctx.objects.size > 0) return { rc: -errno.EBUSY };
+    if (val === 0n) ctx.accountMode = "user";
+    else if (val === 1n) ctx.accountMode = "mm";
+    else return { rc: -errno.EINVAL };
+    return { rc: 0 };
+  }
+  return { rc: -errno.EOPNOTSUPP };
+}

@@ -1,0 +1,96 @@
+// iommufd objects and the per-file object table (drivers/iommu/iommufd/main.c): one id space
+// for every kind, ids lowest-free from 1, two-phase creation (the id is reserved by a
+// placeholder that lookups do not see, then published), and removal only when nobody but the
+// table holds the object.
+
+import { errno } from "../uapi/errno.js";
+
+/** enum iommufd_object_type, by the names the kernel's messages use. */
+export type ObjType =
+  | "ioas" | "hwpt_paging" | "hwpt_nested" | "device" | "access" | "fault"
+  | "viommu" | "vdevice" | "veventq" | "hw_queue" | "selftest";
+
+/** Ids live in 31 bits (xa_limit_31b). */
+const ID_LIMIT = 0x7fffffff;
+
+export abstract class IommufdObject {
+  id = 0;
+  /** The table holds 1; every holder of a long-term reference (HWPT on its IOAS, ...) adds 1. */
+  users = 1;
+  abstract readonly type: ObjType;
+  /** Frees everything the object owns; called once, when it leaves the table. */
+  abstract destroy(): void;
+  /** Undoes a creation that was never published (defaults to destroy). */
+  abort(): void { this.destroy(); }
+  /** Who holds it, for error messages. */
+  describe(): string { return `${this.type} ${this.id}`; }
+}
+
+export class ObjectTable {
+  /** id -> object, or null while the id is reserved by a creation in progress. */
+  private readonly objects = new Map<number, IommufdObject | null>();
+
+  get size(): number { return this.objects.size; }
+
+  /** Reserves the lowest free id for `obj` (xa_alloc with XA_FLAGS_ALLOC1). */
+  reserve(obj: IommufdObject): number {
+    let id = 1;
+    while (this.objects.has(id)) id++;
+    if (id > ID_LIMIT) return -errno.ENOSPC;
+    obj.id = id;
+    this.objects.set(id, null);
+    return 0;
+  }
+
+  /** Publishes a reserved object: from now on lookups find it. */
+  finalize(obj: IommufdObject): void {
+    this.objects.set(obj.id, obj);
+  }
+
+  /** Gives back the id of an object that was never published. */
+  unreserve(obj: IommufdObject): void {
+    if (this.objects.get(obj.id) === null) this.objects.delete(obj.id);
+  }
+
+  /** The published object `id` of `type` (any type when undefined), or undefined. */
+  lookup(id: number, type?: ObjType): IommufdObject | undefined {
+    const o = this.objects.get(id);
+    if (!o || (type !== undefined && o.type !== type)) return undefined;
+    return o;
+  }
+
+  /** Removes `id` if only the table references it: 0, -ENOENT or -EBUSY. */
+  remove(id: number): number {
+    const o = this.objects.get(id);
+    if (!o) return -errno.ENOENT;
+    if (o.users !== 1) return -errno.EBUSY;
+    this.objects.delete(id);
+    o.users = 0;
+    o.destroy();
+    return 0;
+  }
+
+  /** Every published object, in id order. */
+  all(): IommufdObject[] {
+    return [...this.objects.entries()].sort((a, b) => a[0] - b[0])
+      .map(([, o]) => o).filter((o): o is IommufdObject => o !== null);
+  }
+
+  /**
+   * The release sweep: destroys the objects only the table holds, again and again, until none
+   * are left (leaves first, so interior objects lose their users on the way).
+   */
+  sweep(): void {
+    while (this.objects.size > 0) {
+      let destroyed = 0;
+      for (const o of this.all()) {
+        if (o.users !== 1) continue;
+        this.objects.delete(o.id);
+        o.users = 0;
+        o.destroy();
+        destroyed++;
+      }
+      if (destroyed === 0) throw new Error(`iommufd: release cannot make progress: ${this.all().map((o) => `${o.describe()} users=${o.users}`).join(", ")}`);
+    }
+  }
+}

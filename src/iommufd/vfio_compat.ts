@@ -1,0 +1,239 @@
+// The VFIO type1 container ioctls on an iommufd file (drivers/iommu/iommufd/vfio_compat.c):
+// they act on the context's compat IOAS, chosen by IOMMU_VFIO_IOAS or created when a group
+// joins; without one they give ENODEV.
+
+import { errno, ENOIOCTLCMD } from "../uapi/errno.js";
+import {
+  VFIO_API_VERSION, VFIO_CHECK_EXTENSION, VFIO_GET_API_VERSION, VFIO_IOMMU_GET_INFO, VFIO_IOMMU_MAP_DMA,
+  VFIO_IOMMU_UNMAP_DMA, VFIO_SET_IOMMU,
+} from "../uapi/ioctl.js";
+import {
+  IOMMU_VFIO_IOAS_CLEAR, IOMMU_VFIO_IOAS_GET, IOMMU_VFIO_IOAS_SET, iommu_vfio_ioas,
+} from "../uapi/iommufd.js";
+import {
+  VFIO_DMA_CC_IOMMU, VFIO_DMA_MAP_FLAG_READ, VFIO_DMA_MAP_FLAG_WRITE,
+  VFIO_DMA_UNMAP_FLAG_ALL, VFIO_IOMMU_INFO_CAPS, VFIO_IOMMU_INFO_PGSIZES,
+  VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, VFIO_TYPE1_IOMMU,
+  VFIO_TYPE1v2_IOMMU, VFIO_UNMAP_ALL, vfio_iommu_type1_dma_map, vfio_iommu_type1_dma_unmap,
+  vfio_iommu_type1_info,
+} from "../uapi/vfio.js";
+import type { Process } from "../kernel/process.js";
+import { fields, mapUserPages } from "./ioas.js";
+import { PAGE_SIZE, ULONG_MAX } from "./iova.js";
+import type { Ioas } from "./ioas.js";
+import type { IommufdCtx } from "./main.js";
+import type { UCmd } from "../kernel/ioctl.js";
+
+const PAGE = BigInt(PAGE_SIZE);
+
+/** get_compat_ioas: the compat IOAS or -ENODEV. */
+function compatIoas(ctx: IommufdCtx): Ioas | number {
+  return ctx.vfioIoas ?? -errno.ENODEV;
+}
+
+export function vfioIoasIoctl(ctx: IommufdCtx, ucmd: UCmd): number {
+  const c = fields(ucmd, iommu_vfio_ioas);
+  if (c.u("__reserved")) return -errno.EOPNOTSUPP;
+  switch (c.u("op")) {
+    case IOMMU_VFIO_IOAS_GET: {
+      const ioas = compatIoas(ctx);
+      if (typeof ioas === "number") return ioas;
+      c.set("ioas_id", ioas.id);
+      return ucmd.respond();
+    }
+    case IOMMU_VFIO_IOAS_SET: {
+      const ioas = ctx.getIoas(c.u("ioas_id"));
+      if (typeof ioas === "number") return ioas;
+      ctx.vfioIoas = ioas;
+      return 0;
+    }
+    case IOMMU_VFIO_IOAS_CLEAR:
+      ctx.vfioIoas = null;
+      return 0;
+    default:
+      return -errno.EOPNOTSUPP;
+  }
+}
+
+/** The user memory helpers of the VFIO-model handlers (copies are injection points). */
+function userIo(ctx: IommufdCtx, proc: Process) {
+  return {
+    read: (addr: number, len: number): DataView | number => {
+      if (ctx.shouldFail()) return -errno.EFAULT;
+      const b = proc.mm.copyFromUser(addr, len);
+      if (typeof b === "number") return b;
+      const full = new Uint8Array(Math.max(len, 32));
+      full.set(b);
+      return new DataView(full.buffer);
+    },
+    write: (addr: number, bytes: Uint8Array): number => {
+      if (ctx.shouldFail()) return -errno.EFAULT;
+      return proc.mm.copyToUser(addr, bytes);
+    },
+  };
+}
+
+function mapDma(ctx: IommufdCtx, proc: Process, arg: number): number {
+  const io = userIo(ctx, proc);
+  const L = vfio_iommu_type1_dma_map;
+  const v = io.read(arg, L.minSize);
+  if (typeof v === "number") return v;
+  const flags = v.getUint32(L.fields.flags.off, true);
+  if (v.getUint32(L.fields.argsz.off, true) < L.minSize || (flags & ~(VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE))) {
+    return -errno.EINVAL;
+  }
+  const ioas = compatIoas(ctx);
+  if (typeof ioas === "number") return ioas;
+  // Maps made through the legacy interface always use the VFIO (per-mm) accounting.
+  const r = mapUserPages(ctx, ioas, proc, v.getBigUint64(L.fields.vaddr.off, true),
+    v.getBigUint64(L.fields.size.off, true), v.getBigUint64(L.fields.iova.off, true),
+    { read: (flags & VFIO_DMA_MAP_FLAG_READ) !== 0, write: (flags & VFIO_DMA_MAP_FLAG_WRITE) !== 0 }, true);
+  return typeof r === "number" ? r : 0;
+}
+
+function unmapDma(ctx: IommufdCtx, proc: Process, arg: number): number {
+  const io = userIo(ctx, proc);
+  const L = vfio_iommu_type1_dma_unmap;
+  const v = io.read(arg, L.minSize);
+  if (typeof v === "number") return v;
+  const flags = v.getUint32(L.fields.flags.off, true);
+  if (v.getUint32(L.fields.argsz.off, true) < L.minSize || (flags & ~VFIO_DMA_UNMAP_FLAG_ALL)) return -errno.EINVAL;
+  const ioas = compatIoas(ctx);
+  if (typeof ioas === "number") return ioas;
+  const iova = v.getBigUint64(L.fields.iova.off, true);
+  const size = v.getBigUint64(L.fields.size.off, true);
+  let r: { rc: number; unmapped: bigint };
+  if (flags & VFIO_DMA_UNMAP_FLAG_ALL) {
+    if (iova !== 0n || size !== 0n) return -errno.EINVAL;
+    r = ioas.iopt.unmapAll();
+  } else {
+    if (ioas.iopt.disableLargePages) {
+      // type1 v1: cut the areas at both ends of the range so that a sub-range can go.
+      const last = BigInt.asUintN(64, iova + size - 1n);
+      const cuts = iova !== 0n ? [last, iova - 1n] : [last];
+      const rc = ioas.iopt.cutIova(cuts, ctx.domainsHoldLarge(ioas));
+      if (rc < 0) return rc;
+    }
+    r = ioas.iopt.unmapIova(iova, size);
+    // A range that meets no mapping at all unmaps nothing and succeeds, as type1 does.
+    if (r.rc === -errno.ENOENT && r.unmapped === 0n && size !== 0n && iova + size - 1n <= ULONG_MAX
+      && !ioas.iopt.firstArea(iova, iova + size - 1n)) {
+      r.rc = 0;
+    }
+  }
+  const out = new Uint8Array(L.minSize);
+  const dv = new DataView(out.buffer);
+  dv.setUint32(L.fields.argsz.off, v.getUint32(L.fields.argsz.off, true), true);
+  dv.setUint32(L.fields.flags.off, flags, true);
+  dv.setBigUint64(L.fields.iova.off, iova, true);
+  dv.setBigUint64(L.fields.size.off, r.unmapped, true);
+  if (io.write(arg, out) < 0) return -errno.EFAULT;
+  return r.rc;
+}
+
+function setIommu(ctx: IommufdCtx, type: number): number {
+  if (type !== VFIO_TYPE1_IOMMU && type !== VFIO_TYPE1v2_IOMMU) return -errno.EINVAL;
+  const ioas = compatIoas(ctx);
+  if (typeof ioas === "number") return ioas;
+  // TYPE1 lets userspace unmap inside a mapping: emulated by never using large IOPTEs.
+  return type === VFIO_TYPE1_IOMMU ? ctx.disableLargePages(ioas) : 0;
+}
+
+function checkExtension(ctx: IommufdCtx, ext: number): number {
+  switch (ext) {
+    case VFIO_TYPE1_IOMMU:
+    case VFIO_TYPE1v2_IOMMU:
+    case VFIO_UNMAP_ALL:
+      return 1;
+    case VFIO_DMA_CC_IOMMU: {
+      const ioas = compatIoas(ctx);
+      if (typeof ioas === "number") return ioas;
+      return ctx.enforcesCoherency(ioas) ? 1 : 0;
+    }
+    default:
+      return 0;
+  }
+}
+
+/** The page sizes type1 would report: the AND of the domains', sub-page bits folded. */
+function pageSizes(ctx: IommufdCtx, ioas: Ioas): bigint {
+  let bitmap = ULONG_MAX;
+  for (const b of ctx.domainPageSizes(ioas)) bitmap &= b;
+  if (bitmap & (PAGE - 1n)) bitmap = (bitmap & ~(PAGE - 1n)) | PAGE;
+  return bitmap > ioas.iopt.iovaAlignment ? bitmap : ioas.iopt.iovaAlignment;
+}
+
+function getInfo(ctx: IommufdCtx, proc: Process, arg: number): number {
+  const io = userIo(ctx, proc);
+  const L = vfio_iommu_type1_info;
+  const v = io.read(arg, L.minSize);
+  if (typeof v === "number") return v;
+  const argsz = v.getUint32(L.fields.argsz.off, true);
+  if (argsz < L.minSize) return -errno.EINVAL;
+  const ioas = compatIoas(ctx);
+  if (typeof ioas === "number") return ioas;
+
+  // The chain: DMA_AVAIL, then IOVA_RANGE; each cap is written only where it fits in argsz.
+  const ranges = ioas.iopt.validRanges();
+  const caps: Uint8Array[] = [];
+  const dma = new Uint8Array(12);
+  const dd = new DataView(dma.buffer);
+  dd.setUint16(0, VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, true);
+  dd.setUint16(2, 1, true);
+  dd.setUint32(8, 0xffffffff, true);
+  caps.push(dma);
+  const iov = new Uint8Array(16 + 16 * ranges.length);
+  const id = new DataView(iov.buffer);
+  id.setUint16(0, VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, true);
+  id.setUint16(2, 1, true);
+  id.setUint32(8, ranges.length, true);
+  ranges.forEach((r, i) => {
+    id.setBigUint64(16 + 16 * i, r.start, true);
+    id.setBigUint64(24 + 16 * i, r.last, true);
+  });
+  caps.push(iov);
+
+  let total = L.size;
+  let lastCap = -1;
+  for (const cap of caps) {
+    const avail = argsz > total ? argsz - total : 0;
+    if (cap === iov) {
+      // The iova-range cap writes each range that fits, then its header if the whole fits.
+      for (let i = 0; i < ranges.length; i++) {
+        if (avail >= 16 + 16 * (i + 1) && io.write(arg + total + 16 + 16 * i, cap.subarray(16 + 16 * i, 32 + 16 * i)) < 0) return -errno.EFAULT;
+      }
+      if (avail >= cap.length && io.write(arg + total, cap.subarray(0, 16)) < 0) return -errno.EFAULT;
+    } else if (avail >= cap.length && io.write(arg + total, cap) < 0) {
+      return -errno.EFAULT;
+    }
+    if (lastCap >= 0 && argsz >= total) {
+      const next = new Uint8Array(4);
+      new DataView(next.buffer).setUint32(0, total, true);
+      if (io.write(arg + lastCap + 4, next) < 0) return -errno.EFAULT;
+    }
+    lastCap = total;
+    // Each capability is padded to 8 bytes so the next header is aligned.
+    total += (cap.length + 7) & ~7;
+  }
+  const info = new Uint8Array(L.size);
+  const iv = new DataView(info.buffer);
+  iv.setUint32(L.fields.argsz.off, total, true);
+  iv.setUint32(L.fields.flags.off, VFIO_IOMMU_INFO_PGSIZES | VFIO_IOMMU_INFO_CAPS, true);
+  iv.setBigUint64(L.fields.iova_pgsizes.off, pageSizes(ctx, ioas), true);
+  iv.setUint32(L.fields.cap_offset.off, argsz >= total ? L.size : 0, true);
+  if (io.write(arg, info.subarray(0, Math.min(argsz, L.size))) < 0) return -errno.EFAULT;
+  return 0;
+}
+
+/** iommufd_vfio_ioctl: the numbers outside the iommufd table. */
+export function vfioCompatIoctl(ctx: IommufdCtx, proc: Process, cmd: number, arg: number): number {
+  switch (cmd) {
+    case VFIO_GET_API_VERSION: return VFIO_API_VERSION;
+    case VFIO_SET_IOMMU: return setIommu(ctx, arg);
+    case VFIO_CHECK_EXTENSION: return checkExtension(ctx, arg);
+    case VFIO_IOMMU_GET_INFO: return getInfo(ctx, proc, arg);
+    case VFIO_IOMMU_MAP_DMA: return mapDma(ctx, proc, arg);
+    case VFIO_IOMMU_UNMAP_DMA: return unmapDma(ctx, proc, arg);
+    default: return -ENOIOCTLCMD;
+  }
+}
