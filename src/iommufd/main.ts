@@ -29,7 +29,7 @@ import {
   ioasMap, ioasMapFile, ioasOption, ioasUnmap,
 } from "./ioas.js";
 import { IommufdObject, ObjectTable, type ObjType } from "./object.js";
-import { IoptPages, type PagesSource } from "./pages.js";
+import { IoptPages, type PagesSource, type PinContext } from "./pages.js";
 import { DEFAULT_MEMORY_LIMIT } from "./selftest.js";
 import { vfioCompatIoctl, vfioIoasIoctl } from "./vfio_compat.js";
 
@@ -134,6 +134,12 @@ export class IommufdCtx {
 
   get kcore(): KernelCore { return this.driver.kcore; }
 
+  /** What iopt_pages need to pin: the core, the accounting, the driver's pin ledger. */
+  private get pinContext(): PinContext {
+    const k = this.kcore;
+    return { core: k.core, acct: k.acct, shouldFail: () => k.shouldFail(), notePinned: (f, d) => this.driver.notePinned(f, d) };
+  }
+
   shouldFail(): boolean { return this.kcore.shouldFail(); }
 
   // ---- objects ------------------------------------------------------------------------------
@@ -176,7 +182,7 @@ export class IommufdCtx {
 
   /** A new iopt_pages charged to `owner`; a file source keeps its file reference until freed. */
   newPages(source: PagesSource, npages: number, writable: boolean, owner: Process): IoptPages {
-    return new IoptPages(source, npages, writable, owner, () => {
+    return new IoptPages(source, npages, writable, owner, this.pinContext, () => {
       if (source.kind === "file") this.kcore.fput(source.file);
     });
   }
@@ -203,14 +209,23 @@ export class IommufdCtx {
   enableLargePages(ioas: Ioas): void { ioas.iopt.enableLarge(); }
 
   /**
-   * Moves the pin charges of the context's areas to `proc`. Charges exist only for pinned
-   * pages; with nothing pinned there is nothing to move, and the new owner takes the pages.
+   * Moves the pin charges of every area's pages to `proc`: each pages object charges the new
+   * owner first, then uncharges the old one; if any cannot be charged, none moves.
    */
   changeProcess(all: Ioas[], proc: Process): number {
-    for (const ioas of all) {
-      for (const a of ioas.iopt.areas) {
-        if (a.pages) a.pages.owner = proc;
+    const pages = new Set<IoptPages>();
+    for (const ioas of all) for (const a of ioas.iopt.areas) if (a.pages) pages.add(a.pages);
+    const moved: { p: IoptPages; from: Process }[] = [];
+    for (const p of pages) {
+      if (p.owner === proc) continue;
+      const from = p.owner;
+      const rc = p.moveCharge(proc);
+      if (rc < 0) {
+        // All or nothing: give the charges already moved back to their owners.
+        for (const m of moved.reverse()) m.p.moveCharge(m.from);
+        return rc;
       }
+      moved.push({ p, from });
     }
     return 0;
   }

@@ -4,6 +4,8 @@
 // (domains and accesses); until then nothing is read, so a bad user VA is not noticed.
 
 import { errno } from "../uapi/errno.js";
+import type { Core } from "../wasm/core.js";
+import type { MemAccounting } from "../kernel/accounting.js";
 import type { Mm } from "../kernel/mm.js";
 import type { MemFd } from "../kernel/memfd.js";
 import type { Process } from "../kernel/process.js";
@@ -17,12 +19,28 @@ export type PagesSource =
   | { kind: "user"; mm: Mm; /** page-aligned start */ uptr: bigint }
   | { kind: "file"; file: File; /** null: not shmem, never pinnable */ memfd: MemFd | null; /** page-aligned file offset */ start: bigint };
 
+/** What pinning needs from the kernel: the core, the accounting, the pin ledger. */
+export interface PinContext {
+  readonly core: Core;
+  readonly acct: MemAccounting;
+  /** An injection point: true when this allocation must fail. */
+  shouldFail(): boolean;
+  /** Records long-term pins taken (+1) or dropped (-1) per frame. */
+  notePinned(frames: readonly number[], delta: 1 | -1): void;
+}
+
 export class IoptPages {
   /** One per area and per in-flight COPY list entry that uses these pages (the kref). */
   refs = 1;
   accountMode: AccountMode;
   /** The task charged for pins (source_task / source_user); CHANGE_PROCESS moves it. */
   owner: Process;
+  /** Frame of each pinned page, -1 when not pinned. */
+  private readonly frames: Int32Array;
+  /** How many users (domains, access pins) need each page pinned. */
+  private readonly users: Uint32Array;
+  /** Pages pinned now, and charged to the owner under accountMode. */
+  npinned = 0;
 
   constructor(
     readonly source: PagesSource,
@@ -30,10 +48,110 @@ export class IoptPages {
     readonly npages: number,
     readonly writable: boolean,
     owner: Process,
+    private readonly pin: PinContext,
     private readonly onRelease: () => void,
   ) {
     this.owner = owner;
     this.accountMode = owner.capIpcLock ? "none" : "user";
+    this.frames = new Int32Array(npages).fill(-1);
+    this.users = new Uint32Array(npages);
+  }
+
+  /** The frame of pinned page `index`, or -1. */
+  frameAt(index: number): number { return this.frames[index]; }
+
+  /** Pins taken by users on page `index`. */
+  usersAt(index: number): number { return this.users[index]; }
+
+  /**
+   * Makes pages [first, last] pinned for one more user: pages nobody pinned yet are faulted in
+   * (for write when the pages are writable) and charged to the owner. EFAULT for memory that
+   * is not there, EINVAL for a file range past its end or a file that cannot be pinned, ENOMEM
+   * over RLIMIT_MEMLOCK or on an injected allocation failure. On failure nothing changes.
+   */
+  pinRange(first: number, last: number): number {
+    if (first < 0 || last >= this.npages || first > last) return -errno.EINVAL;
+    if (this.pin.shouldFail()) return -errno.ENOMEM;
+    const fresh: number[] = [];
+    const freshIdx: number[] = [];
+    const release = () => { for (const f of fresh) this.pin.core.x.frame_put(f); };
+    for (let i = first; i <= last; i++) {
+      if (this.users[i] > 0) continue;
+      const f = this.pinOne(i);
+      if (f < 0) { release(); return f; }
+      fresh.push(f);
+      freshIdx.push(i);
+    }
+    const rc = this.charge(fresh.length);
+    if (rc < 0) { release(); return rc; }
+    freshIdx.forEach((i, k) => { this.frames[i] = fresh[k]; });
+    for (let i = first; i <= last; i++) this.users[i]++;
+    this.npinned += fresh.length;
+    this.pin.notePinned(fresh, 1);
+    return 0;
+  }
+
+  /** Drops one user's pin of pages [first, last]; pages no user needs any more are released. */
+  unpinRange(first: number, last: number): void {
+    const gone: number[] = [];
+    for (let i = first; i <= last; i++) {
+      if (this.users[i] === 0) throw new Error(`iopt_pages: unpin of page ${i} that is not pinned`);
+      if (--this.users[i] > 0) continue;
+      gone.push(this.frames[i]);
+      this.frames[i] = -1;
+    }
+    for (const f of gone) this.pin.core.x.frame_put(f);
+    this.uncharge(gone.length);
+    this.npinned -= gone.length;
+    this.pin.notePinned(gone, -1);
+  }
+
+  /** Takes one frame reference on the page behind index `i`; the frame or -errno. */
+  private pinOne(i: number): number {
+    const src = this.source;
+    if (src.kind === "user") {
+      const r = src.mm.pinPages(Number(src.uptr) + i * PAGE_SIZE, 1, this.writable);
+      return typeof r === "number" ? r : r[0];
+    }
+    if (!src.memfd) return -errno.EINVAL;
+    const f = src.memfd.frameAt(Number(src.start / BigInt(PAGE_SIZE)) + i);
+    if (f < 0) return -errno.EINVAL;
+    this.pin.core.x.frame_get(f);
+    return f;
+  }
+
+  /** Charges `n` newly pinned pages to the owner (check-and-add in one step). */
+  private charge(n: number): number {
+    if (n === 0) return 0;
+    const o = this.owner;
+    if (this.accountMode === "user") {
+      if (!this.pin.acct.tryLockUser(o.uid, n, o.memlockPages)) return -errno.ENOMEM;
+    } else if (this.accountMode === "mm") {
+      if (o.mm.lockedVm + n > o.memlockPages) return -errno.ENOMEM;
+      o.mm.lockedVm += n;
+    }
+    return 0;
+  }
+
+  private uncharge(n: number): void {
+    if (n === 0) return;
+    if (this.accountMode === "user") this.pin.acct.unlockUser(this.owner.uid, n);
+    else if (this.accountMode === "mm") this.owner.mm.lockedVm -= n;
+  }
+
+  /**
+   * IOMMU_IOAS_CHANGE_PROCESS for these pages: charges the pinned pages to `to` (ENOMEM if it
+   * cannot take them, nothing changed), then gives the old owner's charge back.
+   */
+  moveCharge(to: Process): number {
+    const from = this.owner;
+    this.owner = to;
+    const rc = this.charge(this.npinned);
+    if (rc < 0) { this.owner = from; return rc; }
+    this.owner = from;
+    this.uncharge(this.npinned);
+    this.owner = to;
+    return 0;
   }
 
   get isFile(): boolean { return this.source.kind === "file"; }
@@ -47,6 +165,8 @@ export class IoptPages {
 
   put(): void {
     if (--this.refs > 0) return;
+    // Every user unpins before it lets go of the pages; a pin left here would leak a frame.
+    if (this.npinned !== 0) throw new Error(`iopt_pages released with ${this.npinned} pages still pinned`);
     this.onRelease();
   }
 }
