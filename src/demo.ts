@@ -1,7 +1,7 @@
 // The demo scenario behind `vfio-emu demo`: what a userspace driver does, step by step,
 // against an emulated kernel, with every syscall traced. It grows as the kernel does.
 
-import { createKernel, errnoName } from "./index.js";
+import { createKernel, errnoName, IommuFd, VfioError } from "./index.js";
 import {
   EFD_NONBLOCK, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, O_RDWR, POLLIN, PROT_READ, PROT_WRITE,
 } from "./uapi/posix.js";
@@ -49,8 +49,24 @@ export async function runDemo(out: (line: string) => void, glob = "*"): Promise<
     proc.write(efd, new Uint8Array(new BigUint64Array([1n]).buffer));
     say(`poll after signal: ${proc.poll(pfd, 0)} ready (revents ${pfd[0].revents})`);
 
-    say("# /dev/iommu and the VFIO nodes arrive with their drivers");
-    say(`open /dev/iommu: ${show(proc.open("/dev/iommu", O_RDWR))}`);
+    say("# /dev/iommu: an IOAS, the buffer mapped into it at an automatic and a fixed IOVA");
+    const iommufd = IommuFd.open(proc);
+    const ioas = iommufd.allocIoas();
+    const iova = ioas.map({ userVa: buf, length: 2 << 20 });
+    say(`IOAS ${ioas.id}: 2 MiB mapped at IOVA 0x${iova.toString(16)} (2 MiB aligned, as the VA is)`);
+    ioas.map({ userVa: buf, length: 4096, iova: 0x100000000n });
+    const { ranges, alignment } = ioas.iovaRanges();
+    say(`usable IOVA: ${ranges.map((r) => `[0x${r.start.toString(16)}, 0x${r.last.toString(16)}]`).join(" ")}, alignment ${alignment}`);
+    try {
+      ioas.map({ userVa: buf, length: 4096, iova: 0x100000000n });
+    } catch (e) {
+      if (!(e instanceof VfioError)) throw e;
+      say(`mapping over it again: ${e.message}`);
+    }
+    say(`unmap all: ${ioas.unmapAll()} bytes`);
+    iommufd.close();
+    say(`# ${kernel.stats().iommufdObjects} iommufd objects left after close`);
+    say(`open /dev/vfio/vfio: ${show(proc.open("/dev/vfio/vfio", O_RDWR))} (the VFIO nodes arrive with their driver)`);
 
     proc.kill();
     const s = kernel.stats();
