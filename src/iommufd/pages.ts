@@ -35,10 +35,10 @@ export class IoptPages {
   accountMode: AccountMode;
   /** The task charged for pins (source_task / source_user); CHANGE_PROCESS moves it. */
   owner: Process;
-  /** Frame of each pinned page, -1 when not pinned. */
-  private readonly frames: Int32Array;
-  /** How many users (domains, access pins) need each page pinned. */
-  private readonly users: Uint32Array;
+  /** Frame of each pinned page, by page index (sparse: an area may span terabytes). */
+  private readonly frames = new Map<number, number>();
+  /** How many users (domains, access pins) need each pinned page. */
+  private readonly users = new Map<number, number>();
   /** Pages pinned now, and charged to the owner under accountMode. */
   npinned = 0;
 
@@ -53,15 +53,13 @@ export class IoptPages {
   ) {
     this.owner = owner;
     this.accountMode = owner.capIpcLock ? "none" : "user";
-    this.frames = new Int32Array(npages).fill(-1);
-    this.users = new Uint32Array(npages);
   }
 
   /** The frame of pinned page `index`, or -1. */
-  frameAt(index: number): number { return this.frames[index]; }
+  frameAt(index: number): number { return this.frames.get(index) ?? -1; }
 
   /** Pins taken by users on page `index`. */
-  usersAt(index: number): number { return this.users[index]; }
+  usersAt(index: number): number { return this.users.get(index) ?? 0; }
 
   /**
    * Makes pages [first, last] pinned for one more user: pages nobody pinned yet are faulted in
@@ -76,7 +74,7 @@ export class IoptPages {
     const freshIdx: number[] = [];
     const release = () => { for (const f of fresh) this.pin.core.x.frame_put(f); };
     for (let i = first; i <= last; i++) {
-      if (this.users[i] > 0) continue;
+      if (this.users.has(i)) continue;
       const f = this.pinOne(i);
       if (f < 0) { release(); return f; }
       fresh.push(f);
@@ -84,8 +82,8 @@ export class IoptPages {
     }
     const rc = this.charge(fresh.length);
     if (rc < 0) { release(); return rc; }
-    freshIdx.forEach((i, k) => { this.frames[i] = fresh[k]; });
-    for (let i = first; i <= last; i++) this.users[i]++;
+    freshIdx.forEach((i, k) => { this.frames.set(i, fresh[k]); });
+    for (let i = first; i <= last; i++) this.users.set(i, (this.users.get(i) ?? 0) + 1);
     this.npinned += fresh.length;
     this.pin.notePinned(fresh, 1);
     return 0;
@@ -95,10 +93,12 @@ export class IoptPages {
   unpinRange(first: number, last: number): void {
     const gone: number[] = [];
     for (let i = first; i <= last; i++) {
-      if (this.users[i] === 0) throw new Error(`iopt_pages: unpin of page ${i} that is not pinned`);
-      if (--this.users[i] > 0) continue;
-      gone.push(this.frames[i]);
-      this.frames[i] = -1;
+      const u = this.users.get(i);
+      if (!u) throw new Error(`iopt_pages: unpin of page ${i} that is not pinned`);
+      if (u > 1) { this.users.set(i, u - 1); continue; }
+      this.users.delete(i);
+      gone.push(this.frames.get(i)!);
+      this.frames.delete(i);
     }
     for (const f of gone) this.pin.core.x.frame_put(f);
     this.uncharge(gone.length);
