@@ -35,6 +35,17 @@ const LEAF_LEVEL_SHIFT = 9;
 
 export type VmaKind = "anon" | "file" | "hugetlb";
 
+/**
+ * The file side of a file mapping, asked in the kernel's order: `check` runs with do_mmap's
+ * per-file checks (the access mode for a shared or private mapping, mmap support), after the
+ * address and flag checks; `map` is the driver's mmap (call_mmap), run last, after the commit
+ * charge, so that no driver sees a mapping the generic checks refuse.
+ */
+export interface FileMapSource {
+  check(shared: boolean): number;
+  map(len: number, shared: boolean): FileMapping | number;
+}
+
 export interface Vma {
   start: number;
   end: number; // exclusive
@@ -158,7 +169,7 @@ export class Mm {
    * kernel's order: ksys_mmap_pgoff (huge page size), do_mmap (length, address, EEXIST, then
    * the mapping type), mmap_region (splits, commit).
    */
-  mmap(addr: number, length: number, prot: number, flags: number, mapping: FileMapping | null,
+  mmap(addr: number, length: number, prot: number, flags: number, file: FileMapSource | FileMapping | null,
     offset: number, internal = false): number {
     if (offset % PAGE_SIZE !== 0 || offset < 0) return -errno.EINVAL;
     const anon = (flags & MAP_ANONYMOUS) !== 0;
@@ -209,6 +220,11 @@ export class Mm {
       return -errno.EINVAL;
     }
     const shared = type !== MAP_PRIVATE;
+    const source = file && "map" in file ? file : null;
+    if (source) {
+      const rc = source.check(shared);
+      if (rc < 0) return rc;
+    }
 
     if (fixed) {
       const rc = this.checkHugeSplit(start, start + len);
@@ -224,6 +240,16 @@ export class Mm {
     const charge = internal || !accountable || (flags & MAP_NORESERVE) ? 0 : pages;
     const replaced = fixed ? this.chargedIn(start, start + len) : 0;
     if (charge > 0 && !this.acct.commit(charge, replaced)) return -errno.ENOMEM;
+
+    let mapping: FileMapping | null = source ? null : (file as FileMapping | null);
+    if (source) {
+      const m = source.map(len, shared);
+      if (typeof m === "number") {
+        this.acct.uncommit(charge);
+        return m;
+      }
+      mapping = m;
+    }
 
     const hugeFrames: number[] = [];
     if (kind === "hugetlb") {

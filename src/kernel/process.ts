@@ -4,8 +4,8 @@
 
 import { errno, errnoName, ENOIOCTLCMD } from "../uapi/errno.js";
 import {
-  F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_GETFL, F_SETFD, F_SETFL, FD_CLOEXEC, MAP_ANONYMOUS, MAP_SHARED,
-  MAP_TYPE, MAP_SHARED_VALIDATE, MFD_ALLOW_SEALING, MFD_CLOEXEC, MFD_HUGETLB, O_ACCMODE, O_APPEND,
+  F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_GETFL, F_SETFD, F_SETFL, FD_CLOEXEC, MAP_ANONYMOUS,
+  MFD_ALLOW_SEALING, MFD_CLOEXEC, MFD_HUGETLB, O_ACCMODE, O_APPEND,
   O_CLOEXEC, O_NONBLOCK, O_RDONLY, O_RDWR, O_WRONLY, POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, PROT_WRITE,
   S_IFREG, O_DIRECTORY, EFD_CLOEXEC,
 } from "../uapi/posix.js";
@@ -60,6 +60,8 @@ export class Process {
   private readonly fds: (File | undefined)[] = [];
   private readonly cloexec = new Set<number>();
   private scratchMapped = false;
+  /** Bytes of the scratch area that may be non-zero (from the start). */
+  private scratchDirty = 0;
   alive = true;
 
   constructor(readonly kernel: KernelCore, pid: number, opts: ProcessOptions = {}) {
@@ -165,12 +167,15 @@ export class Process {
 
   ioctl(fd: number, request: number, arg: number | bigint = 0): number {
     const cmd = request >>> 0;
-    const a = u64Input(arg, "arg");
+    if (typeof arg === "number" && !Number.isInteger(arg)) throw new TypeError("arg must be an integer");
+    // The kernel passes arg through as an unsigned long and leaves it to the driver: a value
+    // past 2^53 reaches it rounded (still far outside the user range, so it faults as a
+    // pointer, and equals no small value), instead of failing before the driver is asked.
+    const a = typeof arg === "bigint" || arg < 0 ? Number(BigInt.asUintN(64, BigInt(arg))) : arg;
     const f = this.file(fd);
     let rc: number;
     if (!f) rc = -errno.EBADF;
     else if (!f.ops.ioctl) rc = -errno.ENOTTY;
-    else if (a < 0) rc = -errno.EFAULT;
     else {
       rc = f.ops.ioctl(f, cmd, a, this);
       if (rc === -ENOIOCTLCMD) rc = -errno.ENOTTY;
@@ -188,8 +193,20 @@ export class Process {
       if (at !== SCRATCH_BASE) throw new Error("vfio-emu: cannot map the ioctlBuf scratch area");
       this.scratchMapped = true;
     }
+    // Bytes past `arg` read as zeroes, whatever an earlier call left there (the handler may
+    // have written back more, or the earlier argument was longer): results never depend on
+    // the history of the scratch area.
+    if (this.scratchDirty > arg.length) {
+      if (this.mm.copyToUser(SCRATCH_BASE + arg.length, new Uint8Array(this.scratchDirty - arg.length)) < 0) {
+        throw new Error("vfio-emu: the ioctlBuf scratch area was unmapped");
+      }
+    }
     if (this.mm.copyToUser(SCRATCH_BASE, arg) < 0) throw new Error("vfio-emu: the ioctlBuf scratch area was unmapped");
     const rc = this.ioctl(fd, request, SCRATCH_BASE);
+    // A handler writes back at most what the argument's own size field claims, which may be
+    // more than arg.length: assume the worst up to that size (bounded by the area).
+    const claimed = arg.length >= 4 ? new DataView(arg.buffer, arg.byteOffset, 4).getUint32(0, true) : 0;
+    this.scratchDirty = Math.min(SCRATCH_BYTES, Math.max(arg.length, claimed));
     const back = this.mm.copyFromUser(SCRATCH_BASE, arg.length);
     if (typeof back !== "number") arg.set(back);
     return rc;
@@ -239,16 +256,17 @@ export class Process {
     if (flags & MAP_ANONYMOUS) return this.mm.mmap(addr, length, prot, flags, null, 0);
     const f = this.file(fd);
     if (!f) return -errno.EBADF;
-    if (!f.ops.mmap) return -errno.ENODEV;
     const acc = f.flags & O_ACCMODE;
-    if (acc === O_WRONLY) return -errno.EACCES;
-    const type = flags & MAP_TYPE;
-    const shared = type === MAP_SHARED || type === MAP_SHARED_VALIDATE;
-    if (shared && (prot & PROT_WRITE) && acc !== O_RDWR) return -errno.EACCES;
-    if (length <= 0) return -errno.EINVAL;
-    const mapping = f.ops.mmap(f, { length, pgoff: off / PAGE_SIZE, prot, shared }, this);
-    if (typeof mapping === "number") return mapping;
-    return this.mm.mmap(addr, length, prot, flags, mapping, off);
+    return this.mm.mmap(addr, length, prot, flags, {
+      // do_mmap's file checks: a shared writable mapping needs a writable file, every mapping a
+      // readable one, and the file must support mmap.
+      check: (shared) => {
+        if (shared && (prot & PROT_WRITE) && acc !== O_RDWR) return -errno.EACCES;
+        if (acc === O_WRONLY) return -errno.EACCES;
+        return f.ops.mmap ? 0 : -errno.ENODEV;
+      },
+      map: (len, shared) => f.ops.mmap!(f, { length: len, pgoff: off / PAGE_SIZE, prot, shared }, this),
+    }, off);
   }
 
   munmap(addr: number, length: number): number {
