@@ -6,3 +6,32 @@ export * from "./frames";
 export * from "./radix";
 export * from "./gate";
 export * from "./eventfd";
+export * from "./stats";
+export * from "./epoch";
+// IOMMU data plane. Named lists: the formats' internals take u64 IOVAs and stay inside wasm.
+export {
+  IOPT_X86, IOPT_MOCK, IOMMU_READ, IOMMU_WRITE, LEAF_P, LEAF_R, LEAF_W, LEAF_D, LEAF_SHIFT_POS, LEAF_FLAGS,
+} from "./iopt";
+export {
+  X86_R, X86_W, X86_PS, X86_A, X86_D, X86_P, X86_IOVA_BITS, X86_PGSIZE_BITMAP,
+} from "./iopt_x86";
+export {
+  MOCK_P, MOCK_START, MOCK_LAST, MOCK_HUGE, MOCK_DIRTY, MOCK_R, MOCK_W, MOCK_PFN_MASK, MOCK_IO_PAGE_SHIFT,
+  MOCK_HUGE_SHIFT, MOCK_APERTURE_START, MOCK_APERTURE_LAST, MOCK_PGSIZE, MOCK_PGSIZE_HUGE,
+} from "./iopt_mock";
+export {
+  DOM_FORMAT, DOM_FLAGS, DOM_ROOT, DOM_PGSIZE, DOM_SERIAL, DOM_INV, DOM_TABLES, DOM_MAPPED, DOM_SHIFTS,
+  DOMAIN_F_HUGE, DOMAIN_F_DIRTY_TRACKING, domain_valid, domain_alloc, domain_free, domain_invalidate,
+  domain_page_shift, domain_serial, domain_tables, domain_mapped_pages, domain_pgsize_bitmap, domain_map,
+  domain_unmap, domain_lookup, domain_iova_to_phys, domain_read_and_clear_dirty, domain_mark_dirty,
+  domain_set_dirty_tracking,
+} from "./domain";
+export {
+  FAULT_REASON_UNMAPPED, FAULT_REASON_PERM, FAULT_REASON_BLOCKED, FAULT_REASON_RANGE, FAULT_F_WRITE,
+  FAULT_SEQ, FAULT_IOVA_LO, FAULT_IOVA_HI, FAULT_FLAGS, FAULT_DOM, FAULT_SERIAL, FAULT_SLOT,
+  fault_head, fault_rec,
+} from "./fault";
+export {
+  iotlb_attach, iotlb_slot, iotlb_flush, iotlb_translate, iotlb_host, iotlb_avail, iotlb_bench,
+} from "./iotlb";
+export * from "./dma";

@@ -21,6 +21,8 @@ export const HDR_POOL_FRAMES: u32 = HDR + 16; // u32: number of 4 KiB frames in 
 export const HDR_WATERMARK: u32 = HDR + 20; // u32: frames [watermark, pool end) were handed to the buddy lists
 export const HDR_FREE_FRAMES: u32 = HDR + 24; // u32: frames currently free (carved or not)
 export const HDR_FAIL_NTH: u32 = HDR + 28; // i32: fault injection countdown (0 = off), see frames.ts
+export const HDR_DOMAIN_SERIAL: u32 = HDR + 32; // u32: last domain serial handed out (domain.ts)
+export const HDR_DOMAIN_HINT: u32 = HDR + 36; // u32: next descriptor slot to try (round robin delays reuse)
 // Own cache line: workers load it on every epoch refresh (grace period, DESIGN.md).
 export const HDR_GLOBAL_EPOCH: u32 = HDR + 64; // u32
 // Own cache line: bumped (and notified) by every eventfd signal so poll() can sleep on it.
@@ -57,6 +59,38 @@ export const STATS_END: u32 = STATS_BASE + STATS_SLOTS * 4;
 // Everything up to FIXED_END is laid out statically; later regions (IOTLBs, device state)
 // are carved from [STATS_END, FIXED_END). Frame metadata starts at FIXED_END.
 export const FIXED_END: u32 = 0x400000;
+
+// ---- IOMMU domain descriptors (domain.ts): one 64-byte line each -----------------------------
+// A domain handle is the offset of its descriptor; 0 is the blocking domain.
+//   @0 format  @4 flags  @8 root frame  @12 page-size bitmap  @16 serial (never reused)
+//   @20 invalidation counter  @24 table frames  @28 mapped IO pages  @32 probe shifts (u8 each)
+export const DOMAIN_BASE: u32 = STATS_END;
+export const DOMAIN_SLOTS: u32 = 4096;
+export const DOMAIN_STRIDE: u32 = 64;
+export const DOMAIN_END: u32 = DOMAIN_BASE + DOMAIN_SLOTS * DOMAIN_STRIDE;
+
+// ---- DMA fault ring (fault.ts) ----------------------------------------------------------------
+// @0 head: records ever produced (u32, own line); records from FAULT_RECS, FAULT_REC_SIZE each:
+//   @0 seq (index + 1, stored last)  @4 iova lo  @8 iova hi  @12 write | reason << 8
+//   @16 domain handle  @20 domain serial  @24 worker slot
+export const FAULT_BASE: u32 = DOMAIN_END;
+export const FAULT_HEAD: u32 = FAULT_BASE;
+export const FAULT_RECS: u32 = FAULT_BASE + 64;
+export const FAULT_SLOTS: u32 = 1024; // power of two
+export const FAULT_REC_SIZE: u32 = 32;
+export const FAULT_END: u32 = FAULT_RECS + FAULT_SLOTS * FAULT_REC_SIZE;
+
+// ---- IOTLBs (iotlb.ts): one direct-mapped array per worker slot ------------------------------
+// Entry: @0 domain serial (0 = empty)  @4 invalidation count at fill  @8 u64 tag (leaf base |
+//   leaf shift)  @16 leaf word  @20 host address of the leaf PTE  @24 dirty bit still to set
+export const IOTLB_BASE: u32 = FAULT_END;
+export const IOTLB_ENTRIES: u32 = 256; // per slot, power of two
+export const IOTLB_ENTRY_SIZE: u32 = 32;
+export const IOTLB_SLOT_BYTES: u32 = IOTLB_ENTRIES * IOTLB_ENTRY_SIZE;
+export const IOTLB_END: u32 = IOTLB_BASE + WORKER_SLOTS * IOTLB_SLOT_BYTES;
+
+// Start of what is still free in [STATS_END, FIXED_END); frames_init zeroes [STATS_BASE, CARVED_END).
+export const CARVED_END: u32 = IOTLB_END;
 
 // ---- frame metadata (placed at HDR_META_BASE by frames_init) ---------------------------------
 // Four arrays indexed by frame number, in this order:

@@ -34,6 +34,45 @@ export interface CoreExports {
   gate_check(slot: number, gen: number): number;
   gate_word(slot: number): number;
   efd_signal(slot: number): number;
+  // grace period (assembly/epoch.ts)
+  epoch_enter(): void;
+  epoch_exit(): void;
+  epoch_advance(): number;
+  epoch_quiescent(epoch: number): number;
+  stat_read(index: number): number;
+  // IOMMU domains (assembly/domain.ts); IOVAs as two u32 halves, sizes in IO pages
+  domain_valid(dom: number): number;
+  domain_alloc(format: number, flags: number): number;
+  domain_free(dom: number): number;
+  domain_invalidate(dom: number): void;
+  domain_page_shift(dom: number): number;
+  domain_serial(dom: number): number;
+  domain_tables(dom: number): number;
+  domain_mapped_pages(dom: number): number;
+  domain_pgsize_bitmap(dom: number): number;
+  domain_map(dom: number, iovaLo: number, iovaHi: number, physPage: number, npages: number, prot: number, allowHuge: number): number;
+  domain_unmap(dom: number, iovaLo: number, iovaHi: number, npages: number): number;
+  domain_lookup(dom: number, iovaLo: number, iovaHi: number): number;
+  domain_iova_to_phys(dom: number, iovaLo: number, iovaHi: number): number;
+  domain_read_and_clear_dirty(dom: number, iovaLo: number, iovaHi: number, npages: number, bitmap: number, pageShift: number, noClear: number): number;
+  domain_mark_dirty(dom: number, iovaLo: number, iovaHi: number, npages: number): number;
+  domain_set_dirty_tracking(dom: number, enable: number): number;
+  // DMA fault ring (assembly/fault.ts)
+  fault_head(): number;
+  fault_rec(i: number): number;
+  // IOTLB (assembly/iotlb.ts)
+  iotlb_attach(slot: number): number;
+  iotlb_slot(): number;
+  iotlb_flush(): void;
+  iotlb_translate(dom: number, iovaLo: number, iovaHi: number, write: number): number;
+  iotlb_host(): number;
+  iotlb_avail(): number;
+  iotlb_bench(dom: number, iovaLo: number, iovaHi: number, spanLog2: number, count: number, mode: number): number;
+  // DMA (assembly/dma.ts)
+  dma_read(dom: number, iovaLo: number, iovaHi: number, dst: number, len: number): number;
+  dma_write(dom: number, iovaLo: number, iovaHi: number, src: number, len: number): number;
+  dma_copy(dom: number, srcLo: number, srcHi: number, dstLo: number, dstHi: number, len: number): number;
+  dma_batch(desc: number, count: number): number;
 }
 
 /** What a worker needs to join: structured-cloneable. */

@@ -1,0 +1,162 @@
+// Device DMA through a domain: bytes move between the frame pool and host buffers (user
+// memory, device-model buffers: any address of the shared memory) with memory.copy, one
+// translation per leaf (iotlb.ts). Read = the device reads memory at an IOVA; write = it
+// writes memory at an IOVA (needs IOMMU_WRITE, sets the dirty bit while tracking is on).
+//
+// A fault (unmapped, no permission, outside the aperture, blocking domain) stops the transfer
+// after the bytes before it have moved, writes one fault record (fault.ts) and returns
+// -EFAULT. Runs in any thread; each call is a grace-period read section (epoch.ts), entered
+// here unless the caller already is in one, and refreshed at least every 64 KiB.
+
+import { EFAULT, EINVAL } from "./iopt";
+import { xlate, xlateBegin, tHost, tAvail, iotlb_slot } from "./iotlb";
+import { faultRecord } from "./fault";
+import { epoch_enter, epoch_exit, epochActive } from "./epoch";
+
+const EPOCH_CHUNK: u32 = 65536;
+let budget: u32 = EPOCH_CHUNK; // bytes left before the next epoch refresh
+
+// dma_batch descriptor: DMA_DESC_SIZE bytes in shared memory.
+export const DMA_DESC_OP: u32 = 0;
+export const DMA_DESC_DOM: u32 = 4;
+export const DMA_DESC_SRC_LO: u32 = 8; // READ, COPY: source IOVA; WRITE: host source address
+export const DMA_DESC_SRC_HI: u32 = 12;
+export const DMA_DESC_DST_LO: u32 = 16; // WRITE, COPY: destination IOVA; READ: host destination
+export const DMA_DESC_DST_HI: u32 = 20;
+export const DMA_DESC_LEN: u32 = 24;
+export const DMA_DESC_STATUS: u32 = 28; // i32 written back: 0, -EFAULT or -EINVAL
+export const DMA_DESC_SIZE: u32 = 32;
+
+export const DMA_OP_READ: u32 = 1;
+export const DMA_OP_WRITE: u32 = 2;
+export const DMA_OP_COPY: u32 = 3;
+
+@inline function begin(): bool {
+  if (epochActive()) return false;
+  epoch_enter();
+  budget = EPOCH_CHUNK;
+  return true;
+}
+
+@inline function end(own: bool): void {
+  if (own) epoch_exit();
+}
+
+/** Charges n bytes to the epoch budget; refreshes the slot's epoch when it runs out. */
+@inline function charge(n: u32): void {
+  budget -= n;
+  if (budget == 0) {
+    epoch_enter(); // refresh: nothing translated before is used after this (xlate re-checks)
+    budget = EPOCH_CHUNK;
+  }
+}
+
+@inline function iova64(lo: u32, hi: u32): u64 { return (<u64>hi << 32) | <u64>lo; }
+
+function xfer(dom: u32, iova: u64, host: u32, len: u32, write: bool): i32 {
+  xlateBegin(dom);
+  let done: u32 = 0;
+  while (done < len) {
+    const at = iova + <u64>done;
+    const r = xlate(dom, at, write);
+    if (r != 0) {
+      faultRecord(dom, at, write, r, iotlb_slot());
+      return -EFAULT;
+    }
+    let n = len - done;
+    if (tAvail < n) n = tAvail;
+    if (budget < n) n = budget;
+    if (write) memory.copy(<usize>tHost, <usize>(host + done), <usize>n);
+    else memory.copy(<usize>(host + done), <usize>tHost, <usize>n);
+    done += n;
+    charge(n);
+  }
+  return 0;
+}
+
+function copy(dom: u32, src: u64, dst: u64, len: u32): i32 {
+  xlateBegin(dom);
+  let done: u32 = 0;
+  while (done < len) {
+    const s = src + <u64>done;
+    let r = xlate(dom, s, false);
+    if (r != 0) {
+      faultRecord(dom, s, false, r, iotlb_slot());
+      return -EFAULT;
+    }
+    const from = tHost;
+    let n = len - done;
+    if (tAvail < n) n = tAvail;
+    const d = dst + <u64>done;
+    r = xlate(dom, d, true);
+    if (r != 0) {
+      faultRecord(dom, d, true, r, iotlb_slot());
+      return -EFAULT;
+    }
+    if (tAvail < n) n = tAvail;
+    if (budget < n) n = budget;
+    memory.copy(<usize>tHost, <usize>from, <usize>n);
+    done += n;
+    charge(n);
+  }
+  return 0;
+}
+
+/** The device reads `len` bytes at IOVA (iova_hi:iova_lo) into host address `dst`. 0 or -EFAULT. */
+export function dma_read(dom: u32, iova_lo: u32, iova_hi: u32, dst: u32, len: u32): i32 {
+  const own = begin();
+  const rc = xfer(dom, iova64(iova_lo, iova_hi), dst, len, false);
+  end(own);
+  return rc;
+}
+
+/** The device writes `len` bytes from host address `src` at IOVA (iova_hi:iova_lo). 0 or -EFAULT. */
+export function dma_write(dom: u32, iova_lo: u32, iova_hi: u32, src: u32, len: u32): i32 {
+  const own = begin();
+  const rc = xfer(dom, iova64(iova_lo, iova_hi), src, len, true);
+  end(own);
+  return rc;
+}
+
+/**
+ * The device copies `len` bytes from IOVA src to IOVA dst (memmove per leaf-sized chunk, in
+ * ascending order). A fault names the source IOVA (read) or the destination (write), whichever
+ * comes first; the bytes before it have moved. 0 or -EFAULT.
+ */
+export function dma_copy(dom: u32, src_lo: u32, src_hi: u32, dst_lo: u32, dst_hi: u32, len: u32): i32 {
+  const own = begin();
+  const rc = copy(dom, iova64(src_lo, src_hi), iova64(dst_lo, dst_hi), len);
+  end(own);
+  return rc;
+}
+
+/**
+ * Runs `count` descriptors (DMA_DESC_*) at `desc` in order, one crossing from JS for all. Each
+ * gets its status (0, -EFAULT, -EINVAL for an unknown op) with an atomic store, paired with
+ * whoever polls it. A fault ends only its own descriptor. Returns how many succeeded.
+ */
+export function dma_batch(desc: u32, count: u32): i32 {
+  const own = begin();
+  let ok: i32 = 0;
+  for (let i: u32 = 0; i < count; i++) {
+    const d = desc + i * DMA_DESC_SIZE;
+    const op = load<u32>(d + DMA_DESC_OP);
+    const dom = load<u32>(d + DMA_DESC_DOM);
+    const len = load<u32>(d + DMA_DESC_LEN);
+    let rc: i32;
+    if (op == DMA_OP_READ) {
+      rc = xfer(dom, iova64(load<u32>(d + DMA_DESC_SRC_LO), load<u32>(d + DMA_DESC_SRC_HI)), load<u32>(d + DMA_DESC_DST_LO), len, false);
+    } else if (op == DMA_OP_WRITE) {
+      rc = xfer(dom, iova64(load<u32>(d + DMA_DESC_DST_LO), load<u32>(d + DMA_DESC_DST_HI)), load<u32>(d + DMA_DESC_SRC_LO), len, true);
+    } else if (op == DMA_OP_COPY) {
+      rc = copy(dom, iova64(load<u32>(d + DMA_DESC_SRC_LO), load<u32>(d + DMA_DESC_SRC_HI)),
+        iova64(load<u32>(d + DMA_DESC_DST_LO), load<u32>(d + DMA_DESC_DST_HI)), len);
+    } else {
+      rc = -EINVAL;
+    }
+    atomic.store<i32>(d + DMA_DESC_STATUS, rc);
+    if (rc == 0) ok++;
+  }
+  end(own);
+  return ok;
+}

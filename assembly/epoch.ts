@@ -1,0 +1,51 @@
+// The worker side of the grace period (DESIGN.md "The grace period"), plus the check the
+// kernel thread polls while it waits.
+//
+// Each worker slot's word @0 (layout.ts WORKER_*) holds the global epoch the thread last
+// observed while it may hold a domain pointer, an IOTLB entry or a PTE, and 0 when idle.
+// This thread's slot is chosen by iotlb_attach (iotlb.ts), default 0.
+
+import { HDR_GLOBAL_EPOCH, WORKER_BASE, WORKER_SLOTS, WORKER_STRIDE } from "./layout";
+
+let epochWord: u32 = WORKER_BASE;
+
+@inline export function epochSetSlot(slot: u32): void { epochWord = WORKER_BASE + slot * WORKER_STRIDE; }
+
+/**
+ * Enters a read-side section: stores the current global epoch into this thread's slot. Seq-cst
+ * load and store, paired with epoch_advance + epoch_quiescent on the kernel thread: either the
+ * kernel sees this slot's store and waits, or this thread's later loads see the kernel's
+ * changes made before its epoch_advance.
+ */
+export function epoch_enter(): void {
+  atomic.store<u32>(epochWord, atomic.load<u32>(HDR_GLOBAL_EPOCH));
+}
+
+/** Leaves the section: the slot reads idle. Paired with the loads in epoch_quiescent. */
+export function epoch_exit(): void {
+  atomic.store<u32>(epochWord, 0);
+}
+
+/** True when this thread is inside a section (entered by its caller). */
+@inline export function epochActive(): bool {
+  return atomic.load<u32>(epochWord) != 0;
+}
+
+/** Kernel thread: starts a new epoch after making a change; returns it. */
+export function epoch_advance(): u32 {
+  let e = atomic.add<u32>(HDR_GLOBAL_EPOCH, 1) + 1;
+  if (e == 0) e = atomic.add<u32>(HDR_GLOBAL_EPOCH, 1) + 1; // 0 means idle: skip it
+  return e;
+}
+
+/**
+ * Kernel thread: the first slot that may still hold something from before epoch `e` (idle or
+ * at epoch >= e is fine), or -1 when none. The caller spins / waits and retries.
+ */
+export function epoch_quiescent(e: u32): i32 {
+  for (let s: u32 = 0; s < WORKER_SLOTS; s++) {
+    const w = atomic.load<u32>(WORKER_BASE + s * WORKER_STRIDE);
+    if (w != 0 && <i32>(w - e) < 0) return <i32>s;
+  }
+  return -1;
+}

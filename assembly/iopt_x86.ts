@@ -1,0 +1,264 @@
+// The x86-64 IO page table (second-stage-like, as VT-d / AMD-Vi v1 in spirit): 4 levels of
+// 512 x 8-byte entries per 4 KiB table frame, 48-bit IOVA, leaves of 4 KiB (level 1), 2 MiB
+// (level 2, PS) and 1 GiB (level 3, PS).
+//
+// PTE (low word; the high word is always 0 because physical addresses are below 4 GiB):
+//   bit 0 R, bit 1 W, bit 7 PS, bit 8 A, bit 9 D, bit 11 P (software present, so that a
+//   mapping without R or W still exists), bits 12..31 physical address.
+//
+// Tables are changed only by the kernel thread (map, unmap, free); workers walk them with
+// plain loads under the grace period (DESIGN.md), and set D with an atomic OR on the low word
+// (paired with the atomic AND in x86_read_and_clear_dirty).
+
+import { PAGE_SHIFT, FRAME_NONE } from "./layout";
+import { frame_alloc, frame_addr, frame_put } from "./frames";
+import {
+  LEAF_P, LEAF_SHIFT_POS, IOMMU_READ, IOMMU_WRITE, EEXIST, ENOMEM, EINVAL,
+  setWalkPte, bitmapSetRange,
+} from "./iopt";
+
+export const X86_R: u32 = 0x1;
+export const X86_W: u32 = 0x2;
+export const X86_PS: u32 = 0x80;
+export const X86_A: u32 = 0x100;
+export const X86_D: u32 = 0x200;
+export const X86_P: u32 = 0x800;
+const ADDR: u32 = 0xfffff000;
+const TABLE_BITS: u32 = X86_P | X86_R | X86_W;
+
+export const X86_IOVA_BITS: u32 = 48;
+export const X86_PGSIZE_BITMAP: u32 = 0x40201000; // 4 KiB | 2 MiB | 1 GiB
+// Probe order of the IOTLB: leaf shifts, smallest first, one per byte.
+export const X86_SHIFTS: u32 = 12 | (21 << 8) | (30 << 16);
+const TOP_SHIFT: u32 = 39;
+
+/**
+ * The walk: the leaf word for `iova` (< 2^48), or 0. Sets walkPte to the leaf's PTE. Unrolled
+ * by level so each step is one load, one test and one shift.
+ */
+export function x86_walk(root: u32, iova: u64): u32 {
+  let at = frame_addr(root) + ((<u32>(iova >> 39) & 511) << 3);
+  let e = load<u32>(at);
+  if ((e & X86_P) == 0) return 0;
+  at = frame_addr(e >> PAGE_SHIFT) + ((<u32>(iova >> 30) & 511) << 3);
+  e = load<u32>(at);
+  if ((e & X86_P) == 0) return 0;
+  if ((e & X86_PS) != 0) return leafWord(at, e, 30);
+  at = frame_addr(e >> PAGE_SHIFT) + ((<u32>(iova >> 21) & 511) << 3);
+  e = load<u32>(at);
+  if ((e & X86_P) == 0) return 0;
+  if ((e & X86_PS) != 0) return leafWord(at, e, 21);
+  at = frame_addr(e >> PAGE_SHIFT) + ((<u32>(iova >> 12) & 511) << 3);
+  e = load<u32>(at);
+  if ((e & X86_P) == 0) return 0;
+  return leafWord(at, e, 12);
+}
+
+@inline function leafWord(at: u32, e: u32, shift: u32): u32 {
+  setWalkPte(at);
+  // R, W -> LEAF_R, LEAF_W (bits 1, 2); D (bit 9) -> LEAF_D (bit 3).
+  return (e & ADDR) | LEAF_P | ((e & 3) << 1) | ((e >> 6) & 0x8) | (shift << LEAF_SHIFT_POS);
+}
+
+// ---- map --------------------------------------------------------------------------------
+// Per-call state in globals (kernel thread only): no managed allocation, no long argument lists.
+let mPhys: u64 = 0; // physical address of the next leaf
+let mBits: u32 = 0; // R/W/P bits of the leaves
+let mHuge: bool = false;
+let mFail: u64 = 0; // iova where the call failed: [start, mFail) is what it mapped
+let mTables: i32 = 0; // table frames allocated (+) or freed (-) by the last call
+
+export function x86_tables_delta(): i32 { return mTables; }
+
+function mapLevel(table: u32, shift: u32, iova: u64, end: u64): i32 {
+  const size: u64 = <u64>1 << shift;
+  let at = frame_addr(table) + ((<u32>(iova >> shift) & 511) << 3);
+  // Keep the position: consecutive entries of this table are filled without re-walking.
+  while (iova < end) {
+    const e = load<u32>(at);
+    const next = (iova | (size - 1)) + 1;
+    const stop = next < end ? next : end;
+    const leafHere = shift == 12 || (mHuge && shift <= 30 && (iova & (size - 1)) == 0 && stop == next
+      && (mPhys & (size - 1)) == 0 && (e & X86_P) == 0);
+    if (leafHere) {
+      if ((e & X86_P) != 0) { mFail = iova; return -EEXIST; }
+      store<u64>(at, <u64>(<u32>mPhys | mBits | (shift > 12 ? X86_PS : 0)));
+      mPhys += size;
+    } else {
+      let child: u32;
+      if ((e & X86_P) == 0) {
+        child = frame_alloc(0);
+        if (child == FRAME_NONE) { mFail = iova; return -ENOMEM; }
+        mTables++;
+        store<u64>(at, <u64>((child << PAGE_SHIFT) | TABLE_BITS));
+      } else if ((e & X86_PS) != 0) {
+        mFail = iova; return -EEXIST;
+      } else {
+        child = e >> PAGE_SHIFT;
+      }
+      const rc = mapLevel(child, shift - 9, iova, stop);
+      if (rc != 0) return rc;
+    }
+    iova = stop;
+    at += 8;
+  }
+  return 0;
+}
+
+/**
+ * Maps [iova, iova + n pages) onto physical page `phys` onwards. 0, or -EEXIST / -ENOMEM after
+ * rolling back everything this call mapped (and the table frames it left empty).
+ */
+export function x86_map(root: u32, iova: u64, phys: u32, npages: u32, prot: u32, huge: bool): i32 {
+  const end = iova + (<u64>npages << PAGE_SHIFT);
+  mPhys = <u64>phys << PAGE_SHIFT;
+  mBits = X86_P | ((prot & IOMMU_READ) != 0 ? X86_R : 0) | ((prot & IOMMU_WRITE) != 0 ? X86_W : 0);
+  mHuge = huge;
+  mTables = 0;
+  const rc = mapLevel(root, TOP_SHIFT, iova, end);
+  if (rc != 0) {
+    if (mFail > iova) unmapLevel(root, TOP_SHIFT, iova, mFail);
+    pruneLevel(root, TOP_SHIFT, iova, end);
+  }
+  return rc;
+}
+
+// ---- unmap ------------------------------------------------------------------------------
+
+function unmapLevel(table: u32, shift: u32, iova: u64, end: u64): u64 {
+  const size: u64 = <u64>1 << shift;
+  let at = frame_addr(table) + ((<u32>(iova >> shift) & 511) << 3);
+  let pages: u64 = 0;
+  while (iova < end) {
+    const e = load<u32>(at);
+    const next = (iova | (size - 1)) + 1;
+    const stop = next < end ? next : end;
+    if ((e & X86_P) != 0) {
+      if (shift == 12 || (e & X86_PS) != 0) {
+        // x86_unmap checked that no leaf is cut; a leaf here lies wholly inside the range.
+        store<u64>(at, 0);
+        pages += size >> PAGE_SHIFT;
+      } else {
+        pages += unmapLevel(e >> PAGE_SHIFT, shift - 9, iova, stop);
+      }
+    }
+    iova = stop;
+    at += 8;
+  }
+  return pages;
+}
+
+/** True when the leaf covering `iova` (if any) is cut by a range boundary at `iova`. */
+function cutsLeaf(root: u32, iova: u64): bool {
+  if (iova >= (<u64>1 << X86_IOVA_BITS)) return false;
+  const w = x86_walk(root, iova);
+  if (w == 0) return false;
+  const size: u64 = <u64>1 << ((w >> LEAF_SHIFT_POS) & 31);
+  return (iova & (size - 1)) != 0;
+}
+
+/**
+ * Unmaps every leaf in [iova, iova + n pages): the number of 4 KiB pages unmapped, or -EINVAL
+ * (nothing changed) when a boundary would cut a huge leaf.
+ */
+export function x86_unmap(root: u32, iova: u64, npages: u32): i64 {
+  const end = iova + (<u64>npages << PAGE_SHIFT);
+  if (cutsLeaf(root, iova) || cutsLeaf(root, end)) return -EINVAL;
+  return <i64>unmapLevel(root, TOP_SHIFT, iova, end);
+}
+
+// ---- table frames -----------------------------------------------------------------------
+
+/** Frees the empty tables below `table` within [iova, end); true when `table` is empty now. */
+function pruneLevel(table: u32, shift: u32, iova: u64, end: u64): bool {
+  const size: u64 = <u64>1 << shift;
+  const base = frame_addr(table);
+  let at = base + ((<u32>(iova >> shift) & 511) << 3);
+  if (shift > 12) {
+    while (iova < end) {
+      const e = load<u32>(at);
+      const next = (iova | (size - 1)) + 1;
+      const stop = next < end ? next : end;
+      if ((e & X86_P) != 0 && (e & X86_PS) == 0 && pruneLevel(e >> PAGE_SHIFT, shift - 9, iova, stop)) {
+        store<u64>(at, 0);
+        frame_put(e >> PAGE_SHIFT);
+        mTables--;
+      }
+      iova = stop;
+      at += 8;
+    }
+  }
+  for (let i: u32 = 0; i < 512; i++) if (load<u32>(base + (i << 3)) != 0) return false;
+  return true;
+}
+
+function destroyLevel(table: u32, shift: u32): i32 {
+  let n: i32 = 1;
+  if (shift > 12) {
+    const base = frame_addr(table);
+    for (let i: u32 = 0; i < 512; i++) {
+      const e = load<u32>(base + (i << 3));
+      if ((e & X86_P) != 0 && (e & X86_PS) == 0) n += destroyLevel(e >> PAGE_SHIFT, shift - 9);
+    }
+  }
+  frame_put(table);
+  return n;
+}
+
+/** Frees every table frame (the leaves' frames belong to their owners). Returns how many. */
+export function x86_destroy(root: u32): i32 {
+  return destroyLevel(root, TOP_SHIFT);
+}
+
+// ---- dirty tracking ---------------------------------------------------------------------
+let dBitmap: u32 = 0;
+let dBase: u64 = 0;
+let dShift: u32 = 0;
+let dClear: bool = true;
+let dMark: bool = false;
+
+function dirtyLevel(table: u32, shift: u32, iova: u64, end: u64): u32 {
+  const size: u64 = <u64>1 << shift;
+  let at = frame_addr(table) + ((<u32>(iova >> shift) & 511) << 3);
+  let n: u32 = 0;
+  while (iova < end) {
+    const e = load<u32>(at);
+    const next = (iova | (size - 1)) + 1;
+    const stop = next < end ? next : end;
+    if ((e & X86_P) != 0) {
+      if (shift == 12 || (e & X86_PS) != 0) {
+        if (dMark) {
+          // Paired with the atomic AND below and with DMA's atomic OR (iotlb.ts).
+          atomic.or<u32>(at, X86_D);
+          n++;
+        } else if ((e & X86_D) != 0) {
+          bitmapSetRange(dBitmap, dBase, dShift, iova, stop);
+          if (dClear) atomic.and<u32>(at, ~X86_D); // paired with DMA's atomic OR (iotlb.ts)
+          n++;
+        }
+      } else {
+        n += dirtyLevel(e >> PAGE_SHIFT, shift - 9, iova, stop);
+      }
+    }
+    iova = stop;
+    at += 8;
+  }
+  return n;
+}
+
+/**
+ * Reports the dirty leaves of [iova, end) into the bitmap (bit i = iova + i << shift) and
+ * clears their D bits unless noClear. Returns the number of dirty leaves.
+ */
+export function x86_read_and_clear_dirty(root: u32, iova: u64, end: u64, bitmap: u32, shift: u32, noClear: bool): u32 {
+  dBitmap = bitmap; dBase = iova; dShift = shift; dClear = !noClear; dMark = false;
+  return dirtyLevel(root, TOP_SHIFT, iova, end);
+}
+
+/** Sets D on every leaf that [iova, end) touches (the selftest's DIRTY op). Leaves marked. */
+export function x86_mark_dirty(root: u32, iova: u64, end: u64): u32 {
+  dMark = true;
+  const n = dirtyLevel(root, TOP_SHIFT, iova, end);
+  dMark = false;
+  return n;
+}
