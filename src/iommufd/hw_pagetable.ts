@@ -9,43 +9,187 @@ import {
   iommu_hwpt_get_dirty_bitmap, iommu_hwpt_invalidate, iommu_hwpt_set_dirty_tracking,
 } from "../uapi/iommufd.js";
 import type { UCmd } from "../kernel/ioctl.js";
-import { fields } from "./ioas.js";
+import type { IommuDomain } from "../iommu/domain.js";
+import type { IommufdDevice } from "./device.js";
+import { fields, Ioas } from "./ioas.js";
+import { IommufdObject } from "./object.js";
 import type { IommufdCtx } from "./main.js";
+
+const IOMMU_HWPT_ALLOC_NEST_PARENT = 1 << 0;
+const IOMMU_HWPT_ALLOC_DIRTY_TRACKING = 1 << 1;
+/** IOMMU_HW_INFO_TYPE_SELFTEST: what the kernel selftest's mock IOMMU reports. */
+const IOMMU_HW_INFO_TYPE_SELFTEST = 0xfeedbeef;
+const IOMMU_HW_INFO_SELFTEST_REGVAL = 0xdeadbeef;
+const IOMMU_HW_CAP_DIRTY_TRACKING = 1 << 0;
+
+/** struct iommufd_hwpt_paging: a domain over an IOAS. */
+export class HwptPaging extends IommufdObject {
+  readonly type = "hwpt_paging" as const;
+  /** Created by attaching a device to an IOAS: destroyed when its last device leaves. */
+  autoDomain = false;
+  nestParent = false;
+  enforceCacheCoherency = true;
+  dirtyTracking = false;
+  /** Filled into the IOAS (iopt_table_add_domain done). */
+  private inIoas = false;
+
+  constructor(readonly ctx: IommufdCtx, readonly ioas: Ioas, readonly domain: IommuDomain) {
+    super();
+  }
+
+  /** iopt_table_add_domain and the IOAS's hwpt list. */
+  addToIoas(): number {
+    const rc = this.ioas.iopt.addDomain(this.domain);
+    if (rc < 0) return rc;
+    this.inIoas = true;
+    this.ioas.hwpts.push(this);
+    return 0;
+  }
+
+  /**
+   * Drops a device's reference (iommufd_hw_pagetable_put): an automatic HWPT goes away with
+   * its last device.
+   */
+  put(): void {
+    this.users--;
+    if (this.autoDomain && this.users === 1) this.ctx.objects.remove(this.id);
+  }
+
+  destroy(): void {
+    if (this.inIoas) {
+      this.ioas.iopt.removeDomain(this.domain);
+      this.ioas.hwpts.splice(this.ioas.hwpts.indexOf(this), 1);
+      this.inIoas = false;
+    }
+    this.ioas.users--;
+    this.domain.free();
+  }
+}
+
+/**
+ * iommufd_hwpt_paging_alloc: a new domain for `idev`'s IOMMU over `ioas`, filled with every
+ * area. With `immediateAttach` (an automatic HWPT for an attach) the device's group is attached
+ * first. Published on success.
+ */
+export function hwptPagingAlloc(ctx: IommufdCtx, ioas: Ioas, idev: IommufdDevice, flags: number,
+  immediateAttach: boolean, auto = immediateAttach): HwptPaging | number {
+  if (flags & ~(IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_ALLOC_DIRTY_TRACKING)) return -errno.EOPNOTSUPP;
+  const dirty = (flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING) !== 0;
+  if (dirty && !idev.dev.caps.dirtyTracking) return -errno.EOPNOTSUPP;
+  const domain = ctx.driver.domainAlloc(idev.dev.caps, { dirtyTracking: dirty, hugeIova: idev.dev.caps.hugeIova ?? false });
+  if (typeof domain === "number") return domain;
+  const hwpt = new HwptPaging(ctx, ioas, domain);
+  hwpt.nestParent = (flags & IOMMU_HWPT_ALLOC_NEST_PARENT) !== 0;
+  hwpt.dirtyTracking = dirty;
+  hwpt.enforceCacheCoherency = idev.dev.caps.coherent;
+  let rc = ctx.objectAlloc(hwpt, false);
+  if (rc < 0) { domain.free(); return rc; }
+  ioas.users++;
+  if (immediateAttach) {
+    rc = idev.attachHwpt(hwpt);
+    if (rc < 0) { ctx.objectAbort(hwpt); return rc; }
+  }
+  rc = hwpt.addToIoas();
+  if (rc < 0) {
+    // Undo the attach; the put must not try to destroy an unpublished object.
+    if (immediateAttach) idev.detach();
+    ctx.objectAbort(hwpt);
+    return rc;
+  }
+  hwpt.autoDomain = auto;
+  ctx.objectFinalize(hwpt);
+  return hwpt;
+}
 
 export function hwptAlloc(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_hwpt_alloc);
   if (c.u("__reserved")) return -errno.EOPNOTSUPP;
   const noData = c.u("data_type") === IOMMU_HWPT_DATA_NONE;
   if (noData !== (c.u("data_len") === 0)) return -errno.EINVAL;
-  const idev = ctx.getObject(c.u("dev_id"), "device");
+  const idev = ctx.getObject(c.u("dev_id"), "device") as IommufdDevice | number;
   if (typeof idev === "number") return idev;
-  return -errno.EINVAL;
+  // A missing pt_id is EINVAL here, not ENOENT.
+  const pt = ctx.getObject(c.u("pt_id"));
+  if (typeof pt === "number") return -errno.EINVAL;
+  if (!(pt instanceof Ioas)) {
+    // Nested HWPTs need a vIOMMU-capable IOMMU with user data; this one has none.
+    if (pt instanceof HwptPaging) return pt.nestParent ? -errno.EOPNOTSUPP : -errno.EINVAL;
+    return -errno.EINVAL;
+  }
+  if (!noData) return -errno.EOPNOTSUPP;
+  const hwpt = hwptPagingAlloc(ctx, pt, idev, c.u("flags"), false);
+  if (typeof hwpt === "number") return hwpt;
+  c.set("out_hwpt_id", hwpt.id);
+  const rc = ucmd.respond();
+  if (rc < 0) { ctx.objects.remove(hwpt.id); return rc; }
+  return 0;
 }
 
 export function getHwInfo(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_hw_info);
-  if ((c.u("flags") & ~IOMMU_HW_INFO_FLAG_INPUT_TYPE) || c.u("__reserved[0]") || c.u("__reserved[1]") || c.u("__reserved[2]")) {
+  const flags = c.u("flags");
+  if ((flags & ~IOMMU_HW_INFO_FLAG_INPUT_TYPE) || c.u("__reserved[0]") || c.u("__reserved[1]") || c.u("__reserved[2]")) {
     return -errno.EOPNOTSUPP;
   }
-  const idev = ctx.getObject(c.u("dev_id"), "device");
+  const idev = ctx.getObject(c.u("dev_id"), "device") as IommufdDevice | number;
   if (typeof idev === "number") return idev;
-  return -errno.EINVAL;
+  // The mock IOMMU reports the selftest's registers; the x86 model has no driver-specific data.
+  const mock = idev.dev.caps.format === "mock";
+  const type = mock ? IOMMU_HW_INFO_TYPE_SELFTEST : 0;
+  if ((flags & IOMMU_HW_INFO_FLAG_INPUT_TYPE) && c.u("in_data_type") !== type && c.u("in_data_type") !== 0) return -errno.EOPNOTSUPP;
+  const data = new Uint8Array(mock ? 8 : 0);
+  if (mock) new DataView(data.buffer).setUint32(4, IOMMU_HW_INFO_SELFTEST_REGVAL, true);
+  const userLen = c.u("data_len");
+  if (userLen > 0) {
+    // Copy what fits; zero the rest of the user's buffer.
+    const out = new Uint8Array(userLen);
+    out.set(data.subarray(0, Math.min(userLen, data.length)));
+    const rc = ucmd.copyToUser(Number(c.u64("data_uptr")), out);
+    if (rc < 0) return rc;
+  }
+  c.set("data_len", data.length);
+  c.set("out_data_type", type);
+  c.set("out_max_pasid_log2", 0);
+  c.set("out_capabilities", idev.dev.caps.dirtyTracking ? IOMMU_HW_CAP_DIRTY_TRACKING : 0);
+  return ucmd.respond();
 }
 
 export function hwptSetDirtyTracking(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_hwpt_set_dirty_tracking);
-  if ((c.u("flags") & ~IOMMU_HWPT_DIRTY_TRACKING_ENABLE) || c.u("__reserved")) return -errno.EOPNOTSUPP;
-  const hwpt = ctx.getObject(c.u("hwpt_id"), "hwpt_paging");
+  const flags = c.u("flags");
+  if ((flags & ~IOMMU_HWPT_DIRTY_TRACKING_ENABLE) || c.u("__reserved")) return -errno.EOPNOTSUPP;
+  const hwpt = ctx.getObject(c.u("hwpt_id"), "hwpt_paging") as HwptPaging | number;
   if (typeof hwpt === "number") return hwpt;
-  return -errno.EOPNOTSUPP;
+  if (!hwpt.dirtyTracking) return -errno.EOPNOTSUPP;
+  return hwpt.domain.setDirtyTracking((flags & IOMMU_HWPT_DIRTY_TRACKING_ENABLE) !== 0);
 }
 
 export function hwptGetDirtyBitmap(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_hwpt_get_dirty_bitmap);
-  if ((c.u("flags") & ~IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR) || c.u("__reserved")) return -errno.EOPNOTSUPP;
-  const hwpt = ctx.getObject(c.u("hwpt_id"), "hwpt_paging");
+  const flags = c.u("flags");
+  if ((flags & ~IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR) || c.u("__reserved")) return -errno.EOPNOTSUPP;
+  const hwpt = ctx.getObject(c.u("hwpt_id"), "hwpt_paging") as HwptPaging | number;
   if (typeof hwpt === "number") return hwpt;
-  return -errno.EOPNOTSUPP;
+  if (!hwpt.dirtyTracking) return -errno.EOPNOTSUPP;
+  const iova = c.u64("iova");
+  const length = c.u64("length");
+  const pageSize = c.u64("page_size");
+  const last = iova + length - 1n;
+  if (length === 0n || last >= 1n << 64n) return -errno.EOVERFLOW;
+  const align = hwpt.ioas.iopt.iovaAlignment;
+  if (pageSize === 0n || (iova & (align - 1n)) || ((last + 1n) & (align - 1n)) ||
+    (iova & (pageSize - 1n)) || ((last + 1n) & (pageSize - 1n))) return -errno.EINVAL;
+  const nbits = Number(length / pageSize);
+  const bitmap = new Uint8Array(Math.ceil(nbits / 64) * 8);
+  const rc = hwpt.domain.readAndClearDirty(iova, length, pageSize, (flags & IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR) !== 0,
+    (i) => { bitmap[i >> 3] |= 1 << (i & 7); });
+  if (rc < 0) return rc;
+  // Only the bits of the range are ours to set: OR them into what the user has.
+  const at = Number(c.u64("data"));
+  const cur = ucmd.copyFromUser(at, bitmap.length);
+  if (typeof cur === "number") return cur;
+  for (let i = 0; i < bitmap.length; i++) cur[i] |= bitmap[i];
+  return ucmd.copyToUser(at, cur);
 }
 
 /**

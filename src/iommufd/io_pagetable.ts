@@ -17,6 +17,8 @@ export interface IommuProt { read: boolean; write: boolean }
 export class IoptArea implements Interval {
   /** null while the map that creates it is in progress (an UNMAP that meets it gets EBUSY). */
   pages: IoptPages | null = null;
+  /** Pins held on it by accesses: an unmap must ask them to let go first. */
+  numAccesses = 0;
   constructor(
     public start: bigint,
     public last: bigint,
@@ -33,6 +35,21 @@ export class IoptArea implements Interval {
 
 export interface Reserved extends Interval { owner: unknown }
 
+/**
+ * An IOMMU domain as the io_pagetable drives it (src/iommu/domain.ts implements it in wasm):
+ * map and unmap runs of physically contiguous bytes. `phys` is a byte offset in the frame pool.
+ */
+export interface IoDomain {
+  /** Bit n set: 2^n-byte IO pages are supported (the smallest one sets the alignment). */
+  readonly pgsizeBitmap: bigint;
+  readonly apertureStart: bigint;
+  readonly apertureEnd: bigint;
+  /** 0 or -errno; a failed call leaves nothing of itself mapped. */
+  map(iova: bigint, phys: number, length: number, prot: IommuProt, allowLarge: boolean): number;
+  /** Unmaps [iova, iova+length) that earlier map calls covered. */
+  unmap(iova: bigint, length: number): void;
+}
+
 /** One slice of pages to map (struct iopt_pages_list). */
 export interface PagesSlice { pages: IoptPages; startByte: bigint; length: bigint }
 
@@ -46,6 +63,12 @@ export class IoPagetable {
   /** A fresh table is a software table over the whole 64-bit space, with no alignment. */
   iovaAlignment = 1n;
   disableLargePages = false;
+  /** The domains every area is mirrored into. */
+  readonly domains: IoDomain[] = [];
+  /** Minimum alignments asked by accesses (PAGE_SIZE for pinning users). */
+  readonly accessAlignments: bigint[] = [];
+  /** Asks every access of the IOAS to drop its pins in [iova, iova+length) (their unmap op). */
+  notifyAccessUnmap: (iova: bigint, length: bigint) => void = () => {};
 
   constructor(
     /** A fault-injection point: true when this allocation must fail (ENOMEM). */
@@ -130,8 +153,7 @@ export class IoPagetable {
    * null) and publishes the areas. On success the slices' page references move into the areas;
    * on failure nothing is left behind and the caller still owns them. Returns the IOVA.
    */
-  mapPages(slices: PagesSlice[], length: bigint, iova: bigint | null, prot: IommuProt,
-    fill: (areas: IoptArea[]) => number = () => 0): bigint | number {
+  mapPages(slices: PagesSlice[], length: bigint, iova: bigint | null, prot: IommuProt): bigint | number {
     for (let i = 0; i < slices.length; i++) if (this.shouldFail()) return -errno.ENOMEM;
     if ((length & (this.iovaAlignment - 1n)) || length === 0n) return -errno.EINVAL;
     let at: bigint;
@@ -156,10 +178,14 @@ export class IoPagetable {
       areas.push(area);
       cur += s.length;
     }
-    // Every domain gets the new areas before they are published (filled in the domain issue).
-    const rc = fill(areas);
-    if (rc < 0) { undo(); return rc; }
+    // Every domain gets the new areas before they are published.
     slices.forEach((s, i) => { areas[i].pages = s.pages; });
+    const rc = this.fillDomainsAreas(areas);
+    if (rc < 0) {
+      for (const a of areas) a.pages = null;
+      undo();
+      return rc;
+    }
     return at;
   }
 
@@ -168,7 +194,7 @@ export class IoPagetable {
    * sticks out of the range stops it with ENOENT (the earlier ones stay removed). Returns the
    * bytes unmapped and the result (ENOENT when nothing was unmapped).
    */
-  unmapRange(start: bigint, last: bigint, unfill: (a: IoptArea) => void = () => {}): { rc: number; unmapped: bigint } {
+  unmapRange(start: bigint, last: bigint): { rc: number; unmapped: bigint } {
     let unmapped = 0n;
     let rc = -errno.ENOENT;
     for (;;) {
@@ -176,9 +202,15 @@ export class IoPagetable {
       if (!area) break;
       if (!area.pages) return { rc: -errno.EBUSY, unmapped };
       if (area.start < start || area.last > last) return { rc: -errno.ENOENT, unmapped };
+      if (area.numAccesses > 0) {
+        this.notifyAccessUnmap(area.start, area.length);
+        // An access that keeps its pins would make the unmap spin forever (EDEADLOCK).
+        if (area.numAccesses > 0) return { rc: -errno.EDEADLK, unmapped };
+        continue;
+      }
       const pages = area.pages;
+      for (const d of this.domains) this.unfillArea(area, d);
       area.pages = null;
-      unfill(area);
       this.removeArea(area);
       pages.put();
       unmapped += area.length;
@@ -269,9 +301,9 @@ export class IoPagetable {
    * iopt_calculate_iova_alignment: PAGE_SIZE with large pages off, else 1, raised by every
    * domain's and access's minimum (`floors`).
    */
-  recalcAlignment(floors: bigint[] = []): number {
+  recalcAlignment(): number {
     let align = this.disableLargePages ? PAGE : 1n;
-    for (const f of floors) if (f > align) align = f;
+    for (const f of this.floors()) if (f > align) align = f;
     if (align > this.iovaAlignment) {
       const rc = this.checkAlignment(align);
       if (rc < 0) return rc;
@@ -280,19 +312,131 @@ export class IoPagetable {
     return 0;
   }
 
-  /** iopt_disable_large_pages (HUGE_PAGES=0, type1 v1 compat). `hasDomains`: EINVAL with areas. */
-  disableLarge(hasDomains: boolean, floors: bigint[] = []): number {
+  /** iopt_disable_large_pages (HUGE_PAGES=0, type1 v1 compat): EINVAL once domains hold areas. */
+  disableLarge(): number {
     if (this.disableLargePages) return 0;
-    if (hasDomains && this.areas.length > 0) return -errno.EINVAL;
+    if (this.domains.length > 0 && this.areas.length > 0) return -errno.EINVAL;
     this.disableLargePages = true;
-    const rc = this.recalcAlignment(floors);
+    const rc = this.recalcAlignment();
     if (rc < 0) this.disableLargePages = false;
     return rc;
   }
 
-  enableLarge(floors: bigint[] = []): void {
+  enableLarge(): void {
     this.disableLargePages = false;
-    this.recalcAlignment(floors);
+    this.recalcAlignment();
+  }
+
+  // ---- domains (iopt_table_add_domain / iopt_table_remove_domain) ------------------------
+
+  /** The page range [first, last] of the pages that back `area`. */
+  private pageRange(a: IoptArea): [number, number] {
+    return [Number(a.startByte / PAGE), Number((a.startByte + a.length - 1n) / PAGE)];
+  }
+
+  /**
+   * Pins the area's pages for one more user (this domain) and maps them, run by run of
+   * physically contiguous frames. On failure nothing of it stays mapped or pinned.
+   */
+  private fillArea(a: IoptArea, d: IoDomain): number {
+    const pages = a.pages!;
+    const [first, last] = this.pageRange(a);
+    let rc = pages.pinRange(first, last);
+    if (rc < 0) return rc;
+    const allowLarge = !this.disableLargePages;
+    let iova = a.start;
+    let off = a.startByte;
+    let left = a.length;
+    while (left > 0n) {
+      const idx = Number(off / PAGE);
+      const inPage = Number(off % PAGE);
+      const phys = pages.frameAt(idx) * PAGE_SIZE + inPage;
+      let run = BigInt(PAGE_SIZE - inPage);
+      for (let i = idx + 1; run < left && pages.frameAt(i) === pages.frameAt(i - 1) + 1; i++) run += PAGE;
+      if (run > left) run = left;
+      rc = d.map(iova, phys, Number(run), a.prot, allowLarge);
+      if (rc < 0) {
+        if (iova > a.start) d.unmap(a.start, Number(iova - a.start));
+        pages.unpinRange(first, last);
+        return rc;
+      }
+      iova += run;
+      off += run;
+      left -= run;
+    }
+    return 0;
+  }
+
+  private unfillArea(a: IoptArea, d: IoDomain): void {
+    d.unmap(a.start, Number(a.length));
+    const [first, last] = this.pageRange(a);
+    a.pages!.unpinRange(first, last);
+  }
+
+  /** Fills every domain with new areas; all or nothing. */
+  private fillDomainsAreas(areas: IoptArea[]): number {
+    const done: [IoptArea, IoDomain][] = [];
+    for (const d of this.domains) {
+      for (const a of areas) {
+        const rc = this.fillArea(a, d);
+        if (rc < 0) {
+          for (const [ua, ud] of done.reverse()) this.unfillArea(ua, ud);
+          return rc;
+        }
+        done.push([a, d]);
+      }
+    }
+    return 0;
+  }
+
+  private minPageSize(d: IoDomain): bigint { return lowestBit(d.pgsizeBitmap); }
+
+  /**
+   * iopt_table_add_domain: raises the alignment to the domain's smallest page (EINVAL above
+   * PAGE_SIZE; EADDRINUSE if an area does not keep it), reserves what lies outside its aperture
+   * (EADDRINUSE over an area or allowed range), and fills it with every area (pinning).
+   */
+  addDomain(d: IoDomain): number {
+    let align = this.minPageSize(d);
+    if (align < this.iovaAlignment) align = this.iovaAlignment;
+    if (align > PAGE) return -errno.EINVAL;
+    if (align !== this.iovaAlignment) {
+      const rc = this.checkAlignment(align);
+      if (rc < 0) return rc;
+    }
+    let rc = 0;
+    if (d.apertureStart !== 0n) rc = this.reserveIova(0n, d.apertureStart - 1n, d);
+    if (rc === 0 && d.apertureEnd !== ULONG_MAX) rc = this.reserveIova(d.apertureEnd + 1n, ULONG_MAX, d);
+    if (rc < 0) { this.removeReserved(d); return rc; }
+    const filled: IoptArea[] = [];
+    for (const a of this.areas) {
+      if (!a.pages) continue;
+      rc = this.fillArea(a, d);
+      if (rc < 0) {
+        for (const f of filled) this.unfillArea(f, d);
+        this.removeReserved(d);
+        return rc;
+      }
+      filled.push(a);
+    }
+    this.iovaAlignment = align;
+    this.domains.push(d);
+    return 0;
+  }
+
+  /** iopt_table_remove_domain: unmaps and unpins every area from it; the alignment relaxes. */
+  removeDomain(d: IoDomain): void {
+    const i = this.domains.indexOf(d);
+    if (i < 0) return;
+    this.domains.splice(i, 1);
+    for (const a of this.areas) if (a.pages) this.unfillArea(a, d);
+    this.removeReserved(d);
+    this.recalcAlignment();
+  }
+
+  /** The floors of the alignment: every domain's smallest page and every access's. */
+  private floors(): bigint[] {
+    return [...this.domains.map((d) => this.minPageSize(d)), ...this.accessAlignments];
   }
 
   // ---- area split (VFIO type1 v1 compatibility) --------------------------------------------
@@ -301,6 +445,8 @@ export class IoPagetable {
   private splitArea(area: IoptArea, iova: bigint, largeMapped: boolean): number {
     if (iova === area.start || iova === area.last) return 0;
     if (!area.pages) return -errno.EBUSY;
+    // Accesses' pins are tracked per area: a split would lose them.
+    if (area.numAccesses > 0) return -errno.EINVAL;
     const newStart = iova + 1n;
     const m = this.iovaAlignment - 1n;
     if ((newStart & m) || (area.startByteOf(newStart) & m)) return -errno.EINVAL;
@@ -318,11 +464,11 @@ export class IoPagetable {
   }
 
   /** iopt_cut_iova: cuts areas so that each given IOVA ends one. */
-  cutIova(iovas: bigint[], largeMapped = false): number {
+  cutIova(iovas: bigint[]): number {
     for (const iova of iovas) {
       const area = this.firstArea(iova, iova);
       if (!area) continue;
-      const rc = this.splitArea(area, iova, largeMapped);
+      const rc = this.splitArea(area, iova, this.domains.length > 0);
       if (rc < 0) return rc;
     }
     return 0;

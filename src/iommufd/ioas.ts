@@ -16,6 +16,8 @@ import { O_ACCMODE, O_RDONLY } from "../uapi/posix.js";
 import { IoPagetable, type IommuProt, type PagesSlice } from "./io_pagetable.js";
 import { addOverflow, intersects, PAGE_SIZE, ULONG_MAX, type Interval } from "./iova.js";
 import { IommufdObject } from "./object.js";
+import type { HwptPaging } from "./hw_pagetable.js";
+import type { IommufdAccess } from "./access.js";
 import { checkPagesLength, IoptPages, pageCount } from "./pages.js";
 import type { IommufdCtx } from "./main.js";
 
@@ -25,10 +27,17 @@ const MAP_FLAGS = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_I
 export class Ioas extends IommufdObject {
   readonly type = "ioas" as const;
   readonly iopt: IoPagetable;
+  /** The paging HWPTs over this IOAS (each holds a user of it). */
+  readonly hwpts: HwptPaging[] = [];
+  /** The accesses attached to it (each holds a user of it). */
+  readonly accesses: IommufdAccess[] = [];
 
   constructor(readonly ctx: IommufdCtx) {
     super();
     this.iopt = new IoPagetable(() => ctx.shouldFail());
+    this.iopt.notifyAccessUnmap = (iova, length) => {
+      for (const a of [...this.accesses]) a.ops.unmap(iova, length);
+    };
   }
 
   destroy(): void {
@@ -126,7 +135,7 @@ export function ioasAllowIovas(ctx: IommufdCtx, ucmd: UCmd): number {
  */
 function mapNewPages(ioas: Ioas, pages: IoptPages, startByte: bigint, length: bigint,
   iova: bigint | null, prot: IommuProt): bigint | number {
-  const r = ioas.iopt.mapPages([{ pages, startByte, length }], length, iova, prot, (areas) => ioas.ctx.fillDomains(ioas, areas));
+  const r = ioas.iopt.mapPages([{ pages, startByte, length }], length, iova, prot);
   if (typeof r === "number") pages.put();
   return r;
 }
@@ -217,7 +226,7 @@ export function ioasCopy(ctx: IommufdCtx, ucmd: UCmd): number {
   const dst = ctx.getIoas(c.u("dst_ioas_id"));
   if (typeof dst === "number") { drop(slices); return dst; }
   const fixed = (flags & IOMMU_IOAS_MAP_FIXED_IOVA) !== 0;
-  const r = dst.iopt.mapPages(slices, length, fixed ? dstIova : null, protOf(flags), (areas) => ctx.fillDomains(dst, areas));
+  const r = dst.iopt.mapPages(slices, length, fixed ? dstIova : null, protOf(flags));
   if (typeof r === "number") { drop(slices); return r; }
   c.set("dst_iova", r);
   return ucmd.respond();
@@ -245,8 +254,8 @@ export function ioasUnmap(ctx: IommufdCtx, ucmd: UCmd): number {
 export function ioasOptionHugePages(ioas: Ioas, op: number, val: bigint): { rc: number; val?: bigint } {
   if (op === IOMMU_OPTION_OP_GET) return { rc: 0, val: ioas.iopt.disableLargePages ? 0n : 1n };
   if (op === IOMMU_OPTION_OP_SET) {
-    if (val === 0n) return { rc: ioas.ctx.disableLargePages(ioas) };
-    if (val === 1n) { ioas.ctx.enableLargePages(ioas); return { rc: 0 }; }
+    if (val === 0n) return { rc: ioas.iopt.disableLarge() };
+    if (val === 1n) { ioas.iopt.enableLarge(); return { rc: 0 }; }
     return { rc: -errno.EINVAL };
   }
   return { rc: -errno.EOPNOTSUPP };

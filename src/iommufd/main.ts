@@ -21,9 +21,9 @@ import type { StructLayout } from "../uapi/struct.js";
 import type { File, FileOperations } from "../kernel/file.js";
 import { IommufdIoctlTable, type IommufdIoctlOp, type UCmd } from "../kernel/ioctl.js";
 import type { KernelCore } from "../kernel/kernel.js";
+import { SlotAllocator } from "../kernel/slots.js";
 import type { Process } from "../kernel/process.js";
 import { getHwInfo, hwptAlloc, hwptGetDirtyBitmap, hwptInvalidate, hwptSetDirtyTracking } from "./hw_pagetable.js";
-import type { IoptArea } from "./io_pagetable.js";
 import {
   fields, Ioas, ioasAllocIoctl, ioasAllowIovas, ioasChangeProcess, ioasCopy, ioasIovaRanges,
   ioasMap, ioasMapFile, ioasOption, ioasUnmap,
@@ -32,6 +32,9 @@ import { IommufdObject, ObjectTable, type ObjType } from "./object.js";
 import { IoptPages, type PagesSource, type PinContext } from "./pages.js";
 import { DEFAULT_MEMORY_LIMIT } from "./selftest.js";
 import { vfioCompatIoctl, vfioIoasIoctl } from "./vfio_compat.js";
+import type { IommufdGroup } from "./device.js";
+import type { IommuCaps } from "../iommu/device.js";
+import { allocDomain, type DomainOptions, type IommuDomain } from "../iommu/domain.js";
 
 /** Misc character devices have major 10; /dev/iommu takes a dynamic minor. */
 const MISC_MAJOR = 10;
@@ -49,6 +52,10 @@ export class Iommufd {
   pinnedPages = 0;
   /** The page-batch limit of IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT. */
   memoryLimit = DEFAULT_MEMORY_LIMIT;
+  /** The vfio/iommufd module parameter allow_unsafe_interrupts. */
+  allowUnsafeInterrupts = false;
+  /** Ids of the selftest's mock devices (an IDA). */
+  readonly mockIds = new SlotAllocator(1 << 20);
   readonly table: IommufdIoctlTable;
   private readonly fops: FileOperations;
 
@@ -90,6 +97,11 @@ export class Iommufd {
     kcore.stats.set("pinnedPages", () => this.pinnedPages);
   }
 
+  /** A new domain for a device's IOMMU (iommu_paging_domain_alloc), or -ENOMEM. */
+  domainAlloc(caps: IommuCaps, opts: DomainOptions): IommuDomain | number {
+    return allocDomain(this.kcore, caps.format, opts);
+  }
+
   pinCount(frame: number): number { return this.pins.get(frame) ?? 0; }
 
   /** Records one long-term pin of each frame (taken by pages.ts with the frame reference). */
@@ -129,6 +141,8 @@ export class IommufdCtx {
   readonly objects = new ObjectTable();
   /** The IOAS the VFIO compat ioctls act on (IOMMU_VFIO_IOAS). */
   vfioIoas: Ioas | null = null;
+  /** iommufd_group per iommu_group number with bound devices. */
+  readonly groups = new Map<number, IommufdGroup>();
 
   constructor(readonly driver: Iommufd, readonly file: File, public accountMode: "user" | "mm") {}
 
@@ -187,26 +201,10 @@ export class IommufdCtx {
     });
   }
 
-  /**
-   * Fills every domain of `ioas` with freshly inserted areas before they are published.
-   * An IOAS has no domains until devices attach (the domains issue), so there is nothing to do.
-   */
-  fillDomains(_ioas: Ioas, _areas: IoptArea[]): number { return 0; }
-
-  /** The page-size bitmaps of the domains attached to `ioas`. */
-  domainPageSizes(_ioas: Ioas): bigint[] { return []; }
-
-  /** Whether a domain of `ioas` may hold areas in large IOPTEs. */
-  domainsHoldLarge(_ioas: Ioas): boolean { return false; }
-
   /** VFIO_DMA_CC_IOMMU: every paging HWPT of the IOAS enforces cache coherency. */
-  enforcesCoherency(_ioas: Ioas): boolean { return true; }
-
-  disableLargePages(ioas: Ioas): number {
-    return ioas.iopt.disableLarge(this.domainPageSizes(ioas).length > 0);
+  enforcesCoherency(ioas: Ioas): boolean {
+    return ioas.hwpts.every((h) => h.enforceCacheCoherency);
   }
-
-  enableLargePages(ioas: Ioas): void { ioas.iopt.enableLarge(); }
 
   /**
    * Moves the pin charges of every area's pages to `proc`: each pages object charges the new

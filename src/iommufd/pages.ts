@@ -106,6 +106,23 @@ export class IoptPages {
     this.pin.notePinned(gone, -1);
   }
 
+  /**
+   * The frame behind page `i` for a CPU access through the IOAS (iopt_pages_rw_access): the
+   * pinned frame, or the source's page faulted in (for write when writing). No reference.
+   */
+  sourceFrame(i: number, write: boolean): number {
+    const pinned = this.frames.get(i);
+    if (pinned !== undefined) return pinned;
+    const src = this.source;
+    if (src.kind === "user") {
+      const leaf = src.mm.faultIn(Number(src.uptr) + i * PAGE_SIZE, write);
+      return leaf < 0 ? -errno.EFAULT : Math.floor(leaf / PAGE_SIZE);
+    }
+    if (!src.memfd) return -errno.EINVAL;
+    const f = src.memfd.frameAt(Number(src.start / BigInt(PAGE_SIZE)) + i);
+    return f < 0 ? -errno.EFAULT : f;
+  }
+
   /** Takes one frame reference on the page behind index `i`; the frame or -errno. */
   private pinOne(i: number): number {
     const src = this.source;

@@ -6,13 +6,259 @@
 import { errno } from "../uapi/errno.js";
 import { IOMMU_TEST_CMD } from "../uapi/ioctl.js";
 import {
-  IOMMU_TEST_OP_ADD_RESERVED, IOMMU_TEST_OP_MD_CHECK_REFS, IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT,
+  IOMMU_TEST_OP_ADD_RESERVED, IOMMU_TEST_OP_MD_CHECK_MAP, IOMMU_TEST_OP_MD_CHECK_REFS,
+  IOMMU_TEST_OP_MOCK_DOMAIN, IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS, IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE,
+  IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT, MOCK_FLAGS_DEVICE_HUGE_IOVA, MOCK_FLAGS_DEVICE_NO_DIRTY,
+  IOMMU_TEST_OP_CREATE_ACCESS, IOMMU_TEST_OP_ACCESS_PAGES, IOMMU_TEST_OP_DESTROY_ACCESS_PAGES,
+  IOMMU_TEST_OP_ACCESS_RW, IOMMU_TEST_OP_ACCESS_REPLACE_IOAS, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES,
+  MOCK_FLAGS_ACCESS_WRITE, MOCK_FLAGS_ACCESS_SYZ, MOCK_ACCESS_RW_WRITE, MOCK_ACCESS_RW_SLOW_PATH,
   iommu_test_cmd,
 } from "../uapi/iommufd.js";
+import { O_CLOEXEC, O_RDWR } from "../uapi/posix.js";
+import type { File, FileOperations } from "../kernel/file.js";
+import type { Process } from "../kernel/process.js";
+import { accessCreate, accessDestroy, type IommufdAccess } from "./access.js";
 import type { UCmd } from "../kernel/ioctl.js";
+import type { IommuCaps, IommuDevice } from "../iommu/device.js";
+import { iommufdDeviceBind, type IommufdDevice } from "./device.js";
+import { HwptPaging } from "./hw_pagetable.js";
 import { fields } from "./ioas.js";
 import { PAGE_SIZE } from "./iova.js";
+import { IommufdObject } from "./object.js";
 import type { Iommufd, IommufdCtx } from "./main.js";
+
+/** The mock IOMMU's IO page (PAGE_SIZE / 2) and the first mock group number (own namespace). */
+const MOCK_IO_PAGE = 2048;
+const MOCK_GROUP_BASE = 0x40000000;
+const MOCK_DEV_FLAGS = MOCK_FLAGS_DEVICE_NO_DIRTY | MOCK_FLAGS_DEVICE_HUGE_IOVA;
+
+/** A device on the selftest's mock bus: its own iommu group, the mock IOMMU. */
+class MockDevice implements IommuDevice {
+  readonly groupId: number;
+  readonly caps: IommuCaps;
+  readonly reservedRegions = [];
+  readonly selftest = true;
+  private owner: object | null = null;
+
+  constructor(readonly id: number, flags: number) {
+    this.groupId = MOCK_GROUP_BASE + id;
+    this.caps = {
+      format: "mock",
+      dirtyTracking: (flags & MOCK_FLAGS_DEVICE_NO_DIRTY) === 0,
+      coherent: true,
+      msiIsolated: true,
+      hugeIova: (flags & MOCK_FLAGS_DEVICE_HUGE_IOVA) !== 0,
+    };
+  }
+
+  get name(): string { return `iommufd_mock${this.id}`; }
+
+  claimDmaOwner(owner: object): number {
+    if (this.owner && this.owner !== owner) return -errno.EPERM;
+    this.owner = owner;
+    return 0;
+  }
+
+  releaseDmaOwner(): void { this.owner = null; }
+}
+
+/** IOMMUFD_OBJ_SELFTEST: a mock device bound to the context; destroying it unbinds it. */
+class SelftestObject extends IommufdObject {
+  readonly type = "selftest" as const;
+  idev: IommufdDevice | null = null;
+  constructor(readonly mock: MockDevice, private readonly release: () => void) { super(); }
+  destroy(): void {
+    this.idev?.unbind();
+    this.idev = null;
+    this.release();
+  }
+}
+
+function mockDomain(ctx: IommufdCtx, ucmd: UCmd, devFlags: number): number {
+  const c = fields(ucmd, iommu_test_cmd);
+  if (devFlags & ~MOCK_DEV_FLAGS) return -errno.EINVAL;
+  const driver = ctx.driver;
+  const mockId = driver.mockIds.alloc();
+  const sobj = new SelftestObject(new MockDevice(mockId, devFlags), () => driver.mockIds.free(mockId));
+  let rc = ctx.objectAlloc(sobj, false);
+  if (rc < 0) { driver.mockIds.free(mockId); return rc; }
+  const idev = iommufdDeviceBind(ctx, sobj.mock);
+  if (typeof idev === "number") { ctx.objectAbort(sobj); return idev; }
+  sobj.idev = idev;
+  const pt = idev.attach(c.u("id"));
+  if (pt < 0) { ctx.objectAbort(sobj); return pt; }
+  c.set("mock_domain.out_hwpt_id", pt);
+  c.set("mock_domain.out_stdev_id", sobj.id);
+  c.set("mock_domain.out_idev_id", idev.id);
+  rc = ucmd.respond();
+  if (rc < 0) { ctx.objectAbort(sobj); return rc; }
+  ctx.objectFinalize(sobj);
+  return 0;
+}
+
+/** Largest ACCESS_PAGES / ACCESS_RW the selftest takes (it allocates a buffer that big). */
+const ACCESS_MAX = 16 * 1024 * 1024;
+
+/** The selftest's emulated device: an access behind an fd, with the pins it holds. */
+class SelftestAccess {
+  access: IommufdAccess | null = null;
+  readonly items = new Map<number, { iova: bigint; length: bigint }>();
+  nextId = 0;
+
+  /** Its unmap op: drop every pin that meets [iova, iova+length). */
+  unmap(iova: bigint, length: bigint): void {
+    const last = iova + length - 1n;
+    for (const [id, it] of [...this.items]) {
+      if (it.iova > last || it.iova + it.length - 1n < iova) continue;
+      this.access!.unpinPages(it.iova, it.length);
+      this.items.delete(id);
+    }
+  }
+}
+
+const staccessFops: FileOperations = {
+  kind: "iommufd-selftest-access",
+  release(file: File) {
+    const st = file.priv as SelftestAccess;
+    if (!st.access) return;
+    if (st.access.ops.needsPinPages) st.unmap(0n, 1n << 64n);
+    accessDestroy(st.access);
+    st.access = null;
+  },
+};
+
+/** iommufd_access_get for the selftest: the access behind fd `fd`, or -EBADFD. */
+function staccessGet(proc: Process, fd: number): SelftestAccess | number {
+  const f = proc.file(fd);
+  if (!f || f.ops !== staccessFops) return -errno.EBADFD;
+  return f.priv as SelftestAccess;
+}
+
+function createAccess(ctx: IommufdCtx, ucmd: UCmd): number {
+  const c = fields(ucmd, iommu_test_cmd);
+  const flags = c.u("create_access.flags");
+  if (flags & ~MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES) return -errno.EOPNOTSUPP;
+  const st = new SelftestAccess();
+  const stat = { mode: 0, rdev: 0, size: 0 };
+  const file = ctx.kcore.newFile(staccessFops, O_RDWR, st, "anon_inode:[iommufd_test_staccess]", stat);
+  if (typeof file === "number") return file;
+  const needsPin = (flags & MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES) !== 0;
+  const access = accessCreate(ctx, { needsPinPages: needsPin, unmap: (iova, len) => st.unmap(iova, len) }, c.u("id"));
+  if (typeof access === "number") { ctx.kcore.fput(file); return access; }
+  st.access = access;
+  const fd = ucmd.proc.installFile(file, true);
+  if (fd < 0) { ctx.kcore.fput(file); return fd; }
+  c.set("create_access.out_access_fd", fd);
+  const rc = ucmd.respond();
+  if (rc < 0) { ucmd.proc.close(fd); return rc; }
+  return 0;
+}
+
+function accessPages(ctx: IommufdCtx, ucmd: UCmd): number {
+  const c = fields(ucmd, iommu_test_cmd);
+  const length = c.u64("access_pages.length");
+  if (length > BigInt(ACCESS_MAX)) return -errno.ENOMEM;
+  const flags = c.u("access_pages.flags");
+  if (flags & ~(MOCK_FLAGS_ACCESS_WRITE | MOCK_FLAGS_ACCESS_SYZ)) return -errno.EOPNOTSUPP;
+  const st = staccessGet(ucmd.proc, c.u("id"));
+  if (typeof st === "number") return st;
+  const access = st.access!;
+  if (!access.ops.needsPinPages) return -errno.EOPNOTSUPP;
+  const iova = c.u64("access_pages.iova");
+  const frames = access.pinPages(iova, length, (flags & MOCK_FLAGS_ACCESS_WRITE) !== 0);
+  if (typeof frames === "number") return frames;
+  // The pinned pages must be the very pages the caller's memory has at uptr.
+  const uptr = Number(c.u64("access_pages.uptr"));
+  if (uptr) {
+    const base = uptr - Number(iova % BigInt(PAGE_SIZE));
+    for (let i = 0; i < frames.length; i++) {
+      const f = ucmd.proc.mm.frameOf(base + i * PAGE_SIZE);
+      if (f !== frames[i]) { access.unpinPages(iova, length); return f < 0 ? f : -errno.EBADE; }
+    }
+  }
+  const id = st.nextId++;
+  st.items.set(id, { iova, length });
+  c.set("access_pages.out_access_pages_id", id);
+  const rc = ucmd.respond();
+  if (rc < 0) { st.items.delete(id); access.unpinPages(iova, length); return rc; }
+  return 0;
+}
+
+function destroyAccessPages(ctx: IommufdCtx, ucmd: UCmd): number {
+  const c = fields(ucmd, iommu_test_cmd);
+  const st = staccessGet(ucmd.proc, c.u("id"));
+  if (typeof st === "number") return st;
+  const id = c.u("destroy_access_pages.access_pages_id");
+  const it = st.items.get(id);
+  if (!it) return -errno.ENOENT;
+  st.access!.unpinPages(it.iova, it.length);
+  st.items.delete(id);
+  return 0;
+}
+
+function accessRw(ctx: IommufdCtx, ucmd: UCmd): number {
+  const c = fields(ucmd, iommu_test_cmd);
+  const length = Number(c.u64("access_rw.length"));
+  if (length > ACCESS_MAX) return -errno.ENOMEM;
+  const flags = c.u("access_rw.flags");
+  if (flags & ~(MOCK_ACCESS_RW_WRITE | MOCK_ACCESS_RW_SLOW_PATH | MOCK_FLAGS_ACCESS_SYZ)) return -errno.EOPNOTSUPP;
+  const st = staccessGet(ucmd.proc, c.u("id"));
+  if (typeof st === "number") return st;
+  if (ctx.shouldFail()) return -errno.ENOMEM;
+  const uptr = Number(c.u64("access_rw.uptr"));
+  const write = (flags & MOCK_ACCESS_RW_WRITE) !== 0;
+  let buf: Uint8Array = new Uint8Array(length);
+  if (write) {
+    const b = ucmd.copyFromUser(uptr, length);
+    if (typeof b === "number") return -errno.EFAULT;
+    buf = b;
+  }
+  const rc = st.access!.rw(c.u64("access_rw.iova"), buf, write);
+  if (rc < 0) return rc;
+  if (!write && ucmd.copyToUser(uptr, buf) < 0) return -errno.EFAULT;
+  return 0;
+}
+
+function accessReplaceIoas(ctx: IommufdCtx, ucmd: UCmd): number {
+  const c = fields(ucmd, iommu_test_cmd);
+  const st = staccessGet(ucmd.proc, c.u("id"));
+  if (typeof st === "number") return st;
+  if (!st.access!.ioas) return -errno.ENOENT;
+  return st.access!.changeIoas(c.u("access_replace_ioas.ioas_id"));
+}
+
+function mockDomainReplace(ctx: IommufdCtx, ucmd: UCmd): number {
+  const c = fields(ucmd, iommu_test_cmd);
+  const sobj = ctx.getObject(c.u("id"), "selftest") as SelftestObject | number;
+  if (typeof sobj === "number") return sobj;
+  const idev = sobj.idev!;
+  const pt = idev.attached ? idev.replace(c.u("mock_domain_replace.pt_id")) : idev.attach(c.u("mock_domain_replace.pt_id"));
+  if (pt < 0) return pt;
+  c.set("mock_domain_replace.pt_id", pt);
+  return ucmd.respond();
+}
+
+/**
+ * MD_CHECK_MAP: every 2 KiB unit of [iova, iova+length) must translate, in the mock HWPT's
+ * domain, to the physical address behind the same offset of `uptr`.
+ */
+function mdCheckMap(ctx: IommufdCtx, ucmd: UCmd): number {
+  const c = fields(ucmd, iommu_test_cmd);
+  const iova = c.u64("check_map.iova");
+  const length = Number(c.u64("check_map.length"));
+  const uptr = Number(c.u64("check_map.uptr"));
+  if (iova % BigInt(MOCK_IO_PAGE) || length % MOCK_IO_PAGE || uptr % MOCK_IO_PAGE) return -errno.EINVAL;
+  const hwpt = ctx.getObject(c.u("id"), "hwpt_paging") as HwptPaging | number;
+  if (typeof hwpt === "number") return hwpt;
+  if (hwpt.domain.format !== "mock") return -errno.EINVAL;
+  for (let off = 0; off < length; off += MOCK_IO_PAGE) {
+    const frame = ucmd.proc.mm.frameOf(uptr + off);
+    if (frame < 0) return frame;
+    const want = frame * PAGE_SIZE + ((uptr + off) % PAGE_SIZE);
+    if (hwpt.domain.iovaToPhys(iova + BigInt(off)) !== want) return -errno.EINVAL;
+  }
+  return 0;
+}
 
 /** Smallest page-batch limit the kernel accepts, and its default. */
 const MIN_MEMORY_LIMIT = 12;
@@ -40,6 +286,24 @@ function testCmd(ctx: IommufdCtx, ucmd: UCmd): number {
       }
       return 0;
     }
+    case IOMMU_TEST_OP_MOCK_DOMAIN:
+      return mockDomain(ctx, ucmd, 0);
+    case IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS:
+      return mockDomain(ctx, ucmd, c.u("mock_domain_flags.dev_flags"));
+    case IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE:
+      return mockDomainReplace(ctx, ucmd);
+    case IOMMU_TEST_OP_MD_CHECK_MAP:
+      return mdCheckMap(ctx, ucmd);
+    case IOMMU_TEST_OP_CREATE_ACCESS:
+      return createAccess(ctx, ucmd);
+    case IOMMU_TEST_OP_ACCESS_PAGES:
+      return accessPages(ctx, ucmd);
+    case IOMMU_TEST_OP_DESTROY_ACCESS_PAGES:
+      return destroyAccessPages(ctx, ucmd);
+    case IOMMU_TEST_OP_ACCESS_RW:
+      return accessRw(ctx, ucmd);
+    case IOMMU_TEST_OP_ACCESS_REPLACE_IOAS:
+      return accessReplaceIoas(ctx, ucmd);
     case IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT: {
       const limit = c.u("memory_limit.limit");
       if (limit < MIN_MEMORY_LIMIT) return -errno.EINVAL;

@@ -111,7 +111,7 @@ function unmapDma(ctx: IommufdCtx, proc: Process, arg: number): number {
       // type1 v1: cut the areas at both ends of the range so that a sub-range can go.
       const last = BigInt.asUintN(64, iova + size - 1n);
       const cuts = iova !== 0n ? [last, iova - 1n] : [last];
-      const rc = ioas.iopt.cutIova(cuts, ctx.domainsHoldLarge(ioas));
+      const rc = ioas.iopt.cutIova(cuts);
       if (rc < 0) return rc;
     }
     r = ioas.iopt.unmapIova(iova, size);
@@ -136,7 +136,7 @@ function setIommu(ctx: IommufdCtx, type: number): number {
   const ioas = compatIoas(ctx);
   if (typeof ioas === "number") return ioas;
   // TYPE1 lets userspace unmap inside a mapping: emulated by never using large IOPTEs.
-  return type === VFIO_TYPE1_IOMMU ? ctx.disableLargePages(ioas) : 0;
+  return type === VFIO_TYPE1_IOMMU ? ioas.iopt.disableLarge() : 0;
 }
 
 function checkExtension(ctx: IommufdCtx, ext: number): number {
@@ -158,7 +158,7 @@ function checkExtension(ctx: IommufdCtx, ext: number): number {
 /** The page sizes type1 would report: the AND of the domains', sub-page bits folded. */
 function pageSizes(ctx: IommufdCtx, ioas: Ioas): bigint {
   let bitmap = ULONG_MAX;
-  for (const b of ctx.domainPageSizes(ioas)) bitmap &= b;
+  for (const d of ioas.iopt.domains) bitmap &= d.pgsizeBitmap;
   if (bitmap & (PAGE - 1n)) bitmap = (bitmap & ~(PAGE - 1n)) | PAGE;
   return bitmap > ioas.iopt.iovaAlignment ? bitmap : ioas.iopt.iovaAlignment;
 }

@@ -169,6 +169,13 @@ describe("FIXTURE iommufd_ioas (no_domain)", () => {
     teardown(fx);
   });
 
+  it("ioas.hwpt_attach", async () => {
+    // no_domain: there is no hwpt, so attaching a new mock device to hwpt id 0 fails on lookup
+    const fx = await ioasFixture(true);
+    expect(io(fx, IOMMU_TEST_CMD, mockDomainCmd(0))).toBe(-errno.ENOENT);
+    teardown(fx);
+  });
+
   it("ioas.get_hw_info", async () => {
     // no device: dev_id 0 is looked up and missing, whatever the buffer size
     const fx = await ioasFixture();

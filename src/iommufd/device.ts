@@ -1,0 +1,207 @@
+// iommufd_device and iommufd_group (drivers/iommu/iommufd/device.c): binding a device to an
+// iommufd context (with its DMA-ownership claim), and attaching, replacing and detaching it.
+// All devices of one iommu_group in a context share an iommufd_group, which is attached to at
+// most one HWPT: the first device attaches the group, the others join it.
+
+import { errno } from "../uapi/errno.js";
+import type { IommuDevice } from "../iommu/device.js";
+import { HwptPaging, hwptPagingAlloc } from "./hw_pagetable.js";
+import { Ioas } from "./ioas.js";
+import { IommufdObject } from "./object.js";
+import type { IommufdCtx } from "./main.js";
+
+/** struct iommufd_group: one per (context, iommu_group) with bound devices. */
+export class IommufdGroup {
+  /** The HWPT the group is attached to; null = the blocking domain. */
+  hwpt: HwptPaging | null = null;
+  /** Attached devices. */
+  readonly devices: IommufdDevice[] = [];
+  /** Bound devices (the group lives while one is bound). */
+  bound = 0;
+  constructor(readonly id: number) {}
+}
+
+export class IommufdDevice extends IommufdObject {
+  readonly type = "device" as const;
+  private unbound = false;
+
+  constructor(readonly ctx: IommufdCtx, readonly dev: IommuDevice, readonly igroup: IommufdGroup) {
+    super();
+  }
+
+  /** Attached to its group's HWPT. */
+  get attached(): boolean { return this.igroup.devices.includes(this); }
+
+  /** The wasm domain device DMA is translated through now; 0 = blocked. */
+  get domainHandle(): number {
+    const h = this.igroup.hwpt;
+    return h && this.igroup.devices.length > 0 ? h.domain.handle : 0;
+  }
+
+  /** The HWPT id the device is attached to, or 0. */
+  get ptId(): number { return this.attached ? this.igroup.hwpt!.id : 0; }
+
+  /** iommufd_device_attach: the resulting HWPT id, or -errno. */
+  attach(ptId: number): number {
+    if (this.attached) return -errno.EBUSY;
+    return this.changePt(ptId, false);
+  }
+
+  /** iommufd_device_replace: moves the whole group to another HWPT or IOAS. */
+  replace(ptId: number): number {
+    if (!this.attached) return -errno.EINVAL;
+    return this.changePt(ptId, true);
+  }
+
+  /** iommufd_device_detach: back to the blocking domain (a no-op when not attached). */
+  detach(): void {
+    if (!this.attached) return;
+    const g = this.igroup;
+    const hwpt = g.hwpt!;
+    g.devices.splice(g.devices.indexOf(this), 1);
+    hwpt.ioas.iopt.removeReserved(this);
+    if (g.devices.length === 0) g.hwpt = null;
+    this.users--;
+    hwpt.put();
+  }
+
+  private changePt(ptId: number, replace: boolean): number {
+    const obj = this.ctx.getObject(ptId);
+    if (typeof obj === "number") return obj;
+    if (obj instanceof HwptPaging) {
+      const rc = replace ? this.replaceHwpt(obj) : this.attachHwpt(obj);
+      return rc < 0 ? rc : obj.id;
+    }
+    if (obj instanceof Ioas) return this.autoDomain(obj, replace);
+    return -errno.EINVAL;
+  }
+
+  /**
+   * Attaching to an IOAS: an existing automatic HWPT of it that suits the device (one that
+   * answers EINVAL is incompatible and skipped), else a new automatic HWPT.
+   */
+  private autoDomain(ioas: Ioas, replace: boolean): number {
+    for (const h of [...ioas.hwpts]) {
+      if (!h.autoDomain) continue;
+      const rc = replace ? this.replaceHwpt(h) : this.attachHwpt(h);
+      if (rc === -errno.EINVAL) continue;
+      return rc < 0 ? rc : h.id;
+    }
+    if (!replace) {
+      const h = hwptPagingAlloc(this.ctx, ioas, this, 0, true);
+      return typeof h === "number" ? h : h.id;
+    }
+    // A replace fills the new domain first, then moves the group onto it.
+    const h = hwptPagingAlloc(this.ctx, ioas, this, 0, false, true);
+    if (typeof h === "number") return h;
+    const rc = this.replaceHwpt(h);
+    if (rc < 0) { this.ctx.objects.remove(h.id); return rc; }
+    return h.id;
+  }
+
+  /** Whether `hwpt`'s domain can translate for this device (same IOMMU, dirty support). */
+  compatible(hwpt: HwptPaging): number {
+    if (hwpt.domain.format !== this.dev.caps.format) return -errno.EINVAL;
+    if (hwpt.dirtyTracking && !this.dev.caps.dirtyTracking) return -errno.EINVAL;
+    return 0;
+  }
+
+  /** Inserts the device's reserved regions into `ioas` (EADDRINUSE), all or nothing. */
+  enforceReserved(ioasTarget: Ioas): number {
+    for (const r of this.dev.reservedRegions) {
+      if (r.type === "direct-relaxable") continue;
+      const rc = ioasTarget.iopt.reserveIova(r.start, r.last, this);
+      if (rc < 0) { ioasTarget.iopt.removeReserved(this); return rc; }
+    }
+    return 0;
+  }
+
+  /** iommufd_hw_pagetable_attach. */
+  attachHwpt(hwpt: HwptPaging): number {
+    const g = this.igroup;
+    if (g.hwpt && g.hwpt !== hwpt) return -errno.EINVAL;
+    let rc = this.compatible(hwpt);
+    if (rc < 0) return rc;
+    rc = this.enforceReserved(hwpt.ioas);
+    if (rc < 0) return rc;
+    g.hwpt = hwpt;
+    g.devices.push(this);
+    hwpt.users++;
+    this.users++;
+    return 0;
+  }
+
+  /** iommufd_device_do_replace: the whole group moves; the old HWPT loses its users. */
+  replaceHwpt(hwpt: HwptPaging): number {
+    const g = this.igroup;
+    const old = g.hwpt!;
+    if (old === hwpt) return 0;
+    for (const d of g.devices) {
+      const rc = d.compatible(hwpt);
+      if (rc < 0) return rc;
+    }
+    if (old.ioas !== hwpt.ioas) {
+      const done: IommufdDevice[] = [];
+      for (const d of g.devices) {
+        const rc = d.enforceReserved(hwpt.ioas);
+        if (rc < 0) { for (const u of done) hwpt.ioas.iopt.removeReserved(u); return rc; }
+        done.push(d);
+      }
+      for (const d of g.devices) old.ioas.iopt.removeReserved(d);
+    }
+    g.hwpt = hwpt;
+    hwpt.users += g.devices.length;
+    old.users -= g.devices.length - 1;
+    old.put();
+    return 0;
+  }
+
+  /** Unbind: detach, give back the claim and the context reference. */
+  unbind(): void {
+    if (this.unbound) return;
+    this.unbound = true;
+    this.detach();
+    // The driver's reference; the object then leaves the table like a DESTROY would.
+    this.users--;
+    this.ctx.objects.remove(this.id);
+  }
+
+  destroy(): void {
+    const g = this.igroup;
+    if (--g.bound === 0) this.ctx.groups.delete(g.id);
+    this.dev.releaseDmaOwner();
+    if (!this.dev.selftest) this.ctx.kcore.fput(this.ctx.file);
+  }
+}
+
+/**
+ * iommufd_device_bind: cache coherency (EINVAL), an iommu group (ENODEV), isolated MSI unless
+ * unsafe interrupts are allowed (EPERM), then the device-level DMA claim with the context as
+ * owner (EPERM / EBUSY). The DEVICE object's id is what userspace sees as devid.
+ */
+export function iommufdDeviceBind(ctx: IommufdCtx, dev: IommuDevice): IommufdDevice | number {
+  if (!dev.caps.coherent) return -errno.EINVAL;
+  if (dev.groupId === null) return -errno.ENODEV;
+  if (!dev.caps.msiIsolated && !ctx.driver.allowUnsafeInterrupts) return -errno.EPERM;
+  let rc = dev.claimDmaOwner(ctx);
+  if (rc < 0) return rc;
+  let g = ctx.groups.get(dev.groupId);
+  const fresh = !g;
+  if (!g) g = new IommufdGroup(dev.groupId);
+  const idev = new IommufdDevice(ctx, dev, g);
+  rc = ctx.objectAlloc(idev);
+  if (rc < 0) {
+    dev.releaseDmaOwner();
+    return rc;
+  }
+  if (fresh) ctx.groups.set(g.id, g);
+  g.bound++;
+  // The driver holds the device until unbind; the device holds the context's file.
+  idev.users++;
+  if (!dev.selftest) ctx.file.refs++;
+  return idev;
+}
+
+export function iommufdDeviceUnbind(idev: IommufdDevice): void {
+  idev.unbind();
+}
