@@ -241,7 +241,7 @@ describe("stat and paths", () => {
     kernel.addDevice({ bdf: "0000:00:01.0", model: "memcpy" });
     expect(proc.readdir("/sys/bus/pci/devices")).toEqual(["0000:00:01.0", "0000:00:04.0", "0000:00:05.0"]);
     expect(proc.readdir("/sys/bus/pci/devices/0000:00:04.0")).toEqual(
-      ["class", "device", "driver", "iommu_group", "subsystem", "vendor"]);
+      ["class", "device", "driver", "iommu_group", "subsystem", "vendor", "vfio-dev"]);
     expect(proc.readdir("/sys/nope")).toBe(-errno.ENOENT);
     expect(proc.readdir("/sys/bus/pci/devices/0000:00:04.0/vendor")).toBe(-errno.ENOTDIR);
   });

@@ -14,3 +14,8 @@ export function modelIds(model: string): PciIds {
   if (!ids) throw new TypeError(`unknown device model ${JSON.stringify(model)} (known: ${Object.keys(models).join(", ")})`);
   return ids;
 }
+
+/** BAR0 (the register window) of each model, in bytes. */
+export const modelBar0Size: Record<string, number> = {
+  memcpy: 4096,
+};

@@ -1,0 +1,101 @@
+// A PCI function's configuration space as the VFIO user sees it (vfio-pci virtualizes it:
+// drivers/vfio/pci/vfio_pci_config.c): a type-0 header with the model's ids, a COMMAND
+// register whose decode and bus-master bits the user may set and clear, virtualized BARs
+// (sizing writes read back the size mask), and read-only everything else.
+
+import type { PciIds } from "./pci.js";
+
+export const PCI_VENDOR_ID = 0x00;
+export const PCI_DEVICE_ID = 0x02;
+export const PCI_COMMAND = 0x04;
+export const PCI_STATUS = 0x06;
+export const PCI_REVISION_ID = 0x08;
+export const PCI_CLASS_PROG = 0x09;
+export const PCI_HEADER_TYPE = 0x0e;
+export const PCI_BASE_ADDRESS_0 = 0x10;
+export const PCI_SUBSYSTEM_VENDOR_ID = 0x2c;
+export const PCI_SUBSYSTEM_ID = 0x2e;
+export const PCI_CAPABILITY_LIST = 0x34;
+export const PCI_INTERRUPT_LINE = 0x3c;
+export const PCI_INTERRUPT_PIN = 0x3d;
+
+export const PCI_COMMAND_IO = 0x1;
+export const PCI_COMMAND_MEMORY = 0x2;
+export const PCI_COMMAND_MASTER = 0x4;
+export const PCI_COMMAND_PARITY = 0x40;
+export const PCI_COMMAND_SERR = 0x100;
+export const PCI_COMMAND_INTX_DISABLE = 0x400;
+/** The COMMAND bits a user may change. */
+const COMMAND_WRITABLE = PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | PCI_COMMAND_PARITY |
+  PCI_COMMAND_SERR | PCI_COMMAND_INTX_DISABLE;
+
+/** Conventional PCI: 256 bytes (PCIe functions have 4096). */
+export const PCI_CFG_SPACE_SIZE = 256;
+
+export interface PciBar {
+  /** Size in bytes, a power of two >= 16; 0 = unimplemented. */
+  size: number;
+  /** The address firmware assigned (what the BAR reads after reset). */
+  address: number;
+}
+
+export class PciConfigSpace {
+  readonly bytes: Uint8Array;
+  private readonly view: DataView;
+  /** Per-byte masks of the bits a user write may change. */
+  private readonly writable: Uint8Array;
+
+  constructor(readonly ids: PciIds, readonly bars: readonly PciBar[], readonly size = PCI_CFG_SPACE_SIZE) {
+    this.bytes = new Uint8Array(size);
+    this.view = new DataView(this.bytes.buffer);
+    this.writable = new Uint8Array(size);
+    const w16 = (off: number, mask: number) => { this.writable[off] = mask & 0xff; this.writable[off + 1] = mask >> 8; };
+    w16(PCI_COMMAND, COMMAND_WRITABLE);
+    for (let i = 0; i < 6; i++) {
+      const bar = bars[i];
+      if (!bar || !bar.size) continue;
+      // Address bits above the size are writable; the low flag nibble is not.
+      const mask = (~(bar.size - 1) & 0xfffffff0) >>> 0;
+      for (let b = 0; b < 4; b++) this.writable[PCI_BASE_ADDRESS_0 + i * 4 + b] = (mask >>> (b * 8)) & 0xff;
+    }
+    this.writable[PCI_INTERRUPT_LINE] = 0xff;
+    this.reset();
+  }
+
+  /** The power-on state: ids, class, BARs at their assigned addresses, COMMAND 0. */
+  reset(): void {
+    const v = this.view;
+    this.bytes.fill(0);
+    v.setUint16(PCI_VENDOR_ID, this.ids.vendor, true);
+    v.setUint16(PCI_DEVICE_ID, this.ids.device, true);
+    v.setUint8(PCI_REVISION_ID, 1);
+    v.setUint8(PCI_CLASS_PROG, this.ids.classCode & 0xff);
+    v.setUint16(PCI_CLASS_PROG + 1, (this.ids.classCode >> 8) & 0xffff, true);
+    v.setUint8(PCI_HEADER_TYPE, 0);
+    for (let i = 0; i < 6; i++) {
+      const bar = this.bars[i];
+      if (bar?.size) v.setUint32(PCI_BASE_ADDRESS_0 + i * 4, bar.address >>> 0, true);
+    }
+    v.setUint16(PCI_SUBSYSTEM_VENDOR_ID, this.ids.vendor, true);
+    v.setUint16(PCI_SUBSYSTEM_ID, 0x1100, true);
+    v.setUint8(PCI_INTERRUPT_PIN, 1);
+  }
+
+  get command(): number { return this.view.getUint16(PCI_COMMAND, true); }
+  set command(v: number) { this.view.setUint16(PCI_COMMAND, v & 0xffff, true); }
+  get busMaster(): boolean { return (this.command & PCI_COMMAND_MASTER) !== 0; }
+  get interruptPin(): number { return this.bytes[PCI_INTERRUPT_PIN]; }
+
+  /** Reads [off, off + out.length); the caller checks the range. */
+  read(off: number, out: Uint8Array): void {
+    out.set(this.bytes.subarray(off, off + out.length));
+  }
+
+  /** Writes through the per-byte masks; the caller checks the range. */
+  write(off: number, data: Uint8Array): void {
+    for (let i = 0; i < data.length; i++) {
+      const m = this.writable[off + i];
+      this.bytes[off + i] = (this.bytes[off + i] & ~m) | (data[i] & m);
+    }
+  }
+}

@@ -1,0 +1,393 @@
+// vfio-pci (drivers/vfio/pci/vfio_pci_core.c, vfio_pci_rdwr.c, vfio_pci_config.c,
+// vfio_pci_intrs.c), the face an emulated PCI function shows through its device file:
+// GET_INFO, GET_REGION_INFO, GET_IRQ_INFO, SET_IRQS (INTx, ERR, REQ), RESET, config space
+// and BAR access by pread/pwrite at (region index << 40 | offset), BAR mmap, and the
+// unplug request signalled on the REQ eventfd. VFIO "argsz" model throughout: minsz bytes
+// are copied, argsz < minsz is EINVAL, trailing bytes are never looked at (SPEC.md §3.0).
+
+import { errno } from "../uapi/errno.js";
+import {
+  VFIO_DEVICE_GET_INFO, VFIO_DEVICE_GET_IRQ_INFO, VFIO_DEVICE_GET_REGION_INFO, VFIO_DEVICE_RESET,
+  VFIO_DEVICE_SET_IRQS,
+} from "../uapi/ioctl.js";
+import {
+  VFIO_DEVICE_FLAGS_PCI, VFIO_DEVICE_FLAGS_RESET, VFIO_IRQ_INFO_AUTOMASKED, VFIO_IRQ_INFO_EVENTFD,
+  VFIO_IRQ_INFO_MASKABLE, VFIO_IRQ_INFO_NORESIZE, VFIO_IRQ_SET_ACTION_MASK, VFIO_IRQ_SET_ACTION_TRIGGER,
+  VFIO_IRQ_SET_ACTION_TYPE_MASK, VFIO_IRQ_SET_ACTION_UNMASK, VFIO_IRQ_SET_DATA_BOOL, VFIO_IRQ_SET_DATA_EVENTFD,
+  VFIO_IRQ_SET_DATA_NONE, VFIO_IRQ_SET_DATA_TYPE_MASK, VFIO_PCI_BAR5_REGION_INDEX, VFIO_PCI_CONFIG_REGION_INDEX,
+  VFIO_PCI_ERR_IRQ_INDEX, VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX, VFIO_PCI_NUM_IRQS,
+  VFIO_PCI_NUM_REGIONS, VFIO_PCI_OFFSET_SHIFT, VFIO_PCI_REQ_IRQ_INDEX, VFIO_PCI_ROM_REGION_INDEX,
+  VFIO_PCI_VGA_REGION_INDEX, VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ,
+  VFIO_REGION_INFO_FLAG_WRITE, vfio_device_info, vfio_irq_info, vfio_irq_set, vfio_region_info,
+} from "../uapi/vfio.js";
+import { EventFd, eventfdFops } from "../kernel/eventfd.js";
+import type { File, FileMapping, MmapRequest } from "../kernel/file.js";
+import { vfioCopyIn } from "../kernel/ioctl.js";
+import type { KernelCore } from "../kernel/kernel.js";
+import { PAGE_SIZE } from "../kernel/mm.js";
+import type { Process } from "../kernel/process.js";
+import { PCI_COMMAND_MASTER, PciConfigSpace, type PciBar } from "../devices/pci_config.js";
+import type { PciIds } from "../devices/pci.js";
+import type { VfioDevice, VfioDeviceFile, VfioDeviceOps } from "./vfio_main.js";
+
+const SHIFT = BigInt(VFIO_PCI_OFFSET_SHIFT);
+const OFFSET_MASK = 2 ** VFIO_PCI_OFFSET_SHIFT - 1;
+const PAGES_PER_REGION = 2 ** VFIO_PCI_OFFSET_SHIFT / PAGE_SIZE;
+
+/** What a model gives the vfio-pci face: its ids and BAR0 (a small MMIO window). */
+export interface PciFunctionModel {
+  readonly ids: PciIds;
+  /** BAR0 size in bytes (a power of two, at most a page here: one frame backs it). */
+  readonly bar0Size: number;
+  /** The address firmware assigned to BAR0. */
+  readonly bar0Address: number;
+}
+
+/**
+ * struct vfio_pci_core_device for one emulated function: config space, BAR0 memory (one
+ * frame in the shared pool, so that an mmap maps it directly), and interrupt triggers.
+ */
+export class VfioPciCoreDevice implements VfioDeviceOps {
+  readonly name = "vfio-pci";
+  readonly cfg: PciConfigSpace;
+  /** The frame behind BAR0 (and its mmaps). */
+  private bar0Frame: number;
+  readonly bars: PciBar[];
+  /** vdev->reset_works: a function reset is available. */
+  readonly resetWorks = true;
+  /** The INTx trigger, the error and request eventfds (each holds a file reference). */
+  private intxTrigger: File | null = null;
+  private intxMasked = false;
+  private errTrigger: File | null = null;
+  private reqTrigger: File | null = null;
+  /** How many request signals were sent (unplug). */
+  requests = 0;
+
+  constructor(readonly kcore: KernelCore, readonly model: PciFunctionModel) {
+    this.bars = [{ size: model.bar0Size, address: model.bar0Address }];
+    this.cfg = new PciConfigSpace(model.ids, this.bars);
+    const f = kcore.core.x.frame_alloc(0) >>> 0;
+    if (f === 0xffffffff) throw new Error("vfio-pci: no frame left for BAR0");
+    this.bar0Frame = f;
+    this.clearBar0();
+  }
+
+  /** The device's bus-master enable (device models check it before DMA). */
+  get busMaster(): boolean { return (this.cfg.command & PCI_COMMAND_MASTER) !== 0; }
+
+  private get bar0Base(): number { return this.kcore.core.x.frame_addr(this.bar0Frame) >>> 0; }
+
+  private clearBar0(): void {
+    this.kcore.core.u8.fill(0, this.bar0Base, this.bar0Base + PAGE_SIZE);
+  }
+
+  /** The driver unbinds (device release): the BAR frame goes back (mappings keep theirs). */
+  free(): void {
+    if (this.bar0Frame < 0) return;
+    this.kcore.core.x.frame_put(this.bar0Frame);
+    this.bar0Frame = -1;
+  }
+
+  // ---- open / close ---------------------------------------------------------------------
+
+  /** vfio_pci_core_enable: reset the function and start from its power-on config. */
+  openDevice(_dev: VfioDevice): number {
+    this.cfg.reset();
+    this.clearBar0();
+    this.intxMasked = false;
+    return 0;
+  }
+
+  /** vfio_pci_core_disable: interrupts torn down, bus mastering off, function reset. */
+  closeDevice(_dev: VfioDevice): void {
+    this.intxTrigger = this.putTrigger(this.intxTrigger);
+    this.errTrigger = this.putTrigger(this.errTrigger);
+    this.reqTrigger = this.putTrigger(this.reqTrigger);
+    this.cfg.reset();
+    this.clearBar0();
+  }
+
+  private putTrigger(f: File | null): null {
+    if (f) this.kcore.fput(f);
+    return null;
+  }
+
+  /** vfio_pci_core_request: signal the REQ eventfd if the user registered one. */
+  request(_dev: VfioDevice, count: number): void {
+    this.requests++;
+    if (this.reqTrigger) (this.reqTrigger.priv as EventFd).add(1n);
+    else if (count === 0 && this.kcore.trace.on) {
+      this.kcore.trace.emit("vfio_pci_request", { dev: _dev.name, note: "no device request channel registered, blocked until released by user" });
+    }
+  }
+
+  /** vfio_pci_core_match_token_uuid: neither PF nor VF, so a token is an error. */
+  matchTokenUuid(_dev: VfioDevice, uuid: Uint8Array | null): number {
+    return uuid ? -errno.EINVAL : 0;
+  }
+
+  /** vfio-pci's device_feature: no VF token (not a PF), no low-power or DMA-buf modelled. */
+  deviceFeature(): number {
+    return -errno.ENOTTY;
+  }
+
+  // ---- ioctls ---------------------------------------------------------------------------
+
+  ioctl(dev: VfioDevice, _df: VfioDeviceFile, cmd: number, arg: number, proc: Process): number {
+    switch (cmd) {
+      case VFIO_DEVICE_GET_INFO: return this.getInfo(arg, proc);
+      case VFIO_DEVICE_GET_REGION_INFO: return this.getRegionInfo(arg, proc);
+      case VFIO_DEVICE_GET_IRQ_INFO: return this.getIrqInfo(arg, proc);
+      case VFIO_DEVICE_SET_IRQS: return this.setIrqs(arg, proc);
+      case VFIO_DEVICE_RESET: return this.reset(dev);
+      default: return -errno.ENOTTY;
+    }
+  }
+
+  /** Writes back `n` bytes of `bytes` (min(argsz, sizeof) or minsz, per handler). */
+  private copyOut(proc: Process, arg: number, bytes: Uint8Array, n: number): number {
+    return proc.mm.copyToUser(arg, bytes.subarray(0, n)) < 0 ? -errno.EFAULT : 0;
+  }
+
+  private getInfo(arg: number, proc: Process): number {
+    const c = vfioCopyIn(proc, arg, vfio_device_info);
+    if (typeof c === "number") return c;
+    const f = vfio_device_info.fields;
+    c.view.setUint32(f.flags.off, VFIO_DEVICE_FLAGS_PCI | (this.resetWorks ? VFIO_DEVICE_FLAGS_RESET : 0), true);
+    c.view.setUint32(f.num_regions.off, VFIO_PCI_NUM_REGIONS, true);
+    c.view.setUint32(f.num_irqs.off, VFIO_PCI_NUM_IRQS, true);
+    // No capabilities (no zPCI, no atomic completer): cap_offset and pad read 0.
+    return this.copyOut(proc, arg, c.bytes, Math.min(c.argsz, vfio_device_info.size));
+  }
+
+  private getRegionInfo(arg: number, proc: Process): number {
+    const c = vfioCopyIn(proc, arg, vfio_region_info);
+    if (typeof c === "number") return c;
+    const f = vfio_region_info.fields;
+    const index = c.view.getUint32(f.index.off, true);
+    let flags = 0;
+    let size = 0;
+    if (index === VFIO_PCI_CONFIG_REGION_INDEX) {
+      size = this.cfg.size;
+      flags = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE;
+    } else if (index <= VFIO_PCI_BAR5_REGION_INDEX) {
+      size = this.bars[index]?.size ?? 0;
+      if (size) flags = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE | VFIO_REGION_INFO_FLAG_MMAP;
+    } else if (index === VFIO_PCI_ROM_REGION_INDEX) {
+      // No option ROM: size 0, no flags.
+    } else {
+      // VGA (no VGA device) and anything past the fixed regions (no device-specific ones).
+      return -errno.EINVAL;
+    }
+    c.view.setUint32(f.flags.off, flags, true);
+    c.view.setBigUint64(f.offset.off, BigInt(index) << SHIFT, true);
+    c.view.setBigUint64(f.size.off, BigInt(size), true);
+    return this.copyOut(proc, arg, c.bytes, vfio_region_info.minSize);
+  }
+
+  /** vfio_pci_get_irq_count. */
+  irqCount(index: number): number {
+    switch (index) {
+      case VFIO_PCI_INTX_IRQ_INDEX: return this.cfg.interruptPin ? 1 : 0;
+      case VFIO_PCI_REQ_IRQ_INDEX: return 1;
+      default: return 0; // no MSI/MSI-X capability yet; not PCIe, so no ERR
+    }
+  }
+
+  private getIrqInfo(arg: number, proc: Process): number {
+    const c = vfioCopyIn(proc, arg, vfio_irq_info);
+    if (typeof c === "number") return c;
+    const f = vfio_irq_info.fields;
+    const index = c.view.getUint32(f.index.off, true);
+    if (index >= VFIO_PCI_NUM_IRQS) return -errno.EINVAL;
+    // The error interrupt exists for PCI Express functions only.
+    if (index === VFIO_PCI_ERR_IRQ_INDEX) return -errno.EINVAL;
+    let flags = VFIO_IRQ_INFO_EVENTFD;
+    if (index === VFIO_PCI_INTX_IRQ_INDEX) flags |= VFIO_IRQ_INFO_MASKABLE | VFIO_IRQ_INFO_AUTOMASKED;
+    else if (index !== VFIO_PCI_MSIX_IRQ_INDEX) flags |= VFIO_IRQ_INFO_NORESIZE;
+    else flags |= VFIO_IRQ_INFO_NORESIZE; // no dynamic MSI-X allocation
+    c.view.setUint32(f.flags.off, flags, true);
+    c.view.setUint32(f.count.off, this.irqCount(index), true);
+    return this.copyOut(proc, arg, c.bytes, vfio_irq_info.minSize);
+  }
+
+  /** vfio_set_irqs_validate_and_prepare + vfio_pci_set_irqs_ioctl. */
+  private setIrqs(arg: number, proc: Process): number {
+    const c = vfioCopyIn(proc, arg, vfio_irq_set);
+    if (typeof c === "number") return c;
+    const f = vfio_irq_set.fields;
+    const flags = c.view.getUint32(f.flags.off, true);
+    const index = c.view.getUint32(f.index.off, true);
+    const start = c.view.getUint32(f.start.off, true);
+    const count = c.view.getUint32(f.count.off, true);
+    if (index >= VFIO_PCI_NUM_IRQS) return -errno.EINVAL;
+    if (count >= 0xffffffff - start) return -errno.EINVAL;
+    if (flags & ~(VFIO_IRQ_SET_DATA_TYPE_MASK | VFIO_IRQ_SET_ACTION_TYPE_MASK)) return -errno.EINVAL;
+    const max = this.irqCount(index);
+    if (start >= max || start + count > max) return -errno.EINVAL;
+    let elem: number;
+    switch (flags & VFIO_IRQ_SET_DATA_TYPE_MASK) {
+      case VFIO_IRQ_SET_DATA_NONE: elem = 0; break;
+      case VFIO_IRQ_SET_DATA_BOOL: elem = 1; break;
+      case VFIO_IRQ_SET_DATA_EVENTFD: elem = 4; break;
+      default: return -errno.EINVAL;
+    }
+    let data: Uint8Array = new Uint8Array(0);
+    if (elem) {
+      if (c.argsz - vfio_irq_set.minSize < count * elem) return -errno.EINVAL;
+      const d = proc.mm.copyFromUser(arg + vfio_irq_set.minSize, count * elem);
+      if (typeof d === "number") return -errno.EFAULT;
+      data = d;
+    }
+    const action = flags & VFIO_IRQ_SET_ACTION_TYPE_MASK;
+    if (index === VFIO_PCI_INTX_IRQ_INDEX) {
+      if (action === VFIO_IRQ_SET_ACTION_MASK || action === VFIO_IRQ_SET_ACTION_UNMASK) {
+        // Level-triggered INTx masking: recorded; an emulated device asserts nothing yet.
+        if (this.intxTrigger && count) this.intxMasked = action === VFIO_IRQ_SET_ACTION_MASK;
+        return 0;
+      }
+      if (action === VFIO_IRQ_SET_ACTION_TRIGGER) return this.setIntxTrigger(flags, start, count, data, proc);
+      return -errno.ENOTTY;
+    }
+    if (index === VFIO_PCI_REQ_IRQ_INDEX && action === VFIO_IRQ_SET_ACTION_TRIGGER) {
+      if (start !== 0 || count > 1) return -errno.EINVAL;
+      const r = this.setTriggerSingle(this.reqTrigger, flags, count, data, proc);
+      if (typeof r === "number") return r;
+      this.reqTrigger = r.ctx;
+      return 0;
+    }
+    return -errno.ENOTTY;
+  }
+
+  /** eventfd_ctx_fdget: a reference on an eventfd file, -EBADF, or -EINVAL for another file. */
+  private eventfdGet(fd: number, proc: Process): File | number {
+    const file = proc.fget(fd);
+    if (!file) return -errno.EBADF;
+    if (file.ops !== eventfdFops) {
+      this.kcore.fput(file);
+      return -errno.EINVAL;
+    }
+    return file;
+  }
+
+  /** vfio_pci_set_ctx_trigger_single (ERR and REQ). */
+  private setTriggerSingle(ctx: File | null, flags: number, count: number, data: Uint8Array, proc: Process): { ctx: File | null } | number {
+    if (flags & VFIO_IRQ_SET_DATA_NONE) {
+      if (ctx) {
+        if (count) (ctx.priv as EventFd).add(1n);
+        else return { ctx: this.putTrigger(ctx) };
+        return { ctx };
+      }
+      return -errno.EINVAL;
+    }
+    if (flags & VFIO_IRQ_SET_DATA_BOOL) {
+      if (!count) return -errno.EINVAL;
+      if (data[0] && ctx) (ctx.priv as EventFd).add(1n);
+      return { ctx };
+    }
+    if (!count) return -errno.EINVAL;
+    const fd = new DataView(data.buffer, data.byteOffset, 4).getInt32(0, true);
+    if (fd === -1) return { ctx: this.putTrigger(ctx) };
+    if (fd >= 0) {
+      const e = this.eventfdGet(fd, proc);
+      if (typeof e === "number") return e;
+      this.putTrigger(ctx);
+      return { ctx: e };
+    }
+    return { ctx };
+  }
+
+  /** vfio_pci_set_intx_trigger. */
+  private setIntxTrigger(flags: number, start: number, count: number, data: Uint8Array, proc: Process): number {
+    if (this.intxTrigger && !count && (flags & VFIO_IRQ_SET_DATA_NONE)) {
+      this.intxTrigger = this.putTrigger(this.intxTrigger);
+      return 0;
+    }
+    if (start !== 0 || count !== 1) return -errno.EINVAL;
+    if (flags & VFIO_IRQ_SET_DATA_EVENTFD) {
+      const fd = new DataView(data.buffer, data.byteOffset, 4).getInt32(0, true);
+      if (fd >= 0) {
+        const e = this.eventfdGet(fd, proc);
+        if (typeof e === "number") return e;
+        this.putTrigger(this.intxTrigger);
+        this.intxTrigger = e;
+        this.intxMasked = false;
+      } else {
+        this.intxTrigger = this.putTrigger(this.intxTrigger);
+      }
+      return 0;
+    }
+    if (!this.intxTrigger) return -errno.EINVAL;
+    if ((flags & VFIO_IRQ_SET_DATA_NONE) || data[0]) this.signalIntx();
+    return 0;
+  }
+
+  /** Asserts INTx: signal the trigger and auto-mask (level-triggered). */
+  signalIntx(): void {
+    if (!this.intxTrigger || this.intxMasked) return;
+    (this.intxTrigger.priv as EventFd).add(1n);
+    this.intxMasked = true;
+  }
+
+  /** VFIO_DEVICE_RESET: a function reset (the device's own state), config space restored. */
+  private reset(_dev: VfioDevice): number {
+    if (!this.resetWorks) return -errno.EINVAL;
+    this.clearBar0();
+    return 0;
+  }
+
+  // ---- read / write / mmap --------------------------------------------------------------
+
+  read(_dev: VfioDevice, buf: Uint8Array, pos: number): number {
+    return this.rw(buf, pos, false);
+  }
+
+  write(_dev: VfioDevice, buf: Uint8Array, pos: number): number {
+    return this.rw(buf, pos, true);
+  }
+
+  /** vfio_pci_rw. */
+  private rw(buf: Uint8Array, pos: number, write: boolean): number {
+    if (buf.length === 0) return 0;
+    const index = Math.floor(pos / 2 ** VFIO_PCI_OFFSET_SHIFT);
+    const off = pos % (OFFSET_MASK + 1);
+    if (index >= VFIO_PCI_NUM_REGIONS) return -errno.EINVAL;
+    if (index === VFIO_PCI_CONFIG_REGION_INDEX) {
+      // vfio_config_do_rw: the whole access must lie inside config space.
+      if (off >= this.cfg.size || off + buf.length > this.cfg.size) return -errno.EFAULT;
+      if (write) this.cfg.write(off, buf);
+      else this.cfg.read(off, buf);
+      return buf.length;
+    }
+    if (index === VFIO_PCI_VGA_REGION_INDEX) return -errno.EINVAL;
+    if (index === VFIO_PCI_ROM_REGION_INDEX) return -errno.EINVAL; // no ROM (and never writable)
+    const bar = this.bars[index];
+    if (!bar?.size) return -errno.EINVAL;
+    // vfio_pci_bar_rw: a transfer is clipped at the end of the BAR.
+    if (off >= bar.size) return -errno.EINVAL;
+    const n = Math.min(buf.length, bar.size - off);
+    const mem = this.kcore.core.u8;
+    const at = this.bar0Base + off;
+    if (write) mem.set(buf.subarray(0, n), at);
+    else buf.set(mem.subarray(at, at + n));
+    return n;
+  }
+
+  /** vfio_pci_core_mmap: shared mappings of mmap-able BARs, inside the BAR. */
+  mmap(_dev: VfioDevice, req: MmapRequest): FileMapping | number {
+    const index = Math.floor(req.pgoff / PAGES_PER_REGION);
+    if (index >= VFIO_PCI_NUM_REGIONS) return -errno.EINVAL;
+    if (!req.shared) return -errno.EINVAL;
+    if (index >= VFIO_PCI_ROM_REGION_INDEX) return -errno.EINVAL;
+    const bar = this.bars[index];
+    if (!bar?.size) return -errno.EINVAL;
+    const physLen = Math.ceil(bar.size / PAGE_SIZE) * PAGE_SIZE;
+    const start = (req.pgoff % PAGES_PER_REGION) * PAGE_SIZE;
+    if (start + req.length > physLen) return -errno.EINVAL;
+    const frame = this.bar0Frame;
+    const base = index * PAGES_PER_REGION;
+    return {
+      frameAt: (pgoff: number) => (pgoff - base === 0 && frame >= 0 ? frame : -errno.EFAULT),
+    };
+  }
+}

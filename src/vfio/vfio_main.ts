@@ -1,0 +1,457 @@
+// The VFIO core (drivers/vfio/vfio_main.c): vfio_device allocation and registration (index
+// IDA, the vfio-dev character region, sysfs), the registration reference that every open file
+// holds and unregister waits for, device sets and open_count, vfio_df_open/close, and the
+// device file's operations with the access gate (SPEC.md §1.2, §1.3, §1.8, §3.2, §6).
+//
+// Lock/plane ownership: everything here runs on the kernel's thread (the kernel's dev_set
+// mutex and group mutex are implicit). The one word shared with other threads is each file's
+// gate word (assembly/gate.ts): written here with gate_grant (BIND) and by KernelCore.fput
+// (gate_close), read lock-free by gate_check at the top of every gated operation.
+
+import { errno } from "../uapi/errno.js";
+import {
+  VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_DEVICE_BIND_IOMMUFD, VFIO_DEVICE_DETACH_IOMMUFD_PT,
+  VFIO_DEVICE_FEATURE,
+} from "../uapi/ioctl.js";
+import { S_IFCHR, makedev } from "../uapi/posix.js";
+import {
+  VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT, VFIO_DEVICE_FEATURE_DMA_LOGGING_START,
+  VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP, VFIO_DEVICE_FEATURE_GET, VFIO_DEVICE_FEATURE_MASK,
+  VFIO_DEVICE_FEATURE_MIG_DATA_SIZE, VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
+  VFIO_DEVICE_FEATURE_MIGRATION, VFIO_DEVICE_FEATURE_PROBE, VFIO_DEVICE_FEATURE_SET,
+  vfio_device_feature,
+} from "../uapi/vfio.js";
+import type { File, FileMapping, FileOperations, MmapRequest } from "../kernel/file.js";
+import { vfioCopyIn } from "../kernel/ioctl.js";
+import type { KernelCore } from "../kernel/kernel.js";
+import type { Process } from "../kernel/process.js";
+import type { GroupDevice } from "../iommu/iommu_group.js";
+import { iommufdDeviceBind, iommufdDeviceUnbind, type IommufdDevice } from "../iommufd/device.js";
+import type { Iommufd, IommufdCtx } from "../iommufd/main.js";
+import { vfioDeviceFopsCdevOpen, vfioDfIoctlAttachPt, vfioDfIoctlBindIommufd, vfioDfIoctlDetachPt, vfioDfUnbindIommufd } from "./device_cdev.js";
+import { VfioGroups, type VfioGroup } from "./group.js";
+
+/** The "vfio-dev" character region: a dynamic major (the kernel's documented example is 511). */
+export const VFIO_DEV_MAJOR = 511;
+/** MINORMASK: 2^20 minors, indexes 0..2^20-1. */
+export const VFIO_DEV_MINORS = 1 << 20;
+
+/** What a VFIO bus driver (vfio-pci) supplies: the kernel's struct vfio_device_ops. */
+export interface VfioDeviceOps {
+  /** The driver's name ("vfio-pci"), for messages. */
+  readonly name: string;
+  openDevice?(dev: VfioDevice): number;
+  closeDevice?(dev: VfioDevice): void;
+  ioctl?(dev: VfioDevice, df: VfioDeviceFile, cmd: number, arg: number, proc: Process): number;
+  /** pos: the file offset (region index << 40 | offset); returns bytes or -errno. */
+  read?(dev: VfioDevice, buf: Uint8Array, pos: number, proc: Process): number;
+  write?(dev: VfioDevice, buf: Uint8Array, pos: number, proc: Process): number;
+  mmap?(dev: VfioDevice, req: MmapRequest): FileMapping | number;
+  /** The unplug request (vfio-pci signals the REQ eventfd); count is 0, 1, 2, ... */
+  request?(dev: VfioDevice, count: number): void;
+  /** VFIO_DEVICE_FEATURE for indexes the core does not handle. */
+  deviceFeature?(dev: VfioDevice, flags: number, dataArg: number, dataLen: number, proc: Process): number;
+  /** match_token_uuid: validates a BIND token (null when none was given). */
+  matchTokenUuid?(dev: VfioDevice, uuid: Uint8Array | null): number;
+}
+
+/** A vfio_device_set: devices that share a reset domain (one lock, one open_count sum). */
+export class VfioDeviceSet {
+  readonly devices = new Set<VfioDevice>();
+  constructor(readonly key: unknown) {}
+
+  /** vfio_device_set_open_count. */
+  openCount(): number {
+    let n = 0;
+    for (const d of this.devices) n += d.openCount;
+    return n;
+  }
+}
+
+/**
+ * struct vfio_device. Control plane only.
+ */
+export class VfioDevice {
+  /** Registration references: 1 while registered, +1 per open file (try-get). */
+  registration = 0;
+  /** Successful device-file opens (group files may stack; a cdev allows one). */
+  openCount = 0;
+  /** A cdev file is bound. */
+  cdevOpened = false;
+  /** The iommufd binding of the physical device while open through iommufd. */
+  iommufdDevice: IommufdDevice | null = null;
+  iommufdAttached = false;
+  devSet!: VfioDeviceSet;
+  /** Driver state (the vfio-pci core device). */
+  driverData: unknown = null;
+  /** Set by unregister: runs when the last registration reference goes. */
+  private onUnregistered: (() => void) | null = null;
+  unregistering = false;
+
+  constructor(
+    readonly vfio: Vfio,
+    readonly index: number,
+    /** dev_name of the parent (the PCI address). */
+    readonly name: string,
+    readonly ops: VfioDeviceOps,
+    readonly iommuDev: GroupDevice,
+    readonly group: VfioGroup,
+    readonly sysfsDir: string,
+  ) {}
+
+  get nodePath(): string { return `/dev/vfio/devices/vfio${this.index}`; }
+  get rdev(): number { return makedev(VFIO_DEV_MAJOR, this.index); }
+
+  /** vfio_device_try_get_registration. */
+  tryGetRegistration(): boolean {
+    if (this.registration === 0) return false;
+    this.registration++;
+    return true;
+  }
+
+  /** vfio_device_put_registration: the last one completes a pending unregister. */
+  putRegistration(): void {
+    if (this.registration === 0) throw new Error(`vfio${this.index}: registration reference underflow`);
+    if (--this.registration > 0) return;
+    const done = this.onUnregistered;
+    this.onUnregistered = null;
+    done?.();
+  }
+
+  /** Called by unregister; runs `done` once every reference is gone (maybe at once). */
+  whenUnregistered(done: () => void): void {
+    if (this.registration === 0) done();
+    else this.onUnregistered = done;
+  }
+
+  /** The device's current IOMMU domain handle for DMA: 0 = blocked (nothing attached). */
+  get domainHandle(): number {
+    return this.iommufdDevice?.domainHandle ?? 0;
+  }
+}
+
+/** struct vfio_device_file ("df"): one per open device file. */
+export class VfioDeviceFile {
+  /** The vfio group for a group-obtained file; null for a cdev file. */
+  group: VfioGroup | null = null;
+  /** iommufd object id of the bound device (valid while iommufd is set). */
+  devid = 0;
+  /** The context (cdev: a reference on its file is held from BIND until close). */
+  iommufd: IommufdCtx | null = null;
+  /** The iommufd file whose reference this df holds (cdev only). */
+  iommufdFile: File | null = null;
+  /** The file this df backs (for its gate slot). */
+  file!: File;
+
+  constructor(readonly device: VfioDevice) {}
+}
+
+/** A lowest-free id allocator (the kernel's IDA) over [0, limit). */
+class Ida {
+  private readonly used = new Set<number>();
+  constructor(private readonly limit: number) {}
+  alloc(): number {
+    let i = 0;
+    while (this.used.has(i)) i++;
+    if (i >= this.limit) return -errno.ENOSPC;
+    this.used.add(i);
+    return i;
+  }
+  free(i: number): void { this.used.delete(i); }
+  /** The id the next alloc() returns. */
+  peek(): number {
+    let i = 0;
+    while (this.used.has(i)) i++;
+    return i;
+  }
+}
+
+/** The VFIO core of one kernel. */
+export class Vfio {
+  private readonly ida = new Ida(VFIO_DEV_MINORS);
+  readonly groups = new VfioGroups();
+  readonly devSets = new Map<unknown, VfioDeviceSet>();
+  /** Registered (and unregistering) devices by index. */
+  readonly devices = new Map<number, VfioDevice>();
+  readonly fops: FileOperations;
+
+  constructor(readonly kcore: KernelCore, readonly iommufd: Iommufd) {
+    const vfio = this;
+    this.fops = {
+      kind: "vfio-device",
+      ioctl: (file, cmd, arg, proc) => vfio.deviceIoctl(file, cmd, arg, proc),
+      read: (file, buf, pos, proc) => vfio.deviceRw(file, buf, pos, proc, false),
+      write: (file, buf, pos, proc) => vfio.deviceRw(file, buf, pos, proc, true),
+      mmap: (file, req) => vfio.deviceMmap(file, req),
+      release: (file) => vfio.deviceRelease(file),
+    };
+    kcore.vfs.mkdirp("/dev/vfio/devices");
+    kcore.vfs.mkdirp("/sys/class/vfio-dev");
+    kcore.stats.set("vfioDevices", () => this.devices.size);
+  }
+
+  /**
+   * The access gate (DESIGN.md "The gate"): ONE atomic load of the file's gate word through
+   * the core. Paired with gate_grant in BIND (device_cdev.ts) and gate_close in fput: 0 when
+   * the file is bound, -EINVAL while blocked.
+   */
+  gate(file: File): number {
+    return this.kcore.core.x.gate_check(file.gateSlot, file.gateGen);
+  }
+
+  /** Grants access to `file`: the store-release that ends every BIND. */
+  grant(file: File): void {
+    this.kcore.core.x.gate_grant(file.gateSlot, file.gateGen);
+  }
+
+  /** Whether the file is granted (the bind path's own check, under the dev_set lock). */
+  granted(file: File): boolean {
+    return this.gate(file) === 0;
+  }
+
+  // ---- allocation and registration ------------------------------------------------------
+
+  /** The index the next registration gets (lowest free). */
+  nextIndexHint(): number { return this.ida.peek(); }
+
+  /**
+   * vfio_alloc_device + __vfio_register_dev: allocates the index (lowest free), joins the
+   * device's vfio group and set, creates /dev/vfio/devices/vfioN (char 511:N) and
+   * <sysfsDir>/vfio-dev/vfioN/dev. Returns the device or -errno.
+   */
+  register(name: string, ops: VfioDeviceOps, iommuDev: GroupDevice, sysfsDir: string, devSetKey?: unknown): VfioDevice | number {
+    // The kernel refuses to register a device whose IOMMU does not enforce cache coherency
+    // (EINVAL in __vfio_register_dev), so it never gets a cdev. API.md instead promises that
+    // such a device is present and that its BIND fails EINVAL (iommufd_device_bind's own
+    // check): registration goes ahead here so that the BIND path can be exercised.
+    const index = this.ida.alloc();
+    if (index < 0) return index;
+    const group = this.groups.findOrAlloc(iommuDev.group);
+    const dev = new VfioDevice(this, index, name, ops, iommuDev, group, sysfsDir);
+    const key = devSetKey ?? dev;
+    let set = this.devSets.get(key);
+    if (!set) {
+      set = new VfioDeviceSet(key);
+      this.devSets.set(key, set);
+    }
+    set.devices.add(dev);
+    dev.devSet = set;
+    const vfs = this.kcore.vfs;
+    vfs.addChr(dev.nodePath, dev.rdev, 0o600, (proc, flags, path) => vfioDeviceFopsCdevOpen(dev, proc, flags, path));
+    vfs.addLink(`/dev/char/${VFIO_DEV_MAJOR}:${index}`, `../vfio/devices/vfio${index}`);
+    vfs.addAttr(`${sysfsDir}/vfio-dev/vfio${index}/dev`, () => `${VFIO_DEV_MAJOR}:${index}\n`);
+    vfs.addLink(`/sys/class/vfio-dev/vfio${index}`, `../../devices${sysfsDir.slice("/sys/devices".length)}/vfio-dev/vfio${index}`);
+    dev.registration = 1;
+    group.devices.push(dev);
+    this.devices.set(index, dev);
+    return dev;
+  }
+
+  /**
+   * vfio_unregister_group_dev: the device leaves lookups and its node disappears at once;
+   * then the driver's request hook runs (again every 10 s) until the last open file is
+   * closed, when the device is released (its index becomes free) and `done` runs.
+   */
+  unregister(dev: VfioDevice, done: () => void): void {
+    if (dev.unregistering) throw new Error(`vfio${dev.index} is already being unregistered`);
+    dev.unregistering = true;
+    const gi = dev.group.devices.indexOf(dev);
+    if (gi >= 0) dev.group.devices.splice(gi, 1);
+    const vfs = this.kcore.vfs;
+    vfs.remove(dev.nodePath);
+    vfs.remove(`/dev/char/${VFIO_DEV_MAJOR}:${dev.index}`);
+    vfs.remove(`/sys/class/vfio-dev/vfio${dev.index}`);
+    vfs.remove(`${dev.sysfsDir}/vfio-dev`);
+    let timer: ReturnType<typeof setInterval> | null = null;
+    dev.whenUnregistered(() => {
+      if (timer !== null) clearInterval(timer);
+      this.release(dev);
+      done();
+    });
+    dev.putRegistration();
+    if (dev.registration > 0) {
+      let count = 0;
+      dev.ops.request?.(dev, count++);
+      timer = setInterval(() => {
+        if (this.kcore.trace.on) this.kcore.trace.emit("vfio_unregister_wait", { dev: dev.name, index: dev.index, refs: dev.registration });
+        dev.ops.request?.(dev, count++);
+      }, 10_000);
+      (timer as { unref?: () => void }).unref?.();
+    }
+  }
+
+  /** The device's release: leaves its set and group, gives its index back. */
+  private release(dev: VfioDevice): void {
+    dev.devSet.devices.delete(dev);
+    if (dev.devSet.devices.size === 0) this.devSets.delete(dev.devSet.key);
+    this.groups.removeDevice(dev.group, dev);
+    this.devices.delete(dev.index);
+    this.ida.free(dev.index);
+  }
+
+  // ---- open / close (vfio_df_open, vfio_df_close) ---------------------------------------
+
+  /** vfio_df_open: open_count rules and the first open. */
+  dfOpen(df: VfioDeviceFile): number {
+    const dev = df.device;
+    // Only the group path may open a device more than once.
+    if (dev.openCount !== 0 && !df.group) return -errno.EINVAL;
+    dev.openCount++;
+    if (dev.openCount === 1) {
+      const rc = this.dfDeviceFirstOpen(df);
+      if (rc < 0) {
+        dev.openCount--;
+        return rc;
+      }
+    }
+    return 0;
+  }
+
+  /** vfio_df_close. */
+  dfClose(df: VfioDeviceFile): void {
+    const dev = df.device;
+    if (dev.openCount === 0) throw new Error(`vfio${dev.index}: close without open`);
+    if (dev.openCount === 1) this.dfDeviceLastClose(df);
+    dev.openCount--;
+  }
+
+  private dfDeviceFirstOpen(df: VfioDeviceFile): number {
+    const dev = df.device;
+    if (!df.iommufd) return -errno.EINVAL; // the container path comes with the legacy issue
+    let rc = this.physicalBind(dev, df.iommufd);
+    if (rc < 0) return rc;
+    df.devid = dev.iommufdDevice!.id;
+    if (dev.ops.openDevice) {
+      rc = dev.ops.openDevice(dev);
+      if (rc < 0) {
+        this.physicalUnbind(dev);
+        return rc;
+      }
+    }
+    return 0;
+  }
+
+  private dfDeviceLastClose(df: VfioDeviceFile): void {
+    const dev = df.device;
+    dev.ops.closeDevice?.(dev);
+    if (df.iommufd) this.physicalUnbind(dev);
+  }
+
+  // ---- the physical iommufd ops (drivers/vfio/iommufd.c) ----------------------------------
+
+  /** vfio_iommufd_physical_bind. */
+  physicalBind(dev: VfioDevice, ctx: IommufdCtx): number {
+    const idev = iommufdDeviceBind(ctx, dev.iommuDev);
+    if (typeof idev === "number") return idev;
+    dev.iommufdDevice = idev;
+    return 0;
+  }
+
+  /** vfio_iommufd_physical_unbind: detaches first if attached. */
+  physicalUnbind(dev: VfioDevice): void {
+    const idev = dev.iommufdDevice;
+    if (!idev) return;
+    if (dev.iommufdAttached) {
+      idev.detach();
+      dev.iommufdAttached = false;
+    }
+    iommufdDeviceUnbind(idev);
+    dev.iommufdDevice = null;
+  }
+
+  /** vfio_iommufd_physical_attach_ioas: attach, or replace when already attached. */
+  physicalAttachIoas(dev: VfioDevice, ptId: number): number {
+    const idev = dev.iommufdDevice;
+    if (!idev) return -errno.EINVAL;
+    const rc = dev.iommufdAttached ? idev.replace(ptId) : idev.attach(ptId);
+    if (rc < 0) return rc;
+    dev.iommufdAttached = true;
+    return rc;
+  }
+
+  /** vfio_iommufd_physical_detach_ioas: a no-op when not attached. */
+  physicalDetachIoas(dev: VfioDevice): void {
+    const idev = dev.iommufdDevice;
+    if (!idev || !dev.iommufdAttached) return;
+    idev.detach();
+    dev.iommufdAttached = false;
+  }
+
+  // ---- the device file's operations (vfio_device_fops) ----------------------------------
+
+  private deviceIoctl(file: File, cmd: number, arg: number, proc: Process): number {
+    const df = file.priv as VfioDeviceFile;
+    if (cmd === VFIO_DEVICE_BIND_IOMMUFD) return vfioDfIoctlBindIommufd(this, df, arg, proc);
+    const g = this.gate(file);
+    if (g !== 0) return g;
+    const dev = df.device;
+    if (!df.group) {
+      if (cmd === VFIO_DEVICE_ATTACH_IOMMUFD_PT) return vfioDfIoctlAttachPt(this, df, arg, proc);
+      if (cmd === VFIO_DEVICE_DETACH_IOMMUFD_PT) return vfioDfIoctlDetachPt(this, df, arg, proc);
+    }
+    if (cmd === VFIO_DEVICE_FEATURE) return this.deviceFeature(dev, arg, proc);
+    if (!dev.ops.ioctl) return -errno.EINVAL;
+    return dev.ops.ioctl(dev, df, cmd, arg, proc);
+  }
+
+  /** vfio_ioctl_device_feature: the core's checks, then the core features, then the driver. */
+  private deviceFeature(dev: VfioDevice, arg: number, proc: Process): number {
+    const c = vfioCopyIn(proc, arg, vfio_device_feature);
+    if (typeof c === "number") return c;
+    const flags = c.view.getUint32(4, true);
+    const valid = VFIO_DEVICE_FEATURE_MASK | VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_PROBE;
+    if (flags & ~valid) return -errno.EINVAL;
+    if (!(flags & VFIO_DEVICE_FEATURE_PROBE) && (flags & VFIO_DEVICE_FEATURE_SET) && (flags & VFIO_DEVICE_FEATURE_GET)) return -errno.EINVAL;
+    switch (flags & VFIO_DEVICE_FEATURE_MASK) {
+      // No emulated device migrates or logs DMA: the core answers ENOTTY without mig/log ops.
+      case VFIO_DEVICE_FEATURE_MIGRATION:
+      case VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE:
+      case VFIO_DEVICE_FEATURE_MIG_DATA_SIZE:
+      case VFIO_DEVICE_FEATURE_DMA_LOGGING_START:
+      case VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP:
+      case VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT:
+        return -errno.ENOTTY;
+      default:
+        if (!dev.ops.deviceFeature) return -errno.EINVAL;
+        return dev.ops.deviceFeature(dev, flags, arg + vfio_device_feature.size, c.argsz - vfio_device_feature.size, proc);
+    }
+  }
+
+  private deviceRw(file: File, buf: Uint8Array, pos: number | null, proc: Process, write: boolean): number {
+    const g = this.gate(file);
+    if (g !== 0) return g;
+    const df = file.priv as VfioDeviceFile;
+    const dev = df.device;
+    const op = write ? dev.ops.write : dev.ops.read;
+    if (!op) return -errno.EINVAL;
+    const at = pos ?? file.pos;
+    const rc = op.call(dev.ops, dev, buf, at, proc);
+    if (pos === null && rc > 0) file.pos += rc;
+    return rc;
+  }
+
+  private deviceMmap(file: File, req: MmapRequest): FileMapping | number {
+    const g = this.gate(file);
+    if (g !== 0) return g;
+    const dev = (file.priv as VfioDeviceFile).device;
+    if (!dev.ops.mmap) return -errno.EINVAL;
+    return dev.ops.mmap(dev, req);
+  }
+
+  /** vfio_device_fops_release. */
+  private deviceRelease(file: File): void {
+    const df = file.priv as VfioDeviceFile;
+    if (df.group) throw new Error("group-obtained device files come with the legacy path");
+    vfioDfUnbindIommufd(this, df);
+    df.device.putRegistration();
+  }
+
+  /** A new device file for `dev` (vfio_allocate_device_file + the file itself). */
+  newDeviceFile(dev: VfioDevice, flags: number, path: string): File | number {
+    const df = new VfioDeviceFile(dev);
+    const file = this.kcore.newFile(this.fops, flags, df, path, { mode: S_IFCHR | 0o600, rdev: dev.rdev, size: 0 });
+    if (typeof file === "number") return file;
+    df.file = file;
+    return file;
+  }
+}

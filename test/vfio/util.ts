@@ -1,0 +1,93 @@
+// Helpers for the VFIO device-cdev suites. Ioctl numbers, struct sizes and offsets are
+// literals from SPEC.md §3 and include/uapi/linux/vfio.h (x86_64), not read from src/uapi.
+
+import { createKernel, errno, O_RDWR, type DeviceConfig, type Kernel, type KernelConfig, type Process } from "../../src/index.js";
+
+export { errno };
+
+export const VFIO_DEVICE_GET_INFO = 0x3b6b;
+export const VFIO_DEVICE_GET_REGION_INFO = 0x3b6c;
+export const VFIO_DEVICE_GET_IRQ_INFO = 0x3b6d;
+export const VFIO_DEVICE_SET_IRQS = 0x3b6e;
+export const VFIO_DEVICE_RESET = 0x3b6f;
+export const VFIO_DEVICE_GET_PCI_HOT_RESET_INFO = 0x3b70;
+export const VFIO_DEVICE_PCI_HOT_RESET = 0x3b71;
+export const VFIO_DEVICE_FEATURE = 0x3b75;
+export const VFIO_DEVICE_BIND_IOMMUFD = 0x3b76;
+export const VFIO_DEVICE_ATTACH_IOMMUFD_PT = 0x3b77;
+export const VFIO_DEVICE_DETACH_IOMMUFD_PT = 0x3b78;
+export const IOMMU_DESTROY = 0x3b80;
+export const IOMMU_IOAS_ALLOC = 0x3b81;
+export const IOMMU_IOAS_IOVA_RANGES = 0x3b84;
+export const IOMMU_IOAS_MAP = 0x3b85;
+export const IOMMU_IOAS_UNMAP = 0x3b86;
+
+export const MAP_READABLE = 1 << 2;
+export const MAP_WRITEABLE = 1 << 1;
+export const MAP_FIXED_IOVA = 1 << 0;
+
+/** A little-endian struct image: `fields` are [offset, size, value]. */
+export function struct(size: number, fields: [number, 1 | 2 | 4 | 8, number | bigint][]): Uint8Array {
+  const b = new Uint8Array(size);
+  const v = new DataView(b.buffer);
+  for (const [off, sz, val] of fields) {
+    if (sz === 8) v.setBigUint64(off, BigInt.asUintN(64, BigInt(val)), true);
+    else if (sz === 4) v.setUint32(off, Number(BigInt.asUintN(32, BigInt(val))), true);
+    else if (sz === 2) v.setUint16(off, Number(val), true);
+    else v.setUint8(off, Number(val));
+  }
+  return b;
+}
+
+export const u32 = (b: Uint8Array, off: number) => new DataView(b.buffer, b.byteOffset).getUint32(off, true);
+export const u64 = (b: Uint8Array, off: number) => new DataView(b.buffer, b.byteOffset).getBigUint64(off, true);
+
+export const bindArg = (iommufd: number, argsz = 24, flags = 0) => struct(24, [[0, 4, argsz], [4, 4, flags], [8, 4, iommufd >>> 0]]);
+export const attachArg = (ptId: number, argsz = 16, flags = 0) => struct(16, [[0, 4, argsz], [4, 4, flags], [8, 4, ptId >>> 0]]);
+export const detachArg = (argsz = 12, flags = 0) => struct(12, [[0, 4, argsz], [4, 4, flags]]);
+export const infoArg = (argsz = 24) => struct(24, [[0, 4, argsz]]);
+
+export function bind(p: Process, dev: number, iommufd: number): number {
+  const a = bindArg(iommufd);
+  const rc = p.ioctlBuf(dev, VFIO_DEVICE_BIND_IOMMUFD, a);
+  return rc < 0 ? rc : u32(a, 12);
+}
+
+export function attach(p: Process, dev: number, ptId: number): number {
+  const a = attachArg(ptId);
+  const rc = p.ioctlBuf(dev, VFIO_DEVICE_ATTACH_IOMMUFD_PT, a);
+  return rc < 0 ? rc : u32(a, 8);
+}
+
+export function detach(p: Process, dev: number): number {
+  return p.ioctlBuf(dev, VFIO_DEVICE_DETACH_IOMMUFD_PT, detachArg());
+}
+
+export function ioasAlloc(p: Process, ifd: number): number {
+  const a = struct(12, [[0, 4, 12]]);
+  const rc = p.ioctlBuf(ifd, IOMMU_IOAS_ALLOC, a);
+  return rc < 0 ? rc : u32(a, 8);
+}
+
+export function destroy(p: Process, ifd: number, id: number): number {
+  return p.ioctlBuf(ifd, IOMMU_DESTROY, struct(8, [[0, 4, 8], [4, 4, id]]));
+}
+
+export function getInfo(p: Process, dev: number): number {
+  return p.ioctlBuf(dev, VFIO_DEVICE_GET_INFO, infoArg());
+}
+
+export const dev0: DeviceConfig = { bdf: "0000:00:04.0", model: "memcpy" };
+
+/** A kernel with the given devices (default: one memcpy device, vfio0 in group 0). */
+export async function boot(devices: DeviceConfig[] = [dev0], more: KernelConfig = {}): Promise<Kernel> {
+  return createKernel({ memoryBytes: 64 * 1024 * 1024, devices, ...more });
+}
+
+export function openDev(p: Process, index = 0): number {
+  return p.open(`/dev/vfio/devices/vfio${index}`, O_RDWR);
+}
+
+export function openIommufd(p: Process): number {
+  return p.open("/dev/iommu", O_RDWR);
+}
