@@ -18,13 +18,13 @@ import {
   IOPT_X86, IOPT_MOCK, LEAF_SHIFT_POS, LEAF_FLAGS, EINVAL, ENOMEM, ENOSPC,
 } from "./iopt";
 import {
-  x86_walk, x86_map, x86_unmap, x86_destroy, x86_tables_delta, x86_read_and_clear_dirty, x86_mark_dirty,
+  x86_walk, x86_map, x86_unmap, x86_destroy, x86_tables_delta, x86_leaf_shifts, x86_read_and_clear_dirty, x86_mark_dirty,
   X86_IOVA_BITS, X86_PGSIZE_BITMAP, X86_SHIFTS,
 } from "./iopt_x86";
 import {
   mock_walk, mock_map, mock_unmap, mock_destroy, mock_tables_delta, mock_read_and_clear_dirty,
-  mock_mark_dirty, mock_in_aperture, MOCK_IO_PAGE_SHIFT, MOCK_PGSIZE, MOCK_PGSIZE_HUGE, MOCK_SHIFTS,
-  MOCK_SHIFTS_HUGE, MOCK_APERTURE_START, MOCK_APERTURE_LAST,
+  mock_mark_dirty, mock_in_aperture, mock_huge_used, MOCK_IO_PAGE_SHIFT, MOCK_PGSIZE, MOCK_PGSIZE_HUGE,
+  MOCK_SHIFTS, MOCK_HUGE_SHIFT, MOCK_APERTURE_START, MOCK_APERTURE_LAST,
 } from "./iopt_mock";
 
 // Descriptor fields (layout.ts "IOMMU domain descriptors").
@@ -78,7 +78,7 @@ export function domain_alloc(format: u32, flags: u32): i32 {
   } else {
     const huge = (flags & DOMAIN_F_HUGE) != 0;
     store<u32>(dom + DOM_PGSIZE, huge ? MOCK_PGSIZE_HUGE : MOCK_PGSIZE);
-    store<u32>(dom + DOM_SHIFTS, huge ? MOCK_SHIFTS_HUGE : MOCK_SHIFTS);
+    store<u32>(dom + DOM_SHIFTS, MOCK_SHIFTS);
   }
   store<u32>(dom + DOM_TABLES, 1);
   store<u32>(dom + DOM_MAPPED, 0);
@@ -159,16 +159,38 @@ export function domain_map(dom: u32, iova_lo: u32, iova_hi: u32, phys_page: u32,
     if (phys_page > 0xfffff || npages > 0x100000 - phys_page) return -EINVAL; // below 4 GiB
     rc = x86_map(root, iova, phys_page, npages, prot, allow_huge != 0);
     delta = x86_tables_delta();
+    addProbeShifts(dom, x86_leaf_shifts());
   } else {
     if (phys_page > 0x1fffff || npages > 0x200000 - phys_page) return -EINVAL;
     const huge = allow_huge != 0 && (load<u32>(dom + DOM_FLAGS) & DOMAIN_F_HUGE) != 0;
     rc = mock_map(root, <u32>(iova >> MOCK_IO_PAGE_SHIFT), phys_page, npages, prot, huge);
     delta = mock_tables_delta();
+    addProbeShifts(dom, mock_huge_used() ? <u32>1 << MOCK_HUGE_SHIFT : 0);
   }
   store<u32>(dom + DOM_TABLES, <u32>(<i32>load<u32>(dom + DOM_TABLES) + delta));
   if (rc == 0) store<u32>(dom + DOM_MAPPED, load<u32>(dom + DOM_MAPPED) + npages);
   else domain_invalidate(dom); // a racing worker may have cached a leaf of the rolled-back part
   return rc;
+}
+
+/**
+ * Adds leaf shifts (bit s = shift s) to the domain's IOTLB probe list, kept ascending, one per
+ * byte. Only ever grows. Done after the leaves are in place: a worker that misses the new
+ * shift meanwhile only walks again, it never translates wrongly (plain store, no pairing).
+ */
+function addProbeShifts(dom: u32, used: u32): void {
+  if (used == 0) return;
+  let list = load<u32>(dom + DOM_SHIFTS);
+  let have: u32 = 0;
+  for (let l = list; l != 0; l >>= 8) have |= <u32>1 << (l & 0xff);
+  if ((have | used) == have) return;
+  have |= used;
+  list = 0;
+  let pos: u32 = 0;
+  for (let s: u32 = 11; s < 32; s++) {
+    if ((have & (<u32>1 << s)) != 0) { list |= s << pos; pos += 8; }
+  }
+  store<u32>(dom + DOM_SHIFTS, list);
 }
 
 /**

@@ -31,8 +31,7 @@ export const MOCK_APERTURE_START: u32 = 0x1000000;
 export const MOCK_APERTURE_LAST: u32 = 0x7fffffff;
 export const MOCK_PGSIZE: u32 = 0x800;
 export const MOCK_PGSIZE_HUGE: u32 = 0x100800;
-export const MOCK_SHIFTS: u32 = 11;
-export const MOCK_SHIFTS_HUGE: u32 = 11 | (20 << 8);
+export const MOCK_SHIFTS: u32 = 11; // IOTLB probe list; domain_map appends 20 on first use
 const HUGE_UNITS: u32 = 512;
 
 @inline function entryAt(root: u32, unit: u32, alloc: bool): u32 {
@@ -77,7 +76,9 @@ export function mock_walk(root: u32, iova: u64): u32 {
 }
 
 let mTables: i32 = 0;
+let mHugeUsed: bool = false;
 export function mock_tables_delta(): i32 { return mTables; }
+export function mock_huge_used(): bool { return mHugeUsed; }
 
 /**
  * Maps units [u0, u0 + n) onto 2 KiB physical units from `phys`: START on the first, LAST on
@@ -86,6 +87,7 @@ export function mock_tables_delta(): i32 { return mTables; }
  */
 export function mock_map(root: u32, u0: u32, phys: u32, n: u32, prot: u32, huge: bool): i32 {
   mTables = 0;
+  mHugeUsed = false;
   const bits = MOCK_P | ((prot & IOMMU_READ) != 0 ? MOCK_R : 0) | ((prot & IOMMU_WRITE) != 0 ? MOCK_W : 0);
   const end = u0 + n;
   let u = u0;
@@ -104,7 +106,7 @@ export function mock_map(root: u32, u0: u32, phys: u32, n: u32, prot: u32, huge:
     }
     if ((load<u32>(at) & MOCK_P) != 0) { rc = -EEXIST; break; }
     let e = bits | p;
-    if (hugeLeft != 0) { e |= MOCK_HUGE; hugeLeft--; }
+    if (hugeLeft != 0) { e |= MOCK_HUGE; hugeLeft--; mHugeUsed = true; }
     if (u == u0) e |= MOCK_START;
     if (u == end - 1) e |= MOCK_LAST;
     store<u32>(at, e);

@@ -28,8 +28,9 @@ const TABLE_BITS: u32 = X86_P | X86_R | X86_W;
 
 export const X86_IOVA_BITS: u32 = 48;
 export const X86_PGSIZE_BITMAP: u32 = 0x40201000; // 4 KiB | 2 MiB | 1 GiB
-// Probe order of the IOTLB: leaf shifts, smallest first, one per byte.
-export const X86_SHIFTS: u32 = 12 | (21 << 8) | (30 << 16);
+// IOTLB probe list of a new domain: leaf shifts, smallest first, one per byte; domain_map
+// appends 21 and 30 once it installs such leaves (domain.ts).
+export const X86_SHIFTS: u32 = 12;
 const TOP_SHIFT: u32 = 39;
 
 /**
@@ -67,8 +68,10 @@ let mBits: u32 = 0; // R/W/P bits of the leaves
 let mHuge: bool = false;
 let mFail: u64 = 0; // iova where the call failed: [start, mFail) is what it mapped
 let mTables: i32 = 0; // table frames allocated (+) or freed (-) by the last call
+let mLeafShifts: u32 = 0; // bit s set: the last call installed a leaf of shift s (> 12)
 
 export function x86_tables_delta(): i32 { return mTables; }
+export function x86_leaf_shifts(): u32 { return mLeafShifts; }
 
 function mapLevel(table: u32, shift: u32, iova: u64, end: u64): i32 {
   const size: u64 = <u64>1 << shift;
@@ -82,7 +85,12 @@ function mapLevel(table: u32, shift: u32, iova: u64, end: u64): i32 {
       && (mPhys & (size - 1)) == 0 && (e & X86_P) == 0);
     if (leafHere) {
       if ((e & X86_P) != 0) { mFail = iova; return -EEXIST; }
-      store<u64>(at, <u64>(<u32>mPhys | mBits | (shift > 12 ? X86_PS : 0)));
+      if (shift > 12) {
+        store<u64>(at, <u64>(<u32>mPhys | mBits | X86_PS));
+        mLeafShifts |= <u32>1 << shift;
+      } else {
+        store<u64>(at, <u64>(<u32>mPhys | mBits));
+      }
       mPhys += size;
     } else {
       let child: u32;
@@ -115,6 +123,7 @@ export function x86_map(root: u32, iova: u64, phys: u32, npages: u32, prot: u32,
   mBits = X86_P | ((prot & IOMMU_READ) != 0 ? X86_R : 0) | ((prot & IOMMU_WRITE) != 0 ? X86_W : 0);
   mHuge = huge;
   mTables = 0;
+  mLeafShifts = 0;
   const rc = mapLevel(root, TOP_SHIFT, iova, end);
   if (rc != 0) {
     if (mFail > iova) unmapLevel(root, TOP_SHIFT, iova, mFail);

@@ -3,8 +3,9 @@
 //   1. a one-entry "last translation" in wasm globals (per instance, so per thread): one
 //      compare of handle, leaf base and invalidation counter;
 //   2. this thread's direct-mapped array in its worker slot (layout.ts IOTLB_*), probed once
-//      per page size of the domain, tagged with the domain serial (never reused), leaf base,
-//      leaf shift and the invalidation counter seen before the walk that filled it;
+//      per leaf size the domain has used (DOM_SHIFTS), tagged with the domain serial (never
+//      reused), leaf base, leaf shift and the invalidation counter seen before the walk that
+//      filled it;
 //   3. the format's walk (iopt_x86.ts / iopt_mock.ts), which returns the leaf size so a
 //      transfer translates once per leaf.
 // Nothing is ever flushed: an entry whose domain counter moved on (domain_unmap,
@@ -38,7 +39,8 @@ let slotNo: u32 = 0;
 let tlb: u32 = IOTLB_BASE;
 
 // The last translation.
-let lDom: u32 = 0;
+const NO_DOM: u32 = 0xffffffff; // never a handle, not even the blocking domain's 0
+let lDom: u32 = NO_DOM;
 let lInv: u32 = 0;
 let lBase: u64 = 0;
 let lMask: u64 = 0;
@@ -62,7 +64,7 @@ export function iotlb_attach(slot: u32): i32 {
   slotNo = slot;
   tlb = IOTLB_BASE + slot * IOTLB_SLOT_BYTES;
   epochSetSlot(slot);
-  lDom = 0;
+  lDom = NO_DOM;
   return 0;
 }
 
@@ -71,7 +73,7 @@ export function iotlb_slot(): u32 { return slotNo; }
 /** Empties this thread's IOTLB and last translation (never needed for correctness). */
 export function iotlb_flush(): void {
   memory.fill(<usize>tlb, 0, <usize>IOTLB_SLOT_BYTES);
-  lDom = 0;
+  lDom = NO_DOM;
 }
 
 @inline function domKnown(dom: u32): bool {
@@ -83,9 +85,14 @@ export function iotlb_flush(): void {
   xSerial = domKnown(dom) ? atomic.load<u32>(dom + DOM_SERIAL) : 0;
 }
 
+// Index: the page number folded byte by byte (xor), so that consecutive pages and power-of-two
+// strides both land on distinct entries (a multiplicative hash gave birthday collisions).
 @inline function entryFor(serial: u32, base: u64, shift: u32): u32 {
-  const vpn = <u32>(base >> shift);
-  return tlb + (((vpn + serial * 61 + shift * 127) & (IOTLB_ENTRIES - 1)) * IOTLB_ENTRY_SIZE);
+  const vpn = base >> shift;
+  let f = <u32>vpn ^ <u32>(vpn >> 32) ^ (serial * 0x9e3779b1);
+  f ^= f >> 16;
+  f ^= f >> 8;
+  return tlb + ((f & (IOTLB_ENTRIES - 1)) * IOTLB_ENTRY_SIZE);
 }
 
 /**
@@ -118,22 +125,18 @@ function setDirty(): void {
 }
 
 function xlateSlow(dom: u32, iova: u64, write: bool): u32 {
-  if (!domKnown(dom)) return FAULT_REASON_BLOCKED; // includes 0, the blocking domain
-  // Paired with the atomic stores in domain_alloc / domain_free.
-  const serial = atomic.load<u32>(dom + DOM_SERIAL);
-  if (serial == 0 || serial != xSerial) return FAULT_REASON_BLOCKED;
-  // Loaded before the walk: an unmap that the walk might miss bumps it past this value, so the
-  // entry filled below cannot outlive that unmap.
+  const serial = xSerial; // 0: blocking domain, unknown handle, or a domain already gone
+  if (serial == 0) return FAULT_REASON_BLOCKED;
+  // Loaded before any walk: an unmap the walk might miss bumps it past this value, so an
+  // entry filled below cannot outlive that unmap. Paired with domain_invalidate's RMW.
   const inv = atomic.load<u32>(dom + DOM_INV);
-  const x86 = load<u32>(dom + DOM_FORMAT) == IOPT_X86;
-  if (x86 ? iova >= (<u64>1 << X86_IOVA_BITS) : !mock_in_aperture(iova)) return FAULT_REASON_RANGE;
-
+  // Entries carry the serial the transfer began with, so a reused handle never hits them.
   let shifts = load<u32>(dom + DOM_SHIFTS);
   do {
     const s = shifts & 0xff;
     const base = iova & ~((<u64>1 << s) - 1);
     const e = entryFor(serial, base, s);
-    if (load<u32>(e + E_SERIAL) == serial && load<u32>(e + E_INV) == inv && load<u64>(e + E_TAG) == (base | <u64>s)) {
+    if (load<u64>(e + E_TAG) == (base | <u64>s) && load<u32>(e + E_SERIAL) == serial && load<u32>(e + E_INV) == inv) {
       stat_inc(STAT_IOTLB_HITS);
       setLast(dom, inv, base, s, load<u32>(e + E_LEAF), load<u32>(e + E_PTE), load<u32>(e + E_DBIT), e);
       return finish(iova, write);
@@ -142,6 +145,11 @@ function xlateSlow(dom: u32, iova: u64, write: bool): u32 {
   } while (shifts != 0);
 
   stat_inc(STAT_IOTLB_MISSES);
+  // The descriptor must still be the domain the transfer began on. Paired with the atomic
+  // stores in domain_alloc / domain_free.
+  if (atomic.load<u32>(dom + DOM_SERIAL) != serial) return FAULT_REASON_BLOCKED;
+  const x86 = load<u32>(dom + DOM_FORMAT) == IOPT_X86;
+  if (x86 ? iova >= (<u64>1 << X86_IOVA_BITS) : !mock_in_aperture(iova)) return FAULT_REASON_RANGE;
   stat_inc(STAT_IOTLB_WALKS);
   const root = load<u32>(dom + DOM_ROOT);
   const w = x86 ? x86_walk(root, iova) : mock_walk(root, iova);
@@ -180,22 +188,25 @@ export function iotlb_avail(): u32 { return tAvail; }
 
 /**
  * Indicative micro-benchmark, looping inside wasm: `count` translations of IOVAs (iova + a
- * pseudo-random 4 KiB page below 2^span_log2 pages). mode 0: the same loop without
- * translating; 1: the same IOVA every time (last-translation hit); 2: random pages through
- * the IOTLB (hits while the span fits the array, misses + walks when it does not); 3: the
- * bare walk, no IOTLB. Returns a checksum so nothing is optimised away.
+ * pseudo-random page index below 2^span_log2, times 2^stride_log2 bytes; mode bits 8..15 give
+ * stride_log2, 0 meaning 12). mode & 0xff: 0 the same loop without translating; 1 the same IOVA
+ * every time (last-translation hit); 2 random pages through the IOTLB (hits while the span
+ * fits the array, misses + walks when it does not); 3 the bare walk, no IOTLB. Returns a
+ * checksum so nothing is optimised away.
  */
 export function iotlb_bench(dom: u32, iova_lo: u32, iova_hi: u32, span_log2: u32, count: u32, mode: u32): u32 {
   const iova = (<u64>iova_hi << 32) | <u64>iova_lo;
   const mask: u32 = (<u32>1 << span_log2) - 1;
+  const stride: u64 = (mode >> 8) != 0 ? <u64>((mode >> 8) & 0xff) : 12;
+  const m = mode & 0xff;
   xlateBegin(dom);
   let x: u32 = 12345;
   let sum: u32 = 0;
   for (let i: u32 = 0; i < count; i++) {
     x = x * 1664525 + 1013904223;
-    const va = mode == 1 ? iova : iova + (<u64>((x >> 8) & mask) << 12);
-    if (mode == 0) sum += <u32>va;
-    else if (mode == 3) sum += domainWalk(dom, va);
+    const va = m == 1 ? iova : iova + (<u64>((x >> 8) & mask) << stride);
+    if (m == 0) sum += <u32>va;
+    else if (m == 3) sum += domainWalk(dom, va);
     else sum += xlate(dom, va, false) + tHost;
   }
   return sum;

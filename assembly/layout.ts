@@ -63,7 +63,8 @@ export const FIXED_END: u32 = 0x400000;
 // ---- IOMMU domain descriptors (domain.ts): one 64-byte line each -----------------------------
 // A domain handle is the offset of its descriptor; 0 is the blocking domain.
 //   @0 format  @4 flags  @8 root frame  @12 page-size bitmap  @16 serial (never reused)
-//   @20 invalidation counter  @24 table frames  @28 mapped IO pages  @32 probe shifts (u8 each)
+//   @20 invalidation counter  @24 table frames  @28 mapped IO pages  @32 IOTLB probe list (leaf
+//   shifts in use, one per byte, ascending)
 export const DOMAIN_BASE: u32 = STATS_END;
 export const DOMAIN_SLOTS: u32 = 4096;
 export const DOMAIN_STRIDE: u32 = 64;

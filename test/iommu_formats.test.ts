@@ -106,6 +106,24 @@ describe("x86 format", () => {
     expect(x.domain_alloc(1, 0x100)).toBe(EINVAL);
   });
 
+  it("read-and-clear clips a dirty 1 GiB leaf to the asked range, at any bitmap page size", async () => {
+    const { c, x, X86 } = await boot();
+    const d = x.domain_alloc(X86, 0) >>> 0;
+    expect(x.domain_map(d, lo(GiB), 0, 262144, 262144, READ | WRITE, 1)).toBe(0);
+    expect(x.domain_mark_dirty(d, lo(GiB + 0x5000), 0, 1)).toBe(1);
+    const bm = c.poolBase + (x.frame_alloc(0) >>> 0) * 4096;
+    const bits = (n: number) => Array.from({ length: n }, (_, i) => (c.u8[bm + (i >> 3)] >> (i & 7)) & 1).join("");
+    c.u8.fill(0, bm, bm + 64);
+    expect(x.domain_read_and_clear_dirty(d, lo(GiB + 6 * MiB), 0, 2560, bm, 21, 1)).toBe(1);
+    expect(bits(8)).toBe("11111000");
+    c.u8.fill(0, bm, bm + 64);
+    expect(x.domain_read_and_clear_dirty(d, lo(GiB + 0x3000), 0, 20, bm, 12, 0)).toBe(1);
+    expect(bits(24)).toBe("1".repeat(20) + "0000");
+    c.u8.fill(0, bm, bm + 64);
+    expect(x.domain_read_and_clear_dirty(d, lo(GiB), 0, 262144, bm, 12, 0)).toBe(0);
+    expect(bits(64)).toBe("0".repeat(64));
+  });
+
   it("serials are never reused; freed handles are reused as late as possible", async () => {
     const { x, X86, MOCK } = await boot();
     const a = x.domain_alloc(X86, 0) >>> 0, sa = x.domain_serial(a);
