@@ -26,6 +26,10 @@ export interface IommuDomain extends IoDomain {
   readAndClearDirty(iova: bigint, length: bigint, pageSize: bigint, noClear: boolean, mark: (i: number) => void): number;
   /** The physical byte address `iova` translates to, or -1. */
   iovaToPhys(iova: bigint): number;
+  /** Dirty tracking is on. */
+  readonly dirtyEnabled: boolean;
+  /** Sets the dirty bit of every leaf in [iova, iova+length) (the selftest's DIRTY); the count. */
+  markDirty(iova: bigint, length: bigint): number;
   /** Frees the table pages; the domain must be empty of users. */
   free(): void;
 }
@@ -40,6 +44,7 @@ interface DomainExports {
   domain_pgsize_bitmap(dom: number): number;
   domain_read_and_clear_dirty(dom: number, iovaLo: number, iovaHi: number, npages: number, bitmap: number, pageShift: number, noClear: number): number;
   domain_set_dirty_tracking(dom: number, enable: number): number;
+  domain_mark_dirty(dom: number, iovaLo: number, iovaHi: number, npages: number): number;
   frame_alloc(order: number): number;
   frame_put(f: number): void;
 }
@@ -90,6 +95,12 @@ class WasmDomain implements IommuDomain {
   iovaToPhys(iova: bigint): number {
     const p = this.x.domain_iova_to_phys(this.handle, lo(iova), hi(iova)) >>> 0;
     return p === 0xffffffff ? -1 : p;
+  }
+
+  get dirtyEnabled(): boolean { return this.dirtyOn; }
+
+  markDirty(iova: bigint, length: bigint): number {
+    return this.x.domain_mark_dirty(this.handle, lo(iova), hi(iova), Number(length >> BigInt(this.shift)));
   }
 
   setDirtyTracking(on: boolean): number {

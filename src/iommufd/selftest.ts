@@ -12,6 +12,7 @@ import {
   IOMMU_TEST_OP_CREATE_ACCESS, IOMMU_TEST_OP_ACCESS_PAGES, IOMMU_TEST_OP_DESTROY_ACCESS_PAGES,
   IOMMU_TEST_OP_ACCESS_RW, IOMMU_TEST_OP_ACCESS_REPLACE_IOAS, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES,
   MOCK_FLAGS_ACCESS_WRITE, MOCK_FLAGS_ACCESS_SYZ, MOCK_ACCESS_RW_WRITE, MOCK_ACCESS_RW_SLOW_PATH,
+  IOMMU_TEST_OP_DIRTY,
   iommu_test_cmd,
 } from "../uapi/iommufd.js";
 import { O_CLOEXEC, O_RDWR } from "../uapi/posix.js";
@@ -227,6 +228,37 @@ function accessReplaceIoas(ctx: IommufdCtx, ucmd: UCmd): number {
   return st.access!.changeIoas(c.u("access_replace_ioas.ioas_id"));
 }
 
+/** The mock paging HWPT `id` (get_md_pagetable): ENOENT, or EINVAL for another format. */
+function mockHwpt(ctx: IommufdCtx, id: number): HwptPaging | number {
+  const hwpt = ctx.getObject(id, "hwpt_paging") as HwptPaging | number;
+  if (typeof hwpt === "number") return hwpt;
+  return hwpt.domain.format === "mock" ? hwpt : -errno.EINVAL;
+}
+
+/** DIRTY: marks the IO pages of every set bit of the user's bitmap dirty; out_nr_dirty. */
+function dirty(ctx: IommufdCtx, ucmd: UCmd): number {
+  const c = fields(ucmd, iommu_test_cmd);
+  const iova = c.u64("dirty.iova");
+  const length = c.u64("dirty.length");
+  const pageSize = c.u64("dirty.page_size");
+  const uptr = Number(c.u64("dirty.uptr"));
+  if (!pageSize || !length || iova % pageSize || length % pageSize || !uptr) return -errno.EINVAL;
+  const hwpt = mockHwpt(ctx, c.u("id"));
+  if (typeof hwpt === "number") return hwpt;
+  if (!hwpt.domain.dirtyEnabled) return -errno.EINVAL;
+  const nbits = Number(length / pageSize);
+  if (ctx.shouldFail()) return -errno.ENOMEM;
+  const bits = ucmd.copyFromUser(uptr, Math.ceil(nbits / 8));
+  if (typeof bits === "number") return -errno.EFAULT;
+  let count = 0;
+  for (let i = 0; i < nbits; i++) {
+    if (!(bits[i >> 3] & (1 << (i & 7)))) continue;
+    if (hwpt.domain.markDirty(iova + BigInt(i) * pageSize, pageSize) > 0) count++;
+  }
+  c.set("dirty.out_nr_dirty", count);
+  return ucmd.respond();
+}
+
 function mockDomainReplace(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_test_cmd);
   const sobj = ctx.getObject(c.u("id"), "selftest") as SelftestObject | number;
@@ -248,9 +280,8 @@ function mdCheckMap(ctx: IommufdCtx, ucmd: UCmd): number {
   const length = Number(c.u64("check_map.length"));
   const uptr = Number(c.u64("check_map.uptr"));
   if (iova % BigInt(MOCK_IO_PAGE) || length % MOCK_IO_PAGE || uptr % MOCK_IO_PAGE) return -errno.EINVAL;
-  const hwpt = ctx.getObject(c.u("id"), "hwpt_paging") as HwptPaging | number;
+  const hwpt = mockHwpt(ctx, c.u("id"));
   if (typeof hwpt === "number") return hwpt;
-  if (hwpt.domain.format !== "mock") return -errno.EINVAL;
   for (let off = 0; off < length; off += MOCK_IO_PAGE) {
     const frame = ucmd.proc.mm.frameOf(uptr + off);
     if (frame < 0) return frame;
@@ -294,6 +325,8 @@ function testCmd(ctx: IommufdCtx, ucmd: UCmd): number {
       return mockDomainReplace(ctx, ucmd);
     case IOMMU_TEST_OP_MD_CHECK_MAP:
       return mdCheckMap(ctx, ucmd);
+    case IOMMU_TEST_OP_DIRTY:
+      return dirty(ctx, ucmd);
     case IOMMU_TEST_OP_CREATE_ACCESS:
       return createAccess(ctx, ucmd);
     case IOMMU_TEST_OP_ACCESS_PAGES:

@@ -5,11 +5,14 @@
 // sweep ends at the first n whose failure was never consumed (that run must have succeeded).
 
 import { describe, it, expect } from "vitest";
-import { createKernel, O_RDWR, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_ANONYMOUS, type Kernel } from "../../src/index.js";
-import { failNth, failNthRemaining } from "../../src/testing.js";
+import { createKernel, O_RDWR, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_ANONYMOUS, type Kernel, type Process } from "../../src/index.js";
+import { enableTestCmd, failNth, failNthRemaining } from "../../src/testing.js";
 import {
   PG, IOMMU_IOAS_ALLOC, IOMMU_IOAS_IOVA_RANGES, IOMMU_IOAS_ALLOW_IOVAS, IOMMU_IOAS_MAP, IOMMU_IOAS_COPY,
-  IOMMU_IOAS_UNMAP, RW, Cmd, ioasAllocCmd, iovaRangesCmd, allowIovasCmd, mapCmd, copyCmd, unmapCmd,
+  IOMMU_IOAS_UNMAP, IOMMU_IOAS_MAP_FILE, IOMMU_DESTROY, IOMMU_TEST_CMD, RW,
+  MOCK_ACCESS_RW_WRITE, MOCK_ACCESS_RW_SLOW_PATH, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES,
+  Cmd, ioasAllocCmd, iovaRangesCmd, allowIovasCmd, mapCmd, copyCmd, unmapCmd, mapFileCmd, destroyCmd,
+  mockDomainCmd, memoryLimitCmd, createAccessCmd, accessPagesCmd, destroyAccessPagesCmd, accessRwCmd,
 } from "./util.js";
 
 const BUFFER_SIZE = 2 * 1024 * 1024;
@@ -124,6 +127,238 @@ describe("FIXTURE basic_fail_nth", () => {
     expect(injected, "at least a few injection points on this path").toBeGreaterThan(3);
     // the failures must have reached past open(): the ioctls have injection points too
     expect([...failedSteps].some((s) => s !== "open")).toBe(true);
+    await kernel.close();
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// The [mock] sweeps of iommufd_fail_nth.c (CONFORMANCE.md §3b). Same harness: each body
+// succeeds on its own, then runs with the nth internal allocation/copy failing, n = 1, 2, ...
+// until a run never consumes its failure. After every run: the access fd (which holds the
+// iommufd context) and the iommufd are closed (both must return 0), no object and no pin may
+// be left, and after the process is killed every frame and committed page is back.
+// fail_nth.device is not ported (it needs vIOMMU, vDEVICE and fault queues).
+
+const MOCK_BUFFER_SIZE = 2 * 1024 * 1024;
+const SMALL_MAP = 262144;
+
+/** Thrown by `step` to leave a body early, as the C bodies `return -1`. */
+class Stop { constructor(readonly step: string, readonly rc: number) {} }
+
+interface MockRun {
+  proc: Process;
+  fd: number;
+  accessFd: number;
+  buffer: number;
+  mfd: number;
+  tmp: number;
+  tmpBig: number;
+  /** The ioctl's rc; a non-zero rc ends the body (with that step's name). */
+  step(name: string, rc: number): void;
+  ioctl(req: number, c: Cmd): number;
+}
+
+type MockBody = (r: MockRun, arm: () => void) => void;
+
+function runMock(kernel: Kernel, body: MockBody, arm: () => void): RunResult {
+  // the C test's constructors: a 2 MiB shared anonymous buffer and a 2 MiB memfd mapping,
+  // plus the stack arrays of the bodies; all set up before injection starts
+  const proc = kernel.createProcess({ capIpcLock: true }); // the selftest runs as root
+  const buffer = proc.mmap(0, MOCK_BUFFER_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  expect(buffer).toBeGreaterThan(0);
+  const mfd = proc.memfd_create("buffer");
+  expect(mfd).toBeGreaterThanOrEqual(0);
+  expect(proc.ftruncate(mfd, MOCK_BUFFER_SIZE)).toBe(0);
+  const mfdBuffer = proc.mmap(0, MOCK_BUFFER_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+  expect(mfdBuffer).toBeGreaterThan(0);
+  // Both buffers are faulted in before injection starts: the kernel's fail_page_alloc leaves
+  // highmem (user page) allocations alone by default, so the sweep covers iommufd's own
+  // allocation points, not the page faults of 512 user pages.
+  expect(proc.writeMemory(buffer, new Uint8Array(MOCK_BUFFER_SIZE).fill(0x5a))).toBe(0);
+  expect(proc.writeMemory(mfdBuffer, new Uint8Array(MOCK_BUFFER_SIZE).fill(0xa5))).toBe(0);
+  const stack = proc.mmap(0, 64 * 1024, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  expect(stack).toBeGreaterThan(0);
+  expect(proc.writeMemory(stack, new Uint8Array(64 * 1024))).toBe(0); // fault the stack in
+  proc.ioctlBuf(-1, IOMMU_IOAS_ALLOC, new Uint8Array(72)); // maps and faults in the scratch page (EBADF)
+
+  const r: MockRun = {
+    proc, fd: -1, accessFd: 0, buffer, mfd, tmp: stack, tmpBig: stack + 4096,
+    step(name, rc) { if (rc !== 0) throw new Stop(name, rc); },
+    ioctl(req, c) { return proc.ioctlBuf(r.fd, req, c.buf); },
+  };
+  let res: RunResult;
+  try {
+    body(r, arm);
+    res = { ok: true, step: "done", rc: 0, remaining: 0 };
+  } catch (e) {
+    if (!(e instanceof Stop)) throw e;
+    res = { ok: false, step: e.step, rc: e.rc, remaining: 0 };
+  }
+  // teardown: read what is left of the countdown, injection off, close the access, then the fd
+  const remaining = failNthRemaining(kernel);
+  failNth(kernel, 0);
+  if (r.accessFd) expect(proc.close(r.accessFd), `close(access) after ${res.step}`).toBe(0);
+  if (r.fd >= 0) expect(proc.close(r.fd), `close(iommufd) after ${res.step}`).toBe(0);
+  const s = kernel.stats();
+  expect(s.iommufdObjects, `objects left after ${res.step}`).toBe(0);
+  expect(s.pinnedPages, `pins left after ${res.step}`).toBe(0);
+  proc.kill();
+  return { ...res, remaining };
+}
+
+// Small helpers over MockRun, each one C helper of iommufd_utils.h.
+function mOpen(r: MockRun): void {
+  r.fd = r.proc.open("/dev/iommu", O_RDWR);
+  if (r.fd < 0) { const rc = r.fd; r.fd = -1; throw new Stop("open", rc); }
+}
+function mIoasAlloc(r: MockRun): number {
+  const c = ioasAllocCmd();
+  r.step("IOAS_ALLOC", r.ioctl(IOMMU_IOAS_ALLOC, c));
+  return c.g32(8);
+}
+function mLimit(r: MockRun, limit: number): void {
+  r.step("SET_TEMP_MEMORY_LIMIT", r.ioctl(IOMMU_TEST_CMD, memoryLimitCmd(limit)));
+}
+function mMockDomain(r: MockRun, ioasId: number, name = "MOCK_DOMAIN"): number {
+  const c = mockDomainCmd(ioasId);
+  r.step(name, r.ioctl(IOMMU_TEST_CMD, c));
+  return c.g32(16);
+}
+function mMap(r: MockRun, ioasId: number, length: number): bigint {
+  const c = mapCmd({ flags: RW, ioasId, userVa: r.buffer, length });
+  r.step("MAP", r.ioctl(IOMMU_IOAS_MAP, c));
+  return c.g64(32);
+}
+function mDestroy(r: MockRun, id: number, name: string): void {
+  r.step(name, r.ioctl(IOMMU_DESTROY, destroyCmd(id)));
+}
+function mCreateAccess(r: MockRun, ioasId: number, flags: number): void {
+  const c = createAccessCmd(ioasId, flags);
+  r.step("CREATE_ACCESS", r.ioctl(IOMMU_TEST_CMD, c));
+  r.accessFd = c.g32(16);
+}
+function mCloseAccess(r: MockRun): void {
+  const rc = r.proc.close(r.accessFd);
+  r.step("close(access)", rc);
+  r.accessFd = 0;
+}
+function mAccessPinCycle(r: MockRun, iova: bigint): void {
+  const c = accessPagesCmd(r.accessFd, iova, MOCK_BUFFER_SIZE, r.buffer);
+  r.step("ACCESS_PAGES", r.ioctl(IOMMU_TEST_CMD, c));
+  r.step("DESTROY_ACCESS_PAGES", r.ioctl(IOMMU_TEST_CMD, destroyAccessPagesCmd(r.accessFd, c.g32(20))));
+}
+
+const MOCK_SWEEPS: [string, MockBody][] = [
+  // iopt_area_fill_domains() and iopt_area_fill_domain()
+  ["fail_nth.map_domain", (r, arm) => {
+    mOpen(r);
+    const ioasId = mIoasAlloc(r);
+    mLimit(r, 32);
+    arm();
+    let stdev = mMockDomain(r, ioasId);
+    mMap(r, ioasId, SMALL_MAP);
+    mDestroy(r, stdev, "DESTROY(stdev)");
+    stdev = mMockDomain(r, ioasId, "MOCK_DOMAIN again");
+  }],
+  ["fail_nth.map_file_domain", (r, arm) => {
+    mOpen(r);
+    const ioasId = mIoasAlloc(r);
+    mLimit(r, 32);
+    arm();
+    const stdev = mMockDomain(r, ioasId);
+    const c = mapFileCmd({ flags: RW, ioasId, fd: r.mfd, start: 0, length: SMALL_MAP });
+    r.step("MAP_FILE", r.ioctl(IOMMU_IOAS_MAP_FILE, c));
+    mDestroy(r, stdev, "DESTROY(stdev)");
+    mMockDomain(r, ioasId, "MOCK_DOMAIN again");
+  }],
+  ["fail_nth.map_two_domains", (r, arm) => {
+    mOpen(r);
+    const ioasId = mIoasAlloc(r);
+    mLimit(r, 32);
+    const stdev = mMockDomain(r, ioasId);
+    arm();
+    const stdev2 = mMockDomain(r, ioasId, "MOCK_DOMAIN 2");
+    mMap(r, ioasId, SMALL_MAP);
+    mDestroy(r, stdev, "DESTROY(stdev)");
+    mDestroy(r, stdev2, "DESTROY(stdev2)");
+    mMockDomain(r, ioasId, "MOCK_DOMAIN again");
+    mMockDomain(r, ioasId, "MOCK_DOMAIN 2 again");
+  }],
+  ["fail_nth.access_rw", (r, arm) => {
+    mOpen(r);
+    const ioasId = mIoasAlloc(r);
+    mLimit(r, 32);
+    const iova = mMap(r, ioasId, SMALL_MAP);
+    arm();
+    mCreateAccess(r, ioasId, 0);
+    // uint16_t tmp[32]: read, write, slow-path read, slow-path write
+    for (const [name, flags] of [["ACCESS_RW read", 0], ["ACCESS_RW write", MOCK_ACCESS_RW_WRITE],
+      ["ACCESS_RW slow read", MOCK_ACCESS_RW_SLOW_PATH], ["ACCESS_RW slow write", MOCK_ACCESS_RW_SLOW_PATH | MOCK_ACCESS_RW_WRITE]] as const) {
+      r.step(name, r.ioctl(IOMMU_TEST_CMD, accessRwCmd(r.accessFd, iova, 64, r.tmp, flags)));
+    }
+    // uint64_t tmp_big[4096], slow path
+    r.step("ACCESS_RW slow read 32K", r.ioctl(IOMMU_TEST_CMD, accessRwCmd(r.accessFd, iova, 32768, r.tmpBig, MOCK_ACCESS_RW_SLOW_PATH)));
+    mCloseAccess(r);
+  }],
+  // pages.c access functions
+  ["fail_nth.access_pin", (r, arm) => {
+    mOpen(r);
+    const ioasId = mIoasAlloc(r);
+    mLimit(r, 32);
+    const iova = mMap(r, ioasId, MOCK_BUFFER_SIZE);
+    mCreateAccess(r, ioasId, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES);
+    arm();
+    mAccessPinCycle(r, iova);
+    mCloseAccess(r);
+  }],
+  // iopt_pages_fill_xarray(): the pin is filled from the domain
+  ["fail_nth.access_pin_domain", (r, arm) => {
+    mOpen(r);
+    const ioasId = mIoasAlloc(r);
+    mLimit(r, 32);
+    const stdev = mMockDomain(r, ioasId);
+    const iova = mMap(r, ioasId, MOCK_BUFFER_SIZE);
+    mCreateAccess(r, ioasId, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES);
+    arm();
+    mAccessPinCycle(r, iova);
+    mCloseAccess(r);
+    mDestroy(r, stdev, "DESTROY(stdev)");
+  }],
+];
+
+describe("FIXTURE basic_fail_nth [mock]", () => {
+  it.each(MOCK_SWEEPS)("%s", async (name, body) => {
+    const kernel = await createKernel({ memoryBytes: 64 * 1024 * 1024 });
+    enableTestCmd(kernel);
+
+    runMock(kernel, body, () => {}); // warm-up
+    const baseline = memoryCounters(kernel);
+
+    const first = runMock(kernel, body, () => {});
+    expect(first.ok, `unarmed run failed at ${first.step} (${first.rc})`).toBe(true);
+    expect(memoryCounters(kernel)).toEqual(baseline);
+
+    let n = 1;
+    let injected = 0;
+    const failedSteps = new Set<string>();
+    for (; n < LIMIT; n++) {
+      const res = runMock(kernel, body, () => failNth(kernel, n));
+      expect(memoryCounters(kernel), `n=${n}: frames/commit after kill`).toEqual(baseline);
+      if (res.remaining > 0) {
+        expect(res.ok, `n=${n}: un-injected run failed at ${res.step} (${res.rc})`).toBe(true);
+        break;
+      }
+      injected++;
+      if (!res.ok) {
+        expect(res.rc, `n=${n}: ${res.step} must fail with an errno`).toBeLessThan(0);
+        failedSteps.add(`${res.step}:${res.rc}`);
+      }
+    }
+    if (process.env.FAIL_NTH_VERBOSE) console.log(`${name}: n=${n}, injected=${injected}, failed steps: ${[...failedSteps].join(", ")}`);
+    expect(n, "sweep must finish within the iteration limit").toBeLessThan(LIMIT);
+    expect(injected, "at least a few injection points on this path").toBeGreaterThan(3);
+    // the injected failures reach the ioctls after the arm point
+    expect(failedSteps.size, "some step failed under injection").toBeGreaterThan(0);
     await kernel.close();
   });
 });

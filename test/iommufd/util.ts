@@ -34,6 +34,8 @@ export const IOMMU_OPTION = 0x3b87;
 export const IOMMU_VFIO_IOAS = 0x3b88;
 export const IOMMU_HWPT_ALLOC = 0x3b89;
 export const IOMMU_GET_HW_INFO = 0x3b8a;
+export const IOMMU_HWPT_SET_DIRTY_TRACKING = 0x3b8b;
+export const IOMMU_HWPT_GET_DIRTY_BITMAP = 0x3b8c;
 export const IOMMU_HWPT_INVALIDATE = 0x3b8d;
 export const IOMMU_IOAS_MAP_FILE = 0x3b8f;
 export const IOMMU_IOAS_CHANGE_PROCESS = 0x3b92;
@@ -92,8 +94,35 @@ export const IOMMU_VFIO_IOAS_CLEAR = 2;
 export const IOMMU_TEST_OP_ADD_RESERVED = 1;
 export const IOMMU_TEST_OP_MOCK_DOMAIN = 2;
 export const IOMMU_TEST_OP_MD_CHECK_REFS = 4;
+export const IOMMU_TEST_OP_MD_CHECK_MAP = 3;
+export const IOMMU_TEST_OP_CREATE_ACCESS = 5;
+export const IOMMU_TEST_OP_DESTROY_ACCESS_PAGES = 6;
+export const IOMMU_TEST_OP_ACCESS_PAGES = 7;
+export const IOMMU_TEST_OP_ACCESS_RW = 8;
 export const IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT = 9;
+export const IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE = 10;
+export const IOMMU_TEST_OP_ACCESS_REPLACE_IOAS = 11;
+export const IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS = 12;
+export const IOMMU_TEST_OP_DIRTY = 13;
 export const IOMMU_HWPT_DATA_SELFTEST = 0xdead;
+export const MOCK_APERTURE_LAST = 0x7fff_ffff;
+export const MOCK_HUGE_PAGE_SIZE = 512 * MOCK_PAGE_SIZE;
+export const MOCK_FLAGS_ACCESS_WRITE = 1 << 0;
+export const MOCK_ACCESS_RW_WRITE = 1 << 0;
+export const MOCK_ACCESS_RW_SLOW_PATH = 1 << 2;
+export const MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES = 1 << 0;
+export const MOCK_FLAGS_DEVICE_NO_DIRTY = 1 << 0;
+export const MOCK_FLAGS_DEVICE_HUGE_IOVA = 1 << 1;
+export const IOMMU_HW_INFO_TYPE_SELFTEST = 0xfeedbeef;
+export const IOMMU_HW_INFO_SELFTEST_REGVAL = 0xdeadbeef;
+export const DEFAULT_MEMORY_LIMIT = 65536;
+
+// enum iommufd_hwpt_alloc_flags, iommu_hw_capabilities, dirty tracking flags
+export const IOMMU_HWPT_ALLOC_NEST_PARENT = 1 << 0;
+export const IOMMU_HWPT_ALLOC_DIRTY_TRACKING = 1 << 1;
+export const IOMMU_HW_CAP_DIRTY_TRACKING = 1 << 0;
+export const IOMMU_HWPT_DIRTY_TRACKING_ENABLE = 1 << 0;
+export const IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR = 1 << 0;
 
 // ---------------------------------------------------------------------------------------------
 // A byte image of an ioctl argument with little-endian field access.
@@ -194,6 +223,44 @@ export const checkRefsCmd = (uptr: number | bigint, length: number | bigint, ref
   cmd(72).u32(4, IOMMU_TEST_OP_MD_CHECK_REFS).u64(16, length).u64(24, uptr).u32(32, refs);
 export const mockDomainCmd = (ptId: number): Cmd =>
   cmd(72).u32(4, IOMMU_TEST_OP_MOCK_DOMAIN).u32(8, ptId);
+//   mock_domain / mock_domain_flags { out_stdev_id @16, out_hwpt_id @20, out_idev_id @24, dev_flags @28 }
+export const mockDomainFlagsCmd = (ptId: number, devFlags: number): Cmd =>
+  cmd(72).u32(4, IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS).u32(8, ptId).u32(28, devFlags);
+//   mock_domain_replace { pt_id @16 } (in/out)
+export const mockDomainReplaceCmd = (stdevId: number, ptId: number): Cmd =>
+  cmd(72).u32(4, IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE).u32(8, stdevId).u32(16, ptId);
+//   check_map { iova u64 @16, length u64 @24, uptr u64 @32 }
+export const checkMapCmd = (hwptId: number, iova: number | bigint, length: number | bigint, uptr: number | bigint): Cmd =>
+  cmd(72).u32(4, IOMMU_TEST_OP_MD_CHECK_MAP).u32(8, hwptId).u64(16, iova).u64(24, length).u64(32, uptr);
+//   create_access { out_access_fd @16, flags @20 }
+export const createAccessCmd = (ioasId: number, flags: number): Cmd =>
+  cmd(72).u32(4, IOMMU_TEST_OP_CREATE_ACCESS).u32(8, ioasId).u32(20, flags);
+//   access_pages { flags @16, out_access_pages_id @20, iova u64 @24, length u64 @32, uptr u64 @40 }
+export const accessPagesCmd = (accessFd: number, iova: number | bigint, length: number | bigint, uptr: number | bigint, flags = 0): Cmd =>
+  cmd(72).u32(4, IOMMU_TEST_OP_ACCESS_PAGES).u32(8, accessFd).u32(16, flags).u64(24, iova).u64(32, length).u64(40, uptr);
+//   destroy_access_pages { access_pages_id @16 }
+export const destroyAccessPagesCmd = (accessFd: number, pagesId: number): Cmd =>
+  cmd(72).u32(4, IOMMU_TEST_OP_DESTROY_ACCESS_PAGES).u32(8, accessFd).u32(16, pagesId);
+//   access_rw { iova u64 @16, length u64 @24, uptr u64 @32, flags @40 }
+export const accessRwCmd = (accessFd: number, iova: number | bigint, length: number | bigint, uptr: number | bigint, flags = 0): Cmd =>
+  cmd(72).u32(4, IOMMU_TEST_OP_ACCESS_RW).u32(8, accessFd).u64(16, iova).u64(24, length).u64(32, uptr).u32(40, flags);
+//   access_replace_ioas { ioas_id @16 }
+export const accessReplaceIoasCmd = (accessFd: number, ioasId: number): Cmd =>
+  cmd(72).u32(4, IOMMU_TEST_OP_ACCESS_REPLACE_IOAS).u32(8, accessFd).u32(16, ioasId);
+//   memory_limit { limit @16 }
+export const memoryLimitCmd = (limit: number): Cmd =>
+  cmd(72).u32(4, IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT).u32(16, limit);
+//   dirty { flags @16, iova u64 @24, length u64 @32, page_size u64 @40, uptr u64 @48, out_nr_dirty u64 @56 }
+export const testDirtyCmd = (hwptId: number, iova: number | bigint, length: number | bigint, pageSize: number | bigint, uptr: number | bigint): Cmd =>
+  cmd(72).u32(4, IOMMU_TEST_OP_DIRTY).u32(8, hwptId).u64(24, iova).u64(32, length).u64(40, pageSize).u64(48, uptr);
+
+// struct iommu_hwpt_set_dirty_tracking { size @0, flags @4, hwpt_id @8, __reserved @12 } (16)
+export const setDirtyTrackingCmd = (hwptId: number, enable: boolean): Cmd =>
+  cmd(16).u32(4, enable ? IOMMU_HWPT_DIRTY_TRACKING_ENABLE : 0).u32(8, hwptId);
+// struct iommu_hwpt_get_dirty_bitmap { size @0, hwpt_id @4, flags @8, __reserved @12, iova u64 @16,
+//   length u64 @24, page_size u64 @32, data u64 @40 } (48)
+export const getDirtyBitmapCmd = (hwptId: number, iova: number | bigint, length: number | bigint, pageSize: number | bigint, data: number | bigint, flags = 0): Cmd =>
+  cmd(48).u32(4, hwptId).u32(8, flags).u64(16, iova).u64(24, length).u64(32, pageSize).u64(40, data);
 
 // VFIO compat structs (argsz model)
 // struct vfio_iommu_type1_dma_map { argsz @0, flags @4, vaddr u64 @8, iova u64 @16, size u64 @24 } (32)
