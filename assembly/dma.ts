@@ -9,6 +9,7 @@
 // here unless the caller already is in one, and refreshed at least every 64 KiB.
 
 import { EFAULT, EINVAL } from "./iopt";
+import { DEV_BASE, DEV_SLOTS, DEV_STRIDE, DEV_DOMAIN } from "./layout";
 import { xlate, xlateBegin, tHost, tAvail, iotlb_slot } from "./iotlb";
 import { faultRecord } from "./fault";
 import { epoch_enter, epoch_exit, epochActive } from "./epoch";
@@ -159,4 +160,19 @@ export function dma_batch(desc: u32, count: u32): i32 {
   }
   end(own);
   return ok;
+}
+
+/**
+ * A device's DMA from any thread (DeviceHandle / worker `device(index)`): the device's domain
+ * is loaded inside this call's grace-period section, so a detach that returned is never
+ * bypassed. `write`: the device writes memory. 0 or -EFAULT.
+ */
+export function dev_dma(dev: u32, iova_lo: u32, iova_hi: u32, host: u32, len: u32, write: u32): i32 {
+  if (dev >= DEV_SLOTS) return -EINVAL;
+  const own = begin();
+  // Paired with the atomic stores of attach / detach / replace (src/iommu/grace.ts).
+  const dom = atomic.load<u32>(DEV_BASE + dev * DEV_STRIDE + DEV_DOMAIN);
+  const rc = xfer(dom, iova64(iova_lo, iova_hi), host, len, write != 0);
+  end(own);
+  return rc;
 }

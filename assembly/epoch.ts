@@ -5,7 +5,7 @@
 // observed while it may hold a domain pointer, an IOTLB entry or a PTE, and 0 when idle.
 // This thread's slot is chosen by iotlb_attach (iotlb.ts), default 0.
 
-import { HDR_GLOBAL_EPOCH, WORKER_BASE, WORKER_SLOTS, WORKER_STRIDE } from "./layout";
+import { HDR_GLOBAL_EPOCH, WORKER_BASE, WORKER_SLOTS, WORKER_STRIDE, WORKER_OWNER } from "./layout";
 
 let epochWord: u32 = WORKER_BASE;
 
@@ -48,4 +48,24 @@ export function epoch_quiescent(e: u32): i32 {
     if (w != 0 && <i32>(w - e) < 0) return <i32>s;
   }
   return -1;
+}
+
+/**
+ * Claims the lowest free worker slot for `token` (non-zero): the slot number, or -1 when all
+ * are taken. A CAS, so threads racing for slots never share one (paired with worker_release).
+ */
+export function worker_claim(token: u32): i32 {
+  for (let s: u32 = 1; s < WORKER_SLOTS; s++) {
+    const w = WORKER_BASE + s * WORKER_STRIDE;
+    if (atomic.cmpxchg<u32>(w + WORKER_OWNER, 0, token) == 0) return <i32>s;
+  }
+  return -1;
+}
+
+/** Gives a slot back: its epoch word reads idle first, then the owner word frees the slot. */
+export function worker_release(slot: u32): void {
+  if (slot == 0 || slot >= WORKER_SLOTS) return;
+  const w = WORKER_BASE + slot * WORKER_STRIDE;
+  atomic.store<u32>(w, 0);
+  atomic.store<u32>(w + WORKER_OWNER, 0);
 }

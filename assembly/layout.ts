@@ -45,10 +45,14 @@ export const EVENTFD_SLOTS: u32 = 4096;
 export const EVENTFD_STRIDE: u32 = 16;
 export const EVENTFD_END: u32 = EVENTFD_BASE + EVENTFD_SLOTS * EVENTFD_STRIDE;
 
-// ---- worker slots: one 64-byte cache line each (epoch word @0) ------------------------------
+// ---- worker slots: one 64-byte cache line each --------------------------------------------
+//   @0 epoch word (epoch.ts)  @4 owner: 0 free, else a claim token (worker.ts claims with a CAS;
+//   slot 0 is the kernel thread's)  @8 last heartbeat of a claimed slot (ms, low 32 bits)
 export const WORKER_BASE: u32 = EVENTFD_END;
 export const WORKER_SLOTS: u32 = 64;
 export const WORKER_STRIDE: u32 = 64;
+export const WORKER_OWNER: u32 = 4;
+export const WORKER_HEARTBEAT: u32 = 8;
 export const WORKER_END: u32 = WORKER_BASE + WORKER_SLOTS * WORKER_STRIDE;
 
 // ---- statistics counters (u32 each, see stats.ts) -------------------------------------------
@@ -90,8 +94,35 @@ export const IOTLB_ENTRY_SIZE: u32 = 32;
 export const IOTLB_SLOT_BYTES: u32 = IOTLB_ENTRIES * IOTLB_ENTRY_SIZE;
 export const IOTLB_END: u32 = IOTLB_BASE + WORKER_SLOTS * IOTLB_SLOT_BYTES;
 
+// ---- the file → device table: one u32 per gate slot ------------------------------------------
+// The vfio device index + 1 of the device file in that gate slot (0: not a device file),
+// written before the file's gate grant (paired with the grant: a worker that passed the gate
+// reads it with a plain load).
+export const FILE_DEV_BASE: u32 = IOTLB_END;
+export const FILE_DEV_END: u32 = FILE_DEV_BASE + GATE_SLOTS * 4;
+
+// ---- device state that workers read: one 64-byte line per vfio device index ------------------
+//   @0 domain handle DMA is translated through (0 = blocked; atomic: written by attach, detach
+//   and replace before their grace period)  @4 config space host address  @8 config size
+//   @12 config write-mask host address  @16 BAR0 host address  @20 BAR0 size
+export const DEV_BASE: u32 = FILE_DEV_END;
+export const DEV_SLOTS: u32 = 1024;
+export const DEV_STRIDE: u32 = 64;
+export const DEV_DOMAIN: u32 = 0;
+export const DEV_CONFIG: u32 = 4;
+export const DEV_CONFIG_SIZE: u32 = 8;
+export const DEV_CONFIG_MASK: u32 = 12;
+export const DEV_BAR0: u32 = 16;
+export const DEV_BAR0_SIZE: u32 = 20;
+export const DEV_END: u32 = DEV_BASE + DEV_SLOTS * DEV_STRIDE;
+
+// ---- per-worker-slot bounce buffers for DMA to and from memory outside the pool ------------
+export const BOUNCE_BASE: u32 = DEV_END;
+export const BOUNCE_BYTES: u32 = 16384;
+export const BOUNCE_END: u32 = BOUNCE_BASE + WORKER_SLOTS * BOUNCE_BYTES;
+
 // Start of what is still free in [STATS_END, FIXED_END); frames_init zeroes [STATS_BASE, CARVED_END).
-export const CARVED_END: u32 = IOTLB_END;
+export const CARVED_END: u32 = BOUNCE_END;
 
 // ---- frame metadata (placed at HDR_META_BASE by frames_init) ---------------------------------
 // Four arrays indexed by frame number, in this order:

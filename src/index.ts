@@ -118,6 +118,8 @@ class PciDevice implements DeviceHandle {
   private dma(iova: number | bigint, buf: Uint8Array, write: boolean): number {
     if (!(buf instanceof Uint8Array)) throw new TypeError("the DMA buffer must be a Uint8Array");
     const at = toIova(iova);
+    // The domain the device translates through: its iommufd attachment (cdev, or a group
+    // with an iommufd), else its group's legacy container domain (VfioDevice.domainHandle).
     return deviceDma(this.kernel.kcore, this.vdev?.domainHandle ?? 0, at, buf, write, this.faultLog);
   }
 
@@ -147,7 +149,10 @@ class EmulatedKernel implements Kernel {
     this.groups = new IommuGroups(kcore.vfs);
     this.iommufd = new Iommufd(kcore);
     this.iommufd.allowUnsafeInterrupts = config.allowUnsafeInterrupts ?? false;
-    this.vfio = new Vfio(kcore, this.iommufd);
+    this.vfio = new Vfio(kcore, this.iommufd, {
+      vfioContainer: config.vfioContainer, dmaEntryLimit: config.dmaEntryLimit,
+      allowUnsafeInterrupts: config.allowUnsafeInterrupts,
+    });
   }
 
   get memory(): WebAssembly.Memory { return this.kcore.core.memory; }
@@ -271,3 +276,5 @@ export { IommuFd, Ioas } from "./typed/iommufd.js";
 export type { MapOptions, MapFileOptions, IovaRange } from "./typed/iommufd.js";
 export { VfioDeviceFile } from "./typed/vfio.js";
 export type { VfioDeviceRef, VfioDeviceInfo, VfioRegionInfo } from "./typed/vfio.js";
+export { VfioGroup, VfioContainer } from "./typed/vfio_group.js";
+export type { DmaMapOptions, Type1Info, VfioGroupStatus } from "./typed/vfio_group.js";

@@ -45,10 +45,15 @@ export class PciConfigSpace {
   /** Per-byte masks of the bits a user write may change. */
   private readonly writable: Uint8Array;
 
-  constructor(readonly ids: PciIds, readonly bars: readonly PciBar[], readonly size = PCI_CFG_SPACE_SIZE) {
-    this.bytes = new Uint8Array(size);
-    this.view = new DataView(this.bytes.buffer);
-    this.writable = new Uint8Array(size);
+  /**
+   * `storage`: where the bytes and then the write masks live (2 × size bytes); shared memory
+   * lets worker threads read the space through a granted file (DESIGN.md "The gate").
+   */
+  constructor(readonly ids: PciIds, readonly bars: readonly PciBar[], readonly size = PCI_CFG_SPACE_SIZE,
+    storage?: Uint8Array) {
+    this.bytes = storage ? storage.subarray(0, size) : new Uint8Array(size);
+    this.view = new DataView(this.bytes.buffer, this.bytes.byteOffset, size);
+    this.writable = storage ? storage.subarray(size, 2 * size) : new Uint8Array(size);
     const w16 = (off: number, mask: number) => { this.writable[off] = mask & 0xff; this.writable[off + 1] = mask >> 8; };
     w16(PCI_COMMAND, COMMAND_WRITABLE);
     for (let i = 0; i < 6; i++) {
@@ -59,7 +64,14 @@ export class PciConfigSpace {
       for (let b = 0; b < 4; b++) this.writable[PCI_BASE_ADDRESS_0 + i * 4 + b] = (mask >>> (b * 8)) & 0xff;
     }
     this.writable[PCI_INTERRUPT_LINE] = 0xff;
-    this.reset();
+  }
+
+  /**
+   * Forgets the contents (the kernel frees vconfig at close_device and builds it anew at the
+   * next open): reads through a stale view see zeros, never a half-built space.
+   */
+  clear(): void {
+    this.bytes.fill(0);
   }
 
   /** The power-on state: ids, class, BARs at their assigned addresses, COMMAND 0. */

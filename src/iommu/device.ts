@@ -39,4 +39,9 @@ export interface IommuDevice {
   claimDmaOwner(owner: object): number;
   /** iommu_device_release_dma_owner. */
   releaseDmaOwner(): void;
+  /**
+   * Publishes the domain the device's DMA is translated through (0: blocked) where other
+   * threads read it; the caller then waits out the grace period before freeing the old one.
+   */
+  publishDomain?(handle: number): void;
 }

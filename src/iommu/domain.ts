@@ -5,6 +5,7 @@ import { errno } from "../uapi/errno.js";
 import type { IoDomain } from "../iommufd/io_pagetable.js";
 import type { KernelCore } from "../kernel/kernel.js";
 import type { IommuCaps } from "./device.js";
+import { synchronizeDma } from "../kernel/grace.js";
 
 export interface DomainOptions {
   /** IOMMU_HWPT_ALLOC_DIRTY_TRACKING: the domain can record dirty IO pages. */
@@ -71,8 +72,11 @@ class WasmDomain implements IommuDomain {
   private readonly shift: number;
   private dirtyOn = false;
 
-  constructor(private readonly x: DomainExports, private readonly core: KernelCore["core"],
+  private readonly core: KernelCore["core"];
+
+  constructor(private readonly x: DomainExports, private readonly kcore: KernelCore,
     readonly handle: number, readonly format: IommuCaps["format"]) {
+    this.core = kcore.core;
     const f = FORMATS[format];
     this.shift = f.ioPageShift;
     this.apertureStart = f.apertureStart;
@@ -87,9 +91,11 @@ class WasmDomain implements IommuDomain {
     return this.x.domain_map(this.handle, lo(iova), hi(iova), phys / unit, length / unit, p, allowLarge ? 1 : 0);
   }
 
+  /** Unmaps, then waits out the grace period: no DMA reaches the range once this returns. */
   unmap(iova: bigint, length: number): void {
     const rc = this.x.domain_unmap(this.handle, lo(iova), hi(iova), length >> this.shift);
     if (rc < 0) throw new Error(`iommu domain: unmap of [0x${iova.toString(16)}, +0x${length.toString(16)}) failed (${rc})`);
+    synchronizeDma(this.kcore, "unmap");
   }
 
   iovaToPhys(iova: bigint): number {
@@ -121,6 +127,8 @@ class WasmDomain implements IommuDomain {
       const at = this.core.poolBase + f * 4096;
       const rc = this.x.domain_read_and_clear_dirty(this.handle, lo(iova), hi(iova), Number(length >> BigInt(this.shift)), at, pageShift, noClear ? 1 : 0);
       if (rc < 0) return rc;
+      // Workers drop the IOTLB entries that remember a bit already set before we report.
+      if (!noClear) synchronizeDma(this.kcore, "dirty");
       const u8 = this.core.u8;
       for (let i = 0; i < nbits; i++) if (u8[at + (i >> 3)] & (1 << (i & 7))) mark(i);
       return 0;
@@ -130,6 +138,8 @@ class WasmDomain implements IommuDomain {
   }
 
   free(): void {
+    // No transfer that might still walk these tables survives the wait.
+    synchronizeDma(this.kcore, "domain_free");
     const rc = this.x.domain_free(this.handle);
     if (rc < 0) throw new Error(`iommu domain: free failed (${rc})`);
   }
@@ -142,7 +152,7 @@ export function allocDomain(kcore: KernelCore, format: IommuCaps["format"], opts
   const flags = (opts.hugeIova ? DOMAIN_F_HUGE : 0) | (opts.dirtyTracking ? DOMAIN_F_DIRTY_TRACKING : 0);
   const h = x.domain_alloc(kcore.core.c(FORMATS[format].id), flags);
   if (h < 0) return -errno.ENOMEM;
-  const d = new WasmDomain(x, kcore.core, h >>> 0, format);
+  const d = new WasmDomain(x, kcore, h >>> 0, format);
   // Dirty bits are recorded only once userspace enables tracking.
   if (opts.dirtyTracking) x.domain_set_dirty_tracking(h >>> 0, 0);
   return d;

@@ -128,6 +128,8 @@ export function iommuCaps(cfg?: Partial<IommuCaps>): IommuCaps {
 /** What the IOMMU core knows of one member device: the IommuDevice iommufd binds. */
 export class GroupDevice implements IommuDevice {
   readonly reservedRegions: readonly ResvRegion[];
+  /** Set by the VFIO core when the device is registered (its line of the device table). */
+  publishDomain?: (handle: number) => void;
   /** Device-level claims this device holds (0 or 1). */
   private claimed = false;
 

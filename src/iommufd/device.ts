@@ -5,6 +5,7 @@
 
 import { errno } from "../uapi/errno.js";
 import type { IommuDevice } from "../iommu/device.js";
+import { synchronizeDma } from "../kernel/grace.js";
 import { HwptPaging, hwptPagingAlloc } from "./hw_pagetable.js";
 import { Ioas } from "./ioas.js";
 import { IommufdObject } from "./object.js";
@@ -59,6 +60,9 @@ export class IommufdDevice extends IommufdObject {
     const g = this.igroup;
     const hwpt = g.hwpt!;
     g.devices.splice(g.devices.indexOf(this), 1);
+    // Blocked from now on: no DMA of this device reaches the domain after detach returns.
+    this.dev.publishDomain?.(0);
+    synchronizeDma(this.ctx.kcore, "detach");
     hwpt.ioas.iopt.removeReserved(this);
     if (g.devices.length === 0) g.hwpt = null;
     this.users--;
@@ -128,6 +132,7 @@ export class IommufdDevice extends IommufdObject {
     g.devices.push(this);
     hwpt.users++;
     this.users++;
+    this.dev.publishDomain?.(hwpt.domain.handle);
     return 0;
   }
 
@@ -150,6 +155,9 @@ export class IommufdDevice extends IommufdObject {
       for (const d of g.devices) old.ioas.iopt.removeReserved(d);
     }
     g.hwpt = hwpt;
+    for (const d of g.devices) d.dev.publishDomain?.(hwpt.domain.handle);
+    // Nothing translates through the old domain once replace returns.
+    synchronizeDma(this.ctx.kcore, "replace");
     hwpt.users += g.devices.length;
     old.users -= g.devices.length - 1;
     old.put();

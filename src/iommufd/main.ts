@@ -116,10 +116,15 @@ export class Iommufd {
   /** Adds an op to the table (the test command, when enabled). */
   addOp(op: IommufdIoctlOp): void { this.table.add(op); }
 
-  /** iommufd_fops_open: a fresh context; /dev/vfio/vfio opens default to per-mm accounting. */
-  open(proc: Process, flags: number, path: string, accountMode: "user" | "mm"): File | number {
+  /**
+   * iommufd_fops_open: a fresh context; /dev/vfio/vfio opens default to per-mm accounting.
+   * `rdev`: the node it was opened through (the legacy path passes /dev/vfio/vfio's 10:196,
+   * so that fstat of such a file shows that node, as on Linux).
+   */
+  open(proc: Process, flags: number, path: string, accountMode: "user" | "mm",
+    rdev = makedev(MISC_MAJOR, IOMMU_MINOR)): File | number {
     if (this.kcore.shouldFail()) return -errno.ENOMEM;
-    const stat = { mode: S_IFCHR | 0o660, rdev: makedev(MISC_MAJOR, IOMMU_MINOR), size: 0 };
+    const stat = { mode: S_IFCHR | (accountMode === "mm" ? 0o666 : 0o660), rdev, size: 0 };
     const file = this.kcore.newFile(this.fops, flags, null, path, stat);
     if (typeof file === "number") return file;
     const ctx = new IommufdCtx(this, file, accountMode);

@@ -49,6 +49,10 @@ export class File {
   gateSlot = -1;
   gateGen = 0;
   closed = false;
+  /** Other threads may operate on it through its gate (device files): close waits for them. */
+  gated = false;
+  /** Whether its gate was granted when the last reference went (read by release). */
+  wasGranted = false;
 
   constructor(
     readonly ops: FileOperations,

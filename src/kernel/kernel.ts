@@ -10,6 +10,7 @@ import { Process, type ProcessOptions } from "./process.js";
 import { SlotAllocator } from "./slots.js";
 import { Tracer } from "./trace.js";
 import { Vfs } from "./vfs.js";
+import { synchronizeDma } from "./grace.js";
 
 /** Frames kept out of the commit limit for page tables and kernel use: 1/32 of the pool. */
 const RESERVE_DIVISOR = 32;
@@ -70,13 +71,19 @@ export class KernelCore {
     return f;
   }
 
-  /** Drops one reference; the last one releases the file and retires its gate slot. */
+  /**
+   * Drops one reference; the last one retires the file's gate and releases it. The gate closes
+   * first (the generation moves on: every FileRef to this file now gets EBADF), then the
+   * grace period lets worker operations that passed the gate before finish, and only then does
+   * release tear down what they might read.
+   */
   fput(f: File): void {
     if (--f.refs > 0) return;
     f.closed = true;
-    f.ops.release?.(f);
-    // Bumps the generation: every FileRef to this file now gets EBADF (assembly/gate.ts).
+    f.wasGranted = this.core.x.gate_check(f.gateSlot, f.gateGen) === 0;
     this.core.x.gate_close(f.gateSlot);
+    if (f.gated) synchronizeDma(this, "file_release");
+    f.ops.release?.(f);
     this.gates.free(f.gateSlot);
     this.openFiles--;
   }

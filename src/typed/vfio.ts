@@ -36,7 +36,20 @@ export class VfioDeviceFile {
   /** The page table the device is attached to (an HWPT id), or null. */
   ptId: number | null = null;
 
+  /** Obtained through a group (VFIO_GROUP_GET_DEVICE_FD): usable at once, never bound. */
+  groupObtained = false;
+
   private constructor(readonly proc: Process, readonly fd: number, readonly path: string) {}
+
+  /**
+   * Wraps a device fd that VFIO_GROUP_GET_DEVICE_FD returned (VfioGroup.getDeviceFd): it is
+   * granted already; BIND on it fails EINVAL and ATTACH/DETACH reach the driver (ENOTTY).
+   */
+  static fromGroupFd(proc: Process, fd: number, name: string): VfioDeviceFile {
+    const f = new VfioDeviceFile(proc, fd, `${name} (fd ${fd}, from its group)`);
+    f.groupObtained = true;
+    return f;
+  }
 
   /** Opens a device's cdev, by handle (its vfio index) or by path. The file starts blocked. */
   static open(proc: Process, device: VfioDeviceRef | string): VfioDeviceFile {
@@ -63,6 +76,7 @@ export class VfioDeviceFile {
   }
 
   private state(): string {
+    if (this.groupObtained) return "obtained through its group (no BIND, ATTACH or DETACH on this path)";
     return this.devid === null ? "blocked (not bound)" : this.ptId === null ? `bound as device ${this.devid}, not attached` : `attached to ${this.ptId}`;
   }
 
@@ -75,7 +89,9 @@ export class VfioDeviceFile {
     v.setInt32(vfio_device_bind_iommufd.fields.iommufd.off, ifd, true);
     this.ioctl(VFIO_DEVICE_BIND_IOMMUFD, b, (rc) => {
       switch (-rc) {
-        case errno.EINVAL: return this.devid !== null
+        case errno.EINVAL: return this.groupObtained
+          ? `${this.path} was obtained through its VFIO group: group device files are never bound to an iommufd`
+          : this.devid !== null
           ? `${this.path} is already bound (device ${this.devid}); a device file binds once`
           : `${this.path} cannot be bound: the device is already open through another file, or the iommufd ${ifd} is negative, or its IOMMU does not enforce cache coherency`;
         case errno.EBADF: return `fd ${ifd} is not open`;

@@ -27,6 +27,7 @@ import type { KernelCore } from "../kernel/kernel.js";
 import { PAGE_SIZE } from "../kernel/mm.js";
 import type { Process } from "../kernel/process.js";
 import { PCI_COMMAND_MASTER, PciConfigSpace, type PciBar } from "../devices/pci_config.js";
+import { synchronizeDma } from "../kernel/grace.js";
 import type { PciIds } from "../devices/pci.js";
 import type { VfioDevice, VfioDeviceFile, VfioDeviceOps } from "./vfio_main.js";
 
@@ -63,13 +64,26 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
   /** How many request signals were sent (unplug). */
   requests = 0;
 
+  /** The frame holding config space and its write masks, in shared memory. */
+  private cfgFrame: number;
+
   constructor(readonly kcore: KernelCore, readonly model: PciFunctionModel) {
     this.bars = [{ size: model.bar0Size, address: model.bar0Address }];
-    this.cfg = new PciConfigSpace(model.ids, this.bars);
+    const cf = kcore.core.x.frame_alloc(0) >>> 0;
+    if (cf === 0xffffffff) throw new Error("vfio-pci: no frame left for config space");
+    this.cfgFrame = cf;
+    const at = kcore.core.x.frame_addr(cf) >>> 0;
+    this.cfg = new PciConfigSpace(model.ids, this.bars, undefined, kcore.core.u8.subarray(at, at + PAGE_SIZE));
     const f = kcore.core.x.frame_alloc(0) >>> 0;
     if (f === 0xffffffff) throw new Error("vfio-pci: no frame left for BAR0");
     this.bar0Frame = f;
     this.clearBar0();
+  }
+
+  /** Where worker threads find this function's state (src/vfio/vfio_main.ts publishes it). */
+  sharedState(): { config: number; configSize: number; configMask: number; bar0: number; bar0Size: number } {
+    const cfg = this.kcore.core.x.frame_addr(this.cfgFrame) >>> 0;
+    return { config: cfg, configSize: this.cfg.size, configMask: cfg + this.cfg.size, bar0: this.bar0Base, bar0Size: this.bars[0].size };
   }
 
   /** The device's bus-master enable (device models check it before DMA). */
@@ -84,8 +98,12 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
   /** The driver unbinds (device release): the BAR frame goes back (mappings keep theirs). */
   free(): void {
     if (this.bar0Frame < 0) return;
+    // Worker file operations read these frames inside grace-period sections.
+    synchronizeDma(this.kcore, "device_release");
     this.kcore.core.x.frame_put(this.bar0Frame);
     this.bar0Frame = -1;
+    this.kcore.core.x.frame_put(this.cfgFrame);
+    this.cfgFrame = -1;
   }
 
   // ---- open / close ---------------------------------------------------------------------
@@ -103,7 +121,7 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
     this.intxTrigger = this.putTrigger(this.intxTrigger);
     this.errTrigger = this.putTrigger(this.errTrigger);
     this.reqTrigger = this.putTrigger(this.reqTrigger);
-    this.cfg.reset();
+    this.cfg.clear();
     this.clearBar0();
   }
 

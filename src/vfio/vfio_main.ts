@@ -29,7 +29,9 @@ import type { GroupDevice } from "../iommu/iommu_group.js";
 import { iommufdDeviceBind, iommufdDeviceUnbind, type IommufdDevice } from "../iommufd/device.js";
 import type { Iommufd, IommufdCtx } from "../iommufd/main.js";
 import { vfioDeviceFopsCdevOpen, vfioDfIoctlAttachPt, vfioDfIoctlBindIommufd, vfioDfIoctlDetachPt, vfioDfUnbindIommufd } from "./device_cdev.js";
-import { VfioGroups, type VfioGroup } from "./group.js";
+import { VfioGroups, vfioDfGroupClose, type VfioGroup } from "./group.js";
+import { containerFops, containerFromFile, vfioContainerOpen, VFIO_CONTAINER_RDEV, type VfioContainer } from "./container.js";
+import type { Type1Params } from "./vfio_iommu_type1.js";
 
 /** The "vfio-dev" character region: a dynamic major (the kernel's documented example is 511). */
 export const VFIO_DEV_MAJOR = 511;
@@ -53,6 +55,8 @@ export interface VfioDeviceOps {
   deviceFeature?(dev: VfioDevice, flags: number, dataArg: number, dataLen: number, proc: Process): number;
   /** match_token_uuid: validates a BIND token (null when none was given). */
   matchTokenUuid?(dev: VfioDevice, uuid: Uint8Array | null): number;
+  /** The state worker threads read through a granted file, in shared memory. */
+  sharedState?(): { config: number; configSize: number; configMask: number; bar0: number; bar0Size: number };
 }
 
 /** A vfio_device_set: devices that share a reset domain (one lock, one open_count sum). */
@@ -124,9 +128,14 @@ export class VfioDevice {
     else this.onUnregistered = done;
   }
 
-  /** The device's current IOMMU domain handle for DMA: 0 = blocked (nothing attached). */
+  /**
+   * The device's current IOMMU domain handle for DMA: 0 = blocked (nothing attached). Bound
+   * to an iommufd (cdev, or a group with an iommufd): its iommufd attachment. Otherwise the
+   * domain of the legacy container's backend that its group is attached to, if any.
+   */
   get domainHandle(): number {
-    return this.iommufdDevice?.domainHandle ?? 0;
+    if (this.iommufdDevice) return this.iommufdDevice.domainHandle;
+    return this.group.containerDomainHandle;
   }
 }
 
@@ -166,17 +175,35 @@ class Ida {
   }
 }
 
+/** Module parameters and the kernel configuration of the legacy path. */
+export interface VfioOptions {
+  /** What /dev/vfio/vfio is: the legacy container (default) or an iommufd. */
+  readonly vfioContainer?: "legacy" | "iommufd";
+  /** type1's dma_entry_limit (default 65535). */
+  readonly dmaEntryLimit?: number;
+  /** type1's allow_unsafe_interrupts (default false). */
+  readonly allowUnsafeInterrupts?: boolean;
+}
+
 /** The VFIO core of one kernel. */
 export class Vfio {
   private readonly ida = new Ida(VFIO_DEV_MINORS);
-  readonly groups = new VfioGroups();
+  readonly groups: VfioGroups;
   readonly devSets = new Map<unknown, VfioDeviceSet>();
   /** Registered (and unregistering) devices by index. */
   readonly devices = new Map<number, VfioDevice>();
   readonly fops: FileOperations;
 
-  constructor(readonly kcore: KernelCore, readonly iommufd: Iommufd) {
+  /** The legacy container node's file operations (legacy mode). */
+  private readonly containerFops = containerFops();
+  readonly type1Params: Type1Params;
+
+  constructor(readonly kcore: KernelCore, readonly iommufd: Iommufd, opts: VfioOptions = {}) {
     const vfio = this;
+    this.groups = new VfioGroups(this);
+    const limit = opts.dmaEntryLimit ?? 65535;
+    if (!Number.isInteger(limit) || limit < 0 || limit > 0xffffffff) throw new RangeError(`dmaEntryLimit must be a u32 (got ${limit})`);
+    this.type1Params = { dmaEntryLimit: limit, allowUnsafeInterrupts: opts.allowUnsafeInterrupts ?? false };
     this.fops = {
       kind: "vfio-device",
       ioctl: (file, cmd, arg, proc) => vfio.deviceIoctl(file, cmd, arg, proc),
@@ -186,6 +213,17 @@ export class Vfio {
       release: (file) => vfio.deviceRelease(file),
     };
     kcore.vfs.mkdirp("/dev/vfio/devices");
+    // /dev/vfio/vfio: the legacy container, or (CONFIG_IOMMUFD_VFIO_CONTAINER) an iommufd
+    // whose contexts default to per-mm accounting, as VFIO type1 accounts.
+    const mode = opts.vfioContainer ?? "legacy";
+    if (mode !== "legacy" && mode !== "iommufd") throw new TypeError(`vfioContainer must be 'legacy' or 'iommufd' (got ${JSON.stringify(mode)})`);
+    if (mode === "iommufd") {
+      kcore.vfs.addChr("/dev/vfio/vfio", VFIO_CONTAINER_RDEV, 0o666,
+        (proc, flags, path) => iommufd.open(proc, flags, path, "mm", VFIO_CONTAINER_RDEV));
+    } else {
+      kcore.vfs.addChr("/dev/vfio/vfio", VFIO_CONTAINER_RDEV, 0o666,
+        (_proc, flags, path) => vfioContainerOpen(this, this.containerFops, this.type1Params, flags, path));
+    }
     kcore.vfs.mkdirp("/sys/class/vfio-dev");
     kcore.stats.set("vfioDevices", () => this.devices.size);
   }
@@ -204,9 +242,12 @@ export class Vfio {
     this.kcore.core.x.gate_grant(file.gateSlot, file.gateGen);
   }
 
-  /** Whether the file is granted (the bind path's own check, under the dev_set lock). */
+  /**
+   * Whether the file is granted (the bind path's own check, under the dev_set lock). A file in
+   * release has had its gate closed already (KernelCore.fput): what it was is kept on the file.
+   */
   granted(file: File): boolean {
-    return this.gate(file) === 0;
+    return file.closed ? file.wasGranted : this.gate(file) === 0;
   }
 
   // ---- allocation and registration ------------------------------------------------------
@@ -244,7 +285,27 @@ export class Vfio {
     dev.registration = 1;
     group.devices.push(dev);
     this.devices.set(index, dev);
+    this.publishDevice(dev, iommuDev);
     return dev;
+  }
+
+  /**
+   * Writes the device's line of the shared device table (layout.ts DEV_*) that workers read
+   * after passing a file's gate, and routes the device's domain pointer there.
+   */
+  private publishDevice(dev: VfioDevice, iommuDev: GroupDevice): void {
+    const c = this.kcore.core;
+    if (dev.index >= c.c("DEV_SLOTS")) return;
+    const line = (c.c("DEV_BASE") + dev.index * c.c("DEV_STRIDE")) >>> 2;
+    const st = dev.ops.sharedState?.();
+    c.u32[line + c.c("DEV_CONFIG") / 4] = st?.config ?? 0;
+    c.u32[line + c.c("DEV_CONFIG_SIZE") / 4] = st?.configSize ?? 0;
+    c.u32[line + c.c("DEV_CONFIG_MASK") / 4] = st?.configMask ?? 0;
+    c.u32[line + c.c("DEV_BAR0") / 4] = st?.bar0 ?? 0;
+    c.u32[line + c.c("DEV_BAR0_SIZE") / 4] = st?.bar0Size ?? 0;
+    // Paired with the atomic load in dev_dma (assembly/dma.ts).
+    Atomics.store(c.u32, line + c.c("DEV_DOMAIN") / 4, 0);
+    iommuDev.publishDomain = (h: number) => { Atomics.store(c.u32, line + c.c("DEV_DOMAIN") / 4, h >>> 0); };
   }
 
   /**
@@ -278,6 +339,11 @@ export class Vfio {
       }, 10_000);
       (timer as { unref?: () => void }).unref?.();
     }
+  }
+
+  /** vfio_container_from_file: the legacy container behind a file, or null. */
+  containerFromFile(file: File): VfioContainer | null {
+    return containerFromFile(file, this.containerFops);
   }
 
   /** The device's release: leaves its set and group, gives its index back. */
@@ -315,26 +381,41 @@ export class Vfio {
     dev.openCount--;
   }
 
+  /**
+   * vfio_df_device_first_open: bind the DMA backend — the iommufd (cdev, or a group with an
+   * iommufd), or the group's legacy container (vfio_device_group_use_iommu: EINVAL without a
+   * container whose IOMMU is set) — then the driver's open_device; unwound on failure.
+   */
   private dfDeviceFirstOpen(df: VfioDeviceFile): number {
     const dev = df.device;
-    if (!df.iommufd) return -errno.EINVAL; // the container path comes with the legacy issue
-    let rc = this.physicalBind(dev, df.iommufd);
-    if (rc < 0) return rc;
-    df.devid = dev.iommufdDevice!.id;
+    let rc: number;
+    if (df.iommufd) {
+      rc = this.physicalBind(dev, df.iommufd);
+      if (rc < 0) return rc;
+      df.devid = dev.iommufdDevice!.id;
+    } else if (df.group) {
+      rc = df.group.useContainer();
+      if (rc < 0) return rc;
+    } else {
+      return -errno.EINVAL;
+    }
     if (dev.ops.openDevice) {
       rc = dev.ops.openDevice(dev);
       if (rc < 0) {
-        this.physicalUnbind(dev);
+        if (df.iommufd) this.physicalUnbind(dev);
+        else df.group!.unuseContainer(this);
         return rc;
       }
     }
     return 0;
   }
 
+  /** vfio_df_device_last_close: close_device, then unbind the backend. */
   private dfDeviceLastClose(df: VfioDeviceFile): void {
     const dev = df.device;
     dev.ops.closeDevice?.(dev);
     if (df.iommufd) this.physicalUnbind(dev);
+    else if (df.group) df.group.unuseContainer(this);
   }
 
   // ---- the physical iommufd ops (drivers/vfio/iommufd.c) ----------------------------------
@@ -441,8 +522,8 @@ export class Vfio {
   /** vfio_device_fops_release. */
   private deviceRelease(file: File): void {
     const df = file.priv as VfioDeviceFile;
-    if (df.group) throw new Error("group-obtained device files come with the legacy path");
-    vfioDfUnbindIommufd(this, df);
+    if (df.group) vfioDfGroupClose(this, df);
+    else vfioDfUnbindIommufd(this, df);
     df.device.putRegistration();
   }
 
@@ -452,6 +533,10 @@ export class Vfio {
     const file = this.kcore.newFile(this.fops, flags, df, path, { mode: S_IFCHR | 0o600, rdev: dev.rdev, size: 0 });
     if (typeof file === "number") return file;
     df.file = file;
+    file.gated = true;
+    // Which device a worker reaches through this file's gate slot; written before any grant.
+    const c = this.kcore.core;
+    c.u32[(c.c("FILE_DEV_BASE") >>> 2) + file.gateSlot] = dev.index + 1;
     return file;
   }
 }

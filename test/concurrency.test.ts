@@ -1,0 +1,233 @@
+// Concurrency (DESIGN.md "Where the planes meet"): the lock-free gate seen from worker threads,
+// and the grace period on every removal path — while workers keep reading files and DMAing,
+// nothing they do gets through a gate that is not granted or a mapping, domain or device that
+// the kernel thread has removed and reported removed.
+
+import { describe, it, expect } from "vitest";
+import { Worker } from "node:worker_threads";
+import {
+  createKernel, IommuFd, VfioDeviceFile, MAP_ANONYMOUS, MAP_POPULATE, MAP_SHARED, PROT_READ, PROT_WRITE,
+  IOMMU_IOAS_MAP, IOMMU_IOAS_UNMAP, type Kernel,
+} from "../src/index.js";
+import type { Process } from "../src/kernel/process.js";
+
+const PG = 4096;
+const CONFIG_OFFSET = 7 * 2 ** 40;
+const IOVA = 0x100000;
+const BUF = 4 * PG;
+
+interface Run { worker: Worker; done: Promise<unknown> }
+
+function spawn(script: string, data: Record<string, unknown>): Run {
+  const worker = new Worker(new URL(`./workers/${script}`, import.meta.url), { workerData: data });
+  const done = new Promise((resolve, reject) => {
+    worker.once("message", resolve);
+    worker.once("error", reject);
+  });
+  return { worker, done };
+}
+
+/** Waits (without blocking the workers) until `n` workers said they are ready. */
+async function ready(ctl: Int32Array, n: number): Promise<void> {
+  while (Atomics.load(ctl, 1) < n) await new Promise((r) => setTimeout(r, 2));
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Busy-waits `us` microseconds on the kernel thread, giving the workers time to race. */
+function spin(us: number): void {
+  const end = performance.now() + us / 1000;
+  while (performance.now() < end) { /* the workers run meanwhile */ }
+}
+
+function mapCmd(ioas: number, va: number, len: number, iova: number): Uint8Array {
+  const b = new Uint8Array(40);
+  const v = new DataView(b.buffer);
+  v.setUint32(0, 40, true);
+  v.setUint32(4, 1 | 2 | 4, true); // FIXED_IOVA | WRITEABLE | READABLE
+  v.setUint32(8, ioas, true);
+  v.setBigUint64(16, BigInt(va), true);
+  v.setBigUint64(24, BigInt(len), true);
+  v.setBigUint64(32, BigInt(iova), true);
+  return b;
+}
+
+function unmapCmd(ioas: number, iova: number, len: number): Uint8Array {
+  const b = new Uint8Array(24);
+  const v = new DataView(b.buffer);
+  v.setUint32(0, 24, true);
+  v.setUint32(4, ioas, true);
+  v.setBigUint64(8, BigInt(iova), true);
+  v.setBigUint64(16, BigInt(len), true);
+  return b;
+}
+
+interface Setup { kernel: Kernel; proc: Process; iommufd: IommuFd; dev: VfioDeviceFile; ioas: number; buf: number; index: number }
+
+async function setup(): Promise<Setup> {
+  const kernel = await createKernel({ memoryBytes: 128 << 20, devices: [{ bdf: "0000:00:04.0", model: "memcpy" }] });
+  const proc = kernel.createProcess({ capIpcLock: true });
+  const iommufd = IommuFd.open(proc);
+  const ioas = iommufd.allocIoas();
+  const handle = kernel.device("0000:00:04.0")!;
+  const dev = VfioDeviceFile.open(proc, handle);
+  dev.bind(iommufd);
+  dev.attach(ioas.id);
+  const buf = proc.mmap(0, BUF, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+  return { kernel, proc, iommufd, dev, ioas: ioas.id, buf, index: handle.index };
+}
+
+/** The kernel writes a canary into the buffer; true while it is intact. */
+function canary(s: Setup, value: number): () => boolean {
+  const pattern = new Uint8Array(BUF).fill(value);
+  expect(s.proc.writeMemory(s.buf, pattern)).toBe(0);
+  return () => {
+    const now = new Uint8Array(BUF);
+    s.proc.readMemory(s.buf, now);
+    return now.every((b) => b === value);
+  };
+}
+
+function hammer(s: Setup, ctl: Int32Array, n: number): Run[] {
+  return Array.from({ length: n }, (_, i) => spawn("dma-hammer.mjs", {
+    init: s.kernel.workerInit(), control: ctl.buffer, dev: s.index, iova: IOVA, len: BUF, pattern: 0xa0 + i,
+  }));
+}
+
+async function stop(ctl: Int32Array, runs: Run[]): Promise<{ ok: number; faults: number; other: number[] }[]> {
+  Atomics.store(ctl, 0, 1);
+  const out = (await Promise.all(runs.map((r) => r.done))) as { ok: number; faults: number; other: number[] }[];
+  await Promise.all(runs.map((r) => r.worker.terminate()));
+  return out;
+}
+
+describe("the gate across threads", () => {
+  it("workers get EINVAL before the bind, full device state after it, and EBADF after the close even when the slot is reused", async () => {
+    const kernel = await createKernel({ memoryBytes: 64 << 20, devices: [{ bdf: "0000:00:04.0", model: "memcpy" }] });
+    const proc = kernel.createProcess();
+    const iommufd = IommuFd.open(proc);
+    const handle = kernel.device("0000:00:04.0")!;
+    const dev = VfioDeviceFile.open(proc, handle);
+    const ref = proc.fileRef(dev.fd);
+    if (typeof ref === "number") throw new Error("no file ref");
+    const ctl = new Int32Array(new SharedArrayBuffer(8));
+    const runs = [0, 1].map(() => spawn("gate-reader.mjs", {
+      init: kernel.workerInit(), ref, control: ctl.buffer, configOffset: CONFIG_OFFSET, vendor: 0x1b36, device: 0x10ec,
+    }));
+    await ready(ctl, 2);
+    await sleep(20);
+    dev.bind(iommufd);
+    await sleep(20);
+    dev.close();
+    // A new file takes the lowest free gate slot: the closed one. Its generation differs.
+    const again = VfioDeviceFile.open(proc, handle);
+    const ref2 = proc.fileRef(again.fd);
+    expect(typeof ref2 === "number" ? -1 : ref2.slot).toBe(ref.slot);
+    again.bind(iommufd);
+    await sleep(20);
+    Atomics.store(ctl, 0, 1);
+    const results = (await Promise.all(runs.map((r) => r.done))) as { einval: number; ok: number; ebadf: number; violations: string[] }[];
+    await Promise.all(runs.map((r) => r.worker.terminate()));
+    for (const r of results) {
+      expect(r.violations).toEqual([]);
+      expect(r.einval).toBeGreaterThan(0);
+      expect(r.ok).toBeGreaterThan(0);
+      expect(r.ebadf).toBeGreaterThan(0);
+    }
+    again.close();
+    iommufd.close();
+    await kernel.close();
+  }, 20_000);
+});
+
+describe("the grace period", () => {
+  it("no device DMA reaches a mapping once IOMMU_IOAS_UNMAP has returned, over thousands of unmaps", async () => {
+    const s = await setup();
+    const map = mapCmd(s.ioas, s.buf, BUF, IOVA);
+    const unmap = unmapCmd(s.ioas, IOVA, BUF);
+    expect(s.proc.ioctlBuf(s.iommufd.fd, IOMMU_IOAS_MAP, map)).toBe(0);
+    const ctl = new Int32Array(new SharedArrayBuffer(8));
+    const runs = hammer(s, ctl, 2);
+    await ready(ctl, 2);
+    const deadline = performance.now() + 2500;
+    let cycles = 0;
+    let broken = 0;
+    while (cycles < 3000 && performance.now() < deadline) {
+      expect(s.proc.ioctlBuf(s.iommufd.fd, IOMMU_IOAS_UNMAP, unmapCmd(s.ioas, IOVA, BUF))).toBe(0);
+      // From here on no worker may write the buffer: the canary must survive.
+      const intact = canary(s, 0x5c ^ (cycles & 0xf));
+      spin(30);
+      if (!intact()) broken++;
+      expect(s.proc.ioctlBuf(s.iommufd.fd, IOMMU_IOAS_MAP, mapCmd(s.ioas, s.buf, BUF, IOVA))).toBe(0);
+      spin(30);
+      cycles++;
+    }
+    const res = await stop(ctl, runs);
+    expect(broken).toBe(0);
+    expect(cycles).toBeGreaterThan(200);
+    for (const r of res) {
+      expect(r.other).toEqual([]);
+      expect(r.ok).toBeGreaterThan(0); // the device did get through while mapped
+      expect(r.faults).toBeGreaterThan(0); // and faulted while unmapped
+    }
+    void unmap;
+    await s.kernel.close();
+  }, 30_000);
+
+  it("no device DMA goes through a domain once DETACH has returned, nor once ATTACH moved the device away", async () => {
+    const s = await setup();
+    expect(s.proc.ioctlBuf(s.iommufd.fd, IOMMU_IOAS_MAP, mapCmd(s.ioas, s.buf, BUF, IOVA))).toBe(0);
+    const other = s.iommufd.allocIoas(); // an IOAS with nothing mapped: DMA through it faults
+    const ctl = new Int32Array(new SharedArrayBuffer(8));
+    const runs = hammer(s, ctl, 2);
+    await ready(ctl, 2);
+    let broken = 0;
+    let cycles = 0;
+    const deadline = performance.now() + 2000;
+    while (cycles < 1000 && performance.now() < deadline) {
+      s.dev.detach();
+      let intact = canary(s, 0x3c);
+      spin(30);
+      if (!intact()) broken++;
+      s.dev.attach(s.ioas);
+      spin(30);
+      // Replace: the device moves to the empty IOAS's domain; the old one is out of reach.
+      s.dev.attach(other.id);
+      intact = canary(s, 0x4c);
+      spin(30);
+      if (!intact()) broken++;
+      s.dev.attach(s.ioas);
+      spin(30);
+      cycles++;
+    }
+    const res = await stop(ctl, runs);
+    expect(broken).toBe(0);
+    expect(cycles).toBeGreaterThan(50);
+    for (const r of res) {
+      expect(r.other).toEqual([]);
+      expect(r.ok).toBeGreaterThan(0);
+      expect(r.faults).toBeGreaterThan(0);
+    }
+    await s.kernel.close();
+  }, 30_000);
+
+  it("no device DMA gets through once the device file is closed", async () => {
+    const s = await setup();
+    expect(s.proc.ioctlBuf(s.iommufd.fd, IOMMU_IOAS_MAP, mapCmd(s.ioas, s.buf, BUF, IOVA))).toBe(0);
+    const ctl = new Int32Array(new SharedArrayBuffer(8));
+    const runs = hammer(s, ctl, 2);
+    await ready(ctl, 2);
+    await sleep(20);
+    s.dev.close(); // unbind: the device falls back to blocked DMA
+    const intact = canary(s, 0x6c);
+    await sleep(30);
+    const res = await stop(ctl, runs);
+    expect(intact()).toBe(true);
+    for (const r of res) {
+      expect(r.other).toEqual([]);
+      expect(r.ok).toBeGreaterThan(0);
+      expect(r.faults).toBeGreaterThan(0);
+    }
+    await s.kernel.close();
+  }, 30_000);
+});
