@@ -1,7 +1,7 @@
 // The demo scenario behind `vfio-emu demo`: what a userspace driver does, step by step,
 // against an emulated kernel, with every syscall traced. It grows as the kernel does.
 
-import { createKernel, errnoName, IommuFd, VfioError } from "./index.js";
+import { createKernel, errnoName, IommuFd, VfioDeviceFile, VfioError } from "./index.js";
 import {
   EFD_NONBLOCK, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, O_RDWR, POLLIN, PROT_READ, PROT_WRITE,
 } from "./uapi/posix.js";
@@ -15,7 +15,11 @@ export async function runDemo(out: (line: string) => void, glob = "*"): Promise<
   const say = (s: string) => out(s);
   const show = (rc: number) => (rc < 0 ? `-${errnoName(rc)}` : `0x${rc.toString(16)}`);
   try {
+    // What the devices themselves hold (config space, BAR memory) stays; the rest must come back.
+    const framesAtBoot = kernel.stats().framesFree;
     const proc = kernel.createProcess({ uid: 1000 });
+    let dmaIommufd: IommuFd | null = null;
+    const iommufd2 = () => (dmaIommufd = IommuFd.open(proc));
 
     say("# discover the device through sysfs, as QEMU, DPDK and libvfn do");
     const bdf = "0000:00:04.0";
@@ -65,13 +69,39 @@ export async function runDemo(out: (line: string) => void, glob = "*"): Promise<
     }
     say(`unmap all: ${ioas.unmapAll()} bytes`);
     iommufd.close();
-    say(`# ${kernel.stats().iommufdObjects} iommufd objects left after close`);
-    say(`open /dev/vfio/vfio: ${show(proc.open("/dev/vfio/vfio", O_RDWR))} (the VFIO nodes arrive with their driver)`);
 
+    say("# the device's cdev, found through sysfs as libvfn and the kernel selftests do");
+    const vfioDev = proc.readdir(`/sys/bus/pci/devices/${bdf}/vfio-dev`);
+    say(`vfio-dev: ${String(vfioDev)}`);
+    const dev = VfioDeviceFile.open(proc, `/dev/vfio/devices/${(vfioDev as string[])[0]}`);
+    const cfg = new Uint8Array(4);
+    say(`config read before BIND: ${show(proc.pread(dev.fd, cfg, 7 * 2 ** 40))} (the file starts blocked)`);
+    const devid = dev.bind(iommufd2());
+    say(`bound: devid ${devid}`);
+    proc.pread(dev.fd, cfg, 7 * 2 ** 40);
+    say(`config vendor:device ${(cfg[0] | cfg[1] << 8).toString(16)}:${(cfg[2] | cfg[3] << 8).toString(16)}`);
+    const handle = kernel.device(bdf)!;
+    const out = new Uint8Array(10);
+    say(`device DMA before ATTACH: ${show(handle.dmaRead(0x10000, out))} (${handle.faults().at(-1)?.reason})`);
+    const ioas2 = dmaIommufd!.allocIoas();
+    const pt = dev.attach(ioas2.id);
+    say(`attached to IOAS ${ioas2.id} through HWPT ${pt}`);
+    ioas2.map({ userVa: buf, length: 1 << 20, iova: 0x10000n });
+    say(`device reads IOVA 0x10000: ${show(handle.dmaRead(0x10000, out))} "${new TextDecoder().decode(out)}"`);
+    say(`device writes IOVA 0x10000: ${show(handle.dmaWrite(0x10000, new TextEncoder().encode("HELLO")))}`);
+    proc.readMemory(buf, back);
+    say(`the process sees "${new TextDecoder().decode(back)}"`);
+    ioas2.unmap(0x10000n, 1 << 20);
+    const faulted = handle.dmaRead(0x10000, out);
+    const fault = handle.faults().at(-1)!;
+    say(`after unmap: ${show(faulted)} (fault at 0x${fault.iova.toString(16)}, ${fault.reason})`);
+    dev.close();
+    dmaIommufd!.close();
+    say(`# ${kernel.stats().iommufdObjects} iommufd objects, ${kernel.stats().pinnedPages} pinned pages left after close`);
     proc.kill();
     const s = kernel.stats();
-    say(`# after exit: ${s.framesFree} of ${s.framesTotal} frames free, ${s.committedPages} pages committed, ${s.openFiles} files open`);
-    return s.framesFree === s.framesTotal && s.openFiles === 0 ? 0 : 1;
+    say(`# after exit: ${s.framesFree} frames free (${framesAtBoot} at boot), ${s.committedPages} pages committed, ${s.openFiles} files open`);
+    return s.framesFree === framesAtBoot && s.openFiles === 0 && s.iommufdObjects === 0 ? 0 : 1;
   } finally {
     unsubscribe();
     await kernel.close();

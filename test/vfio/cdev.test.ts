@@ -447,6 +447,34 @@ describe("device DMA (DeviceHandle)", () => {
   });
 });
 
+describe("device DMA faults", () => {
+  it("a read-only mapping refuses device writes (perm); an unmapped IOVA stops a transfer after the bytes before it", async () => {
+    const k = await boot();
+    const p = k.createProcess();
+    const h = k.devices[0];
+    const d = openDev(p);
+    const i = openIommufd(p);
+    expect(bind(p, d, i)).toBe(1);
+    const ioas = ioasAlloc(p, i);
+    expect(attach(p, d, ioas)).toBe(3);
+    const buf = p.mmap(0, 2 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    expect(p.writeMemory(buf, new Uint8Array(8192).fill(0x11))).toBe(0);
+    // Page 0x20000: readable only; page 0x21000: nothing mapped.
+    expect(p.ioctlBuf(i, IOMMU_IOAS_MAP, struct(40, [[0, 4, 40], [4, 4, MAP_FIXED_IOVA | MAP_READABLE], [8, 4, ioas], [16, 8, buf], [24, 8, 4096], [32, 8, 0x20000]]))).toBe(0);
+    expect(h.dmaWrite(0x20010, new Uint8Array([1, 2, 3]))).toBe(-errno.EFAULT);
+    expect(h.faults().at(-1)).toEqual({ iova: 0x20010n, write: true, reason: "perm" });
+    const page = new Uint8Array(4096);
+    expect(p.readMemory(buf, page)).toBe(0);
+    expect(page.every((b) => b === 0x11)).toBe(true); // nothing was written
+    // A read that runs off the end of the mapping: the first 16 bytes arrive, then the fault.
+    const out = new Uint8Array(32).fill(0xee);
+    expect(h.dmaRead(0x20ff0, out)).toBe(-errno.EFAULT);
+    expect(h.faults().at(-1)).toEqual({ iova: 0x21000n, write: false, reason: "unmapped" });
+    expect([...out.subarray(0, 16)].every((b) => b === 0x11)).toBe(true);
+    await k.close();
+  });
+});
+
 describe("typed layer: VfioDeviceFile", () => {
   it("open, bind, attach, detach, close; errors say why", async () => {
     const k = await boot();
