@@ -156,18 +156,26 @@ export function mapUserPages(ctx: IommufdCtx, ioas: Ioas, proc: Process, uptr: b
   return mapNewPages(ioas, pages, startByte, length, iova, prot);
 }
 
+/**
+ * The checks MAP and MAP_FILE share, in the kernel's order: flags (EOPNOTSUPP), 2^64-1 values
+ * (EOVERFLOW), neither READABLE nor WRITEABLE (EINVAL), then the IOAS (ENOENT).
+ */
+function mapPrologue(ctx: IommufdCtx, flags: number, reserved: number, iova: bigint, length: bigint, ioasId: number): Ioas | number {
+  if ((flags & ~MAP_FLAGS) || reserved) return -errno.EOPNOTSUPP;
+  if (iova >= ULONG_MAX || length >= ULONG_MAX) return -errno.EOVERFLOW;
+  if (!(flags & (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE))) return -errno.EINVAL;
+  return ctx.getIoas(ioasId);
+}
+
+const fixedIova = (flags: number, iova: bigint): bigint | null => (flags & IOMMU_IOAS_MAP_FIXED_IOVA ? iova : null);
+
 export function ioasMap(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_ioas_map);
   const flags = c.u("flags");
-  if ((flags & ~MAP_FLAGS) || c.u("__reserved")) return -errno.EOPNOTSUPP;
-  const iova = c.u64("iova");
   const length = c.u64("length");
-  if (iova >= ULONG_MAX || length >= ULONG_MAX) return -errno.EOVERFLOW;
-  if (!(flags & (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE))) return -errno.EINVAL;
-  const ioas = ctx.getIoas(c.u("ioas_id"));
+  const ioas = mapPrologue(ctx, flags, c.u("__reserved"), c.u64("iova"), length, c.u("ioas_id"));
   if (typeof ioas === "number") return ioas;
-  const fixed = (flags & IOMMU_IOAS_MAP_FIXED_IOVA) !== 0;
-  const r = mapUserPages(ctx, ioas, ucmd.proc, c.u64("user_va"), length, fixed ? iova : null, protOf(flags));
+  const r = mapUserPages(ctx, ioas, ucmd.proc, c.u64("user_va"), length, fixedIova(flags, c.u64("iova")), protOf(flags));
   if (typeof r === "number") return r;
   c.set("iova", r);
   return ucmd.respond();
@@ -176,12 +184,8 @@ export function ioasMap(ctx: IommufdCtx, ucmd: UCmd): number {
 export function ioasMapFile(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_ioas_map_file);
   const flags = c.u("flags");
-  if (flags & ~MAP_FLAGS) return -errno.EOPNOTSUPP;
-  const iova = c.u64("iova");
   const length = c.u64("length");
-  if (iova >= ULONG_MAX || length >= ULONG_MAX) return -errno.EOVERFLOW;
-  if (!(flags & (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE))) return -errno.EINVAL;
-  const ioas = ctx.getIoas(c.u("ioas_id"));
+  const ioas = mapPrologue(ctx, flags, 0, c.u64("iova"), length, c.u("ioas_id"));
   if (typeof ioas === "number") return ioas;
   const start = c.u64("start");
   if (length === 0n) return -errno.EINVAL;
@@ -202,8 +206,7 @@ export function ioasMapFile(ctx: IommufdCtx, ucmd: UCmd): number {
   const pages = ctx.newPages({ kind: "file", file, memfd, start: start - startByte },
     pageCount(startByte, length), prot.write, ucmd.proc);
   if (ctx.accountMode === "mm" && pages.accountMode === "user") pages.accountMode = "mm";
-  const fixed = (flags & IOMMU_IOAS_MAP_FIXED_IOVA) !== 0;
-  const r = mapNewPages(ioas, pages, startByte, length, fixed ? iova : null, prot);
+  const r = mapNewPages(ioas, pages, startByte, length, fixedIova(flags, c.u64("iova")), prot);
   if (typeof r === "number") return r;
   c.set("iova", r);
   return ucmd.respond();
