@@ -35,3 +35,4 @@ export {
   iotlb_attach, iotlb_slot, iotlb_flush, iotlb_translate, iotlb_host, iotlb_avail, iotlb_bench,
 } from "./iotlb";
 export * from "./dma";
+export * from "./bench";

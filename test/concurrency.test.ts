@@ -110,21 +110,26 @@ describe("the gate across threads", () => {
     const dev = VfioDeviceFile.open(proc, handle);
     const ref = proc.fileRef(dev.fd);
     if (typeof ref === "number") throw new Error("no file ref");
-    const ctl = new Int32Array(new SharedArrayBuffer(8));
-    const runs = [0, 1].map(() => spawn("gate-reader.mjs", {
-      init: kernel.workerInit(), ref, control: ctl.buffer, configOffset: CONFIG_OFFSET, vendor: 0x1b36, device: 0x10ec,
+    const ctl = new Int32Array(new SharedArrayBuffer(4 * 8));
+    const runs = [0, 1].map((id) => spawn("gate-reader.mjs", {
+      init: kernel.workerInit(), ref, control: ctl.buffer, configOffset: CONFIG_OFFSET, vendor: 0x1b36, device: 0x10ec, id,
     }));
+    // Each phase lasts until every reader has seen it (what counts is the order, not time).
+    const seen = async (kind: 0 | 1 | 2) => {
+      while (Atomics.load(ctl, 2 + kind) === 0 || Atomics.load(ctl, 5 + kind) === 0) await sleep(1);
+    };
     await ready(ctl, 2);
-    await sleep(20);
+    await seen(0);
     dev.bind(iommufd);
-    await sleep(20);
+    await seen(1);
     dev.close();
     // A new file takes the lowest free gate slot: the closed one. Its generation differs.
     const again = VfioDeviceFile.open(proc, handle);
     const ref2 = proc.fileRef(again.fd);
     expect(typeof ref2 === "number" ? -1 : ref2.slot).toBe(ref.slot);
     again.bind(iommufd);
-    await sleep(20);
+    await seen(2);
+    await sleep(5);
     Atomics.store(ctl, 0, 1);
     const results = (await Promise.all(runs.map((r) => r.done))) as { einval: number; ok: number; ebadf: number; violations: string[] }[];
     await Promise.all(runs.map((r) => r.worker.terminate()));
@@ -230,4 +235,28 @@ describe("the grace period", () => {
     }
     await s.kernel.close();
   }, 30_000);
+
+  it("a worker that died inside a transfer is reported after a second and reclaimed after a bounded wait", async () => {
+    const s = await setup();
+    expect(s.proc.ioctlBuf(s.iommufd.fd, IOMMU_IOAS_MAP, mapCmd(s.ioas, s.buf, BUF, IOVA))).toBe(0);
+    const lines: string[] = [];
+    s.kernel.trace("dma_grace_*", (l) => lines.push(l));
+    const w = new Worker(new URL("./workers/die-in-section.mjs", import.meta.url), { workerData: { init: s.kernel.workerInit() } });
+    const { slot } = await new Promise<{ slot: number }>((resolve, reject) => { w.once("message", resolve); w.once("error", reject); });
+    await new Promise((r) => w.once("exit", r));
+    const t0 = performance.now();
+    expect(s.proc.ioctlBuf(s.iommufd.fd, IOMMU_IOAS_UNMAP, unmapCmd(s.ioas, IOVA, BUF))).toBe(0);
+    const waited = performance.now() - t0;
+    expect(waited).toBeGreaterThan(1000);
+    expect(waited).toBeLessThan(4000);
+    expect(lines[0]).toMatch(new RegExp(`^dma_grace_wait why=unmap slot=${slot} waited_ms=\\d+$`));
+    expect(lines[1]).toBe(`dma_grace_reclaim why=unmap slot=${slot}`);
+    // The slot is free again: the next grace period does not wait.
+    const t1 = performance.now();
+    expect(s.proc.ioctlBuf(s.iommufd.fd, IOMMU_IOAS_MAP, mapCmd(s.ioas, s.buf, BUF, IOVA))).toBe(0);
+    expect(s.proc.ioctlBuf(s.iommufd.fd, IOMMU_IOAS_UNMAP, unmapCmd(s.ioas, IOVA, BUF))).toBe(0);
+    expect(performance.now() - t1).toBeLessThan(500);
+    await s.kernel.close();
+  }, 30_000);
 });
+

@@ -17,7 +17,7 @@ interface GraceExports {
 /** A wait longer than this is reported in the trace (once per wait). */
 const REPORT_MS = 1000;
 /** A slot that keeps a stale epoch this long belongs to a worker that died: it is reclaimed. */
-const DEAD_MS = 5000;
+const DEAD_MS = 2000;
 
 const now = () => (globalThis.performance ?? Date).now();
 

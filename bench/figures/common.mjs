@@ -1,0 +1,164 @@
+// The shared bench environment: one core (build/core.wasm, loaded through dist/'s Core) on a
+// fixed-size shared memory, the domains every figure uses, the descriptor generator and the
+// naive TypeScript translator (baseline TS). bench/native/bench.c mirrors this layout (IOVA
+// bases, physical blocks, domain order, so the domain serials mixed into the IOTLB index match).
+import { readFileSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { Core, WASM_PAGE } from "../../dist/wasm/core.js";
+
+const root = fileURLToPath(new URL("../../", import.meta.url));
+
+export const KiB = 1024;
+export const MiB = 1024 * 1024;
+export const MEM_BYTES = 768 * MiB;
+
+export const HOT_IOVA = 0x1_0000_0000; // hot src | dst, contiguous: 128 distinct IOTLB entries
+export const COLD_IOVA = 0x2_0000_0000; // cold src | dst (T2: 4 KiB leaves, T3: 2 MiB leaves)
+export const TLB_IOVA = 0x80_0000_0000; // T5/T6: 1 GiB of 4 KiB leaves (aliases of the cold block)
+export const MAP_IOVA = 0x40_0000_0000; // T7
+export const BULK_IOVA = 0x60_0000_0000; // T8
+export const HOT_WS = 256 * KiB; // per side
+export const COLD_WS = 64 * MiB; // per side
+export const TLB_SPAN_LOG2 = 18; // 2^18 pages = 1 GiB
+
+export const lo = (v) => v % 0x1_0000_0000;
+export const hi = (v) => Math.floor(v / 0x1_0000_0000);
+const NONE = 0xffffffff;
+
+/**
+ * Boots the core (build/core.wasm, or another build of it such as build/core-stats.wasm) and
+ * lays out every figure's domains (once per bench process).
+ */
+export async function bootEnv(wasmFile = "build/core.wasm") {
+  const module = await WebAssembly.compile(readFileSync(`${root}${wasmFile}`));
+  const pages = MEM_BYTES / WASM_PAGE;
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
+  const core = await Core.attach({ module, memory }, false);
+  const x = core.x;
+  if (x.frames_init(pages) !== 0) throw new Error("frames_init failed");
+  if (typeof x.bench_identity_batch !== "function") throw new Error("build/core.wasm lacks assembly/bench.ts: run `npm run build`");
+  const alloc = (order) => {
+    const f = x.frame_alloc(order) >>> 0;
+    if (f === NONE) throw new Error(`frame_alloc(${order}) failed`);
+    return f;
+  };
+  const coldFrame = alloc(15); // 128 MiB, naturally aligned (2 MiB leaves possible)
+  const hotFrame = alloc(7); // 512 KiB
+  const host = (f) => core.poolBase + f * 4096;
+  // Populate the data pages now, so no first touch lands in a trial: a pattern in each source
+  // half, zeroes in each destination half (the figures' setup checks the copies against it).
+  const pattern = (at, bytes) => {
+    const w = core.u32;
+    for (let i = at >>> 2, e = (at + bytes) >>> 2, v = 0x12345678; i < e; i++) { v = (Math.imul(v, 1664525) + 1013904223) >>> 0; w[i] = v; }
+  };
+  pattern(host(coldFrame), 64 * MiB);
+  core.u8.fill(0, host(coldFrame) + 64 * MiB, host(coldFrame) + 128 * MiB);
+  pattern(host(hotFrame), 256 * KiB);
+  core.u8.fill(0, host(hotFrame) + 256 * KiB, host(hotFrame) + 512 * KiB);
+  const X86 = core.c("IOPT_X86");
+  const dom = () => {
+    const d = x.domain_alloc(X86, 0);
+    if (d < 0) throw new Error(`domain_alloc: ${d}`);
+    return d >>> 0;
+  };
+  // Same order as bench.c: serials 1..5.
+  const domHot = dom(), domCold4k = dom(), domCold2m = dom(), domTlb = dom(), domMap = dom();
+  const map = (d, iova, frame, bytes, huge) => {
+    const rc = x.domain_map(d, lo(iova), hi(iova), frame, bytes / 4096, 3, huge ? 1 : 0);
+    if (rc !== 0) throw new Error(`domain_map: ${rc}`);
+  };
+  map(domHot, HOT_IOVA, hotFrame, 512 * KiB, false);
+  map(domCold4k, COLD_IOVA, coldFrame, 128 * MiB, false);
+  map(domCold2m, COLD_IOVA, coldFrame, 128 * MiB, true);
+  for (let i = 0; i < 16; i++) map(domTlb, TLB_IOVA + i * 64 * MiB, coldFrame, 64 * MiB, false);
+  if ((x.domain_lookup(domCold2m, lo(COLD_IOVA), hi(COLD_IOVA)) >>> 4 & 31) !== 21) throw new Error("T3 domain has no 2 MiB leaves");
+  // TS baseline's translator, filled with the same mappings (4 KiB granularity: it is naive).
+  const ts = new NaiveTs(core.u8);
+  ts.map(HOT_IOVA, host(hotFrame), 512 * KiB);
+  ts.map(COLD_IOVA, host(coldFrame), 128 * MiB);
+  return {
+    core, x, alloc, host, coldFrame, hotFrame, domHot, domCold4k, domCold2m, domTlb, domMap, ts,
+    region: {
+      hot: { iova: HOT_IOVA, host: host(hotFrame), ws: HOT_WS },
+      cold: { iova: COLD_IOVA, host: host(coldFrame), ws: COLD_WS },
+    },
+  };
+}
+
+/**
+ * The descriptor generator (bench.c gen_desc): sizes cycle, each descriptor starts where the
+ * last ended and wraps to 0 when it would pass the working set; src and dst (the second half of
+ * the region) at the same offset. One pass: until the first wrap.
+ */
+export function makeDescs(ws, sizes) {
+  const out = [];
+  let cursor = 0;
+  for (let i = 0; ; i++) {
+    const len = sizes[i % sizes.length];
+    if (cursor + len > ws) break;
+    out.push({ off: cursor, len });
+    cursor += len;
+  }
+  return out;
+}
+
+/**
+ * Writes `descs` as DMA_OP_COPY descriptors into fresh frames: one array with IOVAs (through
+ * `dom`), one with host addresses (the identity domain, baseline W). Returns their addresses.
+ */
+export function writeDescs(env, descs, region, dom) {
+  const { core, x, alloc, host } = env;
+  const size = core.c("DMA_DESC_SIZE");
+  const bytes = descs.length * size;
+  const order = Math.max(0, Math.ceil(Math.log2(Math.ceil(bytes / 4096))));
+  const at = { t: host(alloc(order)), w: host(alloc(order)) };
+  const u32 = core.u32;
+  const put = (base, i, src, dst, len) => {
+    const w = (base + i * size) >>> 2;
+    u32[w] = core.c("DMA_OP_COPY");
+    u32[w + 1] = dom;
+    u32[w + 2] = lo(src); u32[w + 3] = hi(src);
+    u32[w + 4] = lo(dst); u32[w + 5] = hi(dst);
+    u32[w + 6] = len;
+    u32[w + 7] = 0;
+  };
+  descs.forEach((d, i) => {
+    put(at.t, i, region.iova + d.off, region.iova + region.ws + d.off, d.len);
+    put(at.w, i, region.host + d.off, region.host + region.ws + d.off, d.len);
+  });
+  void x;
+  return at;
+}
+
+/**
+ * Baseline TS: a naive translator, a Map from IOVA page number to the host address of the
+ * page, and TypedArray copies (subarray + set) on the shared memory, one per page piece.
+ */
+export class NaiveTs {
+  constructor(u8) {
+    this.u8 = u8;
+    this.pages = new Map();
+  }
+  map(iova, host, len) {
+    for (let o = 0; o < len; o += 4096) this.pages.set((iova + o) / 4096, host + o);
+  }
+  unmap(iova, len) {
+    for (let o = 0; o < len; o += 4096) this.pages.delete((iova + o) / 4096);
+  }
+  /** Copies len bytes from IOVA src to IOVA dst: 0, or -14 (EFAULT). */
+  copy(src, dst, len) {
+    const u8 = this.u8;
+    let done = 0;
+    while (done < len) {
+      const s = src + done, d = dst + done;
+      const sp = this.pages.get(Math.floor(s / 4096));
+      const dp = this.pages.get(Math.floor(d / 4096));
+      if (sp === undefined || dp === undefined) return -14;
+      const so = s % 4096, dof = d % 4096;
+      const n = Math.min(len - done, 4096 - so, 4096 - dof);
+      u8.set(u8.subarray(sp + so, sp + so + n), dp + dof);
+      done += n;
+    }
+    return 0;
+  }
+}

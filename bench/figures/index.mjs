@@ -1,0 +1,21 @@
+// The registry of figures that bench/run.mjs measures, in order. To add a figure (T9-T17),
+// write bench/figures/<name>.mjs exporting an array of figure objects and append it below.
+//
+// A figure object:
+//   id, title             "T9", a short label for the table
+//   unit                  "GB/s" | "ns" | "x" | "%"
+//   kind                  "ratio": ratio bars only, judged in one run;
+//                         "abs": has absolute bars, measured in three runs (median of medians)
+//   bars                  [{ vs: "W" | "C" | "Ct", min?, max? } | { abs: "ns" | "us" | "ms", max }]
+//                         (a ratio is subject / baseline: "min" for throughputs, "max" for times)
+//   setup(ctx)?           once, before the runs; ctx.env is the booted core (common.mjs bootEnv),
+//                         ctx.native the C child (lib/native.mjs; ctx.native.ok false without cc)
+//   calibrate(ctx)?       before each run: size the trials to about ctx.targetMs
+//   subject(ctx)          one trial: a finite number in `unit` (may be async)
+//   baselines             { W?, C?, Ct?, TS? }: one trial each, same unit; C and Ct are skipped
+//                         (reported null with the reason) when the native child is unavailable
+import copy from "./copy.mjs";
+import iotlb from "./iotlb.mjs";
+import pagetable from "./pagetable.mjs";
+
+export default [...copy, ...iotlb, ...pagetable];
