@@ -6,7 +6,7 @@
 import { errno } from "../uapi/errno.js";
 import type { IommuDevice } from "../iommu/device.js";
 import { synchronizeDma } from "../kernel/grace.js";
-import { HwptPaging, hwptPagingAlloc } from "./hw_pagetable.js";
+import { HwptNested, HwptPaging, hwptPagingAlloc, type Hwpt } from "./hw_pagetable.js";
 import { Ioas } from "./ioas.js";
 import { IommufdObject } from "./object.js";
 import type { IommufdCtx } from "./main.js";
@@ -14,7 +14,7 @@ import type { IommufdCtx } from "./main.js";
 /** struct iommufd_group: one per (context, iommu_group) with bound devices. */
 export class IommufdGroup {
   /** The HWPT the group is attached to; null = the blocking domain. */
-  hwpt: HwptPaging | null = null;
+  hwpt: Hwpt | null = null;
   /** Attached devices. */
   readonly devices: IommufdDevice[] = [];
   /** Bound devices (the group lives while one is bound). */
@@ -72,7 +72,7 @@ export class IommufdDevice extends IommufdObject {
   private changePt(ptId: number, replace: boolean): number {
     const obj = this.ctx.getObject(ptId);
     if (typeof obj === "number") return obj;
-    if (obj instanceof HwptPaging) {
+    if (obj instanceof HwptPaging || obj instanceof HwptNested) {
       const rc = replace ? this.replaceHwpt(obj) : this.attachHwpt(obj);
       return rc < 0 ? rc : obj.id;
     }
@@ -104,7 +104,7 @@ export class IommufdDevice extends IommufdObject {
   }
 
   /** Whether `hwpt`'s domain can translate for this device (same IOMMU, dirty support). */
-  compatible(hwpt: HwptPaging): number {
+  compatible(hwpt: Hwpt): number {
     if (hwpt.domain.format !== this.dev.caps.format) return -errno.EINVAL;
     if (hwpt.dirtyTracking && !this.dev.caps.dirtyTracking) return -errno.EINVAL;
     return 0;
@@ -120,8 +120,11 @@ export class IommufdDevice extends IommufdObject {
     return 0;
   }
 
-  /** iommufd_hw_pagetable_attach. */
-  attachHwpt(hwpt: HwptPaging): number {
+  /**
+   * iommufd_hw_pagetable_attach. A nested HWPT's reserved regions go to its parent's IOAS, and
+   * its `domain` is the parent's (see HwptNested).
+   */
+  attachHwpt(hwpt: Hwpt): number {
     const g = this.igroup;
     if (g.hwpt && g.hwpt !== hwpt) return -errno.EINVAL;
     let rc = this.compatible(hwpt);
@@ -137,7 +140,7 @@ export class IommufdDevice extends IommufdObject {
   }
 
   /** iommufd_device_do_replace: the whole group moves; the old HWPT loses its users. */
-  replaceHwpt(hwpt: HwptPaging): number {
+  replaceHwpt(hwpt: Hwpt): number {
     const g = this.igroup;
     const old = g.hwpt!;
     if (old === hwpt) return 0;

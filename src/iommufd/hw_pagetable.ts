@@ -1,14 +1,19 @@
-// HWPT and hardware-info ioctls (drivers/iommu/iommufd/hw_pagetable.c, device.c): their
-// argument checks, in the kernel's order, up to the object lookups. Until devices and domains
-// exist in a context these lookups find nothing, exactly as on a kernel with no bound device.
+// HWPT and hardware-info ioctls (drivers/iommu/iommufd/hw_pagetable.c, device.c): paging HWPTs
+// over an IOAS, nested HWPTs over a NEST_PARENT paging HWPT (the selftest's mock IOMMU only),
+// user cache invalidation of nested HWPTs, dirty tracking and GET_HW_INFO, with the argument
+// checks in the kernel's order.
 
 import { errno } from "../uapi/errno.js";
 import {
-  IOMMU_HW_INFO_FLAG_INPUT_TYPE, IOMMU_HWPT_DATA_NONE, IOMMU_HWPT_DIRTY_TRACKING_ENABLE,
-  IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR, iommu_hw_info, iommu_hwpt_alloc,
-  iommu_hwpt_get_dirty_bitmap, iommu_hwpt_invalidate, iommu_hwpt_set_dirty_tracking,
+  IOMMU_HW_INFO_FLAG_INPUT_TYPE, IOMMU_HWPT_DATA_NONE, IOMMU_HWPT_DATA_SELFTEST,
+  IOMMU_HWPT_DIRTY_TRACKING_ENABLE, IOMMU_HWPT_FAULT_ID_VALID, IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR,
+  IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, IOMMU_TEST_INVALIDATE_FLAG_ALL, MOCK_NESTED_DOMAIN_IOTLB_ID_MAX,
+  MOCK_NESTED_DOMAIN_IOTLB_NUM, iommu_hw_info, iommu_hwpt_alloc, iommu_hwpt_get_dirty_bitmap,
+  iommu_hwpt_invalidate, iommu_hwpt_invalidate_selftest, iommu_hwpt_selftest,
+  iommu_hwpt_set_dirty_tracking,
 } from "../uapi/iommufd.js";
 import type { UCmd } from "../kernel/ioctl.js";
+import type { StructLayout } from "../uapi/struct.js";
 import type { IommuDomain } from "../iommu/domain.js";
 import type { IommufdDevice } from "./device.js";
 import { fields, Ioas } from "./ioas.js";
@@ -101,6 +106,83 @@ export function hwptPagingAlloc(ctx: IommufdCtx, ioas: Ioas, idev: IommufdDevice
   return hwpt;
 }
 
+/**
+ * struct iommufd_hwpt_nested over a paging parent (IOMMU_DOMAIN_NESTED). Only the selftest's
+ * mock IOMMU can make one: its nested domain is nothing but a 4-slot "IOTLB" the user
+ * invalidates; it has no page table of its own. A device attached to it therefore translates
+ * its DMA through the parent's domain (the stage-2 a real nested domain would sit on, with the
+ * stage-1 being identity), which is what `domain` gives the attach code.
+ */
+export class HwptNested extends IommufdObject {
+  readonly type = "hwpt_nested" as const;
+  readonly autoDomain = false;
+  /** mock_iommu_domain_nested.iotlb. */
+  readonly iotlb = new Uint32Array(MOCK_NESTED_DOMAIN_IOTLB_NUM);
+
+  constructor(readonly ctx: IommufdCtx, readonly parent: HwptPaging) {
+    super();
+  }
+
+  get ioas(): Ioas { return this.parent.ioas; }
+  /** What DMA of an attached device goes through: the parent's domain (see above). */
+  get domain(): IommuDomain { return this.parent.domain; }
+  get dirtyTracking(): boolean { return false; }
+
+  /** A device's reference goes; a nested HWPT is never automatic, so it stays. */
+  put(): void { this.users--; }
+
+  destroy(): void {
+    // Drops the reference on the parent taken at allocation.
+    this.parent.users--;
+  }
+}
+
+/** Either kind of HWPT a device can be attached to. */
+export type Hwpt = HwptPaging | HwptNested;
+
+/**
+ * mock_domain_alloc_nested's user data: struct iommu_hwpt_selftest read with
+ * iommu_copy_struct_from_user semantics (type, then min <= data_len <= sizeof, then the copy).
+ */
+function copyUserData(ucmd: UCmd, type: number, uptr: number, len: number, wantType: number,
+  layout: StructLayout): Uint8Array | number {
+  if (type !== wantType) return -errno.EINVAL;
+  // Shorter than the first version of the struct, or longer than this kernel's: EINVAL (unlike
+  // copy_struct_from_user's E2BIG, the helper refuses any extra length).
+  if (len < layout.minSize || len > layout.size) return -errno.EINVAL;
+  const b = ucmd.copyFromUser(uptr, len);
+  if (typeof b === "number") return -errno.EFAULT;
+  const out = new Uint8Array(layout.size);
+  out.set(b);
+  return out;
+}
+
+/**
+ * iommufd_hwpt_nested_alloc + the mock driver's domain_alloc_nested, in the kernel's order:
+ * flags (only FAULT_ID_VALID passes the core), user data present and a nesting-capable IOMMU
+ * (else EOPNOTSUPP); a manual NEST_PARENT parent of the same IOMMU (else EINVAL); then the
+ * driver: flags 0, a mock paging parent (EINVAL), data type SELFTEST (EOPNOTSUPP), the copy.
+ */
+function hwptNestedAlloc(ctx: IommufdCtx, ucmd: UCmd, parent: HwptPaging, idev: IommufdDevice,
+  flags: number, dataType: number, dataLen: number, dataUptr: number): HwptNested | number {
+  const mock = idev.dev.caps.format === "mock";
+  if ((flags & ~IOMMU_HWPT_FAULT_ID_VALID) || dataLen === 0 || !mock) return -errno.EOPNOTSUPP;
+  if (parent.autoDomain || !parent.nestParent || parent.domain.format !== idev.dev.caps.format) return -errno.EINVAL;
+  const nested = new HwptNested(ctx, parent);
+  const rc = ctx.objectAlloc(nested, false);
+  if (rc < 0) return rc;
+  parent.users++;
+  const fail = (e: number): number => { ctx.objectAbort(nested); return e; };
+  // The driver (its own flags check is the core's, FAULT_ID_VALID being masked off for it).
+  if (parent.domain.format !== "mock") return fail(-errno.EINVAL);
+  if (dataType !== IOMMU_HWPT_DATA_SELFTEST) return fail(-errno.EOPNOTSUPP);
+  const data = copyUserData(ucmd, dataType, dataUptr, dataLen, IOMMU_HWPT_DATA_SELFTEST, iommu_hwpt_selftest);
+  if (typeof data === "number") return fail(data);
+  if (ctx.shouldFail()) return fail(-errno.ENOMEM);
+  nested.iotlb.fill(new DataView(data.buffer).getUint32(iommu_hwpt_selftest.fields.iotlb.off, true));
+  return nested;
+}
+
 export function hwptAlloc(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_hwpt_alloc);
   if (c.u("__reserved")) return -errno.EOPNOTSUPP;
@@ -111,13 +193,20 @@ export function hwptAlloc(ctx: IommufdCtx, ucmd: UCmd): number {
   // A missing pt_id is EINVAL here, not ENOENT.
   const pt = ctx.getObject(c.u("pt_id"));
   if (typeof pt === "number") return -errno.EINVAL;
-  if (!(pt instanceof Ioas)) {
-    // Nested HWPTs need a vIOMMU-capable IOMMU with user data; this one has none.
-    if (pt instanceof HwptPaging) return pt.nestParent ? -errno.EOPNOTSUPP : -errno.EINVAL;
+  let hwpt: Hwpt | number;
+  if (pt instanceof Ioas) {
+    if (!noData) return -errno.EOPNOTSUPP;
+    hwpt = hwptPagingAlloc(ctx, pt, idev, c.u("flags"), false);
+  } else if (pt instanceof HwptPaging) {
+    hwpt = hwptNestedAlloc(ctx, ucmd, pt, idev, c.u("flags"), c.u("data_type"), c.u("data_len"), Number(c.u64("data_uptr")));
+    if (typeof hwpt !== "number") {
+      // No FAULT objects exist here, so a fault_id never resolves.
+      if (c.u("flags") & IOMMU_HWPT_FAULT_ID_VALID) { ctx.objectAbort(hwpt); return -errno.ENOENT; }
+      ctx.objectFinalize(hwpt);
+    }
+  } else {
     return -errno.EINVAL;
   }
-  if (!noData) return -errno.EOPNOTSUPP;
-  const hwpt = hwptPagingAlloc(ctx, pt, idev, c.u("flags"), false);
   if (typeof hwpt === "number") return hwpt;
   c.set("out_hwpt_id", hwpt.id);
   const rc = ucmd.respond();
@@ -200,14 +289,49 @@ export function hwptInvalidate(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_hwpt_invalidate);
   if (c.u("__reserved")) return -errno.EOPNOTSUPP;
   let rc: number;
+  let done = 0;
   if (c.u("entry_num") && (!c.u64("data_uptr") || !c.u("entry_len"))) {
     rc = -errno.EINVAL;
   } else {
     const obj = ctx.getObject(c.u("hwpt_id"));
-    // Only nested HWPTs and vIOMMUs take user invalidations.
-    rc = typeof obj === "number" ? obj : -errno.EINVAL;
+    if (typeof obj === "number") rc = obj;
+    else if (obj instanceof HwptNested) {
+      const r = mockCacheInvalidateUser(ucmd, obj, c.u("data_type"), Number(c.u64("data_uptr")), c.u("entry_len"), c.u("entry_num"));
+      rc = r.rc;
+      done = r.done;
+    } else {
+      // Only nested HWPTs (and vIOMMUs, which do not exist here) take user invalidations.
+      rc = -errno.EINVAL;
+    }
   }
-  c.set("entry_num", 0);
+  c.set("entry_num", done);
   if (ucmd.respond() < 0) return -errno.EFAULT;
   return rc;
+}
+
+/**
+ * mock_domain_cache_invalidate_user: the array type must be the selftest's (EINVAL, checked
+ * even for an empty array); each entry is read with iommu_copy_struct_from_user_array
+ * semantics (entry_len exactly the struct, as its minimum is its whole size), unknown flags
+ * are EOPNOTSUPP, an iotlb_id past the last slot EINVAL. Entries are handled in order up to the
+ * first bad one; `done` counts the handled ones.
+ */
+function mockCacheInvalidateUser(ucmd: UCmd, hwpt: HwptNested, type: number, uptr: number, entryLen: number,
+  entryNum: number): { rc: number; done: number } {
+  if (type !== IOMMU_HWPT_INVALIDATE_DATA_SELFTEST) return { rc: -errno.EINVAL, done: 0 };
+  const L = iommu_hwpt_invalidate_selftest;
+  let done = 0;
+  for (let i = 0; i < entryNum; i++) {
+    const e = copyUserData(ucmd, type, uptr + entryLen * i, entryLen, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, L);
+    if (typeof e === "number") return { rc: e, done };
+    const v = new DataView(e.buffer);
+    const flags = v.getUint32(L.fields.flags.off, true);
+    const id = v.getUint32(L.fields.iotlb_id.off, true);
+    if (flags & ~IOMMU_TEST_INVALIDATE_FLAG_ALL) return { rc: -errno.EOPNOTSUPP, done };
+    if (id > MOCK_NESTED_DOMAIN_IOTLB_ID_MAX) return { rc: -errno.EINVAL, done };
+    if (flags & IOMMU_TEST_INVALIDATE_FLAG_ALL) hwpt.iotlb.fill(0);
+    else hwpt.iotlb[id] = 0;
+    done++;
+  }
+  return { rc: 0, done };
 }

@@ -1,7 +1,6 @@
 // IOMMU_TEST_CMD (drivers/iommu/iommufd/selftest.c): the test-only ioctl the kernel's selftests
 // drive, available once `enableTestCmd` is called (a kernel built with CONFIG_IOMMUFD_TEST).
-// The operations that need no mock device live here; the mock device and domain come with the
-// domains work.
+// Mock devices, their domains (paging and nested) and the checks the selftests make on them.
 
 import { errno } from "../uapi/errno.js";
 import { IOMMU_TEST_CMD } from "../uapi/ioctl.js";
@@ -12,7 +11,7 @@ import {
   IOMMU_TEST_OP_CREATE_ACCESS, IOMMU_TEST_OP_ACCESS_PAGES, IOMMU_TEST_OP_DESTROY_ACCESS_PAGES,
   IOMMU_TEST_OP_ACCESS_RW, IOMMU_TEST_OP_ACCESS_REPLACE_IOAS, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES,
   MOCK_FLAGS_ACCESS_WRITE, MOCK_FLAGS_ACCESS_SYZ, MOCK_ACCESS_RW_WRITE, MOCK_ACCESS_RW_SLOW_PATH,
-  IOMMU_TEST_OP_DIRTY,
+  IOMMU_TEST_OP_DIRTY, IOMMU_TEST_OP_MD_CHECK_IOTLB, MOCK_NESTED_DOMAIN_IOTLB_ID_MAX,
   iommu_test_cmd,
 } from "../uapi/iommufd.js";
 import { O_CLOEXEC, O_RDWR } from "../uapi/posix.js";
@@ -22,7 +21,7 @@ import { accessCreate, accessDestroy, type IommufdAccess } from "./access.js";
 import type { UCmd } from "../kernel/ioctl.js";
 import type { IommuCaps, IommuDevice } from "../iommu/device.js";
 import { iommufdDeviceBind, type IommufdDevice } from "./device.js";
-import { HwptPaging } from "./hw_pagetable.js";
+import { HwptPaging, type HwptNested } from "./hw_pagetable.js";
 import { fields } from "./ioas.js";
 import { PAGE_SIZE } from "./iova.js";
 import { IommufdObject } from "./object.js";
@@ -291,6 +290,21 @@ function mdCheckMap(ctx: IommufdCtx, ucmd: UCmd): number {
   return 0;
 }
 
+/**
+ * MD_CHECK_IOTLB (get_md_pagetable_nested): `id` must be a nested HWPT (ENOENT) of the mock
+ * (EINVAL; the only kind there is); slot `check_iotlb.id` past the last, or holding another
+ * value than `check_iotlb.iotlb`, is EINVAL.
+ */
+function mdCheckIotlb(ctx: IommufdCtx, ucmd: UCmd): number {
+  const c = fields(ucmd, iommu_test_cmd);
+  const hwpt = ctx.getObject(c.u("id"), "hwpt_nested") as HwptNested | number;
+  if (typeof hwpt === "number") return hwpt;
+  if (hwpt.domain.format !== "mock") return -errno.EINVAL;
+  const slot = c.u("check_iotlb.id");
+  if (slot > MOCK_NESTED_DOMAIN_IOTLB_ID_MAX || hwpt.iotlb[slot] !== c.u("check_iotlb.iotlb")) return -errno.EINVAL;
+  return 0;
+}
+
 /** Smallest page-batch limit the kernel accepts, and its default. */
 const MIN_MEMORY_LIMIT = 12;
 export const DEFAULT_MEMORY_LIMIT = 65536;
@@ -327,6 +341,8 @@ function testCmd(ctx: IommufdCtx, ucmd: UCmd): number {
       return mdCheckMap(ctx, ucmd);
     case IOMMU_TEST_OP_DIRTY:
       return dirty(ctx, ucmd);
+    case IOMMU_TEST_OP_MD_CHECK_IOTLB:
+      return mdCheckIotlb(ctx, ucmd);
     case IOMMU_TEST_OP_CREATE_ACCESS:
       return createAccess(ctx, ucmd);
     case IOMMU_TEST_OP_ACCESS_PAGES:

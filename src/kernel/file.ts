@@ -21,6 +21,8 @@ export interface MmapRequest {
 export interface FileMapping {
   /** Frame number for file page `pgoff`, allocating it if needed; or -EFAULT past the end. */
   frameAt(pgoff: number): number;
+  /** The frame of page `pgoff` if it exists, or -1, without creating it (fork asks). */
+  peek?(pgoff: number): number;
   /** Called once for every VMA that maps the file, and when it goes away. */
   attach?(mm: object): void;
   detach?(mm: object): void;

@@ -37,6 +37,8 @@ export class MemFd implements FileMapping {
     return f;
   }
 
+  peek(pgoff: number): number { return this.pages.get(pgoff) ?? -1; }
+
   attach(mm: object): void {
     const m = mm as Mm;
     this.mappers.set(m, (this.mappers.get(m) ?? 0) + 1);

@@ -5,7 +5,10 @@
 // deterministic) and populated with zeroed frames on first touch, or at once with
 // MAP_POPULATE. MAP_HUGETLB takes naturally aligned 2 MiB / 1 GiB frames at mmap. munmap drops
 // the mapping's frame references; a pinned frame stays allocated until its pin is dropped, as
-// on Linux. Everything here runs on the kernel thread.
+// on Linux. fork() copies an address space (forkInto): MAP_SHARED anonymous memory then gets a
+// shmem-like object (SharedAnon) both sides fault from; private memory is copied at once. A
+// torn-down mm (its process exited) answers every fault and pin with EFAULT. Everything here
+// runs on the kernel thread.
 
 import { errno } from "../uapi/errno.js";
 import {
@@ -82,7 +85,7 @@ export class Mm {
   readonly root: number;
   /** Pages pinned under per-mm accounting (the kernel's mm->pinned_vm / locked_vm). */
   lockedVm = 0;
-  private dead = false;
+  private isDead = false;
   /**
    * Addresses of the installed leaves (4 KiB pages, or the starts of huge pages), so that
    * zapping a sparse range (a MAP_NORESERVE reservation of terabytes) visits only what is there.
@@ -94,6 +97,9 @@ export class Mm {
     if (root === 0xffffffff) throw new RangeError("vfio-emu: out of memory for a process page table");
     this.root = root;
   }
+
+  /** Torn down (its process exited): every access and pin of it fails with EFAULT. */
+  get dead(): boolean { return this.isDead; }
 
   findVma(addr: number): Vma | undefined {
     // Binary search: the last VMA starting at or below addr.
@@ -378,6 +384,7 @@ export class Mm {
    */
   faultIn(addr: number, write: boolean, unshare = false): number {
     const x = this.core.x;
+    if (this.isDead) return -errno.EFAULT;
     const v = this.findVma(addr);
     if (!v) return -errno.EFAULT;
     if (write ? !(v.prot & PROT_WRITE) : !(v.prot & (PROT_READ | PROT_WRITE))) return -errno.EFAULT;
@@ -398,7 +405,8 @@ export class Mm {
     }
     let frame: number;
     let flags = pte;
-    if (v.kind === "file") {
+    // A file's page, or the page of shared anonymous memory a fork shares (SharedAnon).
+    if (v.mapping) {
       const src = v.mapping!.frameAt(v.pgoff + (page - v.start) / PAGE_SIZE);
       if (src < 0) return src;
       if (cow && (write || unshare)) {
@@ -489,6 +497,8 @@ export class Mm {
    * failure nothing stays pinned.
    */
   pinPages(addr: number, npages: number, write: boolean): number[] | number {
+    // The mm of an exited process has nothing left to pin (get_user_pages on a dead mm).
+    if (this.isDead) return -errno.EFAULT;
     const frames: number[] = [];
     for (let i = 0; i < npages; i++) {
       const leaf = this.faultIn(addr + i * PAGE_SIZE, write, true);
@@ -503,12 +513,132 @@ export class Mm {
     return frames;
   }
 
+  /**
+   * dup_mmap: copies this address space into `child` (a fresh Mm) for fork(). Every VMA but
+   * the internal scratch area is copied. Shared mappings share their pages: a file's VMA maps
+   * the same file (and is attached to it), MAP_SHARED anonymous memory gets a SharedAnon object
+   * (made here on its first fork, adopting the pages present) that both address spaces fault
+   * from, and shared hugetlb shares its huge frames. Private mappings are copied eagerly: every
+   * present page gets its own copy in the child at once, instead of copy-on-write later (the
+   * contents are the same either way; only the frames are taken earlier). A private file page
+   * that is still the file's cache page stays shared, read-only, as it is in the parent.
+   * Private (VM_ACCOUNT) VMAs are charged again to the commit limit, as dup_mmap does; shared
+   * ones are not. 0, or -ENOMEM (the caller destroys the half-made child).
+   */
+  forkInto(child: Mm): number {
+    if (this.isDead) return -errno.EFAULT;
+    const x = this.core.x;
+    for (const v of this.vmas) {
+      if (v.internal) continue;
+      const shared = (v.flags & MAP_TYPE) !== MAP_PRIVATE;
+      if (shared && v.kind === "anon" && !v.mapping) this.shareAnon(v);
+      const charged = shared ? 0 : v.charged;
+      if (charged > 0 && !this.acct.commit(charged)) return -errno.ENOMEM;
+      const c: Vma = { ...v, charged };
+      child.insertVma(c);
+      c.mapping?.attach?.(child);
+    }
+    for (const a of [...this.present].sort((p, q) => p - q)) {
+      const v = this.findVma(a);
+      if (!v || v.internal) continue;
+      const shared = (v.flags & MAP_TYPE) !== MAP_PRIVATE;
+      const leaf = x.radix_lookup(this.root, a) >>> 0;
+      if (leaf === 0) continue;
+      const frame = leaf >>> PAGE_SHIFT;
+      const w = leaf & PTE_W;
+      if (v.kind === "hugetlb") {
+        const n = v.pageSize / PAGE_SIZE;
+        let f = frame;
+        if (shared) {
+          for (let i = 0; i < n; i++) x.frame_get(frame + i);
+        } else {
+          f = x.frame_alloc(Math.log2(n)) >>> 0;
+          if (f === 0xffffffff) return -errno.ENOMEM;
+          const base = this.core.poolBase;
+          this.core.u8.copyWithin(base + f * PAGE_SIZE, base + frame * PAGE_SIZE, base + (frame + n) * PAGE_SIZE);
+        }
+        const rc = x.radix_install(child.root, a, f * PAGE_SIZE, w, v.pageSize === HUGE_2M ? 2 : 3);
+        if (rc < 0) { this.putBlock(f, v.pageSize); return -errno.ENOMEM; }
+        child.present.add(a);
+        continue;
+      }
+      let f = frame;
+      let share = shared;
+      if (!shared && v.kind === "file") {
+        // Still the file's own page (never written through this mapping): share it.
+        const pgoff = v.pgoff + (a - v.start) / PAGE_SIZE;
+        share = (v.mapping!.peek ? v.mapping!.peek(pgoff) : v.mapping!.frameAt(pgoff)) === frame;
+      }
+      if (share) x.frame_get(frame);
+      else {
+        f = this.copyFrame(frame);
+        if (f < 0) return -errno.ENOMEM;
+      }
+      if (child.install(a, f, w, a) < 0) return -errno.ENOMEM;
+    }
+    return 0;
+  }
+
+  /**
+   * Gives MAP_SHARED anonymous VMA `v` its shmem object (shmem_zero_setup): the pages present
+   * move into it (it takes a reference of its own), and from now on faults come from it.
+   */
+  private shareAnon(v: Vma): void {
+    const obj = new SharedAnon(this.core);
+    for (const a of this.present) {
+      if (a < v.start || a >= v.end) continue;
+      const leaf = this.core.x.radix_lookup(this.root, a) >>> 0;
+      if (leaf === 0) continue;
+      const f = leaf >>> PAGE_SHIFT;
+      this.core.x.frame_get(f);
+      obj.pages.set(v.pgoff + (a - v.start) / PAGE_SIZE, f);
+    }
+    v.mapping = obj;
+    obj.attach(this);
+  }
+
   /** Tears the whole address space down (process exit). */
   destroy(): void {
-    if (this.dead) return;
-    this.dead = true;
+    if (this.isDead) return;
+    this.isDead = true;
     this.unmapRange(0, TASK_SIZE);
     this.core.x.radix_destroy(this.root);
+  }
+}
+
+/**
+ * The shmem object behind MAP_SHARED anonymous memory once a fork shares it: a page index ->
+ * frame map (one reference each) that every address space mapping it faults from. Its pages
+ * were charged to the commit limit with the mapping, so none are charged here; they go when
+ * the last VMA mapping the object does.
+ */
+export class SharedAnon implements FileMapping {
+  readonly pages = new Map<number, number>();
+  private readonly mappers = new Map<object, number>();
+
+  constructor(private readonly core: Core) {}
+
+  frameAt(pgoff: number): number {
+    let f = this.pages.get(pgoff);
+    if (f === undefined) {
+      f = this.core.x.frame_alloc(0) >>> 0;
+      if (f === 0xffffffff) return -errno.EFAULT;
+      this.pages.set(pgoff, f);
+    }
+    return f;
+  }
+
+  peek(pgoff: number): number { return this.pages.get(pgoff) ?? -1; }
+
+  attach(mm: object): void { this.mappers.set(mm, (this.mappers.get(mm) ?? 0) + 1); }
+
+  detach(mm: object): void {
+    const n = (this.mappers.get(mm) ?? 0) - 1;
+    if (n > 0) this.mappers.set(mm, n);
+    else this.mappers.delete(mm);
+    if (this.mappers.size > 0) return;
+    for (const f of this.pages.values()) this.core.x.frame_put(f);
+    this.pages.clear();
   }
 }
 

@@ -431,6 +431,41 @@ export class Process {
     return { slot: f.gateSlot, gen: f.gateGen };
   }
 
+  /**
+   * fork(2): a child process with the same credentials, limits and capabilities, a copy of the
+   * fd table (each open file gains a reference, FD_CLOEXEC flags included: they matter only at
+   * exec) and a copy of the address space (Mm.forkInto: shared mappings share their pages,
+   * private ones are copied at once rather than copy-on-write). The ioctlBuf scratch area is not
+   * copied: the child maps its own the first time it needs one. Returns the child, or -ENOMEM
+   * (nothing is left of the child then).
+   */
+  fork(): Process | number {
+    let rc: Process | number;
+    if (!this.alive) rc = -errno.ESRCH;
+    else {
+      const child = this.kernel.createProcess({
+        uid: this.uid, memlockBytes: this.memlockBytes, capIpcLock: this.capIpcLock,
+        capSysRawio: this.capSysRawio, capSysResource: this.capSysResource,
+      });
+      const mrc = this.kernel.shouldFail() ? -errno.ENOMEM : this.mm.forkInto(child.mm);
+      if (mrc < 0) {
+        child.kill();
+        rc = mrc;
+      } else {
+        for (let fd = 0; fd < this.fds.length; fd++) {
+          const f = this.fds[fd];
+          if (!f) continue;
+          f.refs++;
+          child.fds[fd] = f;
+          if (this.cloexec.has(fd)) child.cloexec.add(fd);
+        }
+        rc = child;
+      }
+    }
+    if (this.kernel.trace.on) this.trace("sys_fork", {}, typeof rc === "number" ? rc : rc.pid);
+    return rc;
+  }
+
   /** Closes every fd and tears the address space down. */
   kill(): void {
     if (!this.alive) return;

@@ -2,6 +2,8 @@
 // scenarios of CONFORMANCE.md §2a and the no_domain variant of §2b, run against the raw syscall
 // layer of /dev/iommu. Paraphrased; titles are the kernel's FIXTURE.test ids.
 // base_iova is 0 (no_domain). Tests that need an IOMMU_TEST_CMD op call enableTestCmd first.
+// ioas.alloc_hwpt_nested, ioas.fork_gone and ioas.fork_present run in every variant, no_domain
+// included, in mock_domain.test.ts.
 
 import { describe, it, expect } from "vitest";
 import { enableTestCmd } from "../../src/testing.js";
@@ -11,10 +13,10 @@ import {
   IOMMU_IOAS_MAP, IOMMU_IOAS_MAP_FILE, IOMMU_IOAS_UNMAP, IOMMU_OPTION, IOMMU_VFIO_IOAS,
   IOMMU_HWPT_ALLOC, IOMMU_GET_HW_INFO, IOMMU_HWPT_INVALIDATE, IOMMU_IOAS_CHANGE_PROCESS, IOMMU_TEST_CMD,
   IOMMU_OPTION_RLIMIT_MODE, IOMMU_OPTION_HUGE_PAGES, IOMMU_OPTION_OP_GET, IOMMU_OPTION_OP_SET,
-  IOMMU_HWPT_DATA_SELFTEST, FIXED, WRITE,
+  FIXED, WRITE,
   Cmd, cmd, io, openFixture, teardown, expectNoLeaks, ioasAlloc, destroy, mapFixed, mapAuto, unmap,
   addReserved, hugeAlignedBuffer, allowIovas, readRanges, lowBit, mmapAnon,
-  destroyCmd, optionCmd, copyCmd, iovaRangesCmd, hwptAllocCmd, hwInfoCmd, mockDomainCmd,
+  destroyCmd, optionCmd, copyCmd, iovaRangesCmd, hwInfoCmd, mockDomainCmd,
   type Fixture,
 } from "./util.js";
 
@@ -454,19 +456,6 @@ describe("FIXTURE iommufd_ioas (no_domain)", () => {
     }
     expect(n).toBeGreaterThan(100);
     expect(destroy(fx, dst)).toBe(0);
-    teardown(fx);
-  });
-
-  it("ioas.alloc_hwpt_nested", async () => {
-    // no_domain: there is no device, so dev_id 0 fails its lookup before pt_id is looked at
-    const fx = await ioasFixture();
-    const data = mmapAnon(fx.proc, PG);
-    let c = hwptAllocCmd({ devId: 0, ptId: fx.ioasId });
-    expect(io(fx, IOMMU_HWPT_ALLOC, c)).toBe(-errno.ENOENT);
-    expect(c.g32(16)).toBe(0);
-    // nested on a (missing) parent with selftest data
-    c = hwptAllocCmd({ devId: 0, ptId: 0, dataType: IOMMU_HWPT_DATA_SELFTEST, dataLen: 4, dataUptr: data });
-    expect(io(fx, IOMMU_HWPT_ALLOC, c)).toBe(-errno.ENOENT);
     teardown(fx);
   });
 });

@@ -105,6 +105,14 @@ export const IOMMU_TEST_OP_ACCESS_REPLACE_IOAS = 11;
 export const IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS = 12;
 export const IOMMU_TEST_OP_DIRTY = 13;
 export const IOMMU_HWPT_DATA_SELFTEST = 0xdead;
+export const IOMMU_HWPT_DATA_NONE = 0;
+export const IOMMU_TEST_OP_MD_CHECK_IOTLB = 14;
+export const IOMMU_TEST_IOTLB_DEFAULT = 0xbadbeef;
+export const IOMMU_HWPT_INVALIDATE_DATA_SELFTEST = 0xdeadbeef;
+export const IOMMU_HWPT_INVALIDATE_DATA_SELFTEST_INVALID = 0xdadbeef;
+export const IOMMU_TEST_INVALIDATE_FLAG_ALL = 1 << 0;
+export const MOCK_NESTED_DOMAIN_IOTLB_ID_MAX = 3;
+export const MOCK_NESTED_DOMAIN_IOTLB_NUM = 4;
 export const MOCK_APERTURE_LAST = 0x7fff_ffff;
 export const MOCK_HUGE_PAGE_SIZE = 512 * MOCK_PAGE_SIZE;
 export const MOCK_FLAGS_ACCESS_WRITE = 1 << 0;
@@ -205,6 +213,11 @@ export const hwptAllocCmd = (a: HwptAllocArgs): Cmd =>
   cmd(48).u32(4, a.flags ?? 0).u32(8, a.devId).u32(12, a.ptId)
     .u32(24, a.dataType ?? 0).u32(28, a.dataLen ?? 0).u64(32, a.dataUptr ?? 0);
 
+// struct iommu_hwpt_invalidate { size @0, hwpt_id @4, data_uptr u64 @8, data_type @16, entry_len @20,
+//   entry_num @24 (in/out), __reserved @28 } (32)
+export const hwptInvalidateCmd = (hwptId: number, dataUptr: number | bigint, dataType: number, entryLen: number, entryNum: number): Cmd =>
+  cmd(32).u32(4, hwptId).u64(8, dataUptr).u32(16, dataType).u32(20, entryLen).u32(24, entryNum);
+
 // struct iommu_hw_info { size @0, flags @4, dev_id @8, data_len @12, data_uptr u64 @16,
 //   out_data_type @24, out_max_pasid_log2 u8 @28, __reserved u8[3] @29, out_capabilities u64 @32 } (40)
 export const hwInfoCmd = (devId: number, dataLen: number, dataUptr: number | bigint): Cmd =>
@@ -247,6 +260,9 @@ export const accessRwCmd = (accessFd: number, iova: number | bigint, length: num
 //   access_replace_ioas { ioas_id @16 }
 export const accessReplaceIoasCmd = (accessFd: number, ioasId: number): Cmd =>
   cmd(72).u32(4, IOMMU_TEST_OP_ACCESS_REPLACE_IOAS).u32(8, accessFd).u32(16, ioasId);
+//   check_iotlb { id @16, iotlb @20 }
+export const checkIotlbCmd = (hwptId: number, iotlbId: number, value: number): Cmd =>
+  cmd(72).u32(4, IOMMU_TEST_OP_MD_CHECK_IOTLB).u32(8, hwptId).u32(16, iotlbId).u32(20, value);
 //   memory_limit { limit @16 }
 export const memoryLimitCmd = (limit: number): Cmd =>
   cmd(72).u32(4, IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT).u32(16, limit);
