@@ -47,7 +47,7 @@ type Handler = (ctx: IommufdCtx, ucmd: UCmd) => number;
 export class Iommufd {
   readonly contexts = new Set<IommufdCtx>();
   /** Long-term DMA pins per frame (what the kernel counts in units of GUP_PIN_COUNTING_BIAS). */
-  private readonly pins = new Map<number, number>();
+  private pins: Int32Array | null = null;
   /** Pages pinned, summed over frames. */
   pinnedPages = 0;
   /** The page-batch limit of IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT. */
@@ -102,15 +102,13 @@ export class Iommufd {
     return allocDomain(this.kcore, caps.format, opts);
   }
 
-  pinCount(frame: number): number { return this.pins.get(frame) ?? 0; }
+  pinCount(frame: number): number { return this.pins?.[frame] ?? 0; }
 
-  /** Records one long-term pin of each frame (taken by pages.ts with the frame reference). */
-  notePinned(frames: readonly number[], delta: 1 | -1): void {
-    for (const f of frames) {
-      const n = (this.pins.get(f) ?? 0) + delta;
-      if (n === 0) this.pins.delete(f); else this.pins.set(f, n);
-    }
-    this.pinnedPages += delta * frames.length;
+  /** Records one long-term pin of each of the first n frames (taken with the frame reference). */
+  notePinned(frames: ArrayLike<number>, delta: 1 | -1, n = frames.length): void {
+    const pins = (this.pins ??= new Int32Array(this.kcore.core.poolFrames));
+    for (let k = 0; k < n; k++) pins[frames[k]] += delta;
+    this.pinnedPages += delta * n;
   }
 
   /** Adds an op to the table (the test command, when enabled). */
@@ -156,7 +154,7 @@ export class IommufdCtx {
   /** What iopt_pages need to pin: the core, the accounting, the driver's pin ledger. */
   private get pinContext(): PinContext {
     const k = this.kcore;
-    return { core: k.core, acct: k.acct, shouldFail: () => k.shouldFail(), notePinned: (f, d) => this.driver.notePinned(f, d) };
+    return { core: k.core, acct: k.acct, shouldFail: () => k.shouldFail(), notePinned: (f, d, n) => this.driver.notePinned(f, d, n) };
   }
 
   shouldFail(): boolean { return this.kcore.shouldFail(); }

@@ -25,9 +25,16 @@ export interface PinContext {
   readonly acct: MemAccounting;
   /** An injection point: true when this allocation must fail. */
   shouldFail(): boolean;
-  /** Records long-term pins taken (+1) or dropped (-1) per frame. */
-  notePinned(frames: readonly number[], delta: 1 | -1): void;
+  /** Records long-term pins taken (+1) or dropped (-1) per frame (the first n of `frames`). */
+  notePinned(frames: ArrayLike<number>, delta: 1 | -1, n?: number): void;
 }
+
+/** Pages per chunk of the pin bookkeeping: dense within 2 MiB, sparse across an area. */
+const CHUNK_SHIFT = 9;
+const CHUNK = 1 << CHUNK_SHIFT;
+
+/** The pin state of CHUNK consecutive pages: frame (-1: not pinned) and users of each. */
+interface PinChunk { frames: Int32Array; users: Uint32Array; pinned: number }
 
 export class IoptPages {
   /** One per area and per in-flight COPY list entry that uses these pages (the kref). */
@@ -35,10 +42,8 @@ export class IoptPages {
   accountMode: AccountMode;
   /** The task charged for pins (source_task / source_user); CHANGE_PROCESS moves it. */
   owner: Process;
-  /** Frame of each pinned page, by page index (sparse: an area may span terabytes). */
-  private readonly frames = new Map<number, number>();
-  /** How many users (domains, access pins) need each pinned page. */
-  private readonly users = new Map<number, number>();
+  /** Pin state by chunk of pages (sparse: an area may span terabytes of lazily mapped VA). */
+  private readonly chunks = new Map<number, PinChunk>();
   /** Pages pinned now, and charged to the owner under accountMode. */
   npinned = 0;
 
@@ -55,11 +60,21 @@ export class IoptPages {
     this.accountMode = owner.capIpcLock ? "none" : "user";
   }
 
+  private chunk(index: number, create: boolean): PinChunk | undefined {
+    const k = index >>> CHUNK_SHIFT;
+    let c = this.chunks.get(k);
+    if (!c && create) {
+      c = { frames: new Int32Array(CHUNK).fill(-1), users: new Uint32Array(CHUNK), pinned: 0 };
+      this.chunks.set(k, c);
+    }
+    return c;
+  }
+
   /** The frame of pinned page `index`, or -1. */
-  frameAt(index: number): number { return this.frames.get(index) ?? -1; }
+  frameAt(index: number): number { return this.chunk(index, false)?.frames[index & (CHUNK - 1)] ?? -1; }
 
   /** Pins taken by users on page `index`. */
-  usersAt(index: number): number { return this.users.get(index) ?? 0; }
+  usersAt(index: number): number { return this.chunk(index, false)?.users[index & (CHUNK - 1)] ?? 0; }
 
   /**
    * Makes pages [first, last] pinned for one more user: pages nobody pinned yet are faulted in
@@ -70,40 +85,49 @@ export class IoptPages {
   pinRange(first: number, last: number): number {
     if (first < 0 || last >= this.npages || first > last) return -errno.EINVAL;
     if (this.pin.shouldFail()) return -errno.ENOMEM;
-    const fresh: number[] = [];
-    const freshIdx: number[] = [];
-    const release = () => { for (const f of fresh) this.pin.core.x.frame_put(f); };
+    const x = this.pin.core.x;
+    // Pass 1: take a frame reference on every page nobody pins yet (nothing recorded yet).
+    const fresh = new Int32Array(last - first + 1);
+    let n = 0;
+    const release = () => { for (let k = 0; k < n; k++) x.frame_put(fresh[k]); };
     for (let i = first; i <= last; i++) {
-      if (this.users.has(i)) continue;
+      if (this.usersAt(i) > 0) continue;
       const f = this.pinOne(i);
       if (f < 0) { release(); return f; }
-      fresh.push(f);
-      freshIdx.push(i);
+      fresh[n++] = f;
     }
-    const rc = this.charge(fresh.length);
+    const rc = this.charge(n);
     if (rc < 0) { release(); return rc; }
-    freshIdx.forEach((i, k) => { this.frames.set(i, fresh[k]); });
-    for (let i = first; i <= last; i++) this.users.set(i, (this.users.get(i) ?? 0) + 1);
-    this.npinned += fresh.length;
-    this.pin.notePinned(fresh, 1);
+    // Pass 2: record them, and one more user on every page of the range.
+    let k = 0;
+    for (let i = first; i <= last; i++) {
+      const c = this.chunk(i, true)!;
+      const j = i & (CHUNK - 1);
+      if (c.users[j]++ === 0) { c.frames[j] = fresh[k++]; c.pinned++; }
+    }
+    this.npinned += n;
+    this.pin.notePinned(fresh, 1, n);
     return 0;
   }
 
   /** Drops one user's pin of pages [first, last]; pages no user needs any more are released. */
   unpinRange(first: number, last: number): void {
-    const gone: number[] = [];
+    const gone = new Int32Array(last - first + 1);
+    let n = 0;
     for (let i = first; i <= last; i++) {
-      const u = this.users.get(i);
-      if (!u) throw new Error(`iopt_pages: unpin of page ${i} that is not pinned`);
-      if (u > 1) { this.users.set(i, u - 1); continue; }
-      this.users.delete(i);
-      gone.push(this.frames.get(i)!);
-      this.frames.delete(i);
+      const c = this.chunk(i, false);
+      const j = i & (CHUNK - 1);
+      if (!c || c.users[j] === 0) throw new Error(`iopt_pages: unpin of page ${i} that is not pinned`);
+      if (--c.users[j] > 0) continue;
+      gone[n++] = c.frames[j];
+      c.frames[j] = -1;
+      if (--c.pinned === 0) this.chunks.delete(i >>> CHUNK_SHIFT);
     }
-    for (const f of gone) this.pin.core.x.frame_put(f);
-    this.uncharge(gone.length);
-    this.npinned -= gone.length;
-    this.pin.notePinned(gone, -1);
+    const x = this.pin.core.x;
+    for (let k = 0; k < n; k++) x.frame_put(gone[k]);
+    this.uncharge(n);
+    this.npinned -= n;
+    this.pin.notePinned(gone, -1, n);
   }
 
   /**
@@ -111,8 +135,8 @@ export class IoptPages {
    * pinned frame, or the source's page faulted in (for write when writing). No reference.
    */
   sourceFrame(i: number, write: boolean): number {
-    const pinned = this.frames.get(i);
-    if (pinned !== undefined) return pinned;
+    const pinned = this.frameAt(i);
+    if (pinned >= 0) return pinned;
     const src = this.source;
     if (src.kind === "user") {
       const leaf = src.mm.faultIn(Number(src.uptr) + i * PAGE_SIZE, write);

@@ -84,7 +84,7 @@ export class VfioIommuType1 {
     this.dmaAvail = params.dmaEntryLimit;
     this.pinCtx = {
       core: kcore.core, acct: kcore.acct, shouldFail: () => kcore.shouldFail(),
-      notePinned: (f, d) => iommufd.notePinned(f, d),
+      notePinned: (f, d, n) => iommufd.notePinned(f, d, n),
     };
   }
 
