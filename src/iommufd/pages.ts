@@ -29,8 +29,8 @@ export interface PinContext {
   notePinned(frames: ArrayLike<number>, delta: 1 | -1, n?: number): void;
 }
 
-/** Pages per chunk of the pin bookkeeping: dense within 2 MiB, sparse across an area. */
-const CHUNK_SHIFT = 9;
+/** Pages per chunk of the pin bookkeeping: dense within 256 KiB, sparse across an area. */
+const CHUNK_SHIFT = 6;
 const CHUNK = 1 << CHUNK_SHIFT;
 
 /** The pin state of CHUNK consecutive pages: frame (-1: not pinned) and users of each. */

@@ -67,9 +67,7 @@ export interface IommufdIoctlOp {
  * Reads a u32 from user memory; -EFAULT if unreadable.
  */
 export function getUser32(proc: Process, addr: number): number {
-  const b = proc.mm.copyFromUser(addr, 4);
-  if (typeof b === "number") return b;
-  return new DataView(b.buffer).getUint32(0, true);
+  return proc.mm.readU32(addr);
 }
 
 /** check_zeroed_user: 1 if every byte of [addr, addr+len) is zero, 0 if not, -EFAULT. */

@@ -476,6 +476,18 @@ export class Mm {
     return 0;
   }
 
+  /** get_user of a u32 (little-endian): the value, or -EFAULT. */
+  readU32(addr: number): number {
+    const inPage = addr % PAGE_SIZE;
+    if (inPage > PAGE_SIZE - 4 || !(addr >= 0)) {
+      const b = this.copyFromUser(addr, 4);
+      return typeof b === "number" ? b : new DataView(b.buffer).getUint32(0, true);
+    }
+    const leaf = this.faultIn(addr, false);
+    if (leaf < 0) return -errno.EFAULT;
+    return this.core.dv.getUint32(this.core.poolBase + (leaf >>> PAGE_SHIFT) * PAGE_SIZE + inPage, true);
+  }
+
   /** copy_from_user: the bytes, or -EFAULT. */
   copyFromUser(addr: number, len: number): Uint8Array | number {
     const out = new Uint8Array(len);
