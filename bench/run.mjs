@@ -41,6 +41,7 @@ try {
     machine.cMemcpyGBs = m.cMemcpyGBs;
     machine.cTwoThreadScaling = m.cTwoThreadScaling;
   }
+  ctx.machine = machine;
   const out = [];
   for (const fig of figures) {
     if (only && !only.includes(fig.id)) continue;

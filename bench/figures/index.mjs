@@ -14,8 +14,17 @@
 //   subject(ctx)          one trial: a finite number in `unit` (may be async)
 //   baselines             { W?, C?, Ct?, TS? }: one trial each, same unit; C and Ct are skipped
 //                         (reported null with the reason) when the native child is unavailable
+//   teardown(ctx)?        after the runs, also when they fail: stop workers, close kernels
+//   unjudged(rec, ctx)?   a reason the figure cannot be judged on this machine, or null
+//                         (full runs only; holds becomes null, the reason is reported)
+//   note(rec, ctx)?       a fact printed with the figure (appended to its reason)
+//   bars may be a getter: it is read after the trials (T15's bar depends on what they measured)
 import copy from "./copy.mjs";
 import iotlb from "./iotlb.mjs";
 import pagetable from "./pagetable.mjs";
+import threads from "./threads.mjs";
+import grace from "./grace.mjs";
+import gate from "./gate.mjs";
+import stats from "./stats.mjs";
 
-export default [...copy, ...iotlb, ...pagetable];
+export default [...copy, ...iotlb, ...pagetable, ...threads, ...grace, ...gate, ...stats];

@@ -10,6 +10,9 @@
 //   its own calibration, warm-up and trials); the subject's median is the median of the three
 //   run medians, min / max / n span all trials;
 // - --quick: fewer trials, shorter trials, one run, nothing judged (holds: null).
+// - optional figure hooks: teardown(ctx) after the runs (workers, kernels; also on failure),
+//   unjudged(rec, ctx) -> a reason the figure cannot be judged on this machine (holds null),
+//   note(rec, ctx) -> a fact to print with the figure (appended to its reason).
 
 export const NATIVE = new Set(["C", "Ct"]);
 
@@ -40,6 +43,14 @@ const progress = (msg) => process.stderr.write(`[bench] ${msg}\n`);
 export async function runFigure(fig, ctx) {
   const t0 = Date.now();
   progress(`${fig.id}: ${fig.title}`);
+  try {
+    return await measure(fig, ctx, t0);
+  } finally {
+    if (fig.teardown) await fig.teardown(ctx);
+  }
+}
+
+async function measure(fig, ctx, t0) {
   if (fig.setup) await fig.setup(ctx);
   const fns = { subject: fig.subject };
   const nulls = {};
@@ -84,6 +95,13 @@ export async function runFigure(fig, ctx) {
   }
   const rec = { id: fig.id, unit: fig.unit, subject: sum("subject"), baselines, ratios, bars: fig.bars, holds: null };
   judge(rec, ctx, Object.values(nulls)[0]);
+  const why = !ctx.quick && fig.unjudged ? fig.unjudged(rec, ctx) : null;
+  if (why) {
+    rec.holds = null;
+    rec.reason = rec.reason ? `${why}; ${rec.reason}` : why;
+  }
+  const note = fig.note ? fig.note(rec, ctx) : null;
+  if (note) rec.reason = rec.reason ? `${rec.reason}; ${note}` : note;
   rec.title = fig.title; // stripped from the JSON by run.mjs (kept for the table)
   rec.seconds = (Date.now() - t0) / 1000;
   return rec;
@@ -102,7 +120,8 @@ export function judge(rec, ctx, nullReason) {
   for (const b of rec.bars) {
     if ("abs" in b) {
       const v = rec.subject.median;
-      if (!(v <= b.max)) failed.push(`median ${fmt(v)} ${b.abs} > ${b.max} ${b.abs}`);
+      if (b.max != null && !(v <= b.max)) failed.push(`median ${fmt(v)} ${b.abs} > ${b.max} ${b.abs}`);
+      if (b.min != null && !(v >= b.min)) failed.push(`median ${fmt(v)} ${b.abs} < ${b.min} ${b.abs}`);
       continue;
     }
     const r = rec.ratios[b.vs];
@@ -131,7 +150,7 @@ export function fmt(v) {
 const fmtRatio = (r) => (r == null ? "-" : r.toFixed(3));
 
 function barText(b) {
-  if ("abs" in b) return `<= ${b.max} ${b.abs}`;
+  if ("abs" in b) return b.max != null ? `<= ${b.max} ${b.abs}` : `>= ${b.min} ${b.abs}`;
   return b.min != null ? `>= ${Math.round(b.min * 100)}% ${b.vs}` : `<= ${b.max}x ${b.vs}`;
 }
 

@@ -18,6 +18,8 @@
 //   tlb <span_log2> <count>               iotlb_bench mode 2 (random pages through the IOTLB)
 //   mapunmap <count>                      T7 loop
 //   bulkmap <npages> <calls>              T8: times the maps, then unmaps untimed
+//   scale <ws> <sizes,csv> <count> <reps> T11/T12: memcpy of the descriptors over a private
+//        region per thread (src | dst, <ws> each), one thread alone, then two at once
 //   quit
 //
 // The layout mirrors bench/figures/common.mjs (IOVA bases, domain order so that serials match).
@@ -596,6 +598,50 @@ static void cmd_machine(size_t bytes) {
   free(buf);
 }
 
+// T11 / T12's C baseline: each thread copies the generator's descriptors within its own
+// region (src | dst, ws bytes each, allocated once per size and touched before any timing),
+// <reps> passes. "one": thread A alone; "two": A and B at once, wall time including B's start.
+struct sc { uint8_t *buf; const u32 *offs, *lens; u32 count, reps, ws; double ns; };
+static void *sc_run(void *arg) {
+  struct sc *s = arg;
+  const double t0 = now_ns();
+  for (u32 r = 0; r < s->reps; r++)
+    for (u32 i = 0; i < s->count; i++) memcpy(s->buf + s->ws + s->offs[i], s->buf + s->offs[i], s->lens[i]);
+  s->ns = now_ns() - t0;
+  return NULL;
+}
+static uint8_t *sc_buf[2];
+static size_t sc_have;
+
+static void cmd_scale(u32 ws, const char *csv, u32 count, u32 reps) {
+  parse_sizes(csv);
+  const size_t need = ((size_t)ws * 2 + 2 * MiB - 1) & ~(size_t)(2 * MiB - 1);
+  if (need > sc_have) {
+    for (int t = 0; t < 2; t++) {
+      free(sc_buf[t]);
+      sc_buf[t] = aligned_alloc(2 * MiB, need);
+      if (!sc_buf[t]) { sc_have = 0; printf("{\"error\":\"no memory\"}\n"); return; }
+      memset(sc_buf[t], 1, need);
+    }
+    sc_have = need;
+  }
+  u32 *offs = malloc(count * sizeof(u32)), *lens = malloc(count * sizeof(u32));
+  u32 cursor = 0;
+  u64 bytes = 0;
+  for (u32 i = 0; i < count; i++) { gen_desc(i, ws, &cursor, &offs[i], &lens[i]); bytes += lens[i]; }
+  struct sc a = { sc_buf[0], offs, lens, count, reps, ws, 0 }, b = { sc_buf[1], offs, lens, count, reps, ws, 0 };
+  sc_run(&a);
+  const double one = a.ns;
+  pthread_t th;
+  const double t0 = now_ns();
+  if (pthread_create(&th, NULL, sc_run, &b) != 0) { free(offs); free(lens); printf("{\"error\":\"pthread_create failed\"}\n"); return; }
+  sc_run(&a);
+  pthread_join(th, NULL);
+  const double two = now_ns() - t0;
+  free(offs); free(lens);
+  printf("{\"one\":%.0f,\"two\":%.0f,\"bytes\":%llu}\n", one, two, (unsigned long long)(bytes * reps));
+}
+
 int main(void) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   const int rc = setup();
@@ -607,6 +653,7 @@ int main(void) {
     unsigned long long big;
     if (sscanf(line, "copy %63s %63s %u %u %255s %u %u", a, b, &x1, &x2, c, &x3, &x4) == 7) cmd_copy(a, b, x1, x2, c, x3, x4);
     else if (sscanf(line, "tlb %u %u", &x1, &x2) == 2) cmd_tlb(x1, x2);
+    else if (sscanf(line, "scale %u %255s %u %u", &x1, c, &x2, &x3) == 4) cmd_scale(x1, c, x2, x3);
     else if (sscanf(line, "mapunmap %u", &x1) == 1) cmd_mapunmap(x1);
     else if (sscanf(line, "bulkmap %u %u", &x1, &x2) == 2) cmd_bulkmap(x1, x2);
     else if (sscanf(line, "machine %llu", &big) == 1) cmd_machine((size_t)big);
