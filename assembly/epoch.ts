@@ -11,6 +11,9 @@ let epochWord: u32 = WORKER_BASE;
 
 @inline export function epochSetSlot(slot: u32): void { epochWord = WORKER_BASE + slot * WORKER_STRIDE; }
 
+/** This thread's worker-slot line (its epoch word is @0). */
+@inline export function epochWordAddr(): u32 { return epochWord; }
+
 /**
  * Enters a read-side section: stores the current global epoch into this thread's slot. Seq-cst
  * load and store, paired with epoch_advance + epoch_quiescent on the kernel thread: either the
