@@ -38,6 +38,11 @@ export interface KernelConfig {
   vfioContainer?: "legacy" | "iommufd";
   dmaEntryLimit?: number;
   allowUnsafeInterrupts?: boolean;
+  /**
+   * Boot the data-plane build with its counters compiled in: kernel.stats() then has
+   * iotlbLastHits, iotlbHits, iotlbMisses and iotlbWalks (default false: the counters cost nothing).
+   */
+  counters?: boolean;
 }
 
 export interface DmaFault { iova: bigint; write: boolean; reason: "unmapped" | "perm" | "blocked" }
@@ -263,7 +268,7 @@ export async function createKernel(config: KernelConfig = {}): Promise<Kernel> {
   if (!Number.isInteger(memoryBytes) || memoryBytes % WASM_PAGE !== 0 || memoryBytes <= 0 || memoryBytes > MAX_MEMORY_BYTES) {
     throw new RangeError(`memoryBytes must be a multiple of 64 KiB up to 4 GiB (got ${memoryBytes})`);
   }
-  const kcore = await KernelCore.boot(memoryBytes);
+  const kcore = await KernelCore.boot(memoryBytes, config.counters === true);
   const kernel = new EmulatedKernel(kcore, config);
   const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
   const glob = env?.VFIO_EMU_TRACE;

@@ -35,8 +35,16 @@ export class KernelCore {
     this.eventfdSlots = new SlotAllocator(core.c("EVENTFD_SLOTS"));
   }
 
-  static async boot(memoryBytes: number): Promise<KernelCore> {
-    return new KernelCore(await Core.boot(memoryBytes));
+  static async boot(memoryBytes: number, counters = false): Promise<KernelCore> {
+    const k = new KernelCore(await Core.boot(memoryBytes, counters));
+    // The data plane's counters (summed over worker slots) and its fault ring.
+    const x = k.core.x as unknown as { stat_read(i: number): number; fault_head(): number };
+    if (counters) {
+      const names = ["iotlbLastHits", "iotlbHits", "iotlbMisses", "iotlbWalks"];
+      names.forEach((name, i) => k.stats.set(name, () => x.stat_read(i) >>> 0));
+    }
+    k.stats.set("dmaFaults", () => x.fault_head() >>> 0);
+    return k;
   }
 
   /**

@@ -2,7 +2,7 @@
 // Knows no kernel object: it only hands out the module's exports and typed views, and reads
 // the memory map from the module's exported constants (assembly/layout.ts), never a copy.
 
-import { CORE_WASM_BASE64 } from "./core_bytes.js";
+import { CORE_STATS_WASM_BASE64, CORE_WASM_BASE64 } from "./core_bytes.js";
 
 /** The core's exports, as wasm hands them to JS (u32 results arrive as signed numbers). */
 export interface CoreExports {
@@ -82,6 +82,7 @@ export interface CoreInit {
 }
 
 let compiled: Promise<WebAssembly.Module> | undefined;
+let compiledStats: Promise<WebAssembly.Module> | undefined;
 
 function decodeBase64(s: string): Uint8Array<ArrayBuffer> {
   const bin = atob(s);
@@ -90,8 +91,13 @@ function decodeBase64(s: string): Uint8Array<ArrayBuffer> {
   return out;
 }
 
-/** The compiled core, compiled once per thread. */
-export function compileCore(): Promise<WebAssembly.Module> {
+/**
+ * The compiled core, compiled once per thread. `counters`: the build with the data plane's
+ * counters compiled in (IOTLB hits, misses, walks, faults); the default build has none and
+ * pays nothing for them.
+ */
+export function compileCore(counters = false): Promise<WebAssembly.Module> {
+  if (counters) return (compiledStats ??= WebAssembly.compile(decodeBase64(CORE_STATS_WASM_BASE64)));
   compiled ??= WebAssembly.compile(decodeBase64(CORE_WASM_BASE64));
   return compiled;
 }
@@ -130,10 +136,10 @@ export class Core {
   }
 
   /** Creates the shared memory (fixed size) and lays out the memory map in it. */
-  static async boot(memoryBytes: number): Promise<Core> {
+  static async boot(memoryBytes: number, counters = false): Promise<Core> {
     const pages = memoryBytes / WASM_PAGE;
     const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
-    const core = await Core.attach({ module: await compileCore(), memory }, false);
+    const core = await Core.attach({ module: await compileCore(counters), memory }, false);
     const rc = core.x.frames_init(pages);
     if (rc !== 0) throw new RangeError(`memoryBytes ${memoryBytes} is too small for the memory map`);
     return core;
