@@ -1,6 +1,7 @@
 // Device DMA through a domain: bytes move between the frame pool and host buffers (user
 // memory, device-model buffers: any address of the shared memory) with memory.copy, one
-// translation per leaf (iotlb.ts). Read = the device reads memory at an IOVA; write = it
+// translation and one copy per run of contiguous leaves with the same permissions (iotlb.ts),
+// cut at every 64 KiB epoch refresh. Read = the device reads memory at an IOVA; write = it
 // writes memory at an IOVA (needs IOMMU_WRITE, sets the dirty bit while tracking is on).
 //
 // A fault (unmapped, no permission, outside the aperture, blocking domain) stops the transfer
@@ -10,7 +11,7 @@
 
 import { EFAULT, EINVAL } from "./iopt";
 import { DEV_BASE, DEV_SLOTS, DEV_STRIDE, DEV_DOMAIN } from "./layout";
-import { xlate, xlateBegin, tHost, tAvail, iotlb_slot } from "./iotlb";
+import { xlate, xlateBegin, tAvail, iotlb_slot, XLATE_HOST } from "./iotlb";
 import { faultRecord } from "./fault";
 import { epoch_enter, epoch_exit, epochActive } from "./epoch";
 
@@ -54,49 +55,61 @@ export const DMA_OP_COPY: u32 = 3;
 
 @inline function iova64(lo: u32, hi: u32): u64 { return (<u64>hi << 32) | <u64>lo; }
 
+// How far ahead (bytes) a transfer asks a translation fill to look for a run of contiguous
+// leaves beyond what it still has to move: the next descriptors of a sequential stream then
+// hit the run too. Bounded, so a miss never scans more than 16 PTEs beyond the transfer.
+const RUN_AHEAD: u32 = 65536;
+
+@inline function want(left: u32): u64 { return <u64>(left > RUN_AHEAD ? left : RUN_AHEAD); }
+
+// One memory.copy per run of contiguous leaves (iotlb.ts), at most the epoch budget: a long
+// run is still cut at every 64 KiB refresh, and the translation is re-validated (invalidation
+// counter) after each.
 function xfer(dom: u32, iova: u64, host: u32, len: u32, write: bool): i32 {
   xlateBegin(dom);
   let done: u32 = 0;
   while (done < len) {
     const at = iova + <u64>done;
-    const r = xlate(dom, at, write);
-    if (r != 0) {
-      faultRecord(dom, at, write, r, iotlb_slot());
+    const h = xlate(dom, at, write, want(len - done));
+    if (h < XLATE_HOST) {
+      faultRecord(dom, at, write, h, iotlb_slot());
       return -EFAULT;
     }
     let n = len - done;
     if (tAvail < n) n = tAvail;
     if (budget < n) n = budget;
-    if (write) memory.copy(<usize>tHost, <usize>(host + done), <usize>n);
-    else memory.copy(<usize>(host + done), <usize>tHost, <usize>n);
+    if (write) memory.copy(<usize>h, <usize>(host + done), <usize>n);
+    else memory.copy(<usize>(host + done), <usize>h, <usize>n);
     done += n;
     charge(n);
   }
   return 0;
 }
 
+// Source through the read-side last translation, destination through the write-side one, so
+// both hit; each chunk is the shortest of the two runs, the bytes left and the epoch budget.
 function copy(dom: u32, src: u64, dst: u64, len: u32): i32 {
   xlateBegin(dom);
   let done: u32 = 0;
   while (done < len) {
     const s = src + <u64>done;
-    let r = xlate(dom, s, false);
-    if (r != 0) {
-      faultRecord(dom, s, false, r, iotlb_slot());
+    const w = want(len - done);
+    const from = xlate(dom, s, false, w);
+    if (from < XLATE_HOST) {
+      faultRecord(dom, s, false, from, iotlb_slot());
       return -EFAULT;
     }
-    const from = tHost;
     let n = len - done;
     if (tAvail < n) n = tAvail;
     const d = dst + <u64>done;
-    r = xlate(dom, d, true);
-    if (r != 0) {
-      faultRecord(dom, d, true, r, iotlb_slot());
+    const to = xlate(dom, d, true, w);
+    if (to < XLATE_HOST) {
+      faultRecord(dom, d, true, to, iotlb_slot());
       return -EFAULT;
     }
     if (tAvail < n) n = tAvail;
     if (budget < n) n = budget;
-    memory.copy(<usize>tHost, <usize>from, <usize>n);
+    memory.copy(<usize>to, <usize>from, <usize>n);
     done += n;
     charge(n);
   }

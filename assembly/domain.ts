@@ -83,7 +83,8 @@ export function domain_alloc(format: u32, flags: u32): i32 {
   store<u32>(dom + DOM_TABLES, 1);
   store<u32>(dom + DOM_MAPPED, 0);
   // The invalidation counter is never reset: with domain_free's bump, (handle, counter) never
-  // repeats, which is what the one-entry "last translation" relies on (iotlb.ts).
+  // repeats; IOTLB entries (and the last translations, which point at entries) are also
+  // tagged with the serial the transfer began with (iotlb.ts).
   atomic.store<u32>(dom + DOM_SERIAL, serial); // paired with the atomic load in iotlb.ts
   return <i32>dom;
 }

@@ -75,6 +75,30 @@ export function mock_walk(root: u32, iova: u64): u32 {
     | (MOCK_IO_PAGE_SHIFT << LEAF_SHIFT_POS);
 }
 
+/**
+ * Run extension after a walk (see x86_run): the bytes from the 2 KiB unit at `pte` onwards that
+ * the following units of the same leaf table continue with the same P / R / W bits (and DIRTY
+ * on a tracking domain), not HUGE, at consecutive physical units, stopping once `want` bytes
+ * are covered. A 1 MiB leaf is not extended. START / LAST markers do not matter to DMA.
+ */
+export function mock_run(pte: u32, shift: u32, want: u64, dirty: bool): u32 {
+  const size: u32 = <u32>1 << shift;
+  if (shift != MOCK_IO_PAGE_SHIFT || want <= <u64>size) return size;
+  // Bit 21 is never set in an entry: a PFN that overflows into it stops the run.
+  const mask: u32 = MOCK_P | MOCK_R | MOCK_W | MOCK_HUGE | (MOCK_PFN_MASK << 1 | 1) | (dirty ? MOCK_DIRTY : 0);
+  const end = (pte | 4095) + 1;
+  let expect = (load<u32>(pte) & mask) + 1;
+  let run: u32 = size;
+  let at = pte + 4;
+  while (<u64>run < want && at < end) {
+    if ((load<u32>(at) & mask) != expect) break;
+    run += size;
+    expect += 1;
+    at += 4;
+  }
+  return run;
+}
+
 let mTables: i32 = 0;
 let mHugeUsed: bool = false;
 export function mock_tables_delta(): i32 { return mTables; }

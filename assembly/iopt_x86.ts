@@ -61,6 +61,47 @@ export function x86_walk(root: u32, iova: u64): u32 {
   return (e & ADDR) | LEAF_P | ((e & 3) << 1) | ((e >> 6) & 0x8) | (shift << LEAF_SHIFT_POS);
 }
 
+/**
+ * Run extension after a walk: the bytes from the leaf at PTE address `pte` (shift `shift`)
+ * onwards that the following entries of the same table continue, one leaf after the other,
+ * with the very same bits (present, R, W, PS and, when `dirty` (a tracking domain), D) and
+ * physically contiguous addresses, stopping once `want` bytes are covered. 1 GiB leaves are
+ * not extended (one already covers any transfer). Never crosses the table, so it reads only
+ * PTEs the walk's tables hold (same grace-period rules as the walk).
+ */
+export function x86_run(pte: u32, shift: u32, want: u64, dirty: bool): u32 {
+  const size: u32 = <u32>1 << shift;
+  if (shift >= 30 || want <= <u64>size) return size;
+  const e = load<u32>(pte);
+  const mask: u32 = ADDR | X86_P | X86_R | X86_W | X86_PS | (dirty ? X86_D : 0);
+  const end = (pte | 4095) + 1; // table frames are 4 KiB aligned (pool base is 2 MiB aligned)
+  let expect = (e & mask) + size;
+  let run: u32 = size;
+  let at = pte + 8;
+  // (expect & ADDR) == 0: the address wrapped past 4 GiB, so nothing can continue the run.
+  while (<u64>run < want && at < end && (expect & ADDR) != 0) {
+    if ((load<u32>(at) & mask) != expect) break;
+    run += size;
+    expect += size;
+    at += 8;
+  }
+  return run;
+}
+
+/**
+ * The host address of the level-1 (4 KiB leaf) table that covers `iova` (< 2^48), or 0 when a
+ * level above holds no table there (absent, or a huge leaf).
+ */
+@inline function leafTable(root: u32, iova: u64): u32 {
+  let e = load<u32>(frame_addr(root) + ((<u32>(iova >> 39) & 511) << 3));
+  if ((e & X86_P) == 0) return 0;
+  e = load<u32>(frame_addr(e >> PAGE_SHIFT) + ((<u32>(iova >> 30) & 511) << 3));
+  if ((e & (X86_P | X86_PS)) != X86_P) return 0;
+  e = load<u32>(frame_addr(e >> PAGE_SHIFT) + ((<u32>(iova >> 21) & 511) << 3));
+  if ((e & (X86_P | X86_PS)) != X86_P) return 0;
+  return frame_addr(e >> PAGE_SHIFT);
+}
+
 // ---- map --------------------------------------------------------------------------------
 // Per-call state in globals (kernel thread only): no managed allocation, no long argument lists.
 let mPhys: u64 = 0; // physical address of the next leaf
@@ -119,11 +160,31 @@ function mapLevel(table: u32, shift: u32, iova: u64, end: u64): i32 {
  */
 export function x86_map(root: u32, iova: u64, phys: u32, npages: u32, prot: u32, huge: bool): i32 {
   const end = iova + (<u64>npages << PAGE_SHIFT);
-  mPhys = <u64>phys << PAGE_SHIFT;
   mBits = X86_P | ((prot & IOMMU_READ) != 0 ? X86_R : 0) | ((prot & IOMMU_WRITE) != 0 ? X86_W : 0);
-  mHuge = huge;
   mTables = 0;
   mLeafShifts = 0;
+  // Fast path: the range lies in one leaf table that exists already. The recursion would
+  // descend to the very same table (a huge leaf goes only where no table is), so this is
+  // the same operation without the per-level loops.
+  const pt = leafTable(root, iova);
+  if (pt != 0 && ((iova ^ (end - 1)) >> 21) == 0) {
+    const first = pt + ((<u32>(iova >> PAGE_SHIFT) & 511) << 3);
+    const stop = first + (npages << 3);
+    let pte = (phys << PAGE_SHIFT) | mBits;
+    for (let at = first; at < stop; at += 8) {
+      if ((load<u32>(at) & X86_P) != 0) {
+        // Roll back what this call stored: the table still holds the entry found, so it stays.
+        for (let back = first; back < at; back += 8) store<u64>(back, 0);
+        mFail = iova + (<u64>((at - first) >> 3) << PAGE_SHIFT);
+        return -EEXIST;
+      }
+      store<u64>(at, <u64>pte);
+      pte += 1 << PAGE_SHIFT;
+    }
+    return 0;
+  }
+  mPhys = <u64>phys << PAGE_SHIFT;
+  mHuge = huge;
   const rc = mapLevel(root, TOP_SHIFT, iova, end);
   if (rc != 0) {
     if (mFail > iova) unmapLevel(root, TOP_SHIFT, iova, mFail);
@@ -172,6 +233,22 @@ function cutsLeaf(root: u32, iova: u64): bool {
  */
 export function x86_unmap(root: u32, iova: u64, npages: u32): i64 {
   const end = iova + (<u64>npages << PAGE_SHIFT);
+  // Fast path: the range lies in one existing leaf table and ends before its last byte, so
+  // no huge leaf covers either boundary (the table stands where one would be) and the
+  // recursion would clear exactly these entries.
+  const pt = leafTable(root, iova);
+  if (pt != 0 && ((iova ^ end) >> 21) == 0) {
+    const first = pt + ((<u32>(iova >> PAGE_SHIFT) & 511) << 3);
+    const stop = first + (npages << 3);
+    let pages: i64 = 0;
+    for (let at = first; at < stop; at += 8) {
+      if ((load<u32>(at) & X86_P) != 0) {
+        store<u64>(at, 0);
+        pages++;
+      }
+    }
+    return pages;
+  }
   if (cutsLeaf(root, iova) || cutsLeaf(root, end)) return -EINVAL;
   return <i64>unmapLevel(root, TOP_SHIFT, iova, end);
 }

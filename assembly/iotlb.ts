@@ -1,16 +1,26 @@
 // The IOTLB: translation of an IOVA through a domain for one access, cached.
 //
-//   1. a one-entry "last translation" in wasm globals (per instance, so per thread): one
-//      compare of handle, leaf base and invalidation counter;
+// Every level translates a *run*: leaves that follow each other in IOVA and in physical memory
+// with identical permission bits (and, on a dirty-tracking domain, all already dirty), so one
+// translation and one memory.copy cover a contiguous transfer.
+//
+//   1. two "last translations" (wasm globals, so per thread): the array entry that served the
+//      last read and the one that served the last write, so that a copy (source read,
+//      destination write) hits both. Checked in place like an array hit (range, serial of the
+//      transfer, invalidation counter, permission; a write also needs no dirty bit pending),
+//      without hashing and without copying the entry anywhere;
 //   2. this thread's direct-mapped array in its worker slot (layout.ts IOTLB_*), probed once
 //      per leaf size the domain has used (DOM_SHIFTS), tagged with the domain serial (never
 //      reused), leaf base, leaf shift and the invalidation counter seen before the walk that
-//      filled it;
-//   3. the format's walk (iopt_x86.ts / iopt_mock.ts), which returns the leaf size so a
-//      transfer translates once per leaf.
+//      filled it; an entry also keeps the run length found at the fill;
+//   3. the format's walk (iopt_x86.ts / iopt_mock.ts), which returns the leaf size, then the
+//      run extension (x86_run / mock_run), which scans the following PTEs of the same table
+//      only as far as the caller asked (want), so a random single-page access pays nothing.
 // Nothing is ever flushed: an entry whose domain counter moved on (domain_unmap,
-// domain_invalidate, dirty read-and-clear, domain_free) simply stops matching. The array is
-// written only by the thread that owns the slot, so its words are plain loads and stores.
+// domain_invalidate, dirty read-and-clear, domain_free) simply stops matching, and so does a
+// run (unmap, the only way a PTE of a run changes, bumps the counter; map never overwrites a
+// present PTE). The array is written only by the thread that owns the slot, so its words are
+// plain loads and stores.
 
 import {
   IOTLB_BASE, IOTLB_ENTRIES, IOTLB_ENTRY_SIZE, IOTLB_SLOT_BYTES, WORKER_SLOTS, DOMAIN_BASE,
@@ -19,39 +29,41 @@ import {
 import { pool_base } from "./frames";
 import { IOPT_X86, LEAF_R, LEAF_W, LEAF_D, LEAF_SHIFT_POS, LEAF_FLAGS, EINVAL, walkPte } from "./iopt";
 import { DOM_FORMAT, DOM_FLAGS, DOM_ROOT, DOM_SERIAL, DOM_INV, DOM_SHIFTS, DOMAIN_F_DIRTY_TRACKING, domainWalk } from "./domain";
-import { x86_walk, X86_D, X86_IOVA_BITS } from "./iopt_x86";
-import { mock_walk, mock_in_aperture, MOCK_DIRTY } from "./iopt_mock";
+import { x86_walk, x86_run, X86_D, X86_IOVA_BITS } from "./iopt_x86";
+import { mock_walk, mock_run, mock_in_aperture, MOCK_DIRTY } from "./iopt_mock";
 import {
   FAULT_REASON_UNMAPPED, FAULT_REASON_PERM, FAULT_REASON_BLOCKED, FAULT_REASON_RANGE,
 } from "./fault";
 import { epochSetSlot } from "./epoch";
 import { stat_inc, STAT_IOTLB_LAST_HITS, STAT_IOTLB_HITS, STAT_IOTLB_MISSES, STAT_IOTLB_WALKS } from "./stats";
 
-// Entry fields (layout.ts).
+// Entry fields (layout.ts; @28 is the run length, bytes from the leaf base).
 const E_SERIAL: u32 = 0;
 const E_INV: u32 = 4;
 const E_TAG: u32 = 8; // u64: leaf IOVA base | leaf shift
 const E_LEAF: u32 = 16;
 const E_PTE: u32 = 20;
 const E_DBIT: u32 = 24; // dirty bit a write must still set (0: none)
+const E_RUN: u32 = 28; // bytes from the leaf base that translate contiguously (>= the leaf)
+const E_SHIFT_MASK: u32 = 63; // tag bits below every leaf base: the leaf shift
 
 let slotNo: u32 = 0;
 let tlb: u32 = IOTLB_BASE;
 
-// The last translation.
-const NO_DOM: u32 = 0xffffffff; // never a handle, not even the blocking domain's 0
-let lDom: u32 = NO_DOM;
-let lInv: u32 = 0;
-let lBase: u64 = 0;
-let lMask: u64 = 0;
-let lLeaf: u32 = 0;
-let lPte: u32 = 0;
-let lDbit: u32 = 0;
-let lEnt: u32 = 0;
+// The last translations: the array entry (this thread's, see below) that served the last read
+// and the last write. Only a hint of where to look first: a hit checks the entry itself as an
+// array hit does (serial of this transfer, invalidation counter, range, permission), so an
+// entry refilled meanwhile is either still right or misses.
+let rEnt: u32 = IOTLB_BASE;
+let wEnt: u32 = IOTLB_BASE;
 
-// Results of xlate: host address of the byte, bytes left in its leaf.
-export let tHost: u32 = 0;
+// Side result of a successful xlate: bytes left in the run from the translated byte.
 export let tAvail: u32 = 0;
+// xlate's result: a host address when at least XLATE_HOST (every host address of the pool is:
+// the pool lies above the fixed area), else a fault reason (FAULT_REASON_*, all below it).
+export const XLATE_HOST: u32 = 0x10000;
+// iotlb_translate's last host address.
+let lastHost: u32 = 0;
 // Serial the current transfer started with: a handle reused meanwhile must not translate.
 let xSerial: u32 = 0;
 
@@ -64,16 +76,16 @@ export function iotlb_attach(slot: u32): i32 {
   slotNo = slot;
   tlb = IOTLB_BASE + slot * IOTLB_SLOT_BYTES;
   epochSetSlot(slot);
-  lDom = NO_DOM;
+  rEnt = tlb;
+  wEnt = tlb;
   return 0;
 }
 
 export function iotlb_slot(): u32 { return slotNo; }
 
-/** Empties this thread's IOTLB and last translation (never needed for correctness). */
+/** Empties this thread's IOTLB and last translations (never needed for correctness). */
 export function iotlb_flush(): void {
   memory.fill(<usize>tlb, 0, <usize>IOTLB_SLOT_BYTES);
-  lDom = NO_DOM;
 }
 
 @inline function domKnown(dom: u32): bool {
@@ -87,8 +99,7 @@ export function iotlb_flush(): void {
 
 // Index: the page number folded byte by byte (xor), so that consecutive pages and power-of-two
 // strides both land on distinct entries (a multiplicative hash gave birthday collisions).
-@inline function entryFor(serial: u32, base: u64, shift: u32): u32 {
-  const vpn = base >> shift;
+@inline function entryFor(serial: u32, vpn: u64): u32 {
   let f = <u32>vpn ^ <u32>(vpn >> 32) ^ (serial * 0x9e3779b1);
   f ^= f >> 16;
   f ^= f >> 8;
@@ -96,35 +107,55 @@ export function iotlb_flush(): void {
 }
 
 /**
- * Translates `iova` for a read or a write through `dom`: 0 and tHost / tAvail set, or a fault
- * reason. The fast path is the last translation; everything else is xlateSlow.
+ * Translates `iova` for a read or a write through `dom` (the handle given to xlateBegin): the
+ * host address of the byte (>= XLATE_HOST) with tAvail set, or a fault reason. `want`: bytes
+ * from iova the caller would like covered (how far a fill may look for a run; 1 for a single
+ * access). The fast path is the last translation of the access's kind; else xlateSlow.
  */
-@inline export function xlate(dom: u32, iova: u64, write: bool): u32 {
-  // Atomic load paired with domain_invalidate's RMW (domain.ts).
-  if (dom == lDom && (iova & ~lMask) == lBase && atomic.load<u32>(dom + DOM_INV) == lInv) {
-    stat_inc(STAT_IOTLB_LAST_HITS);
-    return finish(iova, write);
+@inline export function xlate(dom: u32, iova: u64, write: bool, want: u64): u32 {
+  const e = write ? wEnt : rEnt;
+  const off = iova - (load<u64>(e + E_TAG) & ~(<u64>E_SHIFT_MASK));
+  // An empty entry has run 0; a filled one has a non-zero serial, so a match means dom is
+  // the live domain this transfer began on. Atomic load paired with domain_invalidate's RMW.
+  if (off < <u64>load<u32>(e + E_RUN) && load<u32>(e + E_SERIAL) == xSerial
+    && load<u32>(e + E_INV) == atomic.load<u32>(dom + DOM_INV)) {
+    const leaf = load<u32>(e + E_LEAF);
+    if ((leaf & (write ? LEAF_W : LEAF_R)) != 0 && (!write || load<u32>(e + E_DBIT) == 0)) {
+      stat_inc(STAT_IOTLB_LAST_HITS);
+      tAvail = load<u32>(e + E_RUN) - <u32>off;
+      return pool_base() + (leaf & ~LEAF_FLAGS) + <u32>off;
+    }
   }
-  return xlateSlow(dom, iova, write);
+  return xlateSlow(dom, iova, write, want);
 }
 
-@inline function finish(iova: u64, write: bool): u32 {
-  if ((lLeaf & (write ? LEAF_W : LEAF_R)) == 0) return FAULT_REASON_PERM;
-  if (write && lDbit != 0) setDirty();
-  const off = <u32>(iova & lMask);
-  tHost = pool_base() + (lLeaf & ~LEAF_FLAGS) + off;
-  tAvail = <u32>(lMask + 1 - <u64>off);
-  return 0;
+/**
+ * A hit (or a fill) of array entry `e` for `iova` in its run from `base`: checks the
+ * permission, sets the dirty bit a write still owes, makes `e` the last translation of the
+ * access's kind and sets tAvail. The host address, or the fault reason.
+ */
+@inline function grant(iova: u64, write: bool, base: u64, e: u32): u32 {
+  const leaf = load<u32>(e + E_LEAF);
+  if ((leaf & (write ? LEAF_W : LEAF_R)) == 0) return FAULT_REASON_PERM;
+  const off = <u32>(iova - base);
+  if (write) {
+    const dbit = load<u32>(e + E_DBIT);
+    if (dbit != 0) {
+      // Paired with the atomic AND of the read-and-clear (iopt_x86.ts / iopt_mock.ts). A run
+      // with a bit to set is one leaf (fill extends tracked runs only over leaves already
+      // dirty), so this bit covers every byte the entry serves.
+      atomic.or<u32>(load<u32>(e + E_PTE), dbit);
+      store<u32>(e + E_DBIT, 0);
+    }
+    wEnt = e;
+  } else {
+    rEnt = e;
+  }
+  tAvail = load<u32>(e + E_RUN) - off;
+  return pool_base() + (leaf & ~LEAF_FLAGS) + off;
 }
 
-function setDirty(): void {
-  // Paired with the atomic AND of the read-and-clear (iopt_x86.ts / iopt_mock.ts).
-  atomic.or<u32>(lPte, lDbit);
-  lDbit = 0;
-  store<u32>(lEnt + E_DBIT, 0);
-}
-
-function xlateSlow(dom: u32, iova: u64, write: bool): u32 {
+@inline function xlateSlow(dom: u32, iova: u64, write: bool, want: u64): u32 {
   const serial = xSerial; // 0: blocking domain, unknown handle, or a domain already gone
   if (serial == 0) return FAULT_REASON_BLOCKED;
   // Loaded before any walk: an unmap the walk might miss bumps it past this value, so an
@@ -133,17 +164,20 @@ function xlateSlow(dom: u32, iova: u64, write: bool): u32 {
   // Entries carry the serial the transfer began with, so a reused handle never hits them.
   let shifts = load<u32>(dom + DOM_SHIFTS);
   do {
-    const s = shifts & 0xff;
-    const base = iova & ~((<u64>1 << s) - 1);
-    const e = entryFor(serial, base, s);
-    if (load<u64>(e + E_TAG) == (base | <u64>s) && load<u32>(e + E_SERIAL) == serial && load<u32>(e + E_INV) == inv) {
+    const s = <u64>(shifts & 0xff);
+    const vpn = iova >> s;
+    const base = vpn << s;
+    const e = entryFor(serial, vpn);
+    if (load<u64>(e + E_TAG) == (base | s) && load<u32>(e + E_SERIAL) == serial && load<u32>(e + E_INV) == inv) {
       stat_inc(STAT_IOTLB_HITS);
-      setLast(dom, inv, base, s, load<u32>(e + E_LEAF), load<u32>(e + E_PTE), load<u32>(e + E_DBIT), e);
-      return finish(iova, write);
+      return grant(iova, write, base, e);
     }
     shifts >>= 8;
   } while (shifts != 0);
+  return fill(dom, serial, inv, iova, write, want);
+}
 
+function fill(dom: u32, serial: u32, inv: u32, iova: u64, write: bool, want: u64): u32 {
   stat_inc(STAT_IOTLB_MISSES);
   // The descriptor must still be the domain the transfer began on. Paired with the atomic
   // stores in domain_alloc / domain_free.
@@ -154,25 +188,23 @@ function xlateSlow(dom: u32, iova: u64, write: bool): u32 {
   const root = load<u32>(dom + DOM_ROOT);
   const w = x86 ? x86_walk(root, iova) : mock_walk(root, iova);
   if (w == 0) return FAULT_REASON_UNMAPPED;
+  const pte = walkPte;
   const s = (w >> LEAF_SHIFT_POS) & 31;
   const base = iova & ~((<u64>1 << s) - 1);
   const tracking = (load<u32>(dom + DOM_FLAGS) & DOMAIN_F_DIRTY_TRACKING) != 0;
   const dbit: u32 = tracking && (w & LEAF_D) == 0 ? (x86 ? X86_D : MOCK_DIRTY) : 0;
-  const pte = walkPte;
-  const e = entryFor(serial, base, s);
+  // A leaf whose dirty bit is still to be set stays alone: its entry's bit must cover the run.
+  const reach = dbit != 0 ? 0 : (iova - base) + want;
+  const run = x86 ? x86_run(pte, s, reach, tracking) : mock_run(pte, s, reach, tracking);
+  const e = entryFor(serial, base >> s);
   store<u32>(e + E_SERIAL, serial);
   store<u32>(e + E_INV, inv);
   store<u64>(e + E_TAG, base | <u64>s);
   store<u32>(e + E_LEAF, w);
   store<u32>(e + E_PTE, pte);
   store<u32>(e + E_DBIT, dbit);
-  setLast(dom, inv, base, s, w, pte, dbit, e);
-  return finish(iova, write);
-}
-
-@inline function setLast(dom: u32, inv: u32, base: u64, shift: u32, leaf: u32, pte: u32, dbit: u32, ent: u32): void {
-  lDom = dom; lInv = inv; lBase = base; lMask = (<u64>1 << shift) - 1;
-  lLeaf = leaf; lPte = pte; lDbit = dbit; lEnt = ent;
+  store<u32>(e + E_RUN, run);
+  return grant(iova, write, base, e);
 }
 
 /**
@@ -181,9 +213,12 @@ function xlateSlow(dom: u32, iova: u64, write: bool): u32 {
  */
 export function iotlb_translate(dom: u32, iova_lo: u32, iova_hi: u32, write: u32): u32 {
   xlateBegin(dom);
-  return xlate(dom, (<u64>iova_hi << 32) | <u64>iova_lo, write != 0);
+  const h = xlate(dom, (<u64>iova_hi << 32) | <u64>iova_lo, write != 0, 1);
+  if (h < XLATE_HOST) return h;
+  lastHost = h;
+  return 0;
 }
-export function iotlb_host(): u32 { return tHost; }
+export function iotlb_host(): u32 { return lastHost; }
 export function iotlb_avail(): u32 { return tAvail; }
 
 /**
@@ -207,7 +242,7 @@ export function iotlb_bench(dom: u32, iova_lo: u32, iova_hi: u32, span_log2: u32
     const va = m == 1 ? iova : iova + (<u64>((x >> 8) & mask) << stride);
     if (m == 0) sum += <u32>va;
     else if (m == 3) sum += domainWalk(dom, va);
-    else sum += xlate(dom, va, false) + tHost;
+    else sum += xlate(dom, va, false, 1);
   }
   return sum;
 }

@@ -92,6 +92,7 @@ export const FAULT_END: u32 = FAULT_RECS + FAULT_SLOTS * FAULT_REC_SIZE;
 // ---- IOTLBs (iotlb.ts): one direct-mapped array per worker slot ------------------------------
 // Entry: @0 domain serial (0 = empty)  @4 invalidation count at fill  @8 u64 tag (leaf base |
 //   leaf shift)  @16 leaf word  @20 host address of the leaf PTE  @24 dirty bit still to set
+//   @28 length of the run of contiguous leaves this entry stands for (bytes from the leaf base)
 export const IOTLB_BASE: u32 = FAULT_END;
 export const IOTLB_ENTRIES: u32 = 256; // per slot, power of two
 export const IOTLB_ENTRY_SIZE: u32 = 32;

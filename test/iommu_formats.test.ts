@@ -91,6 +91,31 @@ describe("x86 format", () => {
     expect(x.domain_mapped_pages(d)).toBe(0);
   });
 
+  it("map / unmap inside one existing leaf table (the short path) behave as the full descent", async () => {
+    const { x, X86 } = await boot();
+    const d = x.domain_alloc(X86, 0) >>> 0;
+    const T = 0x7f0000000000; // a 2 MiB-aligned leaf table's span
+    expect(x.domain_map(d, lo(T + 0x1000), hi(T), 50, 1, READ, 0)).toBe(0); // creates the tables
+    const tables = x.domain_tables(d);
+    // Inside the table: leaves with consecutive addresses and the asked permission.
+    expect(x.domain_map(d, lo(T + 0x3000), hi(T), 200, 4, READ | WRITE, 1)).toBe(0);
+    for (let i = 0; i < 4; i++) expect(x.domain_lookup(d, lo(T + 0x3000 + i * 4096), hi(T)) >>> 0).toBe((200 + i) * 4096 | P | R | W | 12 << 4);
+    // EEXIST in the middle: nothing of the call stays, the entry in the way does.
+    expect(x.domain_map(d, lo(T), hi(T), 300, 8, READ, 0)).toBe(EEXIST);
+    for (let i = 0; i < 8; i++) expect(x.domain_lookup(d, lo(T + i * 4096), hi(T)) === 0).toBe(i !== 1 && (i < 3 || i > 6));
+    // The whole 2 MiB span over the existing table, huge allowed: still 4 KiB leaves there.
+    expect(x.domain_unmap(d, lo(T), hi(T), 512)).toBe(5); // ends on the table boundary: full path
+    expect(x.domain_map(d, lo(T), hi(T), 512, 512, READ, 1)).toBe(0);
+    expect(leafShift(x.domain_lookup(d, lo(T + 0x1ff000), hi(T)))).toBe(12);
+    // Unmap inside the table counts only what was mapped; across the boundary takes the full path.
+    expect(x.domain_unmap(d, lo(T + 0x10000), hi(T), 16)).toBe(16);
+    expect(x.domain_unmap(d, lo(T + 0x8000), hi(T), 16)).toBe(8);
+    expect(x.domain_map(d, lo(T + 2 * MiB), hi(T), 0, 1, READ, 0)).toBe(0);
+    expect(x.domain_unmap(d, lo(T + 2 * MiB - 0x2000), hi(T), 3)).toBe(3);
+    expect(x.domain_mapped_pages(d)).toBe(512 - 16 - 8 - 2);
+    expect(x.domain_tables(d)).toBe(tables + 1);
+  });
+
   it("rejects bad ranges: unaligned, past 2^48, empty, unknown domain", async () => {
     const { x, X86 } = await boot();
     const d = x.domain_alloc(X86, 0) >>> 0;
