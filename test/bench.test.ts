@@ -9,7 +9,7 @@ import { fileURLToPath } from "node:url";
 import { availableParallelism, cpus } from "node:os";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
-const FIGURES = ["T1", "T2", "T3", "T4", "T5", "T6", "T7", "T8", "T11", "T12", "T15", "T16", "T17"];
+const FIGURES = ["T1", "T2", "T3", "T4", "T5", "T6", "T7", "T8", "T9", "T10", "T11", "T12", "T15", "T16", "T17"];
 const BASELINES = ["W", "C", "Ct", "TS"];
 const twoCpus = () => (availableParallelism?.() ?? cpus().length) >= 2;
 

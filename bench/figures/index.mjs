@@ -22,9 +22,10 @@
 import copy from "./copy.mjs";
 import iotlb from "./iotlb.mjs";
 import pagetable from "./pagetable.mjs";
+import control from "./control.mjs";
 import threads from "./threads.mjs";
 import grace from "./grace.mjs";
 import gate from "./gate.mjs";
 import stats from "./stats.mjs";
 
-export default [...copy, ...iotlb, ...pagetable, ...threads, ...grace, ...gate, ...stats];
+export default [...copy, ...iotlb, ...pagetable, ...control, ...threads, ...grace, ...gate, ...stats];
