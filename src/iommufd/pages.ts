@@ -90,8 +90,10 @@ export class IoptPages {
     const fresh = new Int32Array(last - first + 1);
     let n = 0;
     const release = () => { for (let k = 0; k < n; k++) x.frame_put(fresh[k]); };
+    let c: PinChunk | undefined;
     for (let i = first; i <= last; i++) {
-      if (this.usersAt(i) > 0) continue;
+      if ((i & (CHUNK - 1)) === 0 || i === first) c = this.chunk(i, false);
+      if (c && c.users[i & (CHUNK - 1)] > 0) continue;
       const f = this.pinOne(i);
       if (f < 0) { release(); return f; }
       fresh[n++] = f;
@@ -101,9 +103,9 @@ export class IoptPages {
     // Pass 2: record them, and one more user on every page of the range.
     let k = 0;
     for (let i = first; i <= last; i++) {
-      const c = this.chunk(i, true)!;
+      if ((i & (CHUNK - 1)) === 0 || i === first) c = this.chunk(i, true);
       const j = i & (CHUNK - 1);
-      if (c.users[j]++ === 0) { c.frames[j] = fresh[k++]; c.pinned++; }
+      if (c!.users[j]++ === 0) { c!.frames[j] = fresh[k++]; c!.pinned++; }
     }
     this.npinned += n;
     this.pin.notePinned(fresh, 1, n);
@@ -114,8 +116,9 @@ export class IoptPages {
   unpinRange(first: number, last: number): void {
     const gone = new Int32Array(last - first + 1);
     let n = 0;
+    let c: PinChunk | undefined;
     for (let i = first; i <= last; i++) {
-      const c = this.chunk(i, false);
+      if ((i & (CHUNK - 1)) === 0 || i === first) c = this.chunk(i, false);
       const j = i & (CHUNK - 1);
       if (!c || c.users[j] === 0) throw new Error(`iopt_pages: unpin of page ${i} that is not pinned`);
       if (--c.users[j] > 0) continue;
@@ -151,8 +154,12 @@ export class IoptPages {
   private pinOne(i: number): number {
     const src = this.source;
     if (src.kind === "user") {
-      const r = src.mm.pinPages(Number(src.uptr) + i * PAGE_SIZE, 1, this.writable);
-      return typeof r === "number" ? r : r[0];
+      // A long-term pin: faulted in for write when writable, private file pages unshared.
+      const leaf = src.mm.faultIn(Number(src.uptr) + i * PAGE_SIZE, this.writable, true);
+      if (leaf < 0) return leaf;
+      const f = Math.floor(leaf / PAGE_SIZE);
+      this.pin.core.x.frame_get(f);
+      return f;
     }
     if (!src.memfd) return -errno.EINVAL;
     const f = src.memfd.frameAt(Number(src.start / BigInt(PAGE_SIZE)) + i);
