@@ -33,8 +33,11 @@ export interface PinContext {
 const CHUNK_SHIFT = 6;
 const CHUNK = 1 << CHUNK_SHIFT;
 
-/** The pin state of CHUNK consecutive pages: frame (-1: not pinned) and users of each. */
-interface PinChunk { frames: Int32Array; users: Uint32Array; pinned: number }
+/**
+ * The pin state of CHUNK consecutive pages in one array: frame + 1 of each (0: not pinned) at
+ * [0, CHUNK), its users at [CHUNK, 2 CHUNK).
+ */
+interface PinChunk { s: Int32Array; pinned: number }
 
 export class IoptPages {
   /** One per area and per in-flight COPY list entry that uses these pages (the kref). */
@@ -64,17 +67,17 @@ export class IoptPages {
     const k = index >>> CHUNK_SHIFT;
     let c = this.chunks.get(k);
     if (!c && create) {
-      c = { frames: new Int32Array(CHUNK).fill(-1), users: new Uint32Array(CHUNK), pinned: 0 };
+      c = { s: new Int32Array(2 * CHUNK), pinned: 0 };
       this.chunks.set(k, c);
     }
     return c;
   }
 
   /** The frame of pinned page `index`, or -1. */
-  frameAt(index: number): number { return this.chunk(index, false)?.frames[index & (CHUNK - 1)] ?? -1; }
+  frameAt(index: number): number { return (this.chunk(index, false)?.s[index & (CHUNK - 1)] ?? 0) - 1; }
 
   /** Pins taken by users on page `index`. */
-  usersAt(index: number): number { return this.chunk(index, false)?.users[index & (CHUNK - 1)] ?? 0; }
+  usersAt(index: number): number { return this.chunk(index, false)?.s[CHUNK + (index & (CHUNK - 1))] ?? 0; }
 
   /**
    * Makes pages [first, last] pinned for one more user: pages nobody pinned yet are faulted in
@@ -93,7 +96,7 @@ export class IoptPages {
     let c: PinChunk | undefined;
     for (let i = first; i <= last; i++) {
       if ((i & (CHUNK - 1)) === 0 || i === first) c = this.chunk(i, false);
-      if (c && c.users[i & (CHUNK - 1)] > 0) continue;
+      if (c && c.s[CHUNK + (i & (CHUNK - 1))] > 0) continue;
       const f = this.pinOne(i);
       if (f < 0) { release(); return f; }
       fresh[n++] = f;
@@ -105,7 +108,7 @@ export class IoptPages {
     for (let i = first; i <= last; i++) {
       if ((i & (CHUNK - 1)) === 0 || i === first) c = this.chunk(i, true);
       const j = i & (CHUNK - 1);
-      if (c!.users[j]++ === 0) { c!.frames[j] = fresh[k++]; c!.pinned++; }
+      if (c!.s[CHUNK + j]++ === 0) { c!.s[j] = fresh[k++] + 1; c!.pinned++; }
     }
     this.npinned += n;
     this.pin.notePinned(fresh, 1, n);
@@ -120,10 +123,10 @@ export class IoptPages {
     for (let i = first; i <= last; i++) {
       if ((i & (CHUNK - 1)) === 0 || i === first) c = this.chunk(i, false);
       const j = i & (CHUNK - 1);
-      if (!c || c.users[j] === 0) throw new Error(`iopt_pages: unpin of page ${i} that is not pinned`);
-      if (--c.users[j] > 0) continue;
-      gone[n++] = c.frames[j];
-      c.frames[j] = -1;
+      if (!c || c.s[CHUNK + j] === 0) throw new Error(`iopt_pages: unpin of page ${i} that is not pinned`);
+      if (--c.s[CHUNK + j] > 0) continue;
+      gone[n++] = c.s[j] - 1;
+      c.s[j] = 0;
       if (--c.pinned === 0) this.chunks.delete(i >>> CHUNK_SHIFT);
     }
     const x = this.pin.core.x;

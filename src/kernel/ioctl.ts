@@ -29,8 +29,9 @@ export class UCmd {
     readonly userSize: number,
     /** The kernel's image of the struct: sizeof bytes, zero-extended. */
     readonly cmd: Uint8Array,
+    view?: DataView,
   ) {
-    this.view = new DataView(cmd.buffer, cmd.byteOffset, cmd.byteLength);
+    this.view = view ?? new DataView(cmd.buffer, cmd.byteOffset, cmd.byteLength);
   }
 
   /** A fault-injection point (failNth): true when this allocation or copy must fail. */
@@ -85,10 +86,10 @@ export function checkZeroedUser(proc: Process, addr: number, len: number): numbe
 
 /**
  * copy_struct_from_user: the kernel's `ksize`-byte image of a user struct of `usize` bytes,
- * or -E2BIG / -EFAULT.
+ * or -E2BIG / -EFAULT. `into`: a zeroed buffer of ksize bytes to fill instead of a new one.
  */
-export function copyStructFromUser(proc: Process, addr: number, ksize: number, usize: number): Uint8Array | number {
-  const out = new Uint8Array(ksize);
+export function copyStructFromUser(proc: Process, addr: number, ksize: number, usize: number, into?: Uint8Array): Uint8Array | number {
+  const out = into ?? new Uint8Array(ksize);
   if (usize > ksize) {
     const z = checkZeroedUser(proc, addr + ksize, usize - ksize);
     if (z <= 0) return z < 0 ? z : -errno.E2BIG;
@@ -103,6 +104,8 @@ export function copyStructFromUser(proc: Process, addr: number, ksize: number, u
 /** An iommufd-model table: ops indexed by nr; numbers below/above it go to `fallback`. */
 export class IommufdIoctlTable {
   private readonly byNr = new Map<number, IommufdIoctlOp>();
+  /** One struct image per op, reused by every call (the control plane runs one ioctl at a time). */
+  private readonly images = new Map<number, { bytes: Uint8Array; view: DataView }>();
   private minNr: number;
   private maxNr: number;
 
@@ -135,9 +138,16 @@ export class IommufdIoctlTable {
     if (!op || op.cmd !== cmd) return -errno.ENOTTY;
     if (size < op.layout.minSize) return -errno.EINVAL;
     if (proc.kernel.shouldFail()) return -errno.EFAULT;
-    const image = copyStructFromUser(proc, arg, op.layout.size, size);
+    let img = this.images.get(nr);
+    if (!img) {
+      const bytes = new Uint8Array(op.layout.size);
+      img = { bytes, view: new DataView(bytes.buffer) };
+      this.images.set(nr, img);
+    }
+    img.bytes.fill(0);
+    const image = copyStructFromUser(proc, arg, op.layout.size, size, img.bytes);
     if (typeof image === "number") return image;
-    return op.handler(new UCmd(proc, file, arg, size, image));
+    return op.handler(new UCmd(proc, file, arg, size, image, img.view));
   }
 }
 
