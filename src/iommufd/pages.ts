@@ -39,6 +39,13 @@ const CHUNK = 1 << CHUNK_SHIFT;
  */
 interface PinChunk { s: Int32Array; pinned: number }
 
+/**
+ * Chunk arrays given back when their last pin went: all zeros again by then, so they are
+ * reused as they are (a typed-array allocation per map is most of a small map's cost).
+ */
+const chunkPool: Int32Array[] = [];
+const CHUNK_POOL_MAX = 4096;
+
 export class IoptPages {
   /** One per area and per in-flight COPY list entry that uses these pages (the kref). */
   refs = 1;
@@ -67,7 +74,7 @@ export class IoptPages {
     const k = index >>> CHUNK_SHIFT;
     let c = this.chunks.get(k);
     if (!c && create) {
-      c = { s: new Int32Array(2 * CHUNK), pinned: 0 };
+      c = { s: chunkPool.pop() ?? new Int32Array(2 * CHUNK), pinned: 0 };
       this.chunks.set(k, c);
     }
     return c;
@@ -127,7 +134,10 @@ export class IoptPages {
       if (--c.s[CHUNK + j] > 0) continue;
       gone[n++] = c.s[j] - 1;
       c.s[j] = 0;
-      if (--c.pinned === 0) this.chunks.delete(i >>> CHUNK_SHIFT);
+      if (--c.pinned === 0) {
+        this.chunks.delete(i >>> CHUNK_SHIFT);
+        if (chunkPool.length < CHUNK_POOL_MAX) chunkPool.push(c.s);
+      }
     }
     const x = this.pin.core.x;
     for (let k = 0; k < n; k++) x.frame_put(gone[k]);
