@@ -61,8 +61,11 @@ const DOMAIN_F_DIRTY_TRACKING = 2;
 const IOMMU_READ = 1;
 const IOMMU_WRITE = 2;
 
-const lo = (v: bigint) => Number(v & 0xffffffffn);
-const hi = (v: bigint) => Number(v >> 32n);
+// The two u32 halves of an IOVA for the wasm calls; IOVAs below 2^53 (all real apertures)
+// take the number path, which allocates no intermediate BigInt.
+const SAFE = BigInt(Number.MAX_SAFE_INTEGER);
+const lo = (v: bigint) => (v <= SAFE ? Number(v) % 0x100000000 : Number(v & 0xffffffffn));
+const hi = (v: bigint) => (v <= SAFE ? Math.floor(Number(v) / 0x100000000) : Number(v >> 32n));
 
 /** A paging domain in the wasm core. */
 class WasmDomain implements IommuDomain {

@@ -242,5 +242,8 @@ export function checkPagesLength(length: bigint): number {
 }
 
 export function pageCount(startByte: bigint, length: bigint): number {
+  const end = Number(startByte) + Number(length);
+  // Exact while the sum is a safe integer; beyond that the BigInt path.
+  if (Number.isSafeInteger(end)) return Math.ceil(end / PAGE_SIZE);
   return Number((startByte + length + BigInt(PAGE_SIZE) - 1n) / BigInt(PAGE_SIZE));
 }
