@@ -9,7 +9,7 @@
 // -EFAULT. Runs in any thread; each call is a grace-period read section (epoch.ts), entered
 // here unless the caller already is in one, and refreshed at least every 64 KiB.
 
-import { EFAULT, EINVAL } from "./iopt";
+import { EFAULT, EINVAL, iova64 } from "./iopt";
 import { DEV_BASE, DEV_SLOTS, DEV_STRIDE, DEV_DOMAIN } from "./layout";
 import { xlate, xlateBegin, tAvail, iotlb_slot, XLATE_HOST } from "./iotlb";
 import { faultRecord } from "./fault";
@@ -53,8 +53,6 @@ export const DMA_OP_COPY: u32 = 3;
   }
 }
 
-@inline function iova64(lo: u32, hi: u32): u64 { return (<u64>hi << 32) | <u64>lo; }
-
 // How far ahead (bytes) a transfer asks a translation fill to look for a run of contiguous
 // leaves beyond what it still has to move: the next descriptors of a sequential stream then
 // hit the run too. Bounded, so a miss never scans more than 16 PTEs beyond the transfer.
@@ -62,21 +60,36 @@ const RUN_AHEAD: u32 = 65536;
 
 @inline function want(left: u32): u64 { return <u64>(left > RUN_AHEAD ? left : RUN_AHEAD); }
 
+// Every loop below takes `identity` as a compile-time constant (each caller passes a literal
+// and the body is inlined): false is the DMA path; true is the benchmarks' baseline W
+// (bench.ts), the very same loops with translation switched off: an IOVA is the host address
+// itself (an identity domain over the 32-bit memory), so the only "walk" left is the range
+// check, and a fault records nothing.
+const IDENTITY_LIMIT: u64 = 0x100000000; // the identity domain's aperture: the 32-bit memory
+
 // One memory.copy per run of contiguous leaves (iotlb.ts), at most the epoch budget: a long
 // run is still cut at every 64 KiB refresh, and the translation is re-validated (invalidation
 // counter) after each.
-function xfer(dom: u32, iova: u64, host: u32, len: u32, write: bool): i32 {
-  xlateBegin(dom);
+@inline function xferWith(identity: bool, dom: u32, iova: u64, host: u32, len: u32, write: bool): i32 {
+  if (!identity) xlateBegin(dom);
   let done: u32 = 0;
   while (done < len) {
     const at = iova + <u64>done;
-    const h = xlate(dom, at, write, want(len - done));
-    if (h < XLATE_HOST) {
-      faultRecord(dom, at, write, h, iotlb_slot());
-      return -EFAULT;
-    }
     let n = len - done;
-    if (tAvail < n) n = tAvail;
+    let h: u32;
+    if (identity) {
+      if (at >= IDENTITY_LIMIT) return -EFAULT;
+      h = <u32>at;
+      const avail = IDENTITY_LIMIT - at;
+      if (avail < <u64>n) n = <u32>avail;
+    } else {
+      h = xlate(dom, at, write, want(n));
+      if (h < XLATE_HOST) {
+        faultRecord(dom, at, write, h, iotlb_slot());
+        return -EFAULT;
+      }
+      if (tAvail < n) n = tAvail;
+    }
     if (budget < n) n = budget;
     if (write) memory.copy(<usize>h, <usize>(host + done), <usize>n);
     else memory.copy(<usize>(host + done), <usize>h, <usize>n);
@@ -88,32 +101,60 @@ function xfer(dom: u32, iova: u64, host: u32, len: u32, write: bool): i32 {
 
 // Source through the read-side last translation, destination through the write-side one, so
 // both hit; each chunk is the shortest of the two runs, the bytes left and the epoch budget.
-function copy(dom: u32, src: u64, dst: u64, len: u32): i32 {
-  xlateBegin(dom);
+@inline function copyWith(identity: bool, dom: u32, src: u64, dst: u64, len: u32): i32 {
+  if (!identity) xlateBegin(dom);
   let done: u32 = 0;
   while (done < len) {
     const s = src + <u64>done;
-    const w = want(len - done);
-    const from = xlate(dom, s, false, w);
-    if (from < XLATE_HOST) {
-      faultRecord(dom, s, false, from, iotlb_slot());
-      return -EFAULT;
-    }
-    let n = len - done;
-    if (tAvail < n) n = tAvail;
     const d = dst + <u64>done;
-    const to = xlate(dom, d, true, w);
-    if (to < XLATE_HOST) {
-      faultRecord(dom, d, true, to, iotlb_slot());
-      return -EFAULT;
+    let n = len - done;
+    let from: u32, to: u32;
+    if (identity) {
+      if (s >= IDENTITY_LIMIT) return -EFAULT;
+      let avail = IDENTITY_LIMIT - s;
+      if (avail < <u64>n) n = <u32>avail;
+      if (d >= IDENTITY_LIMIT) return -EFAULT;
+      avail = IDENTITY_LIMIT - d;
+      if (avail < <u64>n) n = <u32>avail;
+      from = <u32>s;
+      to = <u32>d;
+    } else {
+      const w = want(n);
+      from = xlate(dom, s, false, w);
+      if (from < XLATE_HOST) {
+        faultRecord(dom, s, false, from, iotlb_slot());
+        return -EFAULT;
+      }
+      if (tAvail < n) n = tAvail;
+      to = xlate(dom, d, true, w);
+      if (to < XLATE_HOST) {
+        faultRecord(dom, d, true, to, iotlb_slot());
+        return -EFAULT;
+      }
+      if (tAvail < n) n = tAvail;
     }
-    if (tAvail < n) n = tAvail;
     if (budget < n) n = budget;
     memory.copy(<usize>to, <usize>from, <usize>n);
     done += n;
     charge(n);
   }
   return 0;
+}
+
+function xfer(dom: u32, iova: u64, host: u32, len: u32, write: bool): i32 {
+  return xferWith(false, dom, iova, host, len, write);
+}
+
+function copy(dom: u32, src: u64, dst: u64, len: u32): i32 {
+  return copyWith(false, dom, src, dst, len);
+}
+
+function identityXfer(iova: u64, host: u32, len: u32, write: bool): i32 {
+  return xferWith(true, 0, iova, host, len, write);
+}
+
+function identityCopy(src: u64, dst: u64, len: u32): i32 {
+  return copyWith(true, 0, src, dst, len);
 }
 
 /** The device reads `len` bytes at IOVA (iova_hi:iova_lo) into host address `dst`. 0 or -EFAULT. */
@@ -145,26 +186,30 @@ export function dma_copy(dom: u32, src_lo: u32, src_hi: u32, dst_lo: u32, dst_hi
 }
 
 /**
- * Runs `count` descriptors (DMA_DESC_*) at `desc` in order, one crossing from JS for all. Each
- * gets its status (0, -EFAULT, -EINVAL for an unknown op) with an atomic store, paired with
- * whoever polls it. A fault ends only its own descriptor. Returns how many succeeded.
+ * dma_batch's body: one epoch section around the descriptors, each run through the DMA path,
+ * or (identity, bench.ts) the identity domain, its descriptors' DMA_DESC_DOM unread.
  */
-export function dma_batch(desc: u32, count: u32): i32 {
+@inline export function batchWith(identity: bool, desc: u32, count: u32): i32 {
   const own = begin();
   let ok: i32 = 0;
   for (let i: u32 = 0; i < count; i++) {
     const d = desc + i * DMA_DESC_SIZE;
     const op = load<u32>(d + DMA_DESC_OP);
-    const dom = load<u32>(d + DMA_DESC_DOM);
+    const dom = identity ? 0 : load<u32>(d + DMA_DESC_DOM);
     const len = load<u32>(d + DMA_DESC_LEN);
     let rc: i32;
     if (op == DMA_OP_READ) {
-      rc = xfer(dom, iova64(load<u32>(d + DMA_DESC_SRC_LO), load<u32>(d + DMA_DESC_SRC_HI)), load<u32>(d + DMA_DESC_DST_LO), len, false);
+      const iova = iova64(load<u32>(d + DMA_DESC_SRC_LO), load<u32>(d + DMA_DESC_SRC_HI));
+      const host = load<u32>(d + DMA_DESC_DST_LO);
+      rc = identity ? identityXfer(iova, host, len, false) : xfer(dom, iova, host, len, false);
     } else if (op == DMA_OP_WRITE) {
-      rc = xfer(dom, iova64(load<u32>(d + DMA_DESC_DST_LO), load<u32>(d + DMA_DESC_DST_HI)), load<u32>(d + DMA_DESC_SRC_LO), len, true);
+      const iova = iova64(load<u32>(d + DMA_DESC_DST_LO), load<u32>(d + DMA_DESC_DST_HI));
+      const host = load<u32>(d + DMA_DESC_SRC_LO);
+      rc = identity ? identityXfer(iova, host, len, true) : xfer(dom, iova, host, len, true);
     } else if (op == DMA_OP_COPY) {
-      rc = copy(dom, iova64(load<u32>(d + DMA_DESC_SRC_LO), load<u32>(d + DMA_DESC_SRC_HI)),
-        iova64(load<u32>(d + DMA_DESC_DST_LO), load<u32>(d + DMA_DESC_DST_HI)), len);
+      const src = iova64(load<u32>(d + DMA_DESC_SRC_LO), load<u32>(d + DMA_DESC_SRC_HI));
+      const dst = iova64(load<u32>(d + DMA_DESC_DST_LO), load<u32>(d + DMA_DESC_DST_HI));
+      rc = identity ? identityCopy(src, dst, len) : copy(dom, src, dst, len);
     } else {
       rc = -EINVAL;
     }
@@ -176,6 +221,15 @@ export function dma_batch(desc: u32, count: u32): i32 {
 }
 
 /**
+ * Runs `count` descriptors (DMA_DESC_*) at `desc` in order, one crossing from JS for all. Each
+ * gets its status (0, -EFAULT, -EINVAL for an unknown op) with an atomic store, paired with
+ * whoever polls it. A fault ends only its own descriptor. Returns how many succeeded.
+ */
+export function dma_batch(desc: u32, count: u32): i32 {
+  return batchWith(false, desc, count);
+}
+
+/**
  * A device's DMA from any thread (DeviceHandle / worker `device(index)`): the device's domain
  * is loaded inside this call's grace-period section, so a detach that returned is never
  * bypassed. `write`: the device writes memory. 0 or -EFAULT.
@@ -183,7 +237,8 @@ export function dma_batch(desc: u32, count: u32): i32 {
 export function dev_dma(dev: u32, iova_lo: u32, iova_hi: u32, host: u32, len: u32, write: u32): i32 {
   if (dev >= DEV_SLOTS) return -EINVAL;
   const own = begin();
-  // Paired with the atomic stores of attach / detach / replace (src/iommu/grace.ts).
+  // Paired with the atomic stores of attach / detach / replace (publishDomain in
+  // src/vfio/vfio_main.ts), each made before its grace period (src/kernel/grace.ts).
   const dom = atomic.load<u32>(DEV_BASE + dev * DEV_STRIDE + DEV_DOMAIN);
   const rc = xfer(dom, iova64(iova_lo, iova_hi), host, len, write != 0);
   end(own);

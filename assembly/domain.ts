@@ -15,11 +15,11 @@ import {
 } from "./layout";
 import { frame_alloc } from "./frames";
 import {
-  IOPT_X86, IOPT_MOCK, LEAF_SHIFT_POS, LEAF_FLAGS, EINVAL, ENOMEM, ENOSPC,
+  IOPT_X86, IOPT_MOCK, LEAF_SHIFT_POS, LEAF_FLAGS, EINVAL, ENOMEM, ENOSPC, iova64,
 } from "./iopt";
 import {
   x86_walk, x86_map, x86_unmap, x86_destroy, x86_tables_delta, x86_leaf_shifts, x86_read_and_clear_dirty, x86_mark_dirty,
-  X86_IOVA_BITS, X86_PGSIZE_BITMAP, X86_SHIFTS,
+  x86_in_aperture, X86_IOVA_BITS, X86_PGSIZE_BITMAP, X86_SHIFTS,
 } from "./iopt_x86";
 import {
   mock_walk, mock_map, mock_unmap, mock_destroy, mock_tables_delta, mock_read_and_clear_dirty,
@@ -42,10 +42,14 @@ export const DOM_SHIFTS: u32 = 32;
 export const DOMAIN_F_HUGE: u32 = 1; // mock: 1 MiB pages allowed (x86 always has 2M/1G)
 export const DOMAIN_F_DIRTY_TRACKING: u32 = 2; // DMA writes set dirty bits
 
+/** True when `dom` is a descriptor's address (live or free); the blocking domain 0 is not. */
+@inline export function domainKnown(dom: u32): bool {
+  return dom - DOMAIN_BASE < DOMAIN_SLOTS * DOMAIN_STRIDE && (dom & (DOMAIN_STRIDE - 1)) == 0;
+}
+
 /** True when `dom` names a live descriptor. */
 export function domain_valid(dom: u32): bool {
-  return dom - DOMAIN_BASE < DOMAIN_SLOTS * DOMAIN_STRIDE && (dom & (DOMAIN_STRIDE - 1)) == 0
-    && load<u32>(dom + DOM_FORMAT) != 0;
+  return domainKnown(dom) && load<u32>(dom + DOM_FORMAT) != 0;
 }
 
 /**
@@ -125,19 +129,17 @@ export function domain_tables(dom: u32): u32 { return load<u32>(dom + DOM_TABLES
 export function domain_mapped_pages(dom: u32): u32 { return load<u32>(dom + DOM_MAPPED); }
 export function domain_pgsize_bitmap(dom: u32): u32 { return load<u32>(dom + DOM_PGSIZE); }
 
-@inline function iova64(lo: u32, hi: u32): u64 { return (<u64>hi << 32) | <u64>lo; }
-
 /** Checks that [iova, iova + n IO pages) is aligned and inside the aperture. */
 function rangeOk(dom: u32, iova: u64, npages: u32): bool {
   if (npages == 0 || npages > 0x7fffffff) return false;
   if (load<u32>(dom + DOM_FORMAT) == IOPT_X86) {
     if ((iova & 0xfff) != 0) return false;
     const end = iova + (<u64>npages << PAGE_SHIFT);
-    return end <= (<u64>1 << X86_IOVA_BITS);
+    return end > iova && end <= (<u64>1 << X86_IOVA_BITS); // end > iova: no wrap past 2^64
   }
   if ((iova & 0x7ff) != 0) return false;
   const last = iova + (<u64>npages << MOCK_IO_PAGE_SHIFT) - 1;
-  return iova >= <u64>MOCK_APERTURE_START && last <= <u64>MOCK_APERTURE_LAST;
+  return iova >= <u64>MOCK_APERTURE_START && last >= iova && last <= <u64>MOCK_APERTURE_LAST;
 }
 
 /**
@@ -233,7 +235,7 @@ export function domain_lookup(dom: u32, iova_lo: u32, iova_hi: u32): u32 {
 export function domainWalk(dom: u32, iova: u64): u32 {
   const root = load<u32>(dom + DOM_ROOT);
   if (load<u32>(dom + DOM_FORMAT) == IOPT_X86) {
-    if (iova >= (<u64>1 << X86_IOVA_BITS)) return 0;
+    if (!x86_in_aperture(iova)) return 0;
     return x86_walk(root, iova);
   }
   if (!mock_in_aperture(iova)) return 0;

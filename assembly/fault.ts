@@ -4,10 +4,8 @@
 // only when its sequence matches (paired with fault_rec's atomic load). The ring overwrites
 // the oldest records: a reader that falls FAULT_SLOTS behind sees the sequence move on.
 
-import {
-  FAULT_HEAD, FAULT_RECS, FAULT_SLOTS, FAULT_REC_SIZE, DOMAIN_BASE, DOMAIN_SLOTS, DOMAIN_STRIDE,
-} from "./layout";
-import { DOM_SERIAL } from "./domain";
+import { FAULT_HEAD, FAULT_RECS, FAULT_SLOTS, FAULT_REC_SIZE } from "./layout";
+import { DOM_SERIAL, domainKnown } from "./domain";
 import { stat_inc, STAT_DMA_FAULTS } from "./stats";
 
 export const FAULT_REASON_UNMAPPED: u32 = 1; // no leaf maps the IOVA
@@ -35,8 +33,7 @@ export function faultRecord(dom: u32, iova: u64, write: bool, reason: u32, slot:
   store<u32>(r + FAULT_IOVA_HI, <u32>(iova >> 32));
   store<u32>(r + FAULT_FLAGS, (write ? FAULT_F_WRITE : 0) | (reason << 8));
   store<u32>(r + FAULT_DOM, dom);
-  const known = dom - DOMAIN_BASE < DOMAIN_SLOTS * DOMAIN_STRIDE && (dom & (DOMAIN_STRIDE - 1)) == 0;
-  store<u32>(r + FAULT_SERIAL, known ? atomic.load<u32>(dom + DOM_SERIAL) : 0);
+  store<u32>(r + FAULT_SERIAL, domainKnown(dom) ? atomic.load<u32>(dom + DOM_SERIAL) : 0);
   store<u32>(r + FAULT_SLOT, slot);
   atomic.store<u32>(r + FAULT_SEQ, i + 1); // publish; paired with fault_rec
 }

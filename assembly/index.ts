@@ -34,5 +34,9 @@ export {
 export {
   iotlb_attach, iotlb_slot, iotlb_flush, iotlb_translate, iotlb_host, iotlb_avail, iotlb_bench,
 } from "./iotlb";
-export * from "./dma";
+export {
+  DMA_DESC_OP, DMA_DESC_DOM, DMA_DESC_SRC_LO, DMA_DESC_SRC_HI, DMA_DESC_DST_LO, DMA_DESC_DST_HI, DMA_DESC_LEN,
+  DMA_DESC_STATUS, DMA_DESC_SIZE, DMA_OP_READ, DMA_OP_WRITE, DMA_OP_COPY,
+  dma_read, dma_write, dma_copy, dma_batch, dev_dma,
+} from "./dma";
 export * from "./bench";

@@ -26,6 +26,9 @@ export const ENOMEM: i32 = 12;
 export const EFAULT: i32 = 14;
 export const ENOSPC: i32 = 28;
 
+/** The u64 IOVA of an exported function's (lo, hi) u32 pair (no i64 crosses to JS). */
+@inline export function iova64(lo: u32, hi: u32): u64 { return (<u64>hi << 32) | <u64>lo; }
+
 // Side result of the last walk in this thread: host address of the leaf's PTE (the one that
 // carries the dirty bit). A wasm global, so per instance, i.e. per thread.
 export let walkPte: u32 = 0;

@@ -29,10 +29,10 @@ export const MOCK_IO_PAGE_SHIFT: u32 = 11;
 export const MOCK_HUGE_SHIFT: u32 = 20;
 export const MOCK_APERTURE_START: u32 = 0x1000000;
 export const MOCK_APERTURE_LAST: u32 = 0x7fffffff;
-export const MOCK_PGSIZE: u32 = 0x800;
-export const MOCK_PGSIZE_HUGE: u32 = 0x100800;
-export const MOCK_SHIFTS: u32 = 11; // IOTLB probe list; domain_map appends 20 on first use
-const HUGE_UNITS: u32 = 512;
+export const MOCK_PGSIZE: u32 = 1 << MOCK_IO_PAGE_SHIFT;
+export const MOCK_PGSIZE_HUGE: u32 = MOCK_PGSIZE | (1 << MOCK_HUGE_SHIFT);
+export const MOCK_SHIFTS: u32 = MOCK_IO_PAGE_SHIFT; // IOTLB probe list; domain_map appends 20 on first use
+const HUGE_UNITS: u32 = 1 << (MOCK_HUGE_SHIFT - MOCK_IO_PAGE_SHIFT); // 2 KiB units of a 1 MiB page
 
 @inline function entryAt(root: u32, unit: u32, alloc: bool): u32 {
   const top = frame_addr(root) + ((unit >> 10) << 2);

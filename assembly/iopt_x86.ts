@@ -27,11 +27,15 @@ const ADDR: u32 = 0xfffff000;
 const TABLE_BITS: u32 = X86_P | X86_R | X86_W;
 
 export const X86_IOVA_BITS: u32 = 48;
-export const X86_PGSIZE_BITMAP: u32 = 0x40201000; // 4 KiB | 2 MiB | 1 GiB
+export const X86_PGSIZE_BITMAP: u32 = (1 << 12) | (1 << 21) | (1 << 30); // 4 KiB | 2 MiB | 1 GiB
 // IOTLB probe list of a new domain: leaf shifts, smallest first, one per byte; domain_map
 // appends 21 and 30 once it installs such leaves (domain.ts).
-export const X86_SHIFTS: u32 = 12;
+export const X86_SHIFTS: u32 = PAGE_SHIFT;
 const TOP_SHIFT: u32 = 39;
+
+@inline export function x86_in_aperture(iova: u64): bool {
+  return iova < (<u64>1 << X86_IOVA_BITS);
+}
 
 /**
  * The walk: the leaf word for `iova` (< 2^48), or 0. Sets walkPte to the leaf's PTE. Unrolled
@@ -187,40 +191,67 @@ export function x86_map(root: u32, iova: u64, phys: u32, npages: u32, prot: u32,
   mHuge = huge;
   const rc = mapLevel(root, TOP_SHIFT, iova, end);
   if (rc != 0) {
-    if (mFail > iova) unmapLevel(root, TOP_SHIFT, iova, mFail);
+    if (mFail > iova) unmapLevels(root, iova, mFail);
     pruneLevel(root, TOP_SHIFT, iova, end);
   }
   return rc;
 }
 
-// ---- unmap ------------------------------------------------------------------------------
+// ---- leaf visits: unmap and dirty tracking ------------------------------------------------
+// One recursion visits every present leaf of [iova, end) (a leaf cut by a boundary too: the
+// callers decide whether that may happen) and does lOp to it. Kernel thread only.
+const OP_UNMAP: u32 = 0; // clear it; counts 4 KiB pages
+const OP_DIRTY: u32 = 1; // a dirty leaf: report it into the bitmap, clear D unless dKeep; counts those
+const OP_MARK: u32 = 2; // set D (the selftest's DIRTY op); counts leaves
+let lOp: u32 = OP_UNMAP;
+let dBitmap: u32 = 0;
+let dBase: u64 = 0;
+let dShift: u32 = 0;
+let dKeep: bool = false;
 
-function unmapLevel(table: u32, shift: u32, iova: u64, end: u64): u64 {
+function leafLevel(table: u32, shift: u32, iova: u64, end: u64): u64 {
   const size: u64 = <u64>1 << shift;
   let at = frame_addr(table) + ((<u32>(iova >> shift) & 511) << 3);
-  let pages: u64 = 0;
+  let n: u64 = 0;
   while (iova < end) {
     const e = load<u32>(at);
     const next = (iova | (size - 1)) + 1;
     const stop = next < end ? next : end;
     if ((e & X86_P) != 0) {
-      if (shift == 12 || (e & X86_PS) != 0) {
-        // x86_unmap checked that no leaf is cut; a leaf here lies wholly inside the range.
-        store<u64>(at, 0);
-        pages += size >> PAGE_SHIFT;
-      } else {
-        pages += unmapLevel(e >> PAGE_SHIFT, shift - 9, iova, stop);
-      }
+      if (shift == 12 || (e & X86_PS) != 0) n += leafOp(at, e, size, iova, stop);
+      else n += leafLevel(e >> PAGE_SHIFT, shift - 9, iova, stop);
     }
     iova = stop;
     at += 8;
   }
-  return pages;
+  return n;
+}
+
+/** lOp on the leaf PTE at `at` (low word `e`, `size` bytes, [iova, stop) of it in range). */
+@inline function leafOp(at: u32, e: u32, size: u64, iova: u64, stop: u64): u64 {
+  if (lOp == OP_UNMAP) {
+    store<u64>(at, 0);
+    return size >> PAGE_SHIFT;
+  }
+  if (lOp == OP_MARK) {
+    atomic.or<u32>(at, X86_D); // paired with the atomic AND below and with DMA's atomic OR (iotlb.ts)
+    return 1;
+  }
+  if ((e & X86_D) == 0) return 0;
+  bitmapSetRange(dBitmap, dBase, dShift, iova, stop);
+  if (!dKeep) atomic.and<u32>(at, ~X86_D); // paired with DMA's atomic OR (iotlb.ts)
+  return 1;
+}
+
+/** Clears every leaf of [iova, end) (no boundary may cut one); the 4 KiB pages unmapped. */
+function unmapLevels(root: u32, iova: u64, end: u64): u64 {
+  lOp = OP_UNMAP;
+  return leafLevel(root, TOP_SHIFT, iova, end);
 }
 
 /** True when the leaf covering `iova` (if any) is cut by a range boundary at `iova`. */
 function cutsLeaf(root: u32, iova: u64): bool {
-  if (iova >= (<u64>1 << X86_IOVA_BITS)) return false;
+  if (!x86_in_aperture(iova)) return false;
   const w = x86_walk(root, iova);
   if (w == 0) return false;
   const size: u64 = <u64>1 << ((w >> LEAF_SHIFT_POS) & 31);
@@ -250,7 +281,7 @@ export function x86_unmap(root: u32, iova: u64, npages: u32): i64 {
     return pages;
   }
   if (cutsLeaf(root, iova) || cutsLeaf(root, end)) return -EINVAL;
-  return <i64>unmapLevel(root, TOP_SHIFT, iova, end);
+  return <i64>unmapLevels(root, iova, end);
 }
 
 // ---- table frames -----------------------------------------------------------------------
@@ -296,55 +327,19 @@ export function x86_destroy(root: u32): i32 {
   return destroyLevel(root, TOP_SHIFT);
 }
 
-// ---- dirty tracking ---------------------------------------------------------------------
-let dBitmap: u32 = 0;
-let dBase: u64 = 0;
-let dShift: u32 = 0;
-let dClear: bool = true;
-let dMark: bool = false;
-
-function dirtyLevel(table: u32, shift: u32, iova: u64, end: u64): u32 {
-  const size: u64 = <u64>1 << shift;
-  let at = frame_addr(table) + ((<u32>(iova >> shift) & 511) << 3);
-  let n: u32 = 0;
-  while (iova < end) {
-    const e = load<u32>(at);
-    const next = (iova | (size - 1)) + 1;
-    const stop = next < end ? next : end;
-    if ((e & X86_P) != 0) {
-      if (shift == 12 || (e & X86_PS) != 0) {
-        if (dMark) {
-          // Paired with the atomic AND below and with DMA's atomic OR (iotlb.ts).
-          atomic.or<u32>(at, X86_D);
-          n++;
-        } else if ((e & X86_D) != 0) {
-          bitmapSetRange(dBitmap, dBase, dShift, iova, stop);
-          if (dClear) atomic.and<u32>(at, ~X86_D); // paired with DMA's atomic OR (iotlb.ts)
-          n++;
-        }
-      } else {
-        n += dirtyLevel(e >> PAGE_SHIFT, shift - 9, iova, stop);
-      }
-    }
-    iova = stop;
-    at += 8;
-  }
-  return n;
-}
+// ---- dirty tracking (leafLevel) ------------------------------------------------------------
 
 /**
  * Reports the dirty leaves of [iova, end) into the bitmap (bit i = iova + i << shift) and
  * clears their D bits unless noClear. Returns the number of dirty leaves.
  */
 export function x86_read_and_clear_dirty(root: u32, iova: u64, end: u64, bitmap: u32, shift: u32, noClear: bool): u32 {
-  dBitmap = bitmap; dBase = iova; dShift = shift; dClear = !noClear; dMark = false;
-  return dirtyLevel(root, TOP_SHIFT, iova, end);
+  lOp = OP_DIRTY; dBitmap = bitmap; dBase = iova; dShift = shift; dKeep = noClear;
+  return <u32>leafLevel(root, TOP_SHIFT, iova, end);
 }
 
 /** Sets D on every leaf that [iova, end) touches (the selftest's DIRTY op). Leaves marked. */
 export function x86_mark_dirty(root: u32, iova: u64, end: u64): u32 {
-  dMark = true;
-  const n = dirtyLevel(root, TOP_SHIFT, iova, end);
-  dMark = false;
-  return n;
+  lOp = OP_MARK;
+  return <u32>leafLevel(root, TOP_SHIFT, iova, end);
 }

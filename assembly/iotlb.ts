@@ -22,14 +22,13 @@
 // present PTE). The array is written only by the thread that owns the slot, so its words are
 // plain loads and stores.
 
-import {
-  IOTLB_BASE, IOTLB_ENTRIES, IOTLB_ENTRY_SIZE, IOTLB_SLOT_BYTES, WORKER_SLOTS, DOMAIN_BASE,
-  DOMAIN_SLOTS, DOMAIN_STRIDE,
-} from "./layout";
+import { IOTLB_BASE, IOTLB_ENTRIES, IOTLB_ENTRY_SIZE, IOTLB_SLOT_BYTES, WORKER_SLOTS } from "./layout";
 import { pool_base } from "./frames";
-import { IOPT_X86, LEAF_R, LEAF_W, LEAF_D, LEAF_SHIFT_POS, LEAF_FLAGS, EINVAL, walkPte } from "./iopt";
-import { DOM_FORMAT, DOM_FLAGS, DOM_ROOT, DOM_SERIAL, DOM_INV, DOM_SHIFTS, DOMAIN_F_DIRTY_TRACKING, domainWalk } from "./domain";
-import { x86_walk, x86_run, X86_D, X86_IOVA_BITS } from "./iopt_x86";
+import { IOPT_X86, LEAF_R, LEAF_W, LEAF_D, LEAF_SHIFT_POS, LEAF_FLAGS, EINVAL, walkPte, iova64 } from "./iopt";
+import {
+  DOM_FORMAT, DOM_FLAGS, DOM_ROOT, DOM_SERIAL, DOM_INV, DOM_SHIFTS, DOMAIN_F_DIRTY_TRACKING, domainWalk, domainKnown,
+} from "./domain";
+import { x86_walk, x86_run, x86_in_aperture, X86_D } from "./iopt_x86";
 import { mock_walk, mock_run, mock_in_aperture, MOCK_DIRTY } from "./iopt_mock";
 import {
   FAULT_REASON_UNMAPPED, FAULT_REASON_PERM, FAULT_REASON_BLOCKED, FAULT_REASON_RANGE,
@@ -88,13 +87,9 @@ export function iotlb_flush(): void {
   memory.fill(<usize>tlb, 0, <usize>IOTLB_SLOT_BYTES);
 }
 
-@inline function domKnown(dom: u32): bool {
-  return dom - DOMAIN_BASE < DOMAIN_SLOTS * DOMAIN_STRIDE && (dom & (DOMAIN_STRIDE - 1)) == 0;
-}
-
 /** Starts a transfer on `dom`: remembers its serial (0 for the blocking or a dead domain). */
 @inline export function xlateBegin(dom: u32): void {
-  xSerial = domKnown(dom) ? atomic.load<u32>(dom + DOM_SERIAL) : 0;
+  xSerial = domainKnown(dom) ? atomic.load<u32>(dom + DOM_SERIAL) : 0;
 }
 
 // Index: the page number folded byte by byte (xor), so that consecutive pages and power-of-two
@@ -115,14 +110,15 @@ export function iotlb_flush(): void {
 @inline export function xlate(dom: u32, iova: u64, write: bool, want: u64): u32 {
   const e = write ? wEnt : rEnt;
   const off = iova - (load<u64>(e + E_TAG) & ~(<u64>E_SHIFT_MASK));
+  const run = load<u32>(e + E_RUN);
   // An empty entry has run 0; a filled one has a non-zero serial, so a match means dom is
   // the live domain this transfer began on. Atomic load paired with domain_invalidate's RMW.
-  if (off < <u64>load<u32>(e + E_RUN) && load<u32>(e + E_SERIAL) == xSerial
+  if (off < <u64>run && load<u32>(e + E_SERIAL) == xSerial
     && load<u32>(e + E_INV) == atomic.load<u32>(dom + DOM_INV)) {
     const leaf = load<u32>(e + E_LEAF);
     if ((leaf & (write ? LEAF_W : LEAF_R)) != 0 && (!write || load<u32>(e + E_DBIT) == 0)) {
       stat_inc(STAT_IOTLB_LAST_HITS);
-      tAvail = load<u32>(e + E_RUN) - <u32>off;
+      tAvail = run - <u32>off;
       return pool_base() + (leaf & ~LEAF_FLAGS) + <u32>off;
     }
   }
@@ -183,7 +179,7 @@ function fill(dom: u32, serial: u32, inv: u32, iova: u64, write: bool, want: u64
   // stores in domain_alloc / domain_free.
   if (atomic.load<u32>(dom + DOM_SERIAL) != serial) return FAULT_REASON_BLOCKED;
   const x86 = load<u32>(dom + DOM_FORMAT) == IOPT_X86;
-  if (x86 ? iova >= (<u64>1 << X86_IOVA_BITS) : !mock_in_aperture(iova)) return FAULT_REASON_RANGE;
+  if (!(x86 ? x86_in_aperture(iova) : mock_in_aperture(iova))) return FAULT_REASON_RANGE;
   stat_inc(STAT_IOTLB_WALKS);
   const root = load<u32>(dom + DOM_ROOT);
   const w = x86 ? x86_walk(root, iova) : mock_walk(root, iova);
@@ -213,7 +209,7 @@ function fill(dom: u32, serial: u32, inv: u32, iova: u64, write: bool, want: u64
  */
 export function iotlb_translate(dom: u32, iova_lo: u32, iova_hi: u32, write: u32): u32 {
   xlateBegin(dom);
-  const h = xlate(dom, (<u64>iova_hi << 32) | <u64>iova_lo, write != 0, 1);
+  const h = xlate(dom, iova64(iova_lo, iova_hi), write != 0, 1);
   if (h < XLATE_HOST) return h;
   lastHost = h;
   return 0;
@@ -230,7 +226,7 @@ export function iotlb_avail(): u32 { return tAvail; }
  * checksum so nothing is optimised away.
  */
 export function iotlb_bench(dom: u32, iova_lo: u32, iova_hi: u32, span_log2: u32, count: u32, mode: u32): u32 {
-  const iova = (<u64>iova_hi << 32) | <u64>iova_lo;
+  const iova = iova64(iova_lo, iova_hi);
   const mask: u32 = (<u32>1 << span_log2) - 1;
   const stride: u64 = (mode >> 8) != 0 ? <u64>((mode >> 8) & 0xff) : 12;
   const m = mode & 0xff;

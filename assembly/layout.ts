@@ -47,13 +47,12 @@ export const EVENTFD_END: u32 = EVENTFD_BASE + EVENTFD_SLOTS * EVENTFD_STRIDE;
 
 // ---- worker slots: one 64-byte cache line each --------------------------------------------
 //   @0 epoch word (epoch.ts)  @4 owner: 0 free, else a claim token (worker.ts claims with a CAS;
-//   slot 0 is the kernel thread's)  @8 last heartbeat of a claimed slot (ms, low 32 bits)
-//   @16 the slot's statistics counters (stats.ts), u32 each, written only by the slot's thread
+//   slot 0 is the kernel thread's)  @16 the slot's statistics counters (stats.ts), u32 each,
+//   written only by the slot's thread
 export const WORKER_BASE: u32 = EVENTFD_END;
 export const WORKER_SLOTS: u32 = 64;
 export const WORKER_STRIDE: u32 = 64;
 export const WORKER_OWNER: u32 = 4;
-export const WORKER_HEARTBEAT: u32 = 8;
 export const WORKER_STATS: u32 = 16;
 export const WORKER_STATS_COUNT: u32 = 12;
 export const WORKER_END: u32 = WORKER_BASE + WORKER_SLOTS * WORKER_STRIDE;

@@ -3,8 +3,12 @@
 
 import { createKernel, errnoName, IommuFd, VfioDeviceFile, VfioError } from "./index.js";
 import {
-  EFD_NONBLOCK, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, O_RDWR, POLLIN, PROT_READ, PROT_WRITE,
+  EFD_NONBLOCK, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, POLLIN, PROT_READ, PROT_WRITE,
 } from "./uapi/posix.js";
+import { VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_OFFSET_SHIFT } from "./uapi/vfio.js";
+
+/** The file offset of vfio-pci's config-space region. */
+const CONFIG_REGION = VFIO_PCI_CONFIG_REGION_INDEX * 2 ** VFIO_PCI_OFFSET_SHIFT;
 
 export async function runDemo(out: (line: string) => void, glob = "*"): Promise<number> {
   const kernel = await createKernel({
@@ -75,10 +79,10 @@ export async function runDemo(out: (line: string) => void, glob = "*"): Promise<
     say(`vfio-dev: ${String(vfioDev)}`);
     const dev = VfioDeviceFile.open(proc, `/dev/vfio/devices/${(vfioDev as string[])[0]}`);
     const cfg = new Uint8Array(4);
-    say(`config read before BIND: ${show(proc.pread(dev.fd, cfg, 7 * 2 ** 40))} (the file starts blocked)`);
+    say(`config read before BIND: ${show(proc.pread(dev.fd, cfg, CONFIG_REGION))} (the file starts blocked)`);
     const devid = dev.bind(iommufd2());
     say(`bound: devid ${devid}`);
-    proc.pread(dev.fd, cfg, 7 * 2 ** 40);
+    proc.pread(dev.fd, cfg, CONFIG_REGION);
     say(`config vendor:device ${(cfg[0] | cfg[1] << 8).toString(16)}:${(cfg[2] | cfg[3] << 8).toString(16)}`);
     const handle = kernel.device(bdf)!;
     const out = new Uint8Array(10);

@@ -3,6 +3,8 @@
 // worker slot (its epoch word, its IOTLB, its bounce buffer); through it a worker does gated
 // file operations on device files and device DMA, never touching the control plane.
 
+import { errno } from "./uapi/errno.js";
+import { VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_NUM_REGIONS, VFIO_PCI_OFFSET_SHIFT } from "./uapi/vfio.js";
 import { Core, type CoreInit } from "./wasm/core.js";
 
 export { Core };
@@ -43,13 +45,10 @@ interface WorkerExports {
   dev_dma(dev: number, iovaLo: number, iovaHi: number, host: number, len: number, write: number): number;
 }
 
-const EINVAL = 22;
-const EFAULT = 14;
-const EBUSY = 16;
-/** vfio-pci's region offsets: index << 40. */
-const REGION_SHIFT = 2 ** 40;
-const CONFIG_REGION = 7;
-const NUM_REGIONS = 9;
+const { EINVAL, EFAULT, EBUSY } = errno;
+/** A region's file offset: index * REGION_SPAN + offset (vfio-pci's index << 40). */
+const REGION_SPAN = 2 ** VFIO_PCI_OFFSET_SHIFT;
+const U32 = 2 ** 32;
 
 /** Instantiates the data-plane core in this thread over the memory of `init`. */
 export function attachCore(init: CoreInit): Promise<Core> {
@@ -73,14 +72,83 @@ const toOffset = (o: number | bigint): number => {
   return v;
 };
 
+/**
+ * A device file's read/write from a worker once the file's gate is passed: the device state
+ * published in shared memory (the file's FILE_DEV_BASE word, the device's DEV_* line, its
+ * config-space shadow with the write masks, BAR0), as vfio-pci's rw does it on the kernel's
+ * side. The layout constants are read once, here. It neither checks the gate nor opens a
+ * grace-period section: Context.fileRw wraps it in both. Exported as the ungated baseline the
+ * gate's cost is measured against (bench/workers/gate-pread.mjs).
+ */
+export class DeviceFileIo {
+  private readonly mem: Uint8Array;
+  private readonly u32: Uint32Array;
+  /** Word indexes: the FILE_DEV_BASE table, and each DEV_* field within a device's line. */
+  private readonly fileDev: number;
+  private readonly config: number;
+  private readonly configSize: number;
+  private readonly configMask: number;
+  private readonly bar0: number;
+  private readonly bar0Size: number;
+  /** Byte address of the device table and its line size. */
+  private readonly devBase: number;
+  private readonly devStride: number;
+
+  constructor(core: Core) {
+    this.mem = core.u8;
+    this.u32 = core.u32;
+    this.fileDev = core.c("FILE_DEV_BASE") >>> 2;
+    this.devBase = core.c("DEV_BASE");
+    this.devStride = core.c("DEV_STRIDE");
+    this.config = core.c("DEV_CONFIG") / 4;
+    this.configSize = core.c("DEV_CONFIG_SIZE") / 4;
+    this.configMask = core.c("DEV_CONFIG_MASK") / 4;
+    this.bar0 = core.c("DEV_BAR0") / 4;
+    this.bar0Size = core.c("DEV_BAR0_SIZE") / 4;
+  }
+
+  /** pos: region index * 2^40 + offset. Bytes transferred, or -errno. */
+  rw(fileSlot: number, buf: Uint8Array, pos: number, write: boolean): number {
+    const u32 = this.u32;
+    const dev = u32[this.fileDev + fileSlot] - 1;
+    if (dev < 0) return -EINVAL;
+    if (buf.length === 0) return 0;
+    const line = (this.devBase + dev * this.devStride) >>> 2;
+    const index = Math.floor(pos / REGION_SPAN);
+    const off = pos % REGION_SPAN;
+    if (index >= VFIO_PCI_NUM_REGIONS) return -EINVAL;
+    const mem = this.mem;
+    if (index === VFIO_PCI_CONFIG_REGION_INDEX) {
+      const size = u32[line + this.configSize];
+      if (off >= size || off + buf.length > size) return -EFAULT;
+      const at = u32[line + this.config] + off;
+      if (!write) { buf.set(mem.subarray(at, at + buf.length)); return buf.length; }
+      // Writes go through the virtualization masks, as on the kernel's side.
+      const mask = u32[line + this.configMask] + off;
+      for (let i = 0; i < buf.length; i++) mem[at + i] = (mem[at + i] & ~mem[mask + i]) | (buf[i] & mem[mask + i]);
+      return buf.length;
+    }
+    if (index !== 0) return -EINVAL;
+    const size = u32[line + this.bar0Size];
+    if (off >= size) return -EINVAL;
+    const n = Math.min(buf.length, size - off);
+    const at = u32[line + this.bar0] + off;
+    if (write) mem.set(buf.subarray(0, n), at);
+    else buf.set(mem.subarray(at, at + n));
+    return n;
+  }
+}
+
 class Context implements WorkerContext {
   private detached = false;
   private readonly bounce: number;
   private readonly bounceBytes: number;
+  private readonly io: DeviceFileIo;
 
   constructor(readonly core: Core, private readonly x: WorkerExports, readonly slot: number) {
     this.bounceBytes = core.c("BOUNCE_BYTES");
     this.bounce = core.c("BOUNCE_BASE") + slot * this.bounceBytes;
+    this.io = new DeviceFileIo(core);
   }
 
   private live(): void {
@@ -97,8 +165,8 @@ class Context implements WorkerContext {
   /**
    * A device file's read/write from this thread: one atomic load of the gate word first
    * (paired with gate_grant in BIND: passing it makes every store of the bind visible), then
-   * the device state published in shared memory. The whole operation is a grace-period read
-   * section, so the device's memory is not freed under it.
+   * the device state published in shared memory (DeviceFileIo). The whole operation is a
+   * grace-period read section, so the device's memory is not freed under it.
    */
   private fileRw(ref: FileRef, buf: Uint8Array, pos: number, write: boolean): number {
     this.live();
@@ -107,34 +175,7 @@ class Context implements WorkerContext {
     try {
       const g = x.gate_check(ref.slot, ref.gen);
       if (g !== 0) return g;
-      const c = this.core;
-      const dev = c.u32[(c.c("FILE_DEV_BASE") >>> 2) + ref.slot] - 1;
-      if (dev < 0) return -EINVAL;
-      if (buf.length === 0) return 0;
-      const line = (c.c("DEV_BASE") + dev * c.c("DEV_STRIDE")) >>> 2;
-      const field = (name: string) => c.u32[line + c.c(name) / 4];
-      const index = Math.floor(pos / REGION_SHIFT);
-      const off = pos % REGION_SHIFT;
-      if (index >= NUM_REGIONS) return -EINVAL;
-      const mem = c.u8;
-      if (index === CONFIG_REGION) {
-        const size = field("DEV_CONFIG_SIZE");
-        if (off >= size || off + buf.length > size) return -EFAULT;
-        const at = field("DEV_CONFIG") + off;
-        if (!write) { buf.set(mem.subarray(at, at + buf.length)); return buf.length; }
-        // Writes go through the virtualization masks, as on the kernel's side.
-        const mask = field("DEV_CONFIG_MASK") + off;
-        for (let i = 0; i < buf.length; i++) mem[at + i] = (mem[at + i] & ~mem[mask + i]) | (buf[i] & mem[mask + i]);
-        return buf.length;
-      }
-      if (index !== 0) return -EINVAL;
-      const size = field("DEV_BAR0_SIZE");
-      if (off >= size) return -EINVAL;
-      const n = Math.min(buf.length, size - off);
-      const at = field("DEV_BAR0") + off;
-      if (write) mem.set(buf.subarray(0, n), at);
-      else buf.set(mem.subarray(at, at + n));
-      return n;
+      return this.io.rw(ref.slot, buf, pos, write);
     } finally {
       x.epoch_exit();
     }
@@ -148,21 +189,36 @@ class Context implements WorkerContext {
     };
   }
 
-  /** Device DMA through the device's current domain (dev_dma loads it in its own section). */
+  /**
+   * Device DMA through the device's current domain (dev_dma loads it in its own section), one
+   * bounce buffer at a time. The IOVA travels as two u32 halves, advanced with a carry (mod 2^64).
+   */
   private dma(index: number, iova: number | bigint, buf: Uint8Array, write: boolean): number {
     this.live();
-    let at = typeof iova === "bigint" ? iova : BigInt(iova);
+    let lo: number;
+    let hi: number;
+    if (typeof iova === "number" && iova >= 0 && Number.isSafeInteger(iova)) {
+      lo = iova % U32;
+      hi = (iova - lo) / U32;
+    } else {
+      const at = typeof iova === "bigint" ? iova : BigInt(iova);
+      lo = Number(at & 0xffffffffn);
+      hi = Number((at >> 32n) & 0xffffffffn);
+    }
     const mem = this.core.u8;
+    const bounce = this.bounce;
     for (let done = 0; done < buf.length;) {
       const n = Math.min(this.bounceBytes, buf.length - done);
-      const lo = Number(at & 0xffffffffn);
-      const hi = Number((at >> 32n) & 0xffffffffn);
-      if (write) mem.set(buf.subarray(done, done + n), this.bounce);
-      const rc = this.x.dev_dma(index, lo, hi, this.bounce, n, write ? 1 : 0);
-      if (!write && rc === 0) buf.set(mem.subarray(this.bounce, this.bounce + n), done);
+      if (write) mem.set(n === buf.length ? buf : buf.subarray(done, done + n), bounce);
+      const rc = this.x.dev_dma(index, lo, hi, bounce, n, write ? 1 : 0);
+      if (!write && rc === 0) buf.set(mem.subarray(bounce, bounce + n), done);
       if (rc < 0) return rc;
       done += n;
-      at += BigInt(n);
+      lo += n;
+      if (lo >= U32) {
+        lo -= U32;
+        hi = (hi + 1) >>> 0;
+      }
     }
     return 0;
   }
@@ -173,4 +229,3 @@ class Context implements WorkerContext {
     this.x.worker_release(this.slot);
   }
 }
-

@@ -6,10 +6,10 @@
 import { describe, it, expect } from "vitest";
 import { Worker } from "node:worker_threads";
 import {
-  createKernel, IommuFd, VfioDeviceFile, MAP_ANONYMOUS, MAP_POPULATE, MAP_SHARED, PROT_READ, PROT_WRITE,
-  IOMMU_IOAS_MAP, IOMMU_IOAS_UNMAP, type Kernel,
+  createKernel, IommuFd, VfioDeviceFile, MAP_ANONYMOUS, MAP_POPULATE, MAP_SHARED, PROT_READ, PROT_WRITE, type Kernel,
 } from "../src/index.js";
 import type { Process } from "../src/kernel/process.js";
+import { IOMMU_IOAS_MAP, IOMMU_IOAS_UNMAP, mapCmd as mapImage, unmapCmd as unmapImage, RW, FIXED } from "./iommufd/util.js";
 
 const PG = 4096;
 const CONFIG_OFFSET = 7 * 2 ** 40;
@@ -40,27 +40,10 @@ function spin(us: number): void {
   while (performance.now() < end) { /* the workers run meanwhile */ }
 }
 
-function mapCmd(ioas: number, va: number, len: number, iova: number): Uint8Array {
-  const b = new Uint8Array(40);
-  const v = new DataView(b.buffer);
-  v.setUint32(0, 40, true);
-  v.setUint32(4, 1 | 2 | 4, true); // FIXED_IOVA | WRITEABLE | READABLE
-  v.setUint32(8, ioas, true);
-  v.setBigUint64(16, BigInt(va), true);
-  v.setBigUint64(24, BigInt(len), true);
-  v.setBigUint64(32, BigInt(iova), true);
-  return b;
-}
-
-function unmapCmd(ioas: number, iova: number, len: number): Uint8Array {
-  const b = new Uint8Array(24);
-  const v = new DataView(b.buffer);
-  v.setUint32(0, 24, true);
-  v.setUint32(4, ioas, true);
-  v.setBigUint64(8, BigInt(iova), true);
-  v.setBigUint64(16, BigInt(len), true);
-  return b;
-}
+/** IOMMU_IOAS_MAP (FIXED_IOVA | WRITEABLE | READABLE) and IOMMU_IOAS_UNMAP argument images. */
+const mapCmd = (ioas: number, va: number, len: number, iova: number) =>
+  mapImage({ flags: FIXED | RW, ioasId: ioas, userVa: va, length: len, iova }).buf;
+const unmapCmd = (ioas: number, iova: number, len: number) => unmapImage(ioas, iova, len).buf;
 
 interface Setup { kernel: Kernel; proc: Process; iommufd: IommuFd; dev: VfioDeviceFile; ioas: number; buf: number; index: number }
 
@@ -90,15 +73,48 @@ function canary(s: Setup, value: number): () => boolean {
 
 function hammer(s: Setup, ctl: Int32Array, n: number): Run[] {
   return Array.from({ length: n }, (_, i) => spawn("dma-hammer.mjs", {
-    init: s.kernel.workerInit(), control: ctl.buffer, dev: s.index, iova: IOVA, len: BUF, pattern: 0xa0 + i,
+    init: s.kernel.workerInit(), control: ctl.buffer, dev: s.index, iova: IOVA, len: BUF, pattern: 0xa0 + i, slot: i,
   }));
 }
 
-async function stop(ctl: Int32Array, runs: Run[]): Promise<{ ok: number; faults: number; other: number[] }[]> {
+/** setup(), the buffer mapped at IOVA, and `n` dma-hammer workers running. */
+async function hammering(n = 2): Promise<{ s: Setup; ctl: Int32Array; runs: Run[] }> {
+  const s = await setup();
+  expect(s.proc.ioctlBuf(s.iommufd.fd, IOMMU_IOAS_MAP, mapCmd(s.ioas, s.buf, BUF, IOVA))).toBe(0);
+  // [0] stop, [1] ready count, then per worker [2 + 2i] successes and [3 + 2i] faults so far
+  const ctl = new Int32Array(new SharedArrayBuffer(4 * (2 + 2 * n)));
+  const runs = hammer(s, ctl, n);
+  await ready(ctl, n);
+  return { s, ctl, runs };
+}
+
+/**
+ * Waits (without blocking the workers) until each of `n` hammer workers has counted one more
+ * success (`what` 0) or fault (1) than in `since` (taken with progress()); gives up after 10 s.
+ */
+async function progressed(ctl: Int32Array, n: number, what: 0 | 1, since = progress(ctl, n, what)): Promise<void> {
+  const deadline = performance.now() + 10_000;
+  while (progress(ctl, n, what).some((v, i) => v <= since[i]) && performance.now() < deadline) await sleep(1);
+}
+
+function progress(ctl: Int32Array, n: number, what: 0 | 1): number[] {
+  return Array.from({ length: n }, (_, i) => Atomics.load(ctl, 2 + 2 * i + what));
+}
+
+/**
+ * Stops the hammer workers. Each must have seen only successes and faults, and both: the
+ * device got through while it could and faulted while it could not.
+ */
+async function stop(ctl: Int32Array, runs: Run[]): Promise<void> {
   Atomics.store(ctl, 0, 1);
   const out = (await Promise.all(runs.map((r) => r.done))) as { ok: number; faults: number; other: number[] }[];
   await Promise.all(runs.map((r) => r.worker.terminate()));
-  return out;
+  expect(out).toHaveLength(runs.length);
+  for (const r of out) {
+    expect(r.other).toEqual([]);
+    expect(r.ok, "DMA got through while mapped").toBeGreaterThan(0);
+    expect(r.faults, "DMA faulted while unmapped").toBeGreaterThan(0);
+  }
 }
 
 describe("the gate across threads", () => {
@@ -147,13 +163,7 @@ describe("the gate across threads", () => {
 
 describe("the grace period", () => {
   it("no device DMA reaches a mapping once IOMMU_IOAS_UNMAP has returned, over thousands of unmaps", async () => {
-    const s = await setup();
-    const map = mapCmd(s.ioas, s.buf, BUF, IOVA);
-    const unmap = unmapCmd(s.ioas, IOVA, BUF);
-    expect(s.proc.ioctlBuf(s.iommufd.fd, IOMMU_IOAS_MAP, map)).toBe(0);
-    const ctl = new Int32Array(new SharedArrayBuffer(8));
-    const runs = hammer(s, ctl, 2);
-    await ready(ctl, 2);
+    const { s, ctl, runs } = await hammering();
     const deadline = performance.now() + 2500;
     let cycles = 0;
     let broken = 0;
@@ -167,25 +177,15 @@ describe("the grace period", () => {
       spin(30);
       cycles++;
     }
-    const res = await stop(ctl, runs);
+    await stop(ctl, runs);
     expect(broken).toBe(0);
     expect(cycles).toBeGreaterThan(200);
-    for (const r of res) {
-      expect(r.other).toEqual([]);
-      expect(r.ok).toBeGreaterThan(0); // the device did get through while mapped
-      expect(r.faults).toBeGreaterThan(0); // and faulted while unmapped
-    }
-    void unmap;
     await s.kernel.close();
   }, 30_000);
 
   it("no device DMA goes through a domain once DETACH has returned, nor once ATTACH moved the device away", async () => {
-    const s = await setup();
-    expect(s.proc.ioctlBuf(s.iommufd.fd, IOMMU_IOAS_MAP, mapCmd(s.ioas, s.buf, BUF, IOVA))).toBe(0);
+    const { s, ctl, runs } = await hammering();
     const other = s.iommufd.allocIoas(); // an IOAS with nothing mapped: DMA through it faults
-    const ctl = new Int32Array(new SharedArrayBuffer(8));
-    const runs = hammer(s, ctl, 2);
-    await ready(ctl, 2);
     let broken = 0;
     let cycles = 0;
     const deadline = performance.now() + 2000;
@@ -205,34 +205,21 @@ describe("the grace period", () => {
       spin(30);
       cycles++;
     }
-    const res = await stop(ctl, runs);
+    await stop(ctl, runs);
     expect(broken).toBe(0);
     expect(cycles).toBeGreaterThan(50);
-    for (const r of res) {
-      expect(r.other).toEqual([]);
-      expect(r.ok).toBeGreaterThan(0);
-      expect(r.faults).toBeGreaterThan(0);
-    }
     await s.kernel.close();
   }, 30_000);
 
   it("no device DMA gets through once the device file is closed", async () => {
-    const s = await setup();
-    expect(s.proc.ioctlBuf(s.iommufd.fd, IOMMU_IOAS_MAP, mapCmd(s.ioas, s.buf, BUF, IOVA))).toBe(0);
-    const ctl = new Int32Array(new SharedArrayBuffer(8));
-    const runs = hammer(s, ctl, 2);
-    await ready(ctl, 2);
-    await sleep(20);
+    const { s, ctl, runs } = await hammering();
+    await progressed(ctl, runs.length, 0); // every worker got through while attached
     s.dev.close(); // unbind: the device falls back to blocked DMA
     const intact = canary(s, 0x6c);
     await sleep(30);
-    const res = await stop(ctl, runs);
+    await progressed(ctl, runs.length, 1); // and every worker faulted since (not only had the time to)
+    await stop(ctl, runs);
     expect(intact()).toBe(true);
-    for (const r of res) {
-      expect(r.other).toEqual([]);
-      expect(r.ok).toBeGreaterThan(0);
-      expect(r.faults).toBeGreaterThan(0);
-    }
     await s.kernel.close();
   }, 30_000);
 

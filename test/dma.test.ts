@@ -384,7 +384,7 @@ function property(fmt: "x86" | "mock" | "mock-huge", seed: number, ops: number) 
     const model = new Model();
     const shadow = new Uint8Array(e.block);
     const x86 = fmt === "x86";
-    const big = x86 ? 512 : 512; // 2 MiB (x86) or 1 MiB (mock) in IO pages
+    const big = 512; // a huge leaf in IO pages: 2 MiB (x86) or 1 MiB (mock)
     const winStart = x86 ? 0x1000000000 / ps : 0x1000000 / ps;
     const winPages = (64 * MiB) / ps;
     const blockPages = e.block / ps;

@@ -291,6 +291,6 @@ describe("kill", () => {
     await kernel.close();
     expect(kernel.stats().openFiles).toBe(0);
     expect(kernel.stats().processes).toBe(0);
-    expect(() => kernel.createProcess()).toThrow();
+    expect(() => kernel.createProcess()).toThrow(/kernel is closed/);
   });
 });

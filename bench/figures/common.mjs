@@ -2,9 +2,15 @@
 // fixed-size shared memory, the domains every figure uses, the descriptor generator and the
 // naive TypeScript translator (baseline TS). bench/native/bench.c mirrors this layout (IOVA
 // bases, physical blocks, domain order, so the domain serials mixed into the IOTLB index match).
+// Also the kernel-level setup the control-plane figures share (bootAttached).
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Core, WASM_PAGE } from "../../dist/wasm/core.js";
+import {
+  createKernel, IommuFd, VfioDeviceFile, MAP_ANONYMOUS, MAP_POPULATE, MAP_SHARED, PROT_READ, PROT_WRITE,
+  IOMMU_IOAS_MAP, IOMMU_IOAS_UNMAP, IOMMU_IOAS_MAP_FIXED_IOVA, IOMMU_IOAS_MAP_WRITEABLE, IOMMU_IOAS_MAP_READABLE,
+  iommu_ioas_map, iommu_ioas_unmap, setField, errno,
+} from "../../dist/index.js";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
 
@@ -47,13 +53,9 @@ export async function bootEnv(wasmFile = "build/core.wasm") {
   const host = (f) => core.poolBase + f * 4096;
   // Populate the data pages now, so no first touch lands in a trial: a pattern in each source
   // half, zeroes in each destination half (the figures' setup checks the copies against it).
-  const pattern = (at, bytes) => {
-    const w = core.u32;
-    for (let i = at >>> 2, e = (at + bytes) >>> 2, v = 0x12345678; i < e; i++) { v = (Math.imul(v, 1664525) + 1013904223) >>> 0; w[i] = v; }
-  };
-  pattern(host(coldFrame), 64 * MiB);
+  fillPattern(core, host(coldFrame), 64 * MiB, 0x12345678);
   core.u8.fill(0, host(coldFrame) + 64 * MiB, host(coldFrame) + 128 * MiB);
-  pattern(host(hotFrame), 256 * KiB);
+  fillPattern(core, host(hotFrame), 256 * KiB, 0x12345678);
   core.u8.fill(0, host(hotFrame) + 256 * KiB, host(hotFrame) + 512 * KiB);
   const X86 = core.c("IOPT_X86");
   const dom = () => {
@@ -85,6 +87,12 @@ export async function bootEnv(wasmFile = "build/core.wasm") {
   };
 }
 
+/** Fills `bytes` at host address `at` with a pseudo-random pattern of u32 words from `seed`. */
+export function fillPattern(core, at, bytes, seed) {
+  const w = core.u32;
+  for (let i = at >>> 2, e = (at + bytes) >>> 2, v = seed; i < e; i++) { v = (Math.imul(v, 1664525) + 1013904223) >>> 0; w[i] = v; }
+}
+
 /**
  * The descriptor generator (bench.c gen_desc): sizes cycle, each descriptor starts where the
  * last ended and wraps to 0 when it would pass the working set; src and dst (the second half of
@@ -107,26 +115,29 @@ export function makeDescs(ws, sizes) {
  * `dom`), one with host addresses (the identity domain, baseline W). Returns their addresses.
  */
 export function writeDescs(env, descs, region, dom) {
-  const { core, x, alloc, host } = env;
+  const { core, alloc, host } = env;
   const size = core.c("DMA_DESC_SIZE");
   const bytes = descs.length * size;
   const order = Math.max(0, Math.ceil(Math.log2(Math.ceil(bytes / 4096))));
   const at = { t: host(alloc(order)), w: host(alloc(order)) };
   const u32 = core.u32;
+  // The descriptor's fields (assembly/dma.ts DMA_DESC_*), as word offsets.
+  const F = Object.fromEntries(["OP", "DOM", "SRC_LO", "SRC_HI", "DST_LO", "DST_HI", "LEN", "STATUS"]
+    .map((n) => [n, core.c(`DMA_DESC_${n}`) >>> 2]));
+  const COPY = core.c("DMA_OP_COPY");
   const put = (base, i, src, dst, len) => {
     const w = (base + i * size) >>> 2;
-    u32[w] = core.c("DMA_OP_COPY");
-    u32[w + 1] = dom;
-    u32[w + 2] = lo(src); u32[w + 3] = hi(src);
-    u32[w + 4] = lo(dst); u32[w + 5] = hi(dst);
-    u32[w + 6] = len;
-    u32[w + 7] = 0;
+    u32[w + F.OP] = COPY;
+    u32[w + F.DOM] = dom;
+    u32[w + F.SRC_LO] = lo(src); u32[w + F.SRC_HI] = hi(src);
+    u32[w + F.DST_LO] = lo(dst); u32[w + F.DST_HI] = hi(dst);
+    u32[w + F.LEN] = len;
+    u32[w + F.STATUS] = 0;
   };
   descs.forEach((d, i) => {
     put(at.t, i, region.iova + d.off, region.iova + region.ws + d.off, d.len);
     put(at.w, i, region.host + d.off, region.host + region.ws + d.off, d.len);
   });
-  void x;
   return at;
 }
 
@@ -145,7 +156,7 @@ export class NaiveTs {
   unmap(iova, len) {
     for (let o = 0; o < len; o += 4096) this.pages.delete((iova + o) / 4096);
   }
-  /** Copies len bytes from IOVA src to IOVA dst: 0, or -14 (EFAULT). */
+  /** Copies len bytes from IOVA src to IOVA dst: 0, or -EFAULT. */
   copy(src, dst, len) {
     const u8 = this.u8;
     let done = 0;
@@ -153,12 +164,64 @@ export class NaiveTs {
       const s = src + done, d = dst + done;
       const sp = this.pages.get(Math.floor(s / 4096));
       const dp = this.pages.get(Math.floor(d / 4096));
-      if (sp === undefined || dp === undefined) return -14;
+      if (sp === undefined || dp === undefined) return -errno.EFAULT;
       const so = s % 4096, dof = d % 4096;
       const n = Math.min(len - done, 4096 - so, 4096 - dof);
       u8.set(u8.subarray(sp + so, sp + so + n), dp + dof);
       done += n;
     }
     return 0;
+  }
+}
+
+// ---- control-plane figures (T9, T10, T15): a kernel with one device attached ----------------
+
+export const DEV_BDF = "0000:00:04.0"; // the memcpy device of every kernel-level figure
+export const IOAS_IOVA = 0x100000; // where bootAttached's IOMMU_IOAS_MAP puts the buffer
+
+/** A uapi struct's bytes, built from its layout in dist/: size set, `values` by field name, the rest 0. */
+export function structBytes(layout, values) {
+  const b = new Uint8Array(layout.size);
+  const v = new DataView(b.buffer);
+  for (const [k, x] of Object.entries({ size: layout.size, ...values })) setField(v, layout.fields[k], x);
+  return b;
+}
+
+/**
+ * A real kernel (createKernel, `memoryBytes`) with one memcpy device bound through its cdev and
+ * attached to an IOAS, `bytes` of populated memory, and one IOMMU_IOAS_MAP of all of it at
+ * IOAS_IOVA plus the matching IOMMU_IOAS_UNMAP written once into user memory: map() and
+ * unmap() are raw ioctls passing their addresses. Nothing is mapped yet. `label` prefixes
+ * errors. The kernel is closed again when the setup fails.
+ */
+export async function bootAttached(memoryBytes, bytes, label = "") {
+  const kernel = await createKernel({ memoryBytes, devices: [{ bdf: DEV_BDF, model: "memcpy" }] });
+  try {
+    const proc = kernel.createProcess({ capIpcLock: true });
+    const iommufd = IommuFd.open(proc);
+    const ioas = iommufd.allocIoas();
+    const handle = kernel.device(DEV_BDF);
+    const dev = VfioDeviceFile.open(proc, handle);
+    dev.bind(iommufd);
+    dev.attach(ioas.id);
+    const flags = MAP_SHARED | MAP_ANONYMOUS | MAP_POPULATE;
+    const buf = proc.mmap(0, bytes, PROT_READ | PROT_WRITE, flags, -1, 0);
+    const args = proc.mmap(0, 4096, PROT_READ | PROT_WRITE, flags, -1, 0);
+    if (buf < 0 || args < 0) throw new Error(`${label}mmap: ${buf}, ${args}`);
+    const map = structBytes(iommu_ioas_map, {
+      flags: IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE,
+      ioas_id: ioas.id, user_va: buf, length: bytes, iova: IOAS_IOVA,
+    });
+    const unmap = structBytes(iommu_ioas_unmap, { ioas_id: ioas.id, iova: IOAS_IOVA, length: bytes });
+    if (proc.writeMemory(args, map) !== 0) throw new Error(`${label}writeMemory`);
+    if (proc.writeMemory(args + 64, unmap) !== 0) throw new Error(`${label}writeMemory`);
+    return {
+      kernel, handle,
+      map: () => proc.ioctl(iommufd.fd, IOMMU_IOAS_MAP, args),
+      unmap: () => proc.ioctl(iommufd.fd, IOMMU_IOAS_UNMAP, args + 64),
+    };
+  } catch (e) {
+    await kernel.close();
+    throw e;
   }
 }

@@ -6,58 +6,7 @@
 // T9: one IOMMU_IOAS_MAP + IOMMU_IOAS_UNMAP pair of 4 KiB (ns per pair), bar <= 2 us.
 // T10: IOMMU_IOAS_MAP of 1 GiB of already-populated memory (ns), bar <= 25 ms; a kernel of
 // 1.5 GiB with CAP_IPC_LOCK, as PERF.md says. --quick maps 64 MiB instead (not judged).
-import {
-  createKernel, IommuFd, VfioDeviceFile, MAP_ANONYMOUS, MAP_POPULATE, MAP_SHARED, PROT_READ, PROT_WRITE,
-  IOMMU_IOAS_MAP, IOMMU_IOAS_UNMAP,
-} from "../../dist/index.js";
-import { MiB } from "./common.mjs";
-
-const BDF = "0000:00:04.0";
-const IOVA = 0x100000;
-
-function mapCmd(ioas, va, len, iova) {
-  const b = new Uint8Array(40);
-  const v = new DataView(b.buffer);
-  v.setUint32(0, 40, true);
-  v.setUint32(4, 1 | 2 | 4, true); // FIXED_IOVA | WRITEABLE | READABLE
-  v.setUint32(8, ioas, true);
-  v.setBigUint64(16, BigInt(va), true);
-  v.setBigUint64(24, BigInt(len), true);
-  v.setBigUint64(32, BigInt(iova), true);
-  return b;
-}
-
-function unmapCmd(ioas, iova, len) {
-  const b = new Uint8Array(24);
-  const v = new DataView(b.buffer);
-  v.setUint32(0, 24, true);
-  v.setUint32(4, ioas, true);
-  v.setBigUint64(8, BigInt(iova), true);
-  v.setBigUint64(16, BigInt(len), true);
-  return b;
-}
-
-/** A kernel with the device attached to an IOAS, `bytes` of populated memory, and the two structs. */
-async function bootAttached(memoryBytes, bytes) {
-  const kernel = await createKernel({ memoryBytes, devices: [{ bdf: BDF, model: "memcpy" }] });
-  const proc = kernel.createProcess({ capIpcLock: true });
-  const iommufd = IommuFd.open(proc);
-  const ioas = iommufd.allocIoas();
-  const dev = VfioDeviceFile.open(proc, kernel.device(BDF));
-  dev.bind(iommufd);
-  dev.attach(ioas.id);
-  const flags = MAP_SHARED | MAP_ANONYMOUS | MAP_POPULATE;
-  const buf = proc.mmap(0, bytes, PROT_READ | PROT_WRITE, flags, -1, 0);
-  const args = proc.mmap(0, 4096, PROT_READ | PROT_WRITE, flags, -1, 0);
-  if (buf < 0 || args < 0) throw new Error(`mmap: ${buf}, ${args}`);
-  if (proc.writeMemory(args, mapCmd(ioas.id, buf, bytes, IOVA)) !== 0) throw new Error("writeMemory");
-  if (proc.writeMemory(args + 64, unmapCmd(ioas.id, IOVA, bytes)) !== 0) throw new Error("writeMemory");
-  return {
-    kernel,
-    map: () => proc.ioctl(iommufd.fd, IOMMU_IOAS_MAP, args),
-    unmap: () => proc.ioctl(iommufd.fd, IOMMU_IOAS_UNMAP, args + 64),
-  };
-}
+import { MiB, bootAttached } from "./common.mjs";
 
 const t9st = {};
 const t9 = {

@@ -2,7 +2,7 @@
 // against W (the same batch loop over the identity domain, assembly/bench.ts), C (native memcpy
 // of the same descriptors), Ct (the C replica translator) and TS (the naive translator).
 // Throughput in GB/s of bytes copied (1 GB/s = 1 byte/ns).
-import { timeNs } from "../lib/harness.mjs";
+import { timeNs, sizeFor } from "../lib/harness.mjs";
 import { makeDescs, writeDescs, KiB } from "./common.mjs";
 
 const MIX = [4 * KiB, 8 * KiB, 16 * KiB, 32 * KiB, 64 * KiB];
@@ -53,11 +53,10 @@ function copyFigure({ id, title, bars, region, leaf, dom, sizes }) {
       }
     },
     calibrate(ctx) {
-      const target = ctx.targetMs * 1e6;
       run(ctx, st.at.t, 1);
-      st.reps = Math.max(1, Math.round(target / run(ctx, st.at.t, 1)));
+      st.reps = sizeFor(ctx, run(ctx, st.at.t, 1));
       tsRun(ctx, 1);
-      st.tsReps = Math.max(1, Math.round(target / tsRun(ctx, 1)));
+      st.tsReps = sizeFor(ctx, tsRun(ctx, 1));
     },
     subject: (ctx) => (st.bytes * st.reps) / run(ctx, st.at.t, st.reps),
     baselines: {

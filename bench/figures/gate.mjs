@@ -3,16 +3,15 @@
 // (bench/workers/gate-pread.mjs) attached through the worker API reads one config dword (the
 // vendor and device ids) with ctx.file(ref).pread, whose first step is the gate check (one
 // atomic load of the file's gate word, gate_check), and with the identical code path minus
-// gate_check, a replica in the worker reading the same shared-memory device state. The two
+// the check (the same DeviceFileIo from dist/worker.js, without the check). The two
 // alternate in slices inside each trial (the order flips every slice); a trial's value is the
 // median over its slice pairs of the gated read's overhead over the ungated one, in % (a
 // median, so a slice that another process preempted does not decide it).
 import { Worker } from "node:worker_threads";
-import { MiB } from "./common.mjs";
-import { median } from "../lib/harness.mjs";
+import { MiB, DEV_BDF as BDF } from "./common.mjs";
+import { median, sizeFor } from "../lib/harness.mjs";
 import { createKernel, IommuFd, VfioDeviceFile } from "../../dist/index.js";
 
-const BDF = "0000:00:04.0";
 const CONFIG_OFFSET = 7 * 2 ** 40; // vfio-pci's config region: index 7 << 40
 const IDS = (0x10ec * 0x10000 + 0x1b36) >>> 0; // memcpy model: device 0x10ec, vendor 0x1b36
 const SLICES = 20;
@@ -49,7 +48,7 @@ const t16 = {
     await ask({ ops: 20000, slices: 2 }); // warm both paths up
     const m = await ask({ ops: 20000, slices: 2 });
     const perOp = [...m.gated, ...m.ungated].reduce((a, b) => a + b, 0) / 80000;
-    st.ops = Math.max(1000, Math.round((ctx.targetMs * 1e6) / (perOp * SLICES)));
+    st.ops = sizeFor(ctx, perOp * SLICES, 1, 1000);
   },
   async subject() {
     const m = await ask({ ops: st.ops, slices: SLICES });

@@ -13,39 +13,11 @@
 // the unmap's 90th percentile and the descriptor's size and time.
 import { Worker } from "node:worker_threads";
 import { median } from "../lib/harness.mjs";
-import { KiB, MiB } from "./common.mjs";
-import {
-  createKernel, IommuFd, VfioDeviceFile, MAP_ANONYMOUS, MAP_POPULATE, MAP_SHARED, PROT_READ, PROT_WRITE,
-  IOMMU_IOAS_MAP, IOMMU_IOAS_UNMAP,
-} from "../../dist/index.js";
+import { KiB, MiB, IOAS_IOVA as IOVA, bootAttached } from "./common.mjs";
 
 // Control words of bench/workers/dma-copy.mjs.
 const STOP = 0, READY = 1, TRIAL = 2, ASK = 3, ANSWERED = 4;
-const BDF = "0000:00:04.0";
-const IOVA = 0x100000;
 const SLACK_NS = 100_000;
-
-function mapCmd(ioas, va, len, iova) {
-  const b = new Uint8Array(40);
-  const v = new DataView(b.buffer);
-  v.setUint32(0, 40, true);
-  v.setUint32(4, 1 | 2 | 4, true); // FIXED_IOVA | WRITEABLE | READABLE
-  v.setUint32(8, ioas, true);
-  v.setBigUint64(16, BigInt(va), true);
-  v.setBigUint64(24, BigInt(len), true);
-  v.setBigUint64(32, BigInt(iova), true);
-  return b;
-}
-
-function unmapCmd(ioas, iova, len) {
-  const b = new Uint8Array(24);
-  const v = new DataView(b.buffer);
-  v.setUint32(0, 24, true);
-  v.setUint32(4, ioas, true);
-  v.setBigUint64(8, BigInt(iova), true);
-  v.setBigUint64(16, BigInt(len), true);
-  return b;
-}
 
 const st = { desc: [], lat: [] };
 const napWord = new Int32Array(new SharedArrayBuffer(4));
@@ -93,23 +65,9 @@ const t15 = {
     st.len = ctx.quick ? 256 * KiB : MiB;
     st.cycles = ctx.quick ? 8 : 30;
     const bytes = 4 * st.len; // per worker: src | dst
-    const kernel = st.kernel = await createKernel({ memoryBytes: 64 * MiB, devices: [{ bdf: BDF, model: "memcpy" }] });
-    const proc = kernel.createProcess({ capIpcLock: true });
-    const iommufd = IommuFd.open(proc);
-    const ioas = iommufd.allocIoas();
-    const handle = kernel.device(BDF);
-    const dev = VfioDeviceFile.open(proc, handle);
-    dev.bind(iommufd);
-    dev.attach(ioas.id);
-    const flags = MAP_SHARED | MAP_ANONYMOUS | MAP_POPULATE;
-    const buf = proc.mmap(0, bytes, PROT_READ | PROT_WRITE, flags, -1, 0);
-    const args = proc.mmap(0, 4096, PROT_READ | PROT_WRITE, flags, -1, 0);
-    if (buf < 0 || args < 0) throw new Error(`T15: mmap: ${buf}, ${args}`);
     // The ioctl structs live in user memory, written once; the calls pass their addresses.
-    if (proc.writeMemory(args, mapCmd(ioas.id, buf, bytes, IOVA)) !== 0) throw new Error("T15: writeMemory");
-    if (proc.writeMemory(args + 64, unmapCmd(ioas.id, IOVA, bytes)) !== 0) throw new Error("T15: writeMemory");
-    st.map = () => proc.ioctl(iommufd.fd, IOMMU_IOAS_MAP, args);
-    st.unmap = () => proc.ioctl(iommufd.fd, IOMMU_IOAS_UNMAP, args + 64);
+    const { kernel, handle, map, unmap } = await bootAttached(64 * MiB, bytes, "T15: ");
+    Object.assign(st, { kernel, map, unmap });
     if (st.map() !== 0) throw new Error("T15: the first IOMMU_IOAS_MAP failed");
     // The unmap with no worker attached, for the note.
     st.gapMs = 0.2;

@@ -2,7 +2,7 @@
 // through the last translation and the IOTLB array), in ns per translation including the
 // loop's pseudo-random generator. Ct runs the same loop in C over the same structures; TS is a
 // Map lookup per translation (the naive translator has no IOTLB: its "walk" is the Map).
-import { timeNs } from "../lib/harness.mjs";
+import { timeNs, sizeFor } from "../lib/harness.mjs";
 import { TLB_IOVA, TLB_SPAN_LOG2, lo, hi } from "./common.mjs";
 
 let tsPages; // page number -> host address, 2^18 entries, shared by T5 and T6
@@ -41,10 +41,9 @@ function tlbFigure({ id, title, span, bars }) {
       }
     },
     calibrate(ctx) {
-      const target = ctx.targetMs * 1e6;
       wasm(ctx, 100000);
-      st.count = Math.max(100000, Math.round((target / wasm(ctx, 100000)) * 100000));
-      st.tsCount = Math.max(10000, Math.round((target / ts(100000)) * 100000));
+      st.count = sizeFor(ctx, wasm(ctx, 100000), 100000, 100000);
+      st.tsCount = sizeFor(ctx, ts(100000), 100000, 10000);
     },
     subject: (ctx) => wasm(ctx, st.count) / st.count,
     baselines: {

@@ -1,7 +1,7 @@
 // T7, T8: the x86 page-table operations alone (x86_map / x86_unmap on a domain's table, no
 // invalidation, no domain bookkeeping), looping inside wasm (assembly/bench.ts). Ct runs the C
 // replica of the same map / unmap recursion; TS is Map.set / Map.delete on the naive translator.
-import { timeNs } from "../lib/harness.mjs";
+import { timeNs, sizeFor } from "../lib/harness.mjs";
 import { MAP_IOVA, BULK_IOVA, lo, hi } from "./common.mjs";
 
 const BULK_PAGES = 256; // per call, one leaf table's worth (the kernel's 256-PTE reference)
@@ -31,10 +31,9 @@ const t7 = (() => {
     id: "T7", title: "page-table map+unmap, one 4 KiB page", unit: "ns", kind: "abs",
     bars: [{ abs: "ns", max: 30 }],
     calibrate(ctx) {
-      const target = ctx.targetMs * 1e6;
       wasm(ctx, 100000);
-      st.count = Math.max(10000, Math.round((target / wasm(ctx, 100000)) * 100000));
-      st.tsCount = Math.max(10000, Math.round((target / ts(100000)) * 100000));
+      st.count = sizeFor(ctx, wasm(ctx, 100000), 100000, 10000);
+      st.tsCount = sizeFor(ctx, ts(100000), 100000, 10000);
     },
     subject: (ctx) => wasm(ctx, st.count) / st.count,
     baselines: {
@@ -75,9 +74,9 @@ const t8 = (() => {
     bars: [{ abs: "ns", max: 5 }],
     calibrate(ctx) {
       cycle(ctx); // the first cycle allocates the tables; later ones reuse them (unmap keeps tables)
-      st.cycles = Math.max(1, Math.round((ctx.targetMs * 1e6) / cycle(ctx)));
+      st.cycles = sizeFor(ctx, cycle(ctx));
       tsCycle();
-      st.tsCycles = Math.max(1, Math.round((ctx.targetMs * 1e6) / tsCycle()));
+      st.tsCycles = sizeFor(ctx, tsCycle());
     },
     subject: (ctx) => {
       let ns = 0;

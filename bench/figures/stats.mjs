@@ -13,7 +13,7 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Core } from "../../dist/wasm/core.js";
-import { median, timeNs } from "../lib/harness.mjs";
+import { median, timeNs, sizeFor } from "../lib/harness.mjs";
 import { makeDescs, writeDescs, KiB } from "./common.mjs";
 
 const root = fileURLToPath(new URL("../../", import.meta.url));
@@ -74,7 +74,7 @@ const t17 = {
     const x = st.run.plain;
     x.bench_dma_batch(st.at, st.count, 1);
     const per = timeNs(() => x.bench_dma_batch(st.at, st.count, 1));
-    st.reps = Math.max(1, Math.round((ctx.targetMs * 1e6) / (per * SLICES)));
+    st.reps = sizeFor(ctx, per * SLICES);
   },
   subject() {
     const { plain, stats } = st.run;

@@ -17,7 +17,8 @@
 //        scaling (the ratio of scalings).
 import { Worker } from "node:worker_threads";
 import { availableParallelism, cpus } from "node:os";
-import { makeDescs, writeDescs, KiB, MiB, lo, hi } from "./common.mjs";
+import { makeDescs, writeDescs, fillPattern, KiB, MiB, lo, hi } from "./common.mjs";
+import { sizeFor } from "../lib/harness.mjs";
 
 const MIX = [4 * KiB, 8 * KiB, 16 * KiB, 32 * KiB, 64 * KiB];
 // Control words of bench/workers/dma-batch.mjs.
@@ -118,8 +119,7 @@ function scaleFigure({ id, title, absScaling, bars, hot }) {
         const rc = x.domain_map(st.dom, lo(iova), hi(iova), frame, (2 * st.ws) / 4096, 3, hot ? 0 : 1);
         if (rc !== 0) throw new Error(`${id}: domain_map: ${rc}`);
         const r = { iova, host: host(frame), ws: st.ws };
-        const w = core.u32;
-        for (let k = r.host >>> 2, e = (r.host + st.ws) >>> 2, v = 0x9e3779b9 + i; k < e; k++) { v = (Math.imul(v, 1664525) + 1013904223) >>> 0; w[k] = v; }
+        fillPattern(core, r.host, st.ws, 0x9e3779b9 + i);
         core.u8.fill(0, r.host + st.ws, r.host + 2 * st.ws);
         r.desc = writeDescs(env, st.descs, r, st.dom).t;
         return r;
@@ -135,13 +135,11 @@ function scaleFigure({ id, title, absScaling, bars, hot }) {
       }
     },
     async calibrate(ctx) {
-      const target = ctx.targetMs * 1e6;
       st.pair.round([{ at: st.regions[0].desc, count: st.count, reps: 1 }, null]);
-      const per = st.pair.round([{ at: st.regions[0].desc, count: st.count, reps: 1 }, null]);
-      st.reps = Math.max(1, Math.round(target / per));
+      st.reps = sizeFor(ctx, st.pair.round([{ at: st.regions[0].desc, count: st.count, reps: 1 }, null]));
       if (ctx.native.ok) {
         const a = await ctx.native.cmd(`scale ${st.ws} ${MIX.join(",")} ${st.count} 1`);
-        st.cReps = Math.max(1, Math.round(target / a.one));
+        st.cReps = sizeFor(ctx, a.one);
       }
     },
     subject: () => oneAndTwo(st.reps).scale,

@@ -27,6 +27,14 @@ export function summary(xs, med = median(xs)) {
   return { median: med, min: Math.min(...xs), max: Math.max(...xs), n: xs.length };
 }
 
+/**
+ * Calibration: how many units (operations, repetitions, cycles) fill a trial of ctx.targetMs,
+ * given that `per` of them took `ns`; at least `min`.
+ */
+export function sizeFor(ctx, ns, per = 1, min = 1) {
+  return Math.max(min, Math.round(((ctx.targetMs * 1e6) / ns) * per));
+}
+
 /** ns elapsed while fn() runs (synchronous wasm / JS work). */
 export function timeNs(fn) {
   const t0 = process.hrtime.bigint();

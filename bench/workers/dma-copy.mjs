@@ -10,6 +10,7 @@
 // median and max descriptor time (ns) since the trial started, descriptors timed, faults.
 import { workerData, parentPort } from "node:worker_threads";
 import { attachWorker } from "../../dist/worker.js";
+import { errno } from "../../dist/uapi/errno.js";
 
 const STOP = 0, READY = 1, TRIAL = 2, ASK = 3, ANSWERED = 4; // as in bench/figures/grace.mjs
 
@@ -44,7 +45,7 @@ while (Atomics.load(ctl, STOP) === 0) {
   if (rc === 0) rc = d.dmaWrite(dst, buf);
   const ns = (performance.now() - t0) * 1e6;
   if (rc === 0) { if (n < times.length) times[n++] = ns; }
-  else if (rc === -14) faults++;
+  else if (rc === -errno.EFAULT) faults++;
   else if (other.length < 10) other.push(rc);
 }
 ctx.detach();

@@ -1,18 +1,12 @@
 // The worker of T16 (bench/figures/gate.mjs): a worker-side pread of one config dword through
 // ctx.file(ref) (gated: one atomic load of the file's gate word first, gate_check) against the
-// identical code path minus gate_check, written here as a replica of src/worker.ts's
-// Context.fileRw reading the same shared-memory device state (FILE_DEV_BASE, DEV_* fields, the
-// config-space shadow). Same object shapes (a context class, file(ref) closures), same epoch
+// identical code path minus the check: src/worker.ts's Context.fileRw without its gate_check
+// line, around the very DeviceFileIo.rw that Context.fileRw calls (exported by dist/worker.js
+// as this baseline). Same object shapes (a context class, file(ref) closures), same epoch
 // section, same copy. Each request { ops, slices } alternates slices of `ops` reads of each
 // (the order flips every slice) and answers the ns of every slice of each side.
 import { workerData, parentPort } from "node:worker_threads";
-import { attachWorker } from "../../dist/worker.js";
-
-const EINVAL = 22;
-const EFAULT = 14;
-const REGION_SHIFT = 2 ** 40;
-const CONFIG_REGION = 7;
-const NUM_REGIONS = 9;
+import { attachWorker, DeviceFileIo } from "../../dist/worker.js";
 
 const toOffset = (o) => {
   const v = typeof o === "bigint" ? Number(o) : o;
@@ -22,10 +16,9 @@ const toOffset = (o) => {
 
 /** src/worker.ts Context, file side, without the gate: the baseline. */
 class Ungated {
-  constructor(core, x, slot) {
-    this.core = core;
+  constructor(core, x) {
     this.x = x;
-    this.slot = slot;
+    this.io = new DeviceFileIo(core);
     this.detached = false;
   }
 
@@ -46,33 +39,7 @@ class Ungated {
     x.epoch_enter();
     try {
       // (no gate_check here: the only difference from Context.fileRw)
-      const c = this.core;
-      const dev = c.u32[(c.c("FILE_DEV_BASE") >>> 2) + ref.slot] - 1;
-      if (dev < 0) return -EINVAL;
-      if (buf.length === 0) return 0;
-      const line = (c.c("DEV_BASE") + dev * c.c("DEV_STRIDE")) >>> 2;
-      const field = (name) => c.u32[line + c.c(name) / 4];
-      const index = Math.floor(pos / REGION_SHIFT);
-      const off = pos % REGION_SHIFT;
-      if (index >= NUM_REGIONS) return -EINVAL;
-      const mem = c.u8;
-      if (index === CONFIG_REGION) {
-        const size = field("DEV_CONFIG_SIZE");
-        if (off >= size || off + buf.length > size) return -EFAULT;
-        const at = field("DEV_CONFIG") + off;
-        if (!write) { buf.set(mem.subarray(at, at + buf.length)); return buf.length; }
-        const mask = field("DEV_CONFIG_MASK") + off;
-        for (let i = 0; i < buf.length; i++) mem[at + i] = (mem[at + i] & ~mem[mask + i]) | (buf[i] & mem[mask + i]);
-        return buf.length;
-      }
-      if (index !== 0) return -EINVAL;
-      const size = field("DEV_BAR0_SIZE");
-      if (off >= size) return -EINVAL;
-      const n = Math.min(buf.length, size - off);
-      const at = field("DEV_BAR0") + off;
-      if (write) mem.set(buf.subarray(0, n), at);
-      else buf.set(mem.subarray(at, at + n));
-      return n;
+      return this.io.rw(ref.slot, buf, pos, write);
     } finally {
       x.epoch_exit();
     }
@@ -82,7 +49,7 @@ class Ungated {
 const { init, ref, configOffset, expect } = workerData;
 const ctx = await attachWorker(init);
 const gated = ctx.file(ref);
-const ungated = new Ungated(ctx.core, ctx.core.x, ctx.slot).file(ref);
+const ungated = new Ungated(ctx.core, ctx.core.x).file(ref);
 const buf = new Uint8Array(4);
 
 // Both must read the same dword, the device's vendor and device ids.

@@ -5,6 +5,8 @@
 
 import { errno } from "../uapi/errno.js";
 import type { KernelCore } from "../kernel/kernel.js";
+import { PAGE_SIZE } from "../kernel/mm.js";
+import { iovaHi, iovaLo } from "./domain.js";
 
 export interface FaultRecord {
   readonly iova: bigint;
@@ -12,18 +14,9 @@ export interface FaultRecord {
   readonly reason: "unmapped" | "perm" | "blocked";
 }
 
-interface DmaExports {
-  dma_read(dom: number, iovaLo: number, iovaHi: number, dst: number, len: number): number;
-  dma_write(dom: number, iovaLo: number, iovaHi: number, src: number, len: number): number;
-  frame_alloc(order: number): number;
-  frame_put(f: number): void;
-  fault_head(): number;
-  fault_rec(i: number): number;
-}
-
 /** Bytes per bounce: 16 frames. */
 const BOUNCE_ORDER = 4;
-const BOUNCE_BYTES = 4096 << BOUNCE_ORDER;
+const BOUNCE_BYTES = PAGE_SIZE << BOUNCE_ORDER;
 
 function reasonOf(kcore: KernelCore, code: number): FaultRecord["reason"] {
   const c = kcore.core;
@@ -36,7 +29,7 @@ function reasonOf(kcore: KernelCore, code: number): FaultRecord["reason"] {
 /** The newest fault record, as the device sees it. */
 function lastFault(kcore: KernelCore): FaultRecord | null {
   const c = kcore.core;
-  const x = c.x as unknown as DmaExports;
+  const x = c.x;
   const head = x.fault_head() >>> 0;
   if (head === 0) return null;
   const r = x.fault_rec(head - 1) >>> 0;
@@ -58,17 +51,17 @@ function lastFault(kcore: KernelCore): FaultRecord | null {
 export function deviceDma(kcore: KernelCore, dom: number, iova: bigint, buf: Uint8Array, write: boolean,
   faults: FaultRecord[]): number {
   const core = kcore.core;
-  const x = core.x as unknown as DmaExports;
+  const x = core.x;
   if (buf.length === 0) return 0;
   const frame = x.frame_alloc(BOUNCE_ORDER) >>> 0;
   if (frame === 0xffffffff) return -errno.ENOMEM;
-  const bounce = core.poolBase + frame * 4096;
+  const bounce = core.poolBase + frame * PAGE_SIZE;
   try {
     for (let done = 0; done < buf.length;) {
       const n = Math.min(BOUNCE_BYTES, buf.length - done);
       const at = iova + BigInt(done);
-      const lo = Number(at & 0xffffffffn);
-      const hi = Number((at >> 32n) & 0xffffffffn);
+      const lo = iovaLo(at);
+      const hi = iovaHi(at);
       let rc: number;
       if (write) {
         core.u8.set(buf.subarray(done, done + n), bounce);

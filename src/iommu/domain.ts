@@ -6,6 +6,8 @@ import type { IoDomain } from "../iommufd/io_pagetable.js";
 import type { KernelCore } from "../kernel/kernel.js";
 import type { IommuCaps } from "./device.js";
 import { synchronizeDma } from "../kernel/grace.js";
+import { PAGE_SIZE } from "../kernel/mm.js";
+import type { Core, CoreExports } from "../wasm/core.js";
 
 export interface DomainOptions {
   /** IOMMU_HWPT_ALLOC_DIRTY_TRACKING: the domain can record dirty IO pages. */
@@ -35,37 +37,21 @@ export interface IommuDomain extends IoDomain {
   free(): void;
 }
 
-/** The wasm exports a domain drives (assembly/domain.ts). */
-interface DomainExports {
-  domain_alloc(format: number, flags: number): number;
-  domain_free(dom: number): number;
-  domain_map(dom: number, iovaLo: number, iovaHi: number, physPage: number, npages: number, prot: number, allowHuge: number): number;
-  domain_unmap(dom: number, iovaLo: number, iovaHi: number, npages: number): number;
-  domain_iova_to_phys(dom: number, iovaLo: number, iovaHi: number): number;
-  domain_pgsize_bitmap(dom: number): number;
-  domain_read_and_clear_dirty(dom: number, iovaLo: number, iovaHi: number, npages: number, bitmap: number, pageShift: number, noClear: number): number;
-  domain_set_dirty_tracking(dom: number, enable: number): number;
-  domain_mark_dirty(dom: number, iovaLo: number, iovaHi: number, npages: number): number;
-  frame_alloc(order: number): number;
-  frame_put(f: number): void;
+/** The core's format of each IommuCaps format (assembly/iopt.ts), by the name it exports. */
+const FORMAT_IDS = { x86: "IOPT_X86", mock: "IOPT_MOCK" } as const;
+
+/** The aperture of a format, from the core's constants: [0, 2^48-1] for x86, the mock's window. */
+export function aperture(core: Core, format: IommuCaps["format"]): [bigint, bigint] {
+  if (format === "x86") return [0n, (1n << BigInt(core.c("X86_IOVA_BITS"))) - 1n];
+  return [BigInt(core.c("MOCK_APERTURE_START")), BigInt(core.c("MOCK_APERTURE_LAST"))];
 }
 
-/** Formats as the core numbers them (assembly/iopt.ts), and their geometry. */
-const FORMATS = {
-  x86: { id: "IOPT_X86", ioPageShift: 12, apertureStart: 0n, apertureEnd: (1n << 48n) - 1n },
-  mock: { id: "IOPT_MOCK", ioPageShift: 11, apertureStart: 0x1000000n, apertureEnd: 0x7fffffffn },
-} as const;
-
-const DOMAIN_F_HUGE = 1;
-const DOMAIN_F_DIRTY_TRACKING = 2;
-const IOMMU_READ = 1;
-const IOMMU_WRITE = 2;
-
-// The two u32 halves of an IOVA for the wasm calls; IOVAs below 2^53 (all real apertures)
-// take the number path, which allocates no intermediate BigInt.
+// The two u32 halves of an IOVA for the wasm calls (domains and DMA); IOVAs below 2^53 (all
+// real apertures) take the number path, which allocates no intermediate BigInt.
 const SAFE = BigInt(Number.MAX_SAFE_INTEGER);
-const lo = (v: bigint) => (v <= SAFE ? Number(v) % 0x100000000 : Number(v & 0xffffffffn));
-const hi = (v: bigint) => (v <= SAFE ? Math.floor(Number(v) / 0x100000000) : Number(v >> 32n));
+export const iovaLo = (v: bigint): number => (v <= SAFE ? Number(v) % 0x100000000 : Number(v & 0xffffffffn));
+/** The high half (wasm takes its low 32 bits). */
+export const iovaHi = (v: bigint): number => (v <= SAFE ? Math.floor(Number(v) / 0x100000000) : Number(v >> 32n));
 
 /** A paging domain in the wasm core. */
 class WasmDomain implements IommuDomain {
@@ -73,43 +59,50 @@ class WasmDomain implements IommuDomain {
   readonly apertureStart: bigint;
   readonly apertureEnd: bigint;
   private readonly shift: number;
+  /** The core's IOMMU_READ / IOMMU_WRITE prot bits. */
+  private readonly protRead: number;
+  private readonly protWrite: number;
   private dirtyOn = false;
 
-  private readonly core: KernelCore["core"];
+  private readonly core: Core;
+  private readonly x: CoreExports;
 
-  constructor(private readonly x: DomainExports, private readonly kcore: KernelCore,
-    readonly handle: number, readonly format: IommuCaps["format"]) {
-    this.core = kcore.core;
-    const f = FORMATS[format];
-    this.shift = f.ioPageShift;
-    this.apertureStart = f.apertureStart;
-    this.apertureEnd = f.apertureEnd;
-    this.pgsizeBitmap = BigInt(x.domain_pgsize_bitmap(handle) >>> 0);
+  constructor(private readonly kcore: KernelCore, readonly handle: number, readonly format: IommuCaps["format"]) {
+    const core = kcore.core;
+    this.core = core;
+    this.x = core.x;
+    this.shift = this.x.domain_page_shift(handle);
+    [this.apertureStart, this.apertureEnd] = aperture(core, format);
+    this.pgsizeBitmap = BigInt(this.x.domain_pgsize_bitmap(handle) >>> 0);
+    this.protRead = core.c("IOMMU_READ");
+    this.protWrite = core.c("IOMMU_WRITE");
   }
 
   map(iova: bigint, phys: number, length: number, prot: { read: boolean; write: boolean }, allowLarge: boolean): number {
     const unit = 1 << this.shift;
-    if (Number(iova % BigInt(unit)) || phys % unit || length % unit) return -errno.EINVAL;
-    const p = (prot.read ? IOMMU_READ : 0) | (prot.write ? IOMMU_WRITE : 0);
-    return this.x.domain_map(this.handle, lo(iova), hi(iova), phys / unit, length / unit, p, allowLarge ? 1 : 0);
+    // The IO page divides 2^32: the low half of the IOVA tells its alignment.
+    const lo = iovaLo(iova);
+    if (lo % unit || phys % unit || length % unit) return -errno.EINVAL;
+    const p = (prot.read ? this.protRead : 0) | (prot.write ? this.protWrite : 0);
+    return this.x.domain_map(this.handle, lo, iovaHi(iova), phys / unit, length / unit, p, allowLarge ? 1 : 0);
   }
 
   /** Unmaps, then waits out the grace period: no DMA reaches the range once this returns. */
   unmap(iova: bigint, length: number): void {
-    const rc = this.x.domain_unmap(this.handle, lo(iova), hi(iova), length >> this.shift);
+    const rc = this.x.domain_unmap(this.handle, iovaLo(iova), iovaHi(iova), length >> this.shift);
     if (rc < 0) throw new Error(`iommu domain: unmap of [0x${iova.toString(16)}, +0x${length.toString(16)}) failed (${rc})`);
     synchronizeDma(this.kcore, "unmap");
   }
 
   iovaToPhys(iova: bigint): number {
-    const p = this.x.domain_iova_to_phys(this.handle, lo(iova), hi(iova)) >>> 0;
+    const p = this.x.domain_iova_to_phys(this.handle, iovaLo(iova), iovaHi(iova)) >>> 0;
     return p === 0xffffffff ? -1 : p;
   }
 
   get dirtyEnabled(): boolean { return this.dirtyOn; }
 
   markDirty(iova: bigint, length: bigint): number {
-    return this.x.domain_mark_dirty(this.handle, lo(iova), hi(iova), Number(length >> BigInt(this.shift)));
+    return this.x.domain_mark_dirty(this.handle, iovaLo(iova), iovaHi(iova), Number(length >> BigInt(this.shift)));
   }
 
   setDirtyTracking(on: boolean): number {
@@ -123,12 +116,12 @@ class WasmDomain implements IommuDomain {
     const pageShift = Math.log2(Number(pageSize));
     // A scratch bitmap in the pool: whole frames, zeroed by the allocator.
     const bytes = Math.ceil(nbits / 8);
-    const order = Math.max(0, Math.ceil(Math.log2(Math.ceil(bytes / 4096))));
+    const order = Math.max(0, Math.ceil(Math.log2(Math.ceil(bytes / PAGE_SIZE))));
     const f = this.x.frame_alloc(order) >>> 0;
     if (f === 0xffffffff) return -errno.ENOMEM;
     try {
-      const at = this.core.poolBase + f * 4096;
-      const rc = this.x.domain_read_and_clear_dirty(this.handle, lo(iova), hi(iova), Number(length >> BigInt(this.shift)), at, pageShift, noClear ? 1 : 0);
+      const at = this.core.poolBase + f * PAGE_SIZE;
+      const rc = this.x.domain_read_and_clear_dirty(this.handle, iovaLo(iova), iovaHi(iova), Number(length >> BigInt(this.shift)), at, pageShift, noClear ? 1 : 0);
       if (rc < 0) return rc;
       // Workers drop the IOTLB entries that remember a bit already set before we report.
       if (!noClear) synchronizeDma(this.kcore, "dirty");
@@ -151,11 +144,12 @@ class WasmDomain implements IommuDomain {
 /** iommu_paging_domain_alloc for a device's IOMMU: a domain, or -ENOMEM. */
 export function allocDomain(kcore: KernelCore, format: IommuCaps["format"], opts: DomainOptions): IommuDomain | number {
   if (kcore.shouldFail()) return -errno.ENOMEM;
-  const x = kcore.core.x as unknown as DomainExports;
-  const flags = (opts.hugeIova ? DOMAIN_F_HUGE : 0) | (opts.dirtyTracking ? DOMAIN_F_DIRTY_TRACKING : 0);
-  const h = x.domain_alloc(kcore.core.c(FORMATS[format].id), flags);
+  const core = kcore.core;
+  const x = core.x;
+  const flags = (opts.hugeIova ? core.c("DOMAIN_F_HUGE") : 0) | (opts.dirtyTracking ? core.c("DOMAIN_F_DIRTY_TRACKING") : 0);
+  const h = x.domain_alloc(core.c(FORMAT_IDS[format]), flags);
   if (h < 0) return -errno.ENOMEM;
-  const d = new WasmDomain(x, kcore, h >>> 0, format);
+  const d = new WasmDomain(kcore, h >>> 0, format);
   // Dirty bits are recorded only once userspace enables tracking.
   if (opts.dirtyTracking) x.domain_set_dirty_tracking(h >>> 0, 0);
   return d;

@@ -73,22 +73,16 @@ export class IommufdAccess extends IommufdObject {
     if (lastIova === null) return -errno.EOVERFLOW;
     if (!this.ioas) return -errno.ENOENT;
     const out: Piece[] = [];
-    const iopt = this.ioas.iopt;
-    let cur = iova;
-    let area = iopt.firstArea(iova, iova);
-    for (;;) {
-      if (!area || !area.pages || area.start > cur) return -errno.ENOENT;
+    const rc = this.ioas.iopt.forEachContigArea(iova, lastIova, (area, cur, last) => {
       if (write && !area.prot.write) return -errno.EPERM;
-      const last: bigint = lastIova < area.last ? lastIova : area.last;
       const startByte = area.startByteOf(cur);
       out.push({
         area, startByte, bytes: last - cur + 1n,
         first: Number(startByte / PAGE), last: Number(area.startByteOf(last) / PAGE),
       });
-      if (last === lastIova) return out;
-      cur = area.last + 1n;
-      area = iopt.areas[iopt.areas.indexOf(area) + 1];
-    }
+      return 0;
+    });
+    return rc < 0 ? rc : out;
   }
 
   /** iommufd_access_pin_pages: pins [iova, iova+length); returns the frames, page by page. */

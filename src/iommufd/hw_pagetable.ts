@@ -5,27 +5,22 @@
 
 import { errno } from "../uapi/errno.js";
 import {
-  IOMMU_HW_INFO_FLAG_INPUT_TYPE, IOMMU_HWPT_DATA_NONE, IOMMU_HWPT_DATA_SELFTEST,
+  IOMMU_HW_CAP_DIRTY_TRACKING, IOMMU_HW_INFO_FLAG_INPUT_TYPE, IOMMU_HW_INFO_SELFTEST_REGVAL,
+  IOMMU_HW_INFO_TYPE_DEFAULT, IOMMU_HW_INFO_TYPE_SELFTEST, IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
+  IOMMU_HWPT_ALLOC_NEST_PARENT, IOMMU_HWPT_DATA_NONE, IOMMU_HWPT_DATA_SELFTEST,
   IOMMU_HWPT_DIRTY_TRACKING_ENABLE, IOMMU_HWPT_FAULT_ID_VALID, IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR,
   IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, IOMMU_TEST_INVALIDATE_FLAG_ALL, MOCK_NESTED_DOMAIN_IOTLB_ID_MAX,
   MOCK_NESTED_DOMAIN_IOTLB_NUM, iommu_hw_info, iommu_hwpt_alloc, iommu_hwpt_get_dirty_bitmap,
   iommu_hwpt_invalidate, iommu_hwpt_invalidate_selftest, iommu_hwpt_selftest,
-  iommu_hwpt_set_dirty_tracking,
+  iommu_hwpt_set_dirty_tracking, iommu_test_hw_info,
 } from "../uapi/iommufd.js";
 import type { UCmd } from "../kernel/ioctl.js";
-import type { StructLayout } from "../uapi/struct.js";
+import { setField, type StructLayout } from "../uapi/struct.js";
 import type { IommuDomain } from "../iommu/domain.js";
 import type { IommufdDevice } from "./device.js";
 import { fields, Ioas } from "./ioas.js";
 import { IommufdObject } from "./object.js";
 import type { IommufdCtx } from "./main.js";
-
-const IOMMU_HWPT_ALLOC_NEST_PARENT = 1 << 0;
-const IOMMU_HWPT_ALLOC_DIRTY_TRACKING = 1 << 1;
-/** IOMMU_HW_INFO_TYPE_SELFTEST: what the kernel selftest's mock IOMMU reports. */
-const IOMMU_HW_INFO_TYPE_SELFTEST = 0xfeedbeef;
-const IOMMU_HW_INFO_SELFTEST_REGVAL = 0xdeadbeef;
-const IOMMU_HW_CAP_DIRTY_TRACKING = 1 << 0;
 
 /** struct iommufd_hwpt_paging: a domain over an IOAS. */
 export class HwptPaging extends IommufdObject {
@@ -224,10 +219,11 @@ export function getHwInfo(ctx: IommufdCtx, ucmd: UCmd): number {
   if (typeof idev === "number") return idev;
   // The mock IOMMU reports the selftest's registers; the x86 model has no driver-specific data.
   const mock = idev.dev.caps.format === "mock";
-  const type = mock ? IOMMU_HW_INFO_TYPE_SELFTEST : 0;
-  if ((flags & IOMMU_HW_INFO_FLAG_INPUT_TYPE) && c.u("in_data_type") !== type && c.u("in_data_type") !== 0) return -errno.EOPNOTSUPP;
-  const data = new Uint8Array(mock ? 8 : 0);
-  if (mock) new DataView(data.buffer).setUint32(4, IOMMU_HW_INFO_SELFTEST_REGVAL, true);
+  const type = mock ? IOMMU_HW_INFO_TYPE_SELFTEST : IOMMU_HW_INFO_TYPE_DEFAULT;
+  const inType = c.u("in_data_type");
+  if ((flags & IOMMU_HW_INFO_FLAG_INPUT_TYPE) && inType !== type && inType !== IOMMU_HW_INFO_TYPE_DEFAULT) return -errno.EOPNOTSUPP;
+  const data = new Uint8Array(mock ? iommu_test_hw_info.size : 0);
+  if (mock) setField(new DataView(data.buffer), iommu_test_hw_info.fields.test_reg, IOMMU_HW_INFO_SELFTEST_REGVAL);
   const userLen = c.u("data_len");
   if (userLen > 0) {
     // Copy what fits; zero the rest of the user's buffer.
@@ -243,23 +239,31 @@ export function getHwInfo(ctx: IommufdCtx, ucmd: UCmd): number {
   return ucmd.respond();
 }
 
+/**
+ * The checks the two dirty-tracking ioctls share, in the kernel's order: unknown flags or a
+ * reserved field (EOPNOTSUPP), the paging HWPT (ENOENT), one allocated without dirty tracking
+ * (EOPNOTSUPP).
+ */
+function dirtyHwpt(ctx: IommufdCtx, flags: number, knownFlags: number, reserved: number, hwptId: number): HwptPaging | number {
+  if ((flags & ~knownFlags) || reserved) return -errno.EOPNOTSUPP;
+  const hwpt = ctx.getObject(hwptId, "hwpt_paging") as HwptPaging | number;
+  if (typeof hwpt === "number") return hwpt;
+  return hwpt.dirtyTracking ? hwpt : -errno.EOPNOTSUPP;
+}
+
 export function hwptSetDirtyTracking(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_hwpt_set_dirty_tracking);
   const flags = c.u("flags");
-  if ((flags & ~IOMMU_HWPT_DIRTY_TRACKING_ENABLE) || c.u("__reserved")) return -errno.EOPNOTSUPP;
-  const hwpt = ctx.getObject(c.u("hwpt_id"), "hwpt_paging") as HwptPaging | number;
+  const hwpt = dirtyHwpt(ctx, flags, IOMMU_HWPT_DIRTY_TRACKING_ENABLE, c.u("__reserved"), c.u("hwpt_id"));
   if (typeof hwpt === "number") return hwpt;
-  if (!hwpt.dirtyTracking) return -errno.EOPNOTSUPP;
   return hwpt.domain.setDirtyTracking((flags & IOMMU_HWPT_DIRTY_TRACKING_ENABLE) !== 0);
 }
 
 export function hwptGetDirtyBitmap(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_hwpt_get_dirty_bitmap);
   const flags = c.u("flags");
-  if ((flags & ~IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR) || c.u("__reserved")) return -errno.EOPNOTSUPP;
-  const hwpt = ctx.getObject(c.u("hwpt_id"), "hwpt_paging") as HwptPaging | number;
+  const hwpt = dirtyHwpt(ctx, flags, IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR, c.u("__reserved"), c.u("hwpt_id"));
   if (typeof hwpt === "number") return hwpt;
-  if (!hwpt.dirtyTracking) return -errno.EOPNOTSUPP;
   const iova = c.u64("iova");
   const length = c.u64("length");
   const pageSize = c.u64("page_size");

@@ -77,7 +77,7 @@ export class IoPagetable {
 
   // ---- lookups ----------------------------------------------------------------------------
 
-  firstArea(start: bigint, last: bigint): IoptArea | undefined {
+  private firstArea(start: bigint, last: bigint): IoptArea | undefined {
     return this.areas.find((a) => intersects(a, start, last));
   }
 
@@ -192,11 +192,11 @@ export class IoPagetable {
   /**
    * iopt_unmap_iova_range: removes every area inside [start, last], lowest first. An area that
    * sticks out of the range stops it with ENOENT (the earlier ones stay removed). Returns the
-   * bytes unmapped and the result (ENOENT when nothing was unmapped).
+   * bytes unmapped and the result: `emptyRc` when the range met no area at all (ENOENT for
+   * IOAS_UNMAP; 0 for unmap-all and for the type1 compat unmap, which succeed on nothing).
    */
-  unmapRange(start: bigint, last: bigint): { rc: number; unmapped: bigint } {
+  private unmapRange(start: bigint, last: bigint, emptyRc: number): { rc: number; unmapped: bigint } {
     let unmapped = 0n;
-    let rc = -errno.ENOENT;
     for (;;) {
       const area = this.firstArea(start, last);
       if (!area) break;
@@ -215,23 +215,39 @@ export class IoPagetable {
       pages.put();
       unmapped += area.length;
     }
-    if (unmapped > 0n) rc = 0;
-    return { rc, unmapped };
+    return { rc: unmapped > 0n ? 0 : emptyRc, unmapped };
   }
 
-  /** iopt_unmap_iova: a range of `length` bytes from `iova`. */
-  unmapIova(iova: bigint, length: bigint): { rc: number; unmapped: bigint } {
+  /** iopt_unmap_iova: a range of `length` bytes from `iova` (`emptyRc`: see unmapRange). */
+  unmapIova(iova: bigint, length: bigint, emptyRc = -errno.ENOENT): { rc: number; unmapped: bigint } {
     if (length === 0n) return { rc: -errno.EINVAL, unmapped: 0n };
     const last = addOverflow(iova, length - 1n);
     if (last === null) return { rc: -errno.EOVERFLOW, unmapped: 0n };
-    return this.unmapRange(iova, last);
+    return this.unmapRange(iova, last, emptyRc);
   }
 
   /** iopt_unmap_all: succeeds on an empty table. */
   unmapAll(): { rc: number; unmapped: bigint } {
-    const r = this.unmapRange(0n, ULONG_MAX);
-    if (r.rc === -errno.ENOENT) r.rc = 0;
-    return r;
+    return this.unmapRange(0n, ULONG_MAX, 0);
+  }
+
+  /**
+   * iopt_for_each_contig_area: calls `each(area, start, last)` for the published areas that
+   * cover [iova, lastIova] without a hole, lowest first, with the part of each inside the range.
+   * 0, -ENOENT at a hole or an area still being created, or the first error `each` returns.
+   */
+  forEachContigArea(iova: bigint, lastIova: bigint,
+    each: (area: IoptArea, start: bigint, last: bigint) => number): number {
+    let i = this.areas.findIndex((a) => intersects(a, iova, iova));
+    for (let cur = iova; ; i++) {
+      const area = this.areas[i];
+      if (!area || !area.pages || area.start > cur) return -errno.ENOENT;
+      const last = lastIova < area.last ? lastIova : area.last;
+      const rc = each(area, cur, last);
+      if (rc < 0) return rc;
+      if (last === lastIova) return 0;
+      cur = area.last + 1n;
+    }
   }
 
   /**
@@ -243,20 +259,17 @@ export class IoPagetable {
     const lastIova = addOverflow(iova, length - 1n);
     if (lastIova === null) return -errno.EOVERFLOW;
     const out: PagesSlice[] = [];
-    const fail = (rc: number) => { for (const s of out) s.pages.put(); return rc; };
-    let cur = iova;
-    let area = this.firstArea(iova, iova);
-    for (;;) {
-      if (!area || !area.pages || area.start > cur) return fail(-errno.ENOENT);
-      if (this.shouldFail()) return fail(-errno.ENOMEM);
-      const last: bigint = lastIova < area.last ? lastIova : area.last;
-      area.pages.get();
-      out.push({ pages: area.pages, startByte: area.startByteOf(cur), length: last - cur + 1n });
-      if (last === lastIova) return out;
-      cur = area.last + 1n;
-      area = this.areas[this.areas.indexOf(area) + 1];
-      if (area && area.start !== cur) area = undefined;
+    const rc = this.forEachContigArea(iova, lastIova, (area, cur, last) => {
+      if (this.shouldFail()) return -errno.ENOMEM;
+      area.pages!.get();
+      out.push({ pages: area.pages!, startByte: area.startByteOf(cur), length: last - cur + 1n });
+      return 0;
+    });
+    if (rc < 0) {
+      for (const s of out) s.pages.put();
+      return rc;
     }
+    return out;
   }
 
   // ---- reserved and allowed ranges ---------------------------------------------------------
@@ -344,23 +357,23 @@ export class IoPagetable {
     let rc = pages.pinRange(first, last);
     if (rc < 0) return rc;
     const allowLarge = !this.disableLargePages;
-    let iova = a.start;
-    let off = a.startByte;
-    let left = a.length;
-    while (left > 0n) {
-      const idx = Number(off / PAGE);
-      const inPage = Number(off % PAGE);
-      const phys = pages.frameAt(idx) * PAGE_SIZE + inPage;
-      let run = BigInt(PAGE_SIZE - inPage);
-      for (let i = idx + 1; run < left && pages.frameAt(i) === pages.frameAt(i - 1) + 1; i++) run += PAGE;
-      if (run > left) run = left;
-      rc = d.map(iova, phys, Number(run), a.prot, allowLarge);
+    // Byte offsets as numbers: the pages just pinned lie in memory, far below 2^53.
+    let done = 0;
+    let off = Number(a.startByte);
+    let left = Number(a.length);
+    while (left > 0) {
+      const idx = Math.floor(off / PAGE_SIZE);
+      const inPage = off % PAGE_SIZE;
+      // One call per run of physically contiguous frames.
+      const npages = pages.contigFrames(idx, Math.ceil((inPage + left) / PAGE_SIZE));
+      const run = Math.min(npages * PAGE_SIZE - inPage, left);
+      rc = d.map(a.start + BigInt(done), pages.frameAt(idx) * PAGE_SIZE + inPage, run, a.prot, allowLarge);
       if (rc < 0) {
-        if (iova > a.start) d.unmap(a.start, Number(iova - a.start));
+        if (done > 0) d.unmap(a.start, done);
         pages.unpinRange(first, last);
         return rc;
       }
-      iova += run;
+      done += run;
       off += run;
       left -= run;
     }

@@ -18,7 +18,7 @@ import { addOverflow, intersects, PAGE_SIZE, ULONG_MAX, type Interval } from "./
 import { IommufdObject } from "./object.js";
 import type { HwptPaging } from "./hw_pagetable.js";
 import type { IommufdAccess } from "./access.js";
-import { checkPagesLength, IoptPages, pageCount } from "./pages.js";
+import { checkPagesLength, pageCount, type PagesSource } from "./pages.js";
 import type { IommufdCtx } from "./main.js";
 
 const PAGE = BigInt(PAGE_SIZE);
@@ -48,14 +48,16 @@ export class Ioas extends IommufdObject {
   }
 }
 
-/** Field accessors over a command image. */
-export function fields<F extends string>(ucmd: UCmd, layout: StructLayout<F>) {
-  const v = ucmd.view;
-  return {
-    u: (k: F): number => getField(v, layout.fields[k]),
-    u64: (k: F): bigint => getU64(v, layout.fields[k]),
-    set: (k: F, x: number | bigint): void => setField(v, layout.fields[k], x),
-  };
+/** Field accessors over a command image (one object per call, no closures: the ioctl path). */
+class Fields<F extends string> {
+  constructor(private readonly v: DataView, private readonly layout: StructLayout<F>) {}
+  u(k: F): number { return getField(this.v, this.layout.fields[k]); }
+  u64(k: F): bigint { return getU64(this.v, this.layout.fields[k]); }
+  set(k: F, x: number | bigint): void { setField(this.v, this.layout.fields[k], x); }
+}
+
+export function fields<F extends string>(ucmd: UCmd, layout: StructLayout<F>): Fields<F> {
+  return new Fields(ucmd.view, layout);
 }
 
 const protOf = (flags: number): IommuProt => ({
@@ -130,11 +132,19 @@ export function ioasAllowIovas(ctx: IommufdCtx, ucmd: UCmd): number {
 }
 
 /**
- * iopt_map_common: maps fresh pages (whose single reference the caller passes in) and drops
- * them when the map fails.
+ * iopt_alloc_pages + iopt_map_common: new pages over `source` (`startByte` into its first page)
+ * charged to `owner` — under per-mm accounting with `mmAccounting` — mapped at `iova` (an
+ * automatic one when null). A file source gets a reference of the pages' own. On failure the
+ * pages go again.
  */
-function mapNewPages(ioas: Ioas, pages: IoptPages, startByte: bigint, length: bigint,
-  iova: bigint | null, prot: IommuProt): bigint | number {
+function mapNewPages(ctx: IommufdCtx, ioas: Ioas, source: PagesSource, startByte: bigint, length: bigint,
+  iova: bigint | null, prot: IommuProt, owner: Process, mmAccounting: boolean): bigint | number {
+  const rc = checkPagesLength(length);
+  if (rc < 0) return rc;
+  if (ctx.shouldFail()) return -errno.ENOMEM;
+  if (source.kind === "file") source.file.refs++;
+  const pages = ctx.newPages(source, pageCount(startByte, length), prot.write, owner);
+  if (mmAccounting && pages.accountMode === "user") pages.accountMode = "mm";
   const r = ioas.iopt.mapPages([{ pages, startByte, length }], length, iova, prot);
   if (typeof r === "number") pages.put();
   return r;
@@ -145,15 +155,8 @@ export function mapUserPages(ctx: IommufdCtx, ioas: Ioas, proc: Process, uptr: b
   iova: bigint | null, prot: IommuProt, legacyAccounting = false): bigint | number {
   if (addOverflow(uptr, length) === null) return -errno.EOVERFLOW;
   const startByte = uptr % PAGE;
-  const rc = checkPagesLength(length);
-  if (rc < 0) return rc;
-  if (ctx.shouldFail()) return -errno.ENOMEM;
-  const pages = ctx.newPages({ kind: "user", mm: proc.mm, uptr: uptr - startByte },
-    pageCount(startByte, length), prot.write, proc);
-  if (legacyAccounting || ctx.accountMode === "mm") {
-    if (pages.accountMode === "user") pages.accountMode = "mm";
-  }
-  return mapNewPages(ioas, pages, startByte, length, iova, prot);
+  return mapNewPages(ctx, ioas, { kind: "user", mm: proc.mm, uptr: uptr - startByte }, startByte, length,
+    iova, prot, proc, legacyAccounting || ctx.accountMode === "mm");
 }
 
 /**
@@ -199,14 +202,8 @@ export function ioasMapFile(ctx: IommufdCtx, ucmd: UCmd): number {
   // which without a domain is never, as in the kernel.
   const memfd = file.priv instanceof MemFd ? file.priv : null;
   const startByte = start % PAGE;
-  const rc = checkPagesLength(length);
-  if (rc < 0) return rc;
-  if (ucmd.shouldFail()) return -errno.ENOMEM;
-  file.refs++;
-  const pages = ctx.newPages({ kind: "file", file, memfd, start: start - startByte },
-    pageCount(startByte, length), prot.write, ucmd.proc);
-  if (ctx.accountMode === "mm" && pages.accountMode === "user") pages.accountMode = "mm";
-  const r = mapNewPages(ioas, pages, startByte, length, fixedIova(flags, c.u64("iova")), prot);
+  const r = mapNewPages(ctx, ioas, { kind: "file", file, memfd, start: start - startByte }, startByte, length,
+    fixedIova(flags, c.u64("iova")), prot, ucmd.proc, ctx.accountMode === "mm");
   if (typeof r === "number") return r;
   c.set("iova", r);
   return ucmd.respond();
@@ -228,8 +225,7 @@ export function ioasCopy(ctx: IommufdCtx, ucmd: UCmd): number {
   const drop = (list: PagesSlice[]) => { for (const s of list) s.pages.put(); };
   const dst = ctx.getIoas(c.u("dst_ioas_id"));
   if (typeof dst === "number") { drop(slices); return dst; }
-  const fixed = (flags & IOMMU_IOAS_MAP_FIXED_IOVA) !== 0;
-  const r = dst.iopt.mapPages(slices, length, fixed ? dstIova : null, protOf(flags));
+  const r = dst.iopt.mapPages(slices, length, fixedIova(flags, dstIova), protOf(flags));
   if (typeof r === "number") { drop(slices); return r; }
   c.set("dst_iova", r);
   return ucmd.respond();

@@ -1,12 +1,12 @@
 // IOVA arithmetic in 64 bits (the kernel's unsigned long on x86_64). IOVAs and lengths are
 // bigints so that values near 2^64 keep their exact meaning.
 
-export const PAGE_SIZE = 4096;
+export { PAGE_SIZE } from "../kernel/mm.js";
 export const ULONG_MAX = (1n << 64n) - 1n;
 /** HPAGE_SIZE with transparent huge pages: the cap on automatic IOVA alignment. */
 export const HPAGE_SIZE = 2n * 1024n * 1024n;
 
-export const u64 = (v: bigint): bigint => BigInt.asUintN(64, v);
+const u64 = (v: bigint): bigint => BigInt.asUintN(64, v);
 
 /** roundup_pow_of_two for 0 < v < 2^63. */
 export function pow2ceil(v: bigint): bigint {
@@ -64,5 +64,3 @@ export function usedSpans(used: readonly Interval[], start: bigint, last: bigint
   }
   return out;
 }
-
-export const hex = (v: bigint | number): string => "0x" + v.toString(16);

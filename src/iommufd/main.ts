@@ -16,7 +16,7 @@ import {
   iommu_ioas_change_process, iommu_ioas_copy, iommu_ioas_iova_ranges, iommu_ioas_map,
   iommu_ioas_map_file, iommu_ioas_unmap, iommu_option, iommu_vfio_ioas,
 } from "../uapi/iommufd.js";
-import { S_IFCHR, makedev } from "../uapi/posix.js";
+import { MISC_MAJOR, S_IFCHR, makedev } from "../uapi/posix.js";
 import type { StructLayout } from "../uapi/struct.js";
 import type { File, FileOperations } from "../kernel/file.js";
 import { IommufdIoctlTable, type IommufdIoctlOp, type UCmd } from "../kernel/ioctl.js";
@@ -36,8 +36,7 @@ import type { IommufdGroup } from "./device.js";
 import type { IommuCaps } from "../iommu/device.js";
 import { allocDomain, type DomainOptions, type IommuDomain } from "../iommu/domain.js";
 
-/** Misc character devices have major 10; /dev/iommu takes a dynamic minor. */
-const MISC_MAJOR = 10;
+/** /dev/iommu is a misc device with a dynamic minor. */
 const IOMMU_MINOR = 124;
 const IOMMUFD_CMD_BASE = 0x80;
 
@@ -147,15 +146,15 @@ export class IommufdCtx {
   /** iommufd_group per iommu_group number with bound devices. */
   readonly groups = new Map<number, IommufdGroup>();
 
-  constructor(readonly driver: Iommufd, readonly file: File, public accountMode: "user" | "mm") {}
+  constructor(readonly driver: Iommufd, readonly file: File, public accountMode: "user" | "mm") {
+    const k = driver.kcore;
+    this.pinContext = { core: k.core, acct: k.acct, shouldFail: () => k.shouldFail(), notePinned: (f, d, n) => driver.notePinned(f, d, n) };
+  }
 
   get kcore(): KernelCore { return this.driver.kcore; }
 
   /** What iopt_pages need to pin: the core, the accounting, the driver's pin ledger. */
-  private get pinContext(): PinContext {
-    const k = this.kcore;
-    return { core: k.core, acct: k.acct, shouldFail: () => k.shouldFail(), notePinned: (f, d, n) => this.driver.notePinned(f, d, n) };
-  }
+  private readonly pinContext: PinContext;
 
   shouldFail(): boolean { return this.kcore.shouldFail(); }
 

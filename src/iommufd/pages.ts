@@ -46,6 +46,16 @@ interface PinChunk { s: Int32Array; pinned: number }
 const chunkPool: Int32Array[] = [];
 const CHUNK_POOL_MAX = 4096;
 
+/**
+ * The frames a pin or unpin takes or gives back, gathered before they are recorded: one
+ * buffer for every call (the control plane runs one at a time), grown as needed.
+ */
+let scratch = new Int32Array(CHUNK);
+function scratchFor(n: number): Int32Array {
+  if (scratch.length < n) scratch = new Int32Array(Math.max(n, 2 * scratch.length));
+  return scratch;
+}
+
 export class IoptPages {
   /** One per area and per in-flight COPY list entry that uses these pages (the kref). */
   refs = 1;
@@ -83,6 +93,23 @@ export class IoptPages {
   /** The frame of pinned page `index`, or -1. */
   frameAt(index: number): number { return (this.chunk(index, false)?.s[index & (CHUNK - 1)] ?? 0) - 1; }
 
+  /**
+   * How many pages from `index` on (at most `max`) are pinned to consecutive frames: the run
+   * one domain map call can take.
+   */
+  contigFrames(index: number, max: number): number {
+    let c: PinChunk | undefined;
+    let want = 0;
+    let n = 0;
+    for (let i = index; n < max; i++, n++) {
+      if (n === 0 || (i & (CHUNK - 1)) === 0) c = this.chunk(i, false);
+      const f = (c ? c.s[i & (CHUNK - 1)] : 0) - 1;
+      if (n > 0 && f !== want) break;
+      want = f + 1;
+    }
+    return n;
+  }
+
   /** Pins taken by users on page `index`. */
   usersAt(index: number): number { return this.chunk(index, false)?.s[CHUNK + (index & (CHUNK - 1))] ?? 0; }
 
@@ -97,19 +124,22 @@ export class IoptPages {
     if (this.pin.shouldFail()) return -errno.ENOMEM;
     const x = this.pin.core.x;
     // Pass 1: take a frame reference on every page nobody pins yet (nothing recorded yet).
-    const fresh = new Int32Array(last - first + 1);
+    const fresh = scratchFor(last - first + 1);
     let n = 0;
-    const release = () => { for (let k = 0; k < n; k++) x.frame_put(fresh[k]); };
     let c: PinChunk | undefined;
+    let rc = 0;
     for (let i = first; i <= last; i++) {
       if ((i & (CHUNK - 1)) === 0 || i === first) c = this.chunk(i, false);
       if (c && c.s[CHUNK + (i & (CHUNK - 1))] > 0) continue;
       const f = this.pinOne(i);
-      if (f < 0) { release(); return f; }
+      if (f < 0) { rc = f; break; }
       fresh[n++] = f;
     }
-    const rc = this.charge(n);
-    if (rc < 0) { release(); return rc; }
+    if (rc === 0) rc = this.charge(n);
+    if (rc < 0) {
+      for (let k = 0; k < n; k++) x.frame_put(fresh[k]);
+      return rc;
+    }
     // Pass 2: record them, and one more user on every page of the range.
     let k = 0;
     for (let i = first; i <= last; i++) {
@@ -124,7 +154,7 @@ export class IoptPages {
 
   /** Drops one user's pin of pages [first, last]; pages no user needs any more are released. */
   unpinRange(first: number, last: number): void {
-    const gone = new Int32Array(last - first + 1);
+    const gone = scratchFor(last - first + 1);
     let n = 0;
     let c: PinChunk | undefined;
     for (let i = first; i <= last; i++) {

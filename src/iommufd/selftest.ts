@@ -11,10 +11,10 @@ import {
   IOMMU_TEST_OP_CREATE_ACCESS, IOMMU_TEST_OP_ACCESS_PAGES, IOMMU_TEST_OP_DESTROY_ACCESS_PAGES,
   IOMMU_TEST_OP_ACCESS_RW, IOMMU_TEST_OP_ACCESS_REPLACE_IOAS, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES,
   MOCK_FLAGS_ACCESS_WRITE, MOCK_FLAGS_ACCESS_SYZ, MOCK_ACCESS_RW_WRITE, MOCK_ACCESS_RW_SLOW_PATH,
-  IOMMU_TEST_OP_DIRTY, IOMMU_TEST_OP_MD_CHECK_IOTLB, MOCK_NESTED_DOMAIN_IOTLB_ID_MAX,
+  IOMMU_TEST_OP_DIRTY, IOMMU_TEST_OP_MD_CHECK_IOTLB, MOCK_NESTED_DOMAIN_IOTLB_ID_MAX, MOCK_PAGE_SIZE,
   iommu_test_cmd,
 } from "../uapi/iommufd.js";
-import { O_CLOEXEC, O_RDWR } from "../uapi/posix.js";
+import { O_RDWR } from "../uapi/posix.js";
 import type { File, FileOperations } from "../kernel/file.js";
 import type { Process } from "../kernel/process.js";
 import { accessCreate, accessDestroy, type IommufdAccess } from "./access.js";
@@ -27,8 +27,7 @@ import { PAGE_SIZE } from "./iova.js";
 import { IommufdObject } from "./object.js";
 import type { Iommufd, IommufdCtx } from "./main.js";
 
-/** The mock IOMMU's IO page (PAGE_SIZE / 2) and the first mock group number (own namespace). */
-const MOCK_IO_PAGE = 2048;
+/** The first mock group number (own namespace). */
 const MOCK_GROUP_BASE = 0x40000000;
 const MOCK_DEV_FLAGS = MOCK_FLAGS_DEVICE_NO_DIRTY | MOCK_FLAGS_DEVICE_HUGE_IOVA;
 
@@ -278,10 +277,10 @@ function mdCheckMap(ctx: IommufdCtx, ucmd: UCmd): number {
   const iova = c.u64("check_map.iova");
   const length = Number(c.u64("check_map.length"));
   const uptr = Number(c.u64("check_map.uptr"));
-  if (iova % BigInt(MOCK_IO_PAGE) || length % MOCK_IO_PAGE || uptr % MOCK_IO_PAGE) return -errno.EINVAL;
+  if (iova % BigInt(MOCK_PAGE_SIZE) || length % MOCK_PAGE_SIZE || uptr % MOCK_PAGE_SIZE) return -errno.EINVAL;
   const hwpt = mockHwpt(ctx, c.u("id"));
   if (typeof hwpt === "number") return hwpt;
-  for (let off = 0; off < length; off += MOCK_IO_PAGE) {
+  for (let off = 0; off < length; off += MOCK_PAGE_SIZE) {
     const frame = ucmd.proc.mm.frameOf(uptr + off);
     if (frame < 0) return frame;
     const want = frame * PAGE_SIZE + ((uptr + off) % PAGE_SIZE);

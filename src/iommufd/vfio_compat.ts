@@ -13,16 +13,19 @@ import {
 import {
   VFIO_DMA_CC_IOMMU, VFIO_DMA_MAP_FLAG_READ, VFIO_DMA_MAP_FLAG_WRITE,
   VFIO_DMA_UNMAP_FLAG_ALL, VFIO_IOMMU_INFO_CAPS, VFIO_IOMMU_INFO_PGSIZES,
-  VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, VFIO_TYPE1_IOMMU,
-  VFIO_TYPE1v2_IOMMU, VFIO_UNMAP_ALL, vfio_iommu_type1_dma_map, vfio_iommu_type1_dma_unmap,
-  vfio_iommu_type1_info,
+  VFIO_TYPE1_IOMMU,
+  VFIO_TYPE1v2_IOMMU, VFIO_UNMAP_ALL, vfio_info_cap_header, vfio_iommu_type1_dma_map,
+  vfio_iommu_type1_dma_unmap, vfio_iommu_type1_info, vfio_iommu_type1_info_cap_iova_range,
+  vfio_iova_range,
 } from "../uapi/vfio.js";
+import type { StructLayout } from "../uapi/struct.js";
 import type { Process } from "../kernel/process.js";
 import { fields, mapUserPages } from "./ioas.js";
 import { PAGE_SIZE, ULONG_MAX } from "./iova.js";
 import type { Ioas } from "./ioas.js";
 import type { IommufdCtx } from "./main.js";
 import type { UCmd } from "../kernel/ioctl.js";
+import { capDmaAvail, capIovaRange, capPaddedSize } from "../uapi/vfio_type1_caps.js";
 
 const PAGE = BigInt(PAGE_SIZE);
 
@@ -55,33 +58,30 @@ export function vfioIoasIoctl(ctx: IommufdCtx, ucmd: UCmd): number {
   }
 }
 
-/** The user memory helpers of the VFIO-model handlers (copies are injection points). */
-function userIo(ctx: IommufdCtx, proc: Process) {
-  return {
-    read: (addr: number, len: number): DataView | number => {
-      if (ctx.shouldFail()) return -errno.EFAULT;
-      const b = proc.mm.copyFromUser(addr, len);
-      if (typeof b === "number") return b;
-      const full = new Uint8Array(Math.max(len, 32));
-      full.set(b);
-      return new DataView(full.buffer);
-    },
-    write: (addr: number, bytes: Uint8Array): number => {
-      if (ctx.shouldFail()) return -errno.EFAULT;
-      return proc.mm.copyToUser(addr, bytes);
-    },
-  };
+/**
+ * Reads the mandatory part of a type1 argument (the copy is an injection point): its view, or
+ * -EFAULT, or -EINVAL when argsz is below it.
+ */
+function readArg(ctx: IommufdCtx, proc: Process, arg: number, L: StructLayout<"argsz">): DataView | number {
+  if (ctx.shouldFail()) return -errno.EFAULT;
+  const b = proc.mm.copyFromUser(arg, L.minSize);
+  if (typeof b === "number") return b;
+  const v = new DataView(b.buffer);
+  return v.getUint32(L.fields.argsz.off, true) < L.minSize ? -errno.EINVAL : v;
+}
+
+/** copy_to_user for the type1 handlers (an injection point): 0 or -EFAULT. */
+function writeUser(ctx: IommufdCtx, proc: Process, addr: number, bytes: Uint8Array): number {
+  if (ctx.shouldFail()) return -errno.EFAULT;
+  return proc.mm.copyToUser(addr, bytes);
 }
 
 function mapDma(ctx: IommufdCtx, proc: Process, arg: number): number {
-  const io = userIo(ctx, proc);
   const L = vfio_iommu_type1_dma_map;
-  const v = io.read(arg, L.minSize);
+  const v = readArg(ctx, proc, arg, L);
   if (typeof v === "number") return v;
   const flags = v.getUint32(L.fields.flags.off, true);
-  if (v.getUint32(L.fields.argsz.off, true) < L.minSize || (flags & ~(VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE))) {
-    return -errno.EINVAL;
-  }
+  if (flags & ~(VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE)) return -errno.EINVAL;
   const ioas = compatIoas(ctx);
   if (typeof ioas === "number") return ioas;
   // Maps made through the legacy interface always use the VFIO (per-mm) accounting.
@@ -92,12 +92,11 @@ function mapDma(ctx: IommufdCtx, proc: Process, arg: number): number {
 }
 
 function unmapDma(ctx: IommufdCtx, proc: Process, arg: number): number {
-  const io = userIo(ctx, proc);
   const L = vfio_iommu_type1_dma_unmap;
-  const v = io.read(arg, L.minSize);
+  const v = readArg(ctx, proc, arg, L);
   if (typeof v === "number") return v;
   const flags = v.getUint32(L.fields.flags.off, true);
-  if (v.getUint32(L.fields.argsz.off, true) < L.minSize || (flags & ~VFIO_DMA_UNMAP_FLAG_ALL)) return -errno.EINVAL;
+  if (flags & ~VFIO_DMA_UNMAP_FLAG_ALL) return -errno.EINVAL;
   const ioas = compatIoas(ctx);
   if (typeof ioas === "number") return ioas;
   const iova = v.getBigUint64(L.fields.iova.off, true);
@@ -114,20 +113,12 @@ function unmapDma(ctx: IommufdCtx, proc: Process, arg: number): number {
       const rc = ioas.iopt.cutIova(cuts);
       if (rc < 0) return rc;
     }
-    r = ioas.iopt.unmapIova(iova, size);
     // A range that meets no mapping at all unmaps nothing and succeeds, as type1 does.
-    if (r.rc === -errno.ENOENT && r.unmapped === 0n && size !== 0n && iova + size - 1n <= ULONG_MAX
-      && !ioas.iopt.firstArea(iova, iova + size - 1n)) {
-      r.rc = 0;
-    }
+    r = ioas.iopt.unmapIova(iova, size, 0);
   }
-  const out = new Uint8Array(L.minSize);
-  const dv = new DataView(out.buffer);
-  dv.setUint32(L.fields.argsz.off, v.getUint32(L.fields.argsz.off, true), true);
-  dv.setUint32(L.fields.flags.off, flags, true);
-  dv.setBigUint64(L.fields.iova.off, iova, true);
-  dv.setBigUint64(L.fields.size.off, r.unmapped, true);
-  if (io.write(arg, out) < 0) return -errno.EFAULT;
+  // The struct goes back as it came, with size set to the bytes unmapped.
+  v.setBigUint64(L.fields.size.off, r.unmapped, true);
+  if (writeUser(ctx, proc, arg, new Uint8Array(v.buffer)) < 0) return -errno.EFAULT;
   return r.rc;
 }
 
@@ -164,34 +155,21 @@ function pageSizes(ctx: IommufdCtx, ioas: Ioas): bigint {
 }
 
 function getInfo(ctx: IommufdCtx, proc: Process, arg: number): number {
-  const io = userIo(ctx, proc);
   const L = vfio_iommu_type1_info;
-  const v = io.read(arg, L.minSize);
+  const v = readArg(ctx, proc, arg, L);
   if (typeof v === "number") return v;
   const argsz = v.getUint32(L.fields.argsz.off, true);
-  if (argsz < L.minSize) return -errno.EINVAL;
   const ioas = compatIoas(ctx);
   if (typeof ioas === "number") return ioas;
 
-  // The chain: DMA_AVAIL, then IOVA_RANGE; each cap is written only where it fits in argsz.
+  // The chain: DMA_AVAIL (U32_MAX: iommufd has no mapping-count limit), then IOVA_RANGE; each
+  // cap is written only where it fits in argsz.
   const ranges = ioas.iopt.validRanges();
-  const caps: Uint8Array[] = [];
-  const dma = new Uint8Array(12);
-  const dd = new DataView(dma.buffer);
-  dd.setUint16(0, VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, true);
-  dd.setUint16(2, 1, true);
-  dd.setUint32(8, 0xffffffff, true);
-  caps.push(dma);
-  const iov = new Uint8Array(16 + 16 * ranges.length);
-  const id = new DataView(iov.buffer);
-  id.setUint16(0, VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, true);
-  id.setUint16(2, 1, true);
-  id.setUint32(8, ranges.length, true);
-  ranges.forEach((r, i) => {
-    id.setBigUint64(16 + 16 * i, r.start, true);
-    id.setBigUint64(24 + 16 * i, r.last, true);
-  });
-  caps.push(iov);
+  const IR = vfio_iommu_type1_info_cap_iova_range;
+  const R = vfio_iova_range;
+  const dma = capDmaAvail(0xffffffff);
+  const iov = capIovaRange(ranges);
+  const caps = [dma, iov];
 
   let total = L.size;
   let lastCap = -1;
@@ -200,20 +178,20 @@ function getInfo(ctx: IommufdCtx, proc: Process, arg: number): number {
     if (cap === iov) {
       // The iova-range cap writes each range that fits, then its header if the whole fits.
       for (let i = 0; i < ranges.length; i++) {
-        if (avail >= 16 + 16 * (i + 1) && io.write(arg + total + 16 + 16 * i, cap.subarray(16 + 16 * i, 32 + 16 * i)) < 0) return -errno.EFAULT;
+        const at = IR.size + R.size * i;
+        if (avail >= at + R.size && writeUser(ctx, proc, arg + total + at, cap.subarray(at, at + R.size)) < 0) return -errno.EFAULT;
       }
-      if (avail >= cap.length && io.write(arg + total, cap.subarray(0, 16)) < 0) return -errno.EFAULT;
-    } else if (avail >= cap.length && io.write(arg + total, cap) < 0) {
+      if (avail >= cap.length && writeUser(ctx, proc, arg + total, cap.subarray(0, IR.size)) < 0) return -errno.EFAULT;
+    } else if (avail >= cap.length && writeUser(ctx, proc, arg + total, cap) < 0) {
       return -errno.EFAULT;
     }
     if (lastCap >= 0 && argsz >= total) {
       const next = new Uint8Array(4);
       new DataView(next.buffer).setUint32(0, total, true);
-      if (io.write(arg + lastCap + 4, next) < 0) return -errno.EFAULT;
+      if (writeUser(ctx, proc, arg + lastCap + vfio_info_cap_header.fields.next.off, next) < 0) return -errno.EFAULT;
     }
     lastCap = total;
-    // Each capability is padded to 8 bytes so the next header is aligned.
-    total += (cap.length + 7) & ~7;
+    total += capPaddedSize(cap);
   }
   const info = new Uint8Array(L.size);
   const iv = new DataView(info.buffer);
@@ -221,7 +199,7 @@ function getInfo(ctx: IommufdCtx, proc: Process, arg: number): number {
   iv.setUint32(L.fields.flags.off, VFIO_IOMMU_INFO_PGSIZES | VFIO_IOMMU_INFO_CAPS, true);
   iv.setBigUint64(L.fields.iova_pgsizes.off, pageSizes(ctx, ioas), true);
   iv.setUint32(L.fields.cap_offset.off, argsz >= total ? L.size : 0, true);
-  if (io.write(arg, info.subarray(0, Math.min(argsz, L.size))) < 0) return -errno.EFAULT;
+  if (writeUser(ctx, proc, arg, info.subarray(0, Math.min(argsz, L.size))) < 0) return -errno.EFAULT;
   return 0;
 }
 

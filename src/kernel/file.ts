@@ -28,6 +28,25 @@ export interface FileMapping {
   detach?(mm: object): void;
 }
 
+/** The address spaces that map a file, each with its number of VMAs over it (attach/detach). */
+export class Mappers<M extends object = object> {
+  private readonly vmas = new Map<M, number>();
+
+  get size(): number { return this.vmas.size; }
+  keys(): IterableIterator<M> { return this.vmas.keys(); }
+
+  /** One more VMA of `mm` maps the file. */
+  add(mm: M): void { this.vmas.set(mm, (this.vmas.get(mm) ?? 0) + 1); }
+
+  /** One VMA of `mm` goes; true when no VMA of any address space maps the file any more. */
+  remove(mm: M): boolean {
+    const n = (this.vmas.get(mm) ?? 0) - 1;
+    if (n > 0) this.vmas.set(mm, n);
+    else this.vmas.delete(mm);
+    return this.vmas.size === 0;
+  }
+}
+
 export interface FileOperations {
   /** Short name used in traces and errors ("iommufd", "vfio-device", "eventfd", ...). */
   readonly kind: string;
@@ -51,8 +70,6 @@ export class File {
   gateSlot = -1;
   gateGen = 0;
   closed = false;
-  /** Other threads may operate on it through its gate (device files): close waits for them. */
-  gated = false;
   /** Whether its gate was granted when the last reference went (read by release). */
   wasGranted = false;
 

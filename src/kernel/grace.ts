@@ -8,12 +8,6 @@
 
 import type { KernelCore } from "./kernel.js";
 
-interface GraceExports {
-  epoch_advance(): number;
-  epoch_quiescent(e: number): number;
-  worker_release(slot: number): void;
-}
-
 /** A wait longer than this is reported in the trace (once per wait). */
 const REPORT_MS = 1000;
 /** A slot that keeps a stale epoch this long belongs to a worker that died: it is reclaimed. */
@@ -26,7 +20,7 @@ const now = () => (globalThis.performance ?? Date).now();
  * briefly, then sleeps in short slices where the host lets this thread block.
  */
 export function synchronizeDma(kcore: KernelCore, why: string): void {
-  const x = kcore.core.x as unknown as GraceExports;
+  const x = kcore.core.x;
   const e = x.epoch_advance() >>> 0;
   let slot = x.epoch_quiescent(e);
   if (slot < 0) return;

@@ -106,10 +106,10 @@ export class IommufdIoctlTable {
   private readonly byNr = new Map<number, IommufdIoctlOp>();
   /** One struct image per op, reused by every call (the control plane runs one ioctl at a time). */
   private readonly images = new Map<number, { bytes: Uint8Array; view: DataView }>();
-  private minNr: number;
+  private readonly minNr: number;
   private maxNr: number;
 
-  constructor(private readonly base: number, ops: IommufdIoctlOp[]) {
+  constructor(base: number, ops: IommufdIoctlOp[]) {
     this.minNr = base;
     this.maxNr = base - 1;
     for (const op of ops) this.add(op);

@@ -38,7 +38,7 @@ export class KernelCore {
   static async boot(memoryBytes: number, counters = false): Promise<KernelCore> {
     const k = new KernelCore(await Core.boot(memoryBytes, counters));
     // The data plane's counters (summed over worker slots) and its fault ring.
-    const x = k.core.x as unknown as { stat_read(i: number): number; fault_head(): number };
+    const x = k.core.x;
     if (counters) {
       const names = ["iotlbLastHits", "iotlbHits", "iotlbMisses", "iotlbWalks"];
       names.forEach((name, i) => k.stats.set(name, () => x.stat_read(i) >>> 0));
@@ -90,7 +90,8 @@ export class KernelCore {
     f.closed = true;
     f.wasGranted = this.core.x.gate_check(f.gateSlot, f.gateGen) === 0;
     this.core.x.gate_close(f.gateSlot);
-    if (f.gated) synchronizeDma(this, "file_release");
+    // Workers pass only a granted gate: a file never granted has no operation to wait for.
+    if (f.wasGranted) synchronizeDma(this, "file_release");
     f.ops.release?.(f);
     this.gates.free(f.gateSlot);
     this.openFiles--;

@@ -7,7 +7,7 @@ import { errno } from "../uapi/errno.js";
 import { S_IFREG } from "../uapi/posix.js";
 import type { Core } from "../wasm/core.js";
 import type { MemAccounting } from "./accounting.js";
-import { File, type FileMapping, type FileOperations, type MmapRequest } from "./file.js";
+import { File, Mappers, type FileMapping, type FileOperations, type MmapRequest } from "./file.js";
 import type { Mm } from "./mm.js";
 import { PAGE_SIZE } from "./mm.js";
 
@@ -15,7 +15,7 @@ export class MemFd implements FileMapping {
   size = 0;
   readonly pages = new Map<number, number>(); // page index -> frame
   /** Address spaces mapping the file, with their number of VMAs that do. */
-  private readonly mappers = new Map<Mm, number>();
+  private readonly mappers = new Mappers<Mm>();
   /** The last fd closed: the pages live on only while some VMA maps the file (vma->vm_file). */
   private closed = false;
 
@@ -39,18 +39,11 @@ export class MemFd implements FileMapping {
 
   peek(pgoff: number): number { return this.pages.get(pgoff) ?? -1; }
 
-  attach(mm: object): void {
-    const m = mm as Mm;
-    this.mappers.set(m, (this.mappers.get(m) ?? 0) + 1);
-  }
+  attach(mm: object): void { this.mappers.add(mm as Mm); }
 
   detach(mm: object): void {
-    const m = mm as Mm;
-    const n = (this.mappers.get(m) ?? 0) - 1;
-    if (n > 0) this.mappers.set(m, n);
-    else this.mappers.delete(m);
     // The last VMA of a closed file was its last reference.
-    if (this.closed && this.mappers.size === 0) this.truncate(0);
+    if (this.mappers.remove(mm as Mm) && this.closed) this.truncate(0);
   }
 
   truncate(length: number): number {

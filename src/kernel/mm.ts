@@ -17,7 +17,7 @@ import {
   MAP_SHARED_VALIDATE, MAP_TYPE, PROT_READ, PROT_WRITE,
 } from "../uapi/posix.js";
 import type { Core } from "../wasm/core.js";
-import type { FileMapping } from "./file.js";
+import { Mappers, type FileMapping } from "./file.js";
 import type { MemAccounting } from "./accounting.js";
 
 export const PAGE_SIZE = 4096;
@@ -34,7 +34,6 @@ const HUGE_2M = 0x200000;
 const HUGE_1G = 0x40000000;
 
 const PTE_W = 0x2;
-const LEAF_LEVEL_SHIFT = 9;
 
 export type VmaKind = "anon" | "file" | "hugetlb";
 
@@ -476,30 +475,46 @@ export class Mm {
     return 0;
   }
 
+  /**
+   * The fast path of an access of [addr, addr+len) that lies inside one page (most ioctl
+   * structs): the host address, faulted in, or -EFAULT; -1 for any other range (the caller
+   * takes access()).
+   */
+  private onePage(addr: number, len: number, write: boolean): number {
+    const inPage = addr % PAGE_SIZE;
+    if (len === 0 || inPage + len > PAGE_SIZE || !(addr >= 0) || !Number.isSafeInteger(addr) || addr + len > TASK_SIZE) return -1;
+    const leaf = this.faultIn(addr, write);
+    if (leaf < 0) return -errno.EFAULT;
+    return this.core.poolBase + (leaf >>> PAGE_SHIFT) * PAGE_SIZE + inPage;
+  }
+
   /** get_user of a u32 (little-endian): the value, or -EFAULT. */
   readU32(addr: number): number {
-    const inPage = addr % PAGE_SIZE;
-    if (inPage > PAGE_SIZE - 4 || !(addr >= 0)) {
-      const b = this.copyFromUser(addr, 4);
-      return typeof b === "number" ? b : new DataView(b.buffer).getUint32(0, true);
-    }
-    const leaf = this.faultIn(addr, false);
-    if (leaf < 0) return -errno.EFAULT;
-    return this.core.dv.getUint32(this.core.poolBase + (leaf >>> PAGE_SHIFT) * PAGE_SIZE + inPage, true);
+    const h = this.onePage(addr, 4, false);
+    if (h >= 0) return this.core.dv.getUint32(h, true);
+    if (h !== -1) return h;
+    const b = this.copyFromUser(addr, 4);
+    return typeof b === "number" ? b : new DataView(b.buffer).getUint32(0, true);
   }
 
   /** copy_from_user: the bytes, or -EFAULT. */
   copyFromUser(addr: number, len: number): Uint8Array | number {
-    const out = new Uint8Array(len);
     const u8 = this.core.u8;
-    const rc = this.access(addr, len, false, (h, n, d) => out.set(u8.subarray(h, h + n), d));
+    const h = this.onePage(addr, len, false);
+    if (h >= 0) return u8.slice(h, h + len);
+    if (h !== -1) return h;
+    const out = new Uint8Array(len);
+    const rc = this.access(addr, len, false, (a, n, d) => out.set(u8.subarray(a, a + n), d));
     return rc < 0 ? rc : out;
   }
 
   /** copy_to_user: 0 or -EFAULT (nothing written on failure). */
   copyToUser(addr: number, data: Uint8Array): number {
     const u8 = this.core.u8;
-    return this.access(addr, data.length, true, (h, n, d) => u8.set(data.subarray(d, d + n), h));
+    const h = this.onePage(addr, data.length, true);
+    if (h >= 0) { u8.set(data, h); return 0; }
+    if (h !== -1) return h;
+    return this.access(addr, data.length, true, (a, n, d) => u8.set(data.subarray(d, d + n), a));
   }
 
   /**
@@ -626,7 +641,7 @@ export class Mm {
  */
 export class SharedAnon implements FileMapping {
   readonly pages = new Map<number, number>();
-  private readonly mappers = new Map<object, number>();
+  private readonly mappers = new Mappers();
 
   constructor(private readonly core: Core) {}
 
@@ -642,13 +657,10 @@ export class SharedAnon implements FileMapping {
 
   peek(pgoff: number): number { return this.pages.get(pgoff) ?? -1; }
 
-  attach(mm: object): void { this.mappers.set(mm, (this.mappers.get(mm) ?? 0) + 1); }
+  attach(mm: object): void { this.mappers.add(mm); }
 
   detach(mm: object): void {
-    const n = (this.mappers.get(mm) ?? 0) - 1;
-    if (n > 0) this.mappers.set(mm, n);
-    else this.mappers.delete(mm);
-    if (this.mappers.size > 0) return;
+    if (!this.mappers.remove(mm)) return;
     for (const f of this.pages.values()) this.core.x.frame_put(f);
     this.pages.clear();
   }

@@ -29,6 +29,14 @@ const NAMES: Record<number, string> = {
   [VFIO_DEVICE_GET_REGION_INFO]: "VFIO_DEVICE_GET_REGION_INFO",
 };
 
+/** A zeroed VFIO "argsz" argument of `size` bytes, argsz set to `size`, and a view of it. */
+export function argszBuf(size: number): { b: Uint8Array; v: DataView } {
+  const b = new Uint8Array(size);
+  const v = new DataView(b.buffer);
+  v.setUint32(0, size, true);
+  return { b, v };
+}
+
 export class VfioDeviceFile {
   private closed = false;
   /** The iommufd DEVICE object id once bound. */
@@ -83,9 +91,7 @@ export class VfioDeviceFile {
   /** VFIO_DEVICE_BIND_IOMMUFD: returns the devid (the iommufd DEVICE object id). */
   bind(iommufd: IommuFd | number): number {
     const ifd = typeof iommufd === "number" ? iommufd : iommufd.fd;
-    const b = new Uint8Array(vfio_device_bind_iommufd.size);
-    const v = new DataView(b.buffer);
-    v.setUint32(0, b.length, true);
+    const { b, v } = argszBuf(vfio_device_bind_iommufd.size);
     v.setInt32(vfio_device_bind_iommufd.fields.iommufd.off, ifd, true);
     this.ioctl(VFIO_DEVICE_BIND_IOMMUFD, b, (rc) => {
       switch (-rc) {
@@ -109,9 +115,7 @@ export class VfioDeviceFile {
   /** VFIO_DEVICE_ATTACH_IOMMUFD_PT: returns the resulting pt id (an auto HWPT for an IOAS). */
   attach(ptId: number | { id: number }): number {
     const id = typeof ptId === "number" ? ptId : ptId.id;
-    const b = new Uint8Array(vfio_device_attach_iommufd_pt.minSize);
-    const v = new DataView(b.buffer);
-    v.setUint32(0, b.length, true);
+    const { b, v } = argszBuf(vfio_device_attach_iommufd_pt.minSize);
     v.setUint32(vfio_device_attach_iommufd_pt.fields.pt_id.off, id, true);
     this.ioctl(VFIO_DEVICE_ATTACH_IOMMUFD_PT, b, (rc) => {
       switch (-rc) {
@@ -129,17 +133,13 @@ export class VfioDeviceFile {
 
   /** VFIO_DEVICE_DETACH_IOMMUFD_PT (a no-op when not attached). */
   detach(): void {
-    const b = new Uint8Array(vfio_device_detach_iommufd_pt.minSize);
-    new DataView(b.buffer).setUint32(0, b.length, true);
-    this.ioctl(VFIO_DEVICE_DETACH_IOMMUFD_PT, b, () => `${this.path} is ${this.state()}: BIND it first`);
+    this.ioctl(VFIO_DEVICE_DETACH_IOMMUFD_PT, argszBuf(vfio_device_detach_iommufd_pt.minSize).b, () => `${this.path} is ${this.state()}: BIND it first`);
     this.ptId = null;
   }
 
   /** VFIO_DEVICE_GET_INFO. */
   info(): VfioDeviceInfo {
-    const b = new Uint8Array(vfio_device_info.size);
-    const v = new DataView(b.buffer);
-    v.setUint32(0, b.length, true);
+    const { b, v } = argszBuf(vfio_device_info.size);
     this.ioctl(VFIO_DEVICE_GET_INFO, b, () => `${this.path} is ${this.state()}`);
     const f = vfio_device_info.fields;
     return { flags: v.getUint32(f.flags.off, true), numRegions: v.getUint32(f.num_regions.off, true), numIrqs: v.getUint32(f.num_irqs.off, true) };
@@ -147,10 +147,8 @@ export class VfioDeviceFile {
 
   /** VFIO_DEVICE_GET_REGION_INFO. */
   regionInfo(index: number): VfioRegionInfo {
-    const b = new Uint8Array(vfio_region_info.size);
-    const v = new DataView(b.buffer);
+    const { b, v } = argszBuf(vfio_region_info.size);
     const f = vfio_region_info.fields;
-    v.setUint32(0, b.length, true);
     v.setUint32(f.index.off, index, true);
     this.ioctl(VFIO_DEVICE_GET_REGION_INFO, b, (rc) => rc === -errno.EINVAL && this.devid !== null
       ? `region ${index} does not exist on this device` : `${this.path} is ${this.state()}`);

@@ -13,11 +13,13 @@ import { O_RDWR } from "../uapi/posix.js";
 import {
   VFIO_DMA_MAP_FLAG_READ, VFIO_DMA_MAP_FLAG_WRITE, VFIO_DMA_UNMAP_FLAG_ALL, VFIO_GROUP_FLAGS_CONTAINER_SET,
   VFIO_GROUP_FLAGS_VIABLE, VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION,
-  VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, vfio_iommu_type1_dma_map, vfio_iommu_type1_dma_unmap, vfio_iommu_type1_info,
+  VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, vfio_group_status, vfio_info_cap_header, vfio_iommu_type1_dma_map,
+  vfio_iommu_type1_dma_unmap, vfio_iommu_type1_info, vfio_iommu_type1_info_cap_iova_range,
+  vfio_iommu_type1_info_cap_migration, vfio_iommu_type1_info_dma_avail, vfio_iova_range,
 } from "../uapi/vfio.js";
 import type { Process } from "../kernel/process.js";
 import type { IommuFd } from "./iommufd.js";
-import { VfioDeviceFile } from "./vfio.js";
+import { argszBuf, VfioDeviceFile } from "./vfio.js";
 
 const NAMES: Record<number, string> = {
   [VFIO_GET_API_VERSION]: "VFIO_GET_API_VERSION",
@@ -101,9 +103,7 @@ export class VfioContainer {
   /** VFIO_IOMMU_MAP_DMA. */
   mapDma(o: DmaMapOptions): void {
     const L = vfio_iommu_type1_dma_map;
-    const b = new Uint8Array(L.size);
-    const v = new DataView(b.buffer);
-    v.setUint32(0, L.size, true);
+    const { b, v } = argszBuf(L.size);
     v.setUint32(L.fields.flags.off, (o.readable ?? true ? VFIO_DMA_MAP_FLAG_READ : 0) | (o.writeable ?? true ? VFIO_DMA_MAP_FLAG_WRITE : 0), true);
     v.setBigUint64(L.fields.vaddr.off, u64(o.vaddr, "vaddr"), true);
     v.setBigUint64(L.fields.iova.off, u64(o.iova, "iova"), true);
@@ -125,9 +125,7 @@ export class VfioContainer {
   /** VFIO_IOMMU_UNMAP_DMA of [iova, iova+size): the bytes unmapped. */
   unmapDma(iova: number | bigint, size: number | bigint, flags = 0): bigint {
     const L = vfio_iommu_type1_dma_unmap;
-    const b = new Uint8Array(L.size);
-    const v = new DataView(b.buffer);
-    v.setUint32(0, L.size, true);
+    const { b, v } = argszBuf(L.size);
     v.setUint32(L.fields.flags.off, flags, true);
     v.setBigUint64(L.fields.iova.off, u64(iova, "iova"), true);
     v.setBigUint64(L.fields.size.off, u64(size, "size"), true);
@@ -145,33 +143,37 @@ export class VfioContainer {
   /** VFIO_IOMMU_GET_INFO with the argsz-grow protocol, its capability chain parsed. */
   info(): Type1Info {
     const L = vfio_iommu_type1_info;
-    let b = new Uint8Array(L.size);
-    new DataView(b.buffer).setUint32(0, L.size, true);
+    let { b, v } = argszBuf(L.size);
     this.ioctl(VFIO_IOMMU_GET_INFO, b, () => `${this.path}: no IOMMU set`);
-    const need = new DataView(b.buffer).getUint32(0, true);
+    const need = v.getUint32(L.fields.argsz.off, true);
     if (need > L.size) {
-      b = new Uint8Array(need);
-      new DataView(b.buffer).setUint32(0, need, true);
+      ({ b, v } = argszBuf(need));
       this.ioctl(VFIO_IOMMU_GET_INFO, b, () => `${this.path}: no IOMMU set`);
     }
-    const v = new DataView(b.buffer);
     const out: Type1Info = {
       flags: v.getUint32(L.fields.flags.off, true), iovaPgsizes: v.getBigUint64(L.fields.iova_pgsizes.off, true),
       iovaRanges: [], dmaAvail: null, migration: null,
     };
+    const H = vfio_info_cap_header;
+    const IOV = vfio_iommu_type1_info_cap_iova_range;
+    const R = vfio_iova_range;
+    const MIG = vfio_iommu_type1_info_cap_migration.fields;
     const seen = new Set<number>();
-    for (let off = b.length >= L.size ? v.getUint32(L.fields.cap_offset.off, true) : 0; off && off + 8 <= b.length && !seen.has(off);) {
+    for (let off = b.length >= L.size ? v.getUint32(L.fields.cap_offset.off, true) : 0; off && off + H.size <= b.length && !seen.has(off);) {
       seen.add(off);
-      const id = v.getUint16(off, true);
+      const id = v.getUint16(off + H.fields.id.off, true);
       if (id === VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE) {
-        const n = v.getUint32(off + 8, true);
-        for (let i = 0; i < n; i++) out.iovaRanges.push({ start: v.getBigUint64(off + 16 + 16 * i, true), last: v.getBigUint64(off + 24 + 16 * i, true) });
+        const n = v.getUint32(off + IOV.fields.nr_iovas.off, true);
+        for (let i = 0; i < n; i++) {
+          const at = off + IOV.size + R.size * i;
+          out.iovaRanges.push({ start: v.getBigUint64(at + R.fields.start.off, true), last: v.getBigUint64(at + R.fields.end.off, true) });
+        }
       } else if (id === VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL) {
-        out.dmaAvail = v.getUint32(off + 8, true);
+        out.dmaAvail = v.getUint32(off + vfio_iommu_type1_info_dma_avail.fields.avail.off, true);
       } else if (id === VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION) {
-        out.migration = { pgsizeBitmap: v.getBigUint64(off + 16, true), maxDirtyBitmapSize: v.getBigUint64(off + 24, true) };
+        out.migration = { pgsizeBitmap: v.getBigUint64(off + MIG.pgsize_bitmap.off, true), maxDirtyBitmapSize: v.getBigUint64(off + MIG.max_dirty_bitmap_size.off, true) };
       }
-      off = v.getUint32(off + 4, true);
+      off = v.getUint32(off + H.fields.next.off, true);
     }
     return out;
   }
@@ -211,10 +213,9 @@ export class VfioGroup {
 
   /** VFIO_GROUP_GET_STATUS. */
   status(): VfioGroupStatus {
-    const b = new Uint8Array(8);
-    new DataView(b.buffer).setUint32(0, 8, true);
+    const { b, v } = argszBuf(vfio_group_status.size);
     this.ioctl(VFIO_GROUP_GET_STATUS, b, () => `group ${this.id} is gone`);
-    const flags = new DataView(b.buffer).getUint32(4, true);
+    const flags = v.getUint32(vfio_group_status.fields.flags.off, true);
     return { flags, viable: (flags & VFIO_GROUP_FLAGS_VIABLE) !== 0, containerSet: (flags & VFIO_GROUP_FLAGS_CONTAINER_SET) !== 0 };
   }
 

@@ -49,6 +49,9 @@ export const S_ISLNK = (m: number): boolean => (m & S_IFMT) === S_IFLNK;
 
 const TWO32 = 0x1_0000_0000;
 
+/** include/uapi/linux/major.h: the misc character devices (/dev/iommu, /dev/vfio/vfio). */
+export const MISC_MAJOR = 10;
+
 /** The dev_t of (major, minor). */
 export function makedev(major: number, minor: number): number {
   const lo = ((minor & 0xff) | ((major & 0xfff) << 8) | ((minor & 0xfff00) << 12)) >>> 0;

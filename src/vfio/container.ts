@@ -11,14 +11,13 @@
 import { errno } from "../uapi/errno.js";
 import { VFIO_API_VERSION, VFIO_CHECK_EXTENSION, VFIO_GET_API_VERSION, VFIO_SET_IOMMU } from "../uapi/ioctl.js";
 import { VFIO_TYPE1v2_IOMMU } from "../uapi/vfio.js";
-import { S_IFCHR, makedev } from "../uapi/posix.js";
+import { MISC_MAJOR, S_IFCHR, makedev } from "../uapi/posix.js";
 import type { File, FileOperations } from "../kernel/file.js";
 import type { Process } from "../kernel/process.js";
 import { VfioIommuType1, type Type1Params } from "./vfio_iommu_type1.js";
 import type { Vfio } from "./vfio_main.js";
 import type { VfioGroup } from "./group.js";
 
-export const MISC_MAJOR = 10;
 /** VFIO_MINOR */
 export const VFIO_MINOR = 196;
 export const VFIO_CONTAINER_RDEV = makedev(MISC_MAJOR, VFIO_MINOR);

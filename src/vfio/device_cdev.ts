@@ -7,8 +7,9 @@ import {
   VFIO_DEVICE_ATTACH_PASID, VFIO_DEVICE_BIND_FLAG_TOKEN, VFIO_DEVICE_DETACH_PASID,
   vfio_device_attach_iommufd_pt, vfio_device_bind_iommufd, vfio_device_detach_iommufd_pt,
 } from "../uapi/vfio.js";
+import type { StructLayout } from "../uapi/struct.js";
 import type { File } from "../kernel/file.js";
-import { copyStructFromUser, getUser32 } from "../kernel/ioctl.js";
+import { copyStructFromUser, getUser32, vfioCopyIn } from "../kernel/ioctl.js";
 import type { Process } from "../kernel/process.js";
 import type { Vfio, VfioDevice, VfioDeviceFile } from "./vfio_main.js";
 
@@ -129,6 +130,23 @@ export function vfioDfUnbindIommufd(vfio: Vfio, df: VfioDeviceFile): void {
   dev.group.unblockGroup();
 }
 
+/**
+ * The argument handling ATTACH and DETACH_IOMMUFD_PT share: argsz >= minsz (EINVAL), flags 0
+ * or PASID (EINVAL); a PASID request needs argsz to cover the pasid (EINVAL) and a readable
+ * pasid, then ends with `pasidRc`. Returns the struct for a non-PASID request, else the
+ * ioctl's result.
+ */
+function ptArg(proc: Process, arg: number, layout: StructLayout<"flags" | "pasid">, pasidFlag: number, pasidRc: number): DataView | number {
+  const c = vfioCopyIn(proc, arg, layout);
+  if (typeof c === "number") return c;
+  const flags = c.view.getUint32(layout.fields.flags.off, true);
+  if (flags & ~pasidFlag) return -errno.EINVAL;
+  if (!(flags & pasidFlag)) return c.view;
+  if (c.argsz < layout.size) return -errno.EINVAL;
+  const p = proc.mm.copyFromUser(arg + layout.fields.pasid.off, 4);
+  return typeof p === "number" ? p : pasidRc;
+}
+
 const ATT = vfio_device_attach_iommufd_pt.fields;
 
 /**
@@ -138,21 +156,10 @@ const ATT = vfio_device_attach_iommufd_pt.fields;
  */
 export function vfioDfIoctlAttachPt(vfio: Vfio, df: VfioDeviceFile, arg: number, proc: Process): number {
   const dev = df.device;
-  const b = proc.mm.copyFromUser(arg, vfio_device_attach_iommufd_pt.minSize);
-  if (typeof b === "number") return b;
-  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  const argsz = v.getUint32(ATT.argsz.off, true);
-  const flags = v.getUint32(ATT.flags.off, true);
-  if (argsz < vfio_device_attach_iommufd_pt.minSize) return -errno.EINVAL;
-  if (flags & ~VFIO_DEVICE_ATTACH_PASID) return -errno.EINVAL;
-  if (flags & VFIO_DEVICE_ATTACH_PASID) {
-    if (argsz < vfio_device_attach_iommufd_pt.size) return -errno.EINVAL;
-    const p = proc.mm.copyFromUser(arg + ATT.pasid.off, 4);
-    if (typeof p === "number") return p;
-    // vfio-pci has PASID ops, but no emulated device has a PASID capability: the IOMMU core
-    // refuses a PASID attach to such a device.
-    return -errno.EINVAL;
-  }
+  // vfio-pci has PASID ops, but no emulated device has a PASID capability: the IOMMU core
+  // refuses a PASID attach to such a device (EINVAL).
+  const v = ptArg(proc, arg, vfio_device_attach_iommufd_pt, VFIO_DEVICE_ATTACH_PASID, -errno.EINVAL);
+  if (typeof v === "number") return v;
   const ptId = v.getUint32(ATT.pt_id.off, true);
   const rc = vfio.physicalAttachIoas(dev, ptId);
   if (rc < 0) return rc;
@@ -165,24 +172,11 @@ export function vfioDfIoctlAttachPt(vfio: Vfio, df: VfioDeviceFile, arg: number,
   return 0;
 }
 
-const DET = vfio_device_detach_iommufd_pt.fields;
-
 /** VFIO_DEVICE_DETACH_IOMMUFD_PT: argsz >= 8, flags 0 or PASID; always 0 otherwise. */
 export function vfioDfIoctlDetachPt(vfio: Vfio, df: VfioDeviceFile, arg: number, proc: Process): number {
-  const b = proc.mm.copyFromUser(arg, vfio_device_detach_iommufd_pt.minSize);
-  if (typeof b === "number") return b;
-  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  const argsz = v.getUint32(DET.argsz.off, true);
-  const flags = v.getUint32(DET.flags.off, true);
-  if (argsz < vfio_device_detach_iommufd_pt.minSize) return -errno.EINVAL;
-  if (flags & ~VFIO_DEVICE_DETACH_PASID) return -errno.EINVAL;
-  if (flags & VFIO_DEVICE_DETACH_PASID) {
-    if (argsz < vfio_device_detach_iommufd_pt.size) return -errno.EINVAL;
-    const p = proc.mm.copyFromUser(arg + DET.pasid.off, 4);
-    if (typeof p === "number") return p;
-    // No PASID is ever attached (see attach): detaching one is the silent no-op.
-    return 0;
-  }
+  // No PASID is ever attached (see attach): detaching one is the silent no-op.
+  const v = ptArg(proc, arg, vfio_device_detach_iommufd_pt, VFIO_DEVICE_DETACH_PASID, 0);
+  if (typeof v === "number") return v;
   vfio.physicalDetachIoas(df.device);
   return 0;
 }

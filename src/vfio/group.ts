@@ -17,16 +17,17 @@ import {
 import { VFIO_GROUP_FLAGS_CONTAINER_SET, VFIO_GROUP_FLAGS_VIABLE, vfio_group_status } from "../uapi/vfio.js";
 import { O_RDWR, S_IFCHR, makedev } from "../uapi/posix.js";
 import type { File, FileOperations } from "../kernel/file.js";
+import { PAGE_SIZE } from "../kernel/mm.js";
 import type { Process } from "../kernel/process.js";
 import type { IommuGroup } from "../iommu/iommu_group.js";
 import type { IommufdCtx } from "../iommufd/main.js";
 import { ioasAlloc } from "../iommufd/ioas.js";
 import type { VfioContainer } from "./container.js";
+import { Ida } from "./ida.js";
 import type { Vfio, VfioDevice, VfioDeviceFile } from "./vfio_main.js";
 
 /** The "vfio" class character region of group nodes (a dynamic major; 511 is vfio-dev's). */
 export const VFIO_GROUP_MAJOR = 510;
-const PAGE_SIZE = 4096;
 
 export class VfioGroup {
   /** group->device_list: registered devices (unregister removes first). */
@@ -114,22 +115,11 @@ export class VfioGroup {
   }
 }
 
-/** A lowest-free minor allocator (group_ida). */
-class MinorIda {
-  private readonly used = new Set<number>();
-  alloc(): number {
-    let i = 0;
-    while (this.used.has(i)) i++;
-    this.used.add(i);
-    return i;
-  }
-  free(i: number): void { this.used.delete(i); }
-}
-
 /** The vfio groups of one kernel, by IOMMU group number, and their nodes. */
 export class VfioGroups {
   private readonly groups = new Map<number, VfioGroup>();
-  private readonly minors = new MinorIda();
+  /** group_ida. */
+  private readonly minors = new Ida();
   readonly fops: FileOperations;
 
   constructor(private readonly vfio: Vfio) {

@@ -15,7 +15,7 @@ import {
   VFIO_IRQ_INFO_MASKABLE, VFIO_IRQ_INFO_NORESIZE, VFIO_IRQ_SET_ACTION_MASK, VFIO_IRQ_SET_ACTION_TRIGGER,
   VFIO_IRQ_SET_ACTION_TYPE_MASK, VFIO_IRQ_SET_ACTION_UNMASK, VFIO_IRQ_SET_DATA_BOOL, VFIO_IRQ_SET_DATA_EVENTFD,
   VFIO_IRQ_SET_DATA_NONE, VFIO_IRQ_SET_DATA_TYPE_MASK, VFIO_PCI_BAR5_REGION_INDEX, VFIO_PCI_CONFIG_REGION_INDEX,
-  VFIO_PCI_ERR_IRQ_INDEX, VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX, VFIO_PCI_NUM_IRQS,
+  VFIO_PCI_ERR_IRQ_INDEX, VFIO_PCI_INDEX_TO_OFFSET, VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_NUM_IRQS,
   VFIO_PCI_NUM_REGIONS, VFIO_PCI_OFFSET_SHIFT, VFIO_PCI_REQ_IRQ_INDEX, VFIO_PCI_ROM_REGION_INDEX,
   VFIO_PCI_VGA_REGION_INDEX, VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ,
   VFIO_REGION_INFO_FLAG_WRITE, vfio_device_info, vfio_irq_info, vfio_irq_set, vfio_region_info,
@@ -26,14 +26,14 @@ import { vfioCopyIn } from "../kernel/ioctl.js";
 import type { KernelCore } from "../kernel/kernel.js";
 import { PAGE_SIZE } from "../kernel/mm.js";
 import type { Process } from "../kernel/process.js";
-import { PCI_COMMAND_MASTER, PciConfigSpace, type PciBar } from "../devices/pci_config.js";
+import { PciConfigSpace, type PciBar } from "../devices/pci_config.js";
 import { synchronizeDma } from "../kernel/grace.js";
 import type { PciIds } from "../devices/pci.js";
-import type { VfioDevice, VfioDeviceFile, VfioDeviceOps } from "./vfio_main.js";
+import type { DeviceSharedState, VfioDevice, VfioDeviceFile, VfioDeviceOps } from "./vfio_main.js";
 
-const SHIFT = BigInt(VFIO_PCI_OFFSET_SHIFT);
-const OFFSET_MASK = 2 ** VFIO_PCI_OFFSET_SHIFT - 1;
-const PAGES_PER_REGION = 2 ** VFIO_PCI_OFFSET_SHIFT / PAGE_SIZE;
+/** A region's file offset: index * REGION_SPAN + offset (index << 40). */
+const REGION_SPAN = 2 ** VFIO_PCI_OFFSET_SHIFT;
+const PAGES_PER_REGION = REGION_SPAN / PAGE_SIZE;
 
 /** What a model gives the vfio-pci face: its ids and BAR0 (a small MMIO window). */
 export interface PciFunctionModel {
@@ -61,8 +61,6 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
   private intxMasked = false;
   private errTrigger: File | null = null;
   private reqTrigger: File | null = null;
-  /** How many request signals were sent (unplug). */
-  requests = 0;
 
   /** The frame holding config space and its write masks, in shared memory. */
   private cfgFrame: number;
@@ -81,13 +79,10 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
   }
 
   /** Where worker threads find this function's state (src/vfio/vfio_main.ts publishes it). */
-  sharedState(): { config: number; configSize: number; configMask: number; bar0: number; bar0Size: number } {
+  sharedState(): DeviceSharedState {
     const cfg = this.kcore.core.x.frame_addr(this.cfgFrame) >>> 0;
     return { config: cfg, configSize: this.cfg.size, configMask: cfg + this.cfg.size, bar0: this.bar0Base, bar0Size: this.bars[0].size };
   }
-
-  /** The device's bus-master enable (device models check it before DMA). */
-  get busMaster(): boolean { return (this.cfg.command & PCI_COMMAND_MASTER) !== 0; }
 
   private get bar0Base(): number { return this.kcore.core.x.frame_addr(this.bar0Frame) >>> 0; }
 
@@ -132,7 +127,6 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
 
   /** vfio_pci_core_request: signal the REQ eventfd if the user registered one. */
   request(_dev: VfioDevice, count: number): void {
-    this.requests++;
     if (this.reqTrigger) (this.reqTrigger.priv as EventFd).add(1n);
     else if (count === 0 && this.kcore.trace.on) {
       this.kcore.trace.emit("vfio_pci_request", { dev: _dev.name, note: "no device request channel registered, blocked until released by user" });
@@ -198,7 +192,7 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
       return -errno.EINVAL;
     }
     c.view.setUint32(f.flags.off, flags, true);
-    c.view.setBigUint64(f.offset.off, BigInt(index) << SHIFT, true);
+    c.view.setBigUint64(f.offset.off, VFIO_PCI_INDEX_TO_OFFSET(index), true);
     c.view.setBigUint64(f.size.off, BigInt(size), true);
     return this.copyOut(proc, arg, c.bytes, vfio_region_info.minSize);
   }
@@ -222,8 +216,7 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
     if (index === VFIO_PCI_ERR_IRQ_INDEX) return -errno.EINVAL;
     let flags = VFIO_IRQ_INFO_EVENTFD;
     if (index === VFIO_PCI_INTX_IRQ_INDEX) flags |= VFIO_IRQ_INFO_MASKABLE | VFIO_IRQ_INFO_AUTOMASKED;
-    else if (index !== VFIO_PCI_MSIX_IRQ_INDEX) flags |= VFIO_IRQ_INFO_NORESIZE;
-    else flags |= VFIO_IRQ_INFO_NORESIZE; // no dynamic MSI-X allocation
+    else flags |= VFIO_IRQ_INFO_NORESIZE; // MSI-X too: no dynamic MSI-X allocation
     c.view.setUint32(f.flags.off, flags, true);
     c.view.setUint32(f.count.off, this.irqCount(index), true);
     return this.copyOut(proc, arg, c.bytes, vfio_irq_info.minSize);
@@ -367,8 +360,8 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
   /** vfio_pci_rw. */
   private rw(buf: Uint8Array, pos: number, write: boolean): number {
     if (buf.length === 0) return 0;
-    const index = Math.floor(pos / 2 ** VFIO_PCI_OFFSET_SHIFT);
-    const off = pos % (OFFSET_MASK + 1);
+    const index = Math.floor(pos / REGION_SPAN);
+    const off = pos % REGION_SPAN;
     if (index >= VFIO_PCI_NUM_REGIONS) return -errno.EINVAL;
     if (index === VFIO_PCI_CONFIG_REGION_INDEX) {
       // vfio_config_do_rw: the whole access must lie inside config space.

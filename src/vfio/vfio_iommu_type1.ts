@@ -15,20 +15,21 @@ import {
   VFIO_DMA_CC_IOMMU, VFIO_DMA_MAP_FLAG_READ, VFIO_DMA_MAP_FLAG_VADDR, VFIO_DMA_MAP_FLAG_WRITE,
   VFIO_DMA_UNMAP_FLAG_ALL, VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP, VFIO_DMA_UNMAP_FLAG_VADDR,
   VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP, VFIO_IOMMU_DIRTY_PAGES_FLAG_START, VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP,
-  VFIO_IOMMU_INFO_CAPS, VFIO_IOMMU_INFO_PGSIZES, VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE,
-  VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION, VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, VFIO_TYPE1_IOMMU, VFIO_TYPE1v2_IOMMU,
-  VFIO_UNMAP_ALL, VFIO_UPDATE_VADDR, vfio_bitmap, vfio_iommu_type1_dirty_bitmap,
+  VFIO_IOMMU_INFO_CAPS, VFIO_IOMMU_INFO_PGSIZES, VFIO_TYPE1_IOMMU, VFIO_TYPE1v2_IOMMU,
+  VFIO_UNMAP_ALL, VFIO_UPDATE_VADDR, vfio_bitmap, vfio_info_cap_header, vfio_iommu_type1_dirty_bitmap,
   vfio_iommu_type1_dirty_bitmap_get, vfio_iommu_type1_dma_map, vfio_iommu_type1_dma_unmap, vfio_iommu_type1_info,
 } from "../uapi/vfio.js";
+import { vfioCopyIn } from "../kernel/ioctl.js";
 import type { KernelCore } from "../kernel/kernel.js";
+import { PAGE_SIZE } from "../kernel/mm.js";
 import type { Process } from "../kernel/process.js";
 import type { IommuCaps } from "../iommu/device.js";
-import { allocDomain, type IommuDomain } from "../iommu/domain.js";
+import { allocDomain, aperture, type IommuDomain } from "../iommu/domain.js";
 import { IoptPages, type PinContext } from "../iommufd/pages.js";
 import type { Iommufd } from "../iommufd/main.js";
 import type { VfioGroup } from "./group.js";
+import { capDmaAvail, capIovaRange, capMigration, capPaddedSize } from "../uapi/vfio_type1_caps.js";
 
-const PAGE_SIZE = 4096;
 const PAGE = BigInt(PAGE_SIZE);
 const U64_MAX = (1n << 64n) - 1n;
 /** DIRTY_BITMAP_SIZE_MAX: the bitmap of INT_MAX pages, in bytes. */
@@ -111,18 +112,10 @@ export class VfioIommuType1 {
     }
   }
 
-  get mappings(): number { return this.dmas.length; }
-
   /** The domain handle the devices of `group` translate through, or 0 (blocked). */
   domainHandleOf(group: VfioGroup): number {
     for (const d of this.domains) if (d.groups.has(group)) return d.domain.handle;
     return 0;
-  }
-
-  /** The domain `group` is attached to (for tests and introspection). */
-  domainOf(group: VfioGroup): IommuDomain | null {
-    for (const d of this.domains) if (d.groups.has(group)) return d.domain;
-    return null;
   }
 
   // ---- groups (vfio_iommu_type1_attach_group / detach_group) --------------------------------
@@ -252,10 +245,9 @@ export class VfioIommuType1 {
     const resv: IovaRange[] = [];
     for (const g of groups) {
       for (const dev of g.devices) {
-        const f = dev.iommuDev.caps.format;
-        const ap = f === "mock" ? { s: 0x1000000n, e: 0x7fffffffn } : { s: 0n, e: (1n << 48n) - 1n };
-        if (ap.s > start) start = ap.s;
-        if (ap.e < end) end = ap.e;
+        const [s, e] = aperture(this.kcore.core, dev.iommuDev.caps.format);
+        if (s > start) start = s;
+        if (e < end) end = e;
         for (const r of dev.iommuDev.reservedRegions) {
           if (r.type !== "direct-relaxable") resv.push({ start: r.start, last: r.last });
         }
@@ -342,12 +334,11 @@ export class VfioIommuType1 {
   /** VFIO_IOMMU_MAP_DMA: argsz >= 32, flags within READ|WRITE|VADDR (EINVAL). */
   private mapDmaIoctl(proc: Process, arg: number): number {
     const L = vfio_iommu_type1_dma_map;
-    const b = proc.mm.copyFromUser(arg, L.minSize);
-    if (typeof b === "number") return b;
-    const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+    const c = vfioCopyIn(proc, arg, L);
+    if (typeof c === "number") return c;
+    const v = c.view;
     const flags = v.getUint32(L.fields.flags.off, true);
-    if (v.getUint32(L.fields.argsz.off, true) < L.minSize
-      || (flags & ~(VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE | VFIO_DMA_MAP_FLAG_VADDR))) return -errno.EINVAL;
+    if (flags & ~(VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE | VFIO_DMA_MAP_FLAG_VADDR)) return -errno.EINVAL;
     return this.doMap(proc, flags, v.getBigUint64(L.fields.vaddr.off, true), v.getBigUint64(L.fields.iova.off, true),
       v.getBigUint64(L.fields.size.off, true));
   }
@@ -427,13 +418,12 @@ export class VfioIommuType1 {
   /** VFIO_IOMMU_UNMAP_DMA: on success the 24-byte head is written back with size = bytes unmapped. */
   private unmapDmaIoctl(proc: Process, arg: number): number {
     const L = vfio_iommu_type1_dma_unmap;
-    const b = proc.mm.copyFromUser(arg, L.minSize);
-    if (typeof b === "number") return b;
-    const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
-    const argsz = v.getUint32(L.fields.argsz.off, true);
+    const c = vfioCopyIn(proc, arg, L);
+    if (typeof c === "number") return c;
+    const { argsz, view: v } = c;
     const flags = v.getUint32(L.fields.flags.off, true);
     const mask = VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP | VFIO_DMA_UNMAP_FLAG_VADDR | VFIO_DMA_UNMAP_FLAG_ALL;
-    if (argsz < L.minSize || (flags & ~mask)) return -errno.EINVAL;
+    if (flags & ~mask) return -errno.EINVAL;
     const dirty = (flags & VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP) !== 0;
     if (dirty && (flags & (VFIO_DMA_UNMAP_FLAG_ALL | VFIO_DMA_UNMAP_FLAG_VADDR))) return -errno.EINVAL;
     let bitmap: { pgsize: bigint; size: bigint; data: bigint } | null = null;
@@ -444,7 +434,8 @@ export class VfioIommuType1 {
       const bb = proc.mm.copyFromUser(arg + L.minSize, vfio_bitmap.size);
       if (typeof bb === "number") return bb;
       const bv = new DataView(bb.buffer, bb.byteOffset, bb.byteLength);
-      bitmap = { pgsize: bv.getBigUint64(0, true), size: bv.getBigUint64(8, true), data: bv.getBigUint64(16, true) };
+      const B = vfio_bitmap.fields;
+      bitmap = { pgsize: bv.getBigUint64(B.pgsize.off, true), size: bv.getBigUint64(B.size.off, true), data: bv.getBigUint64(B.data.off, true) };
       if (bitmap.pgsize === 0n) return -errno.EINVAL;
       const rc = verifyBitmapSize(size / bitmap.pgsize, bitmap.size);
       if (rc < 0) return rc;
@@ -452,7 +443,7 @@ export class VfioIommuType1 {
     const r = this.doUnmap(proc, flags, iova, size, bitmap);
     if (r.rc < 0) return r.rc;
     v.setBigUint64(L.fields.size.off, r.unmapped, true);
-    return proc.mm.copyToUser(arg, b) < 0 ? -errno.EFAULT : 0;
+    return proc.mm.copyToUser(arg, c.bytes) < 0 ? -errno.EFAULT : 0;
   }
 
   /**
@@ -522,55 +513,30 @@ export class VfioIommuType1 {
    */
   private getInfo(proc: Process, arg: number): number {
     const L = vfio_iommu_type1_info;
-    const b = proc.mm.copyFromUser(arg, L.minSize);
-    if (typeof b === "number") return b;
-    const argsz = new DataView(b.buffer, b.byteOffset, b.byteLength).getUint32(0, true);
-    if (argsz < L.minSize) return -errno.EINVAL;
+    const c = vfioCopyIn(proc, arg, L);
+    if (typeof c === "number") return c;
+    const argsz = c.argsz;
     const bm = this.pgsizeBitmap();
     const ranges = this.validRanges();
-    const caps: Uint8Array[] = [];
-    const mig = new Uint8Array(32);
-    const mv = new DataView(mig.buffer);
-    mv.setUint16(0, VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION, true);
-    mv.setUint16(2, 1, true);
-    mv.setBigUint64(16, bm & -bm, true);
-    mv.setBigUint64(24, DIRTY_BITMAP_SIZE_MAX, true);
-    caps.push(mig);
-    const avail = new Uint8Array(16);
-    const av = new DataView(avail.buffer);
-    av.setUint16(0, VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, true);
-    av.setUint16(2, 1, true);
-    av.setUint32(8, this.dmaAvail, true);
-    caps.push(avail);
-    if (ranges.length > 0) {
-      const iov = new Uint8Array(16 + 16 * ranges.length);
-      const iv = new DataView(iov.buffer);
-      iv.setUint16(0, VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, true);
-      iv.setUint16(2, 1, true);
-      iv.setUint32(8, ranges.length, true);
-      ranges.forEach((r, k) => {
-        iv.setBigUint64(16 + 16 * k, r.start, true);
-        iv.setBigUint64(24 + 16 * k, r.last, true);
-      });
-      caps.push(iov);
-    }
-    const capsSize = caps.reduce((n, c) => n + c.length, 0);
+    const caps = [capMigration(bm & -bm, DIRTY_BITMAP_SIZE_MAX), capDmaAvail(this.dmaAvail)];
+    if (ranges.length > 0) caps.push(capIovaRange(ranges));
+    const capsSize = caps.reduce((n, c) => n + capPaddedSize(c), 0);
     const info = new Uint8Array(L.size);
     const iv = new DataView(info.buffer);
-    iv.setUint32(0, argsz, true);
+    iv.setUint32(L.fields.argsz.off, argsz, true);
     iv.setUint32(L.fields.flags.off, VFIO_IOMMU_INFO_PGSIZES | VFIO_IOMMU_INFO_CAPS, true);
     iv.setBigUint64(L.fields.iova_pgsizes.off, bm, true);
     if (argsz < L.size + capsSize) {
-      iv.setUint32(0, L.size + capsSize, true);
+      iv.setUint32(L.fields.argsz.off, L.size + capsSize, true);
     } else {
       // The chain, with each header's next made relative to the start of the user's buffer.
       const chain = new Uint8Array(capsSize);
       let off = 0;
       caps.forEach((c, k) => {
         chain.set(c, off);
-        const next = k + 1 < caps.length ? L.size + off + c.length : 0;
-        new DataView(chain.buffer).setUint32(off + 4, next, true);
-        off += c.length;
+        const next = k + 1 < caps.length ? L.size + off + capPaddedSize(c) : 0;
+        new DataView(chain.buffer).setUint32(off + vfio_info_cap_header.fields.next.off, next, true);
+        off += capPaddedSize(c);
       });
       if (proc.mm.copyToUser(arg + L.size, chain) < 0) return -errno.EFAULT;
       iv.setUint32(L.fields.cap_offset.off, L.size, true);
@@ -588,13 +554,12 @@ export class VfioIommuType1 {
   private dirtyPages(proc: Process, arg: number): number {
     if (!this.v2) return -errno.EACCES;
     const L = vfio_iommu_type1_dirty_bitmap;
-    const b = proc.mm.copyFromUser(arg, L.size);
-    if (typeof b === "number") return b;
-    const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
-    const argsz = v.getUint32(0, true);
-    const flags = v.getUint32(4, true);
+    const c = vfioCopyIn(proc, arg, L);
+    if (typeof c === "number") return c;
+    const argsz = c.argsz;
+    const flags = c.view.getUint32(L.fields.flags.off, true);
     const mask = VFIO_IOMMU_DIRTY_PAGES_FLAG_START | VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP | VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP;
-    if (argsz < L.size || (flags & ~mask)) return -errno.EINVAL;
+    if (flags & ~mask) return -errno.EINVAL;
     // Exactly one flag.
     if (flags === 0 || (flags & (flags - 1))) return -errno.EINVAL;
     if (flags & VFIO_IOMMU_DIRTY_PAGES_FLAG_START) {
@@ -613,11 +578,11 @@ export class VfioIommuType1 {
     const gb = proc.mm.copyFromUser(arg + L.size, G.size);
     if (typeof gb === "number") return gb;
     const gv = new DataView(gb.buffer, gb.byteOffset, gb.byteLength);
-    const iova = gv.getBigUint64(0, true);
-    const size = gv.getBigUint64(8, true);
-    const pgsize = gv.getBigUint64(16, true);
-    const bsize = gv.getBigUint64(24, true);
-    const data = gv.getBigUint64(32, true);
+    const iova = gv.getBigUint64(G.fields.iova.off, true);
+    const size = gv.getBigUint64(G.fields.size.off, true);
+    const pgsize = gv.getBigUint64(G.fields["bitmap.pgsize"].off, true);
+    const bsize = gv.getBigUint64(G.fields["bitmap.size"].off, true);
+    const data = gv.getBigUint64(G.fields["bitmap.data"].off, true);
     if (size === 0n) return -errno.EINVAL;
     if (iova + size - 1n > U64_MAX) return -errno.EOVERFLOW;
     if (pgsize === 0n) return -errno.EINVAL;

@@ -31,6 +31,7 @@ import type { Iommufd, IommufdCtx } from "../iommufd/main.js";
 import { vfioDeviceFopsCdevOpen, vfioDfIoctlAttachPt, vfioDfIoctlBindIommufd, vfioDfIoctlDetachPt, vfioDfUnbindIommufd } from "./device_cdev.js";
 import { VfioGroups, vfioDfGroupClose, type VfioGroup } from "./group.js";
 import { containerFops, containerFromFile, vfioContainerOpen, VFIO_CONTAINER_RDEV, type VfioContainer } from "./container.js";
+import { Ida } from "./ida.js";
 import type { Type1Params } from "./vfio_iommu_type1.js";
 
 /** The "vfio-dev" character region: a dynamic major (the kernel's documented example is 511). */
@@ -56,8 +57,11 @@ export interface VfioDeviceOps {
   /** match_token_uuid: validates a BIND token (null when none was given). */
   matchTokenUuid?(dev: VfioDevice, uuid: Uint8Array | null): number;
   /** The state worker threads read through a granted file, in shared memory. */
-  sharedState?(): { config: number; configSize: number; configMask: number; bar0: number; bar0Size: number };
+  sharedState?(): DeviceSharedState;
 }
+
+/** A device's state in shared memory (byte addresses and sizes): its DEV_* line's fields. */
+export interface DeviceSharedState { config: number; configSize: number; configMask: number; bar0: number; bar0Size: number }
 
 /** A vfio_device_set: devices that share a reset domain (one lock, one open_count sum). */
 export class VfioDeviceSet {
@@ -153,26 +157,6 @@ export class VfioDeviceFile {
   file!: File;
 
   constructor(readonly device: VfioDevice) {}
-}
-
-/** A lowest-free id allocator (the kernel's IDA) over [0, limit). */
-class Ida {
-  private readonly used = new Set<number>();
-  constructor(private readonly limit: number) {}
-  alloc(): number {
-    let i = 0;
-    while (this.used.has(i)) i++;
-    if (i >= this.limit) return -errno.ENOSPC;
-    this.used.add(i);
-    return i;
-  }
-  free(i: number): void { this.used.delete(i); }
-  /** The id the next alloc() returns. */
-  peek(): number {
-    let i = 0;
-    while (this.used.has(i)) i++;
-    return i;
-  }
 }
 
 /** Module parameters and the kernel configuration of the legacy path. */
@@ -533,7 +517,6 @@ export class Vfio {
     const file = this.kcore.newFile(this.fops, flags, df, path, { mode: S_IFCHR | 0o600, rdev: dev.rdev, size: 0 });
     if (typeof file === "number") return file;
     df.file = file;
-    file.gated = true;
     // Which device a worker reaches through this file's gate slot; written before any grant.
     const c = this.kcore.core;
     c.u32[(c.c("FILE_DEV_BASE") >>> 2) + file.gateSlot] = dev.index + 1;

@@ -39,6 +39,7 @@ export interface CoreExports {
   epoch_exit(): void;
   epoch_advance(): number;
   epoch_quiescent(epoch: number): number;
+  worker_release(slot: number): void;
   stat_read(index: number): number;
   // IOMMU domains (assembly/domain.ts); IOVAs as two u32 halves, sizes in IO pages
   domain_valid(dom: number): number;

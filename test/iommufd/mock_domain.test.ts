@@ -13,13 +13,13 @@ import {
 import { enableTestCmd } from "../../src/testing.js";
 import {
   errno, PG, MOCK_PAGE_SIZE, MOCK_APERTURE_START, MOCK_APERTURE_LAST, BUFFER_SIZE, HUGEPAGE_SIZE, U64_MAX,
-  IOMMU_IOAS_COPY, IOMMU_IOAS_IOVA_RANGES, IOMMU_OPTION, IOMMU_HWPT_ALLOC, IOMMU_GET_HW_INFO, IOMMU_TEST_CMD,
+  IOMMU_IOAS_COPY, IOMMU_OPTION, IOMMU_HWPT_ALLOC, IOMMU_GET_HW_INFO, IOMMU_TEST_CMD,
   IOMMU_OPTION_HUGE_PAGES, IOMMU_OPTION_OP_GET, IOMMU_OPTION_OP_SET, FIXED, READ, WRITE, IOMMU_IOAS_MAP,
   IOMMU_HW_INFO_TYPE_SELFTEST, IOMMU_HW_INFO_SELFTEST_REGVAL, DEFAULT_MEMORY_LIMIT,
   IOMMU_HWPT_ALLOC_NEST_PARENT, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES, MOCK_ACCESS_RW_WRITE,
   MOCK_ACCESS_RW_SLOW_PATH,
   Cmd, io, ioasAlloc, destroy, mapFixed, mapAuto, unmap, addReserved, hugeAlignedBuffer, allowIovas,
-  readRanges, lowBit, mmapAnon, optionCmd, copyCmd, iovaRangesCmd, hwptAllocCmd, hwInfoCmd, mockDomainCmd,
+  lowBit, mmapAnon, copySweep, iovaRanges, optionCmd, copyCmd, hwptAllocCmd, hwInfoCmd, mockDomainCmd,
   mockDomainReplaceCmd, checkMapCmd, checkRefsCmd, createAccessCmd, accessPagesCmd, destroyAccessPagesCmd,
   accessRwCmd, accessReplaceIoasCmd, memoryLimitCmd, mapCmd, hwptInvalidateCmd, checkIotlbCmd,
   IOMMU_HWPT_INVALIDATE, IOMMU_HWPT_DATA_SELFTEST, IOMMU_HWPT_DATA_NONE, IOMMU_TEST_IOTLB_DEFAULT,
@@ -379,29 +379,16 @@ describe.each(IOAS_VARIANTS)("FIXTURE iommufd_ioas ($name)", (variant) => {
   t("ioas.iova_ranges", (fx) => {
     const ranges = fx.buffer;
     const cap = BUFFER_SIZE / 16;
-    let c = iovaRangesCmd(fx.ioasId, cap, ranges);
-    expect(io(fx, IOMMU_IOAS_IOVA_RANGES, c)).toBe(0);
-    expect(c.g32(8)).toBe(1);
-    expect(readRanges(fx.proc, ranges, 1)).toEqual([[BigInt(MOCK_APERTURE_START), BigInt(MOCK_APERTURE_LAST)]]);
-    expect(c.g64(24)).toBe(BigInt(MOCK_PAGE_SIZE));
+    expect(iovaRanges(fx, fx.ioasId, ranges, cap, 1)).toMatchObject({ rc: 0, num: 1, alignment: BigInt(MOCK_PAGE_SIZE), ranges: [[BigInt(MOCK_APERTURE_START), BigInt(MOCK_APERTURE_LAST)]] });
     // buffer too small
     expect(fx.proc.writeMemory(ranges, new Uint8Array(BUFFER_SIZE))).toBe(0);
-    c = iovaRangesCmd(fx.ioasId, 0, ranges);
-    expect(io(fx, IOMMU_IOAS_IOVA_RANGES, c)).toBe(-errno.EMSGSIZE);
-    expect(c.g32(8)).toBe(1);
-    expect(readRanges(fx.proc, ranges, 1)).toEqual([[0n, 0n]]);
+    expect(iovaRanges(fx, fx.ioasId, ranges, 0, 1)).toMatchObject({ rc: -errno.EMSGSIZE, num: 1, ranges: [[0n, 0n]] });
     // a reserved page outside the aperture changes nothing
     expect(addReserved(fx, fx.ioasId, PG, PG)).toBe(0);
-    c = iovaRangesCmd(fx.ioasId, cap, ranges);
-    expect(io(fx, IOMMU_IOAS_IOVA_RANGES, c)).toBe(0);
-    expect(c.g32(8)).toBe(1);
-    expect(readRanges(fx.proc, ranges, 1)).toEqual([[BigInt(MOCK_APERTURE_START), BigInt(MOCK_APERTURE_LAST)]]);
+    expect(iovaRanges(fx, fx.ioasId, ranges, cap, 1)).toMatchObject({ rc: 0, num: 1, ranges: [[BigInt(MOCK_APERTURE_START), BigInt(MOCK_APERTURE_LAST)]] });
     // room for exactly one
     expect(fx.proc.writeMemory(ranges, new Uint8Array(BUFFER_SIZE))).toBe(0);
-    c = iovaRangesCmd(fx.ioasId, 1, ranges);
-    expect(io(fx, IOMMU_IOAS_IOVA_RANGES, c)).toBe(0);
-    expect(c.g32(8)).toBe(1);
-    expect(readRanges(fx.proc, ranges, 2)).toEqual([[BigInt(MOCK_APERTURE_START), BigInt(MOCK_APERTURE_LAST)], [0n, 0n]]);
+    expect(iovaRanges(fx, fx.ioasId, ranges, 1, 2)).toMatchObject({ rc: 0, num: 1, ranges: [[BigInt(MOCK_APERTURE_START), BigInt(MOCK_APERTURE_LAST)], [0n, 0n]] });
   });
 
   t("ioas.access_domain_destory", (fx) => {
@@ -508,23 +495,10 @@ describe.each(IOAS_VARIANTS)("FIXTURE iommufd_ioas ($name)", (variant) => {
   t("ioas.ioas_align_change", () => {});
 
   t("ioas.copy_sweep", (fx) => {
-    const dst = ioasAlloc(fx);
     const lastIova = MOCK_APERTURE_START + BUFFER_SIZE - 1;
     expect(mapFixed(fx, fx.ioasId, fx.buffer, lastIova - MOCK_APERTURE_START + 1, MOCK_APERTURE_START)).toBe(0);
-    let n = 0;
-    for (let iova = MOCK_APERTURE_START - PG; iova <= lastIova; iova += 511) {
-      const c = copyCmd({ flags: FIXED | WRITE, dstIoasId: dst, srcIoasId: fx.ioasId, length: MOCK_PAGE_SIZE, srcIova: iova, dstIova: MOCK_APERTURE_START });
-      const rc = io(fx, IOMMU_IOAS_COPY, c);
-      if (iova < MOCK_APERTURE_START || iova + MOCK_PAGE_SIZE - 1 > lastIova) {
-        if (rc !== -errno.ENOENT) expect(rc, `copy from ${iova}`).toBe(-errno.ENOENT);
-      } else {
-        if (rc !== 0) expect(rc, `copy from ${iova}`).toBe(0);
-        expect(unmap(fx, dst, MOCK_APERTURE_START, MOCK_PAGE_SIZE).rc).toBe(0);
-        n++;
-      }
-    }
-    expect(n).toBeGreaterThan(100);
-    expect(destroy(fx, dst)).toBe(0);
+    // Source IOVAs START - PG + 511k: k = 9..132 lie inside the mapping.
+    expect(copySweep(fx, fx.ioasId, lastIova)).toBe(124);
   });
 });
 
@@ -794,6 +768,39 @@ function coveringRefs(fx: MdFx, buf: number, start: number, end: number, refs: n
   if (e > s) expect(checkRefs(fx, buf + s, e - s, refs), `refs [${s}, ${e})`).toBe(0);
 }
 
+/**
+ * all_aligns(_copy): map every [start, end) of a fresh buffer, check the mock IOVA and the
+ * covering refs (inside `around`, which runs while the area is mapped), unmap.
+ */
+function allAligns(fx: MdFx, hugepages: boolean, around: (check: () => void) => void = (check) => check()): void {
+  const step = hugepages ? fx.bufSize / 16 : MOCK_PAGE_SIZE;
+  const bufSize = fx.bufSize;
+  const buf = fx.proc.mmap(0, bufSize, PROT_READ | PROT_WRITE, fx.mmapFlags, -1, 0);
+  expect(buf).toBeGreaterThan(0);
+  expect(checkRefs(fx, buf, bufSize, 0)).toBe(0);
+  let n = 0;
+  for (let start = 0; start < bufSize; start += step) {
+    for (let end = hugepages ? bufSize : start + MOCK_PAGE_SIZE; end < bufSize; end += MOCK_PAGE_SIZE) {
+      const length = end - start;
+      const m = mapAuto(fx, fx.ioasId, buf + start, length);
+      expect(m.rc, `map [${start}, ${end})`).toBe(0);
+      let checked = 0;
+      around(() => {
+        checkMockIova(fx, buf + start, m.iova, length);
+        coveringRefs(fx, buf, start, end, 1);
+        checked++;
+      });
+      expect(checked, "the checks ran once").toBe(1);
+      expect(unmap(fx, fx.ioasId, m.iova, length).rc).toBe(0);
+      n++;
+    }
+  }
+  // (the hugepage variants start every run at end = buf_size: the kernel loop body never runs)
+  expect(n).toBe(hugepages ? 0 : 120);
+  expect(checkRefs(fx, buf, bufSize, 0)).toBe(0);
+  expect(fx.proc.munmap(buf, bufSize)).toBe(0);
+}
+
 describe.each(MD_VARIANTS)("FIXTURE iommufd_mock_domain ($name)", (variant) => {
   const t = (title: string, body: (fx: MdFx) => void | Promise<void>) =>
     it(title, async () => {
@@ -839,56 +846,19 @@ describe.each(MD_VARIANTS)("FIXTURE iommufd_mock_domain ($name)", (variant) => {
   });
 
   t("mock_domain.all_aligns", (fx) => {
-    const step = variant.hugepages ? fx.bufSize / 16 : MOCK_PAGE_SIZE;
-    const bufSize = fx.bufSize;
-    const buf = fx.proc.mmap(0, bufSize, PROT_READ | PROT_WRITE, fx.mmapFlags, -1, 0);
-    expect(buf).toBeGreaterThan(0);
-    expect(checkRefs(fx, buf, bufSize, 0)).toBe(0);
-    let n = 0;
-    for (let start = 0; start < bufSize; start += step) {
-      for (let end = variant.hugepages ? bufSize : start + MOCK_PAGE_SIZE; end < bufSize; end += MOCK_PAGE_SIZE) {
-        const length = end - start;
-        const m = mapAuto(fx, fx.ioasId, buf + start, length);
-        expect(m.rc, `map [${start}, ${end})`).toBe(0);
-        checkMockIova(fx, buf + start, m.iova, length);
-        coveringRefs(fx, buf, start, end, 1);
-        expect(unmap(fx, fx.ioasId, m.iova, length).rc).toBe(0);
-        n++;
-      }
-    }
-    // (the hugepage variants start every run at end = buf_size: the kernel loop body never runs)
-    expect(n).toBe(variant.hugepages ? 0 : 120);
-    expect(checkRefs(fx, buf, bufSize, 0)).toBe(0);
-    expect(fx.proc.munmap(buf, bufSize)).toBe(0);
+    allAligns(fx, variant.hugepages);
   });
 
   t("mock_domain.all_aligns_copy", (fx) => {
-    const step = variant.hugepages ? fx.bufSize / 16 : MOCK_PAGE_SIZE;
-    const bufSize = fx.bufSize;
-    const buf = fx.proc.mmap(0, bufSize, PROT_READ | PROT_WRITE, fx.mmapFlags, -1, 0);
-    expect(buf).toBeGreaterThan(0);
-    expect(checkRefs(fx, buf, bufSize, 0)).toBe(0);
-    let n = 0;
-    for (let start = 0; start < bufSize; start += step) {
-      for (let end = variant.hugepages ? bufSize : start + MOCK_PAGE_SIZE; end < bufSize; end += MOCK_PAGE_SIZE) {
-        const length = end - start;
-        const m = mapAuto(fx, fx.ioasId, buf + start, length);
-        expect(m.rc, `map [${start}, ${end})`).toBe(0);
-        // add and destroy a domain while the area exists
-        const oldId = fx.hwptIds[1];
-        const d = mockDomainOk(fx, fx.ioasId);
-        fx.hwptIds[1] = d.hwptId;
-        checkMockIova(fx, buf + start, m.iova, length);
-        coveringRefs(fx, buf, start, end, 1);
-        expect(destroy(fx, d.stdevId)).toBe(0);
-        fx.hwptIds[1] = oldId;
-        expect(unmap(fx, fx.ioasId, m.iova, length).rc).toBe(0);
-        n++;
-      }
-    }
-    expect(n).toBe(variant.hugepages ? 0 : 120);
-    expect(checkRefs(fx, buf, bufSize, 0)).toBe(0);
-    expect(fx.proc.munmap(buf, bufSize)).toBe(0);
+    allAligns(fx, variant.hugepages, (check) => {
+      // add and destroy a domain while the area exists
+      const oldId = fx.hwptIds[1];
+      const d = mockDomainOk(fx, fx.ioasId);
+      fx.hwptIds[1] = d.hwptId;
+      check();
+      expect(destroy(fx, d.stdevId)).toBe(0);
+      fx.hwptIds[1] = oldId;
+    });
   });
 
   t("mock_domain.user_copy", (fx) => {

@@ -390,3 +390,37 @@ export function allowIovas(fx: Fixture, ioasId: number, scratch: number, ranges:
 
 /** 1 << (ffs(x) - 1): the lowest set bit. */
 export function lowBit(x: number): number { return x & -x; }
+
+/**
+ * The selftest's copy_sweep: IOMMU_IOAS_COPY of MOCK_PAGE_SIZE bytes from every 511th source
+ * IOVA in [MOCK_APERTURE_START - PG, lastIova] of `srcIoasId` (mapped exactly over
+ * [MOCK_APERTURE_START, lastIova]) to a fresh IOAS. A source range inside the mapping must copy
+ * (and is unmapped again), one that pokes out must fail ENOENT. Returns the copies that succeeded.
+ */
+export function copySweep(fx: Fixture, srcIoasId: number, lastIova: number): number {
+  const dst = ioasAlloc(fx);
+  let n = 0;
+  for (let iova = MOCK_APERTURE_START - PG; iova <= lastIova; iova += 511) {
+    const c = copyCmd({ flags: FIXED | WRITE, dstIoasId: dst, srcIoasId, length: MOCK_PAGE_SIZE, srcIova: iova, dstIova: MOCK_APERTURE_START });
+    const rc = io(fx, IOMMU_IOAS_COPY, c);
+    if (iova < MOCK_APERTURE_START || iova + MOCK_PAGE_SIZE - 1 > lastIova) {
+      if (rc !== -errno.ENOENT) expect(rc, `copy from ${iova}`).toBe(-errno.ENOENT);
+    } else {
+      if (rc !== 0) expect(rc, `copy from ${iova}`).toBe(0);
+      expect(unmap(fx, dst, MOCK_APERTURE_START, MOCK_PAGE_SIZE).rc).toBe(0);
+      n++;
+    }
+  }
+  expect(destroy(fx, dst)).toBe(0);
+  return n;
+}
+
+/**
+ * IOMMU_IOAS_IOVA_RANGES with room for `num` entries at `at`: the rc, what the kernel wrote back
+ * (num_iovas, out_iova_alignment) and the first `read` entries of the array (default `num`).
+ */
+export function iovaRanges(fx: Fixture, ioasId: number, at: number, num: number, read = num): { rc: number; num: number; alignment: bigint; ranges: [bigint, bigint][] } {
+  const c = iovaRangesCmd(ioasId, num, at);
+  const rc = io(fx, IOMMU_IOAS_IOVA_RANGES, c);
+  return { rc, num: c.g32(8), alignment: c.g64(24), ranges: readRanges(fx.proc, at, read) };
+}

@@ -5,7 +5,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { Kernel, Process } from "../../src/index.js";
 import {
-  attachArg, bind, bindArg, boot, detachArg, errno, getInfo, infoArg, ioasAlloc, openDev, openIommufd, u32,
+  attachArg, bind, bindArg, boot, cdevFixture, detachArg, errno, getInfo, infoArg, ioasAlloc, openIommufd, u32,
   VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_DEVICE_BIND_IOMMUFD, VFIO_DEVICE_DETACH_IOMMUFD_PT, VFIO_DEVICE_GET_INFO,
 } from "./util.js";
 
@@ -84,10 +84,7 @@ describe("vfio_iommufd_setup_test", () => {
 
 describe("CONFORMANCE §1b library open sequence (cdev path)", () => {
   it("open cdev, open /dev/iommu, BIND, IOAS_ALLOC, ATTACH(ioas)", async () => {
-    const k = await boot();
-    const p = k.createProcess();
-    const d = openDev(p);
-    const i = openIommufd(p);
+    const { k, p, d, i } = await cdevFixture();
     expect(i).toBeGreaterThan(0);
     expect(bind(p, d, i)).toBe(1);
     const ioas = ioasAlloc(p, i);

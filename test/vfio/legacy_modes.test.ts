@@ -5,8 +5,8 @@
 import { describe, expect, it } from "vitest";
 import { MAP_ANONYMOUS, MAP_HUGE_2MB, MAP_HUGETLB, MAP_PRIVATE, O_RDWR, PROT_READ, PROT_WRITE, type Kernel, type Process } from "../../src/index.js";
 import {
-  attach, bind, boot, errno, getInfo, ioasAlloc, IOMMU_IOAS_IOVA_RANGES, IOMMU_IOAS_MAP, IOMMU_IOAS_UNMAP,
-  MAP_FIXED_IOVA, MAP_READABLE, MAP_WRITEABLE, openIommufd, struct, u32, u64,
+  attach, bind, boot, errno, getInfo, ioasAlloc, ioasMapArg, IOMMU_IOAS_IOVA_RANGES, IOMMU_IOAS_MAP, IOMMU_IOAS_UNMAP,
+  openIommufd, struct, u32, u64,
 } from "./util.js";
 import { iovaRangesType1, legacyOpen, mapDma, PG, UNMAP_ALL, unmapDma, U64_MAX, VFIO_TYPE1_IOMMU, VFIO_TYPE1v2_IOMMU } from "./legacy_util.js";
 
@@ -34,30 +34,32 @@ async function setup(mode: Mode): Promise<Iommu> {
     const ioas = ioasAlloc(p, i);
     const entries = p.readdir(`/sys/bus/pci/devices/${BDF}/vfio-dev`) as string[];
     const d = p.open(`/dev/vfio/devices/${entries[0]}`, O_RDWR);
-    expect(bind(p, d, i)).toBeGreaterThan(0);
-    expect(attach(p, d, ioas)).toBeGreaterThan(0);
+    expect(ioas).toBe(1);
+    expect(bind(p, d, i)).toBe(2);
+    expect(attach(p, d, ioas)).toBe(3); // the auto HWPT
     expect(getInfo(p, d)).toBe(0);
+    const unmap = (iova: bigint, size: bigint) => {
+      const a = struct(24, [[0, 4, 24], [4, 4, ioas], [8, 8, iova], [16, 8, size]]);
+      const rc = p.ioctlBuf(i, IOMMU_IOAS_UNMAP, a);
+      return { rc, unmapped: u64(a, 16) };
+    };
     return {
       k, p,
       ranges() {
         const a = struct(32, [[0, 4, 32], [4, 4, ioas]]);
         expect(p.ioctlBuf(i, IOMMU_IOAS_IOVA_RANGES, a)).toBe(-errno.EMSGSIZE);
         const n = u32(a, 8);
-        expect(n).toBeGreaterThan(0);
+        expect(n).toBe(2); // [0, 0xfedfffff] and [0xfef00000, 2^48-1] once the device is attached
         const arr = p.mmap(0, PG, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
         const b = struct(32, [[0, 4, 32], [4, 4, ioas], [8, 4, n], [16, 8, arr]]);
         expect(p.ioctlBuf(i, IOMMU_IOAS_IOVA_RANGES, b)).toBe(0);
         const raw = new Uint8Array(16 * n);
-        p.readMemory(arr, raw);
+        expect(p.readMemory(arr, raw)).toBe(0);
         return Array.from({ length: n }, (_, j) => ({ start: u64(raw, 16 * j), last: u64(raw, 16 * j + 8) }));
       },
-      map: (vaddr, iova, size) => p.ioctlBuf(i, IOMMU_IOAS_MAP, struct(40, [[0, 4, 40], [4, 4, MAP_READABLE | MAP_WRITEABLE | MAP_FIXED_IOVA], [8, 4, ioas], [16, 8, vaddr], [24, 8, size], [32, 8, iova]])),
-      unmap(iova, size) {
-        const a = struct(24, [[0, 4, 24], [4, 4, ioas], [8, 8, iova], [16, 8, size]]);
-        const rc = p.ioctlBuf(i, IOMMU_IOAS_UNMAP, a);
-        return { rc, unmapped: u64(a, 16) };
-      },
-      unmapAll() { return this.unmap(0n, U64_MAX); },
+      map: (vaddr, iova, size) => p.ioctlBuf(i, IOMMU_IOAS_MAP, ioasMapArg(ioas, vaddr, size, iova)),
+      unmap,
+      unmapAll: () => unmap(0n, U64_MAX),
     };
   }
   const compat = mode.startsWith("iommufd_compat");
@@ -72,6 +74,16 @@ async function setup(mode: Mode): Promise<Iommu> {
     unmap(iova, size) { const r = unmapDma(p, c, iova, size); return { rc: r.rc, unmapped: r.size }; },
     unmapAll() { const r = unmapDma(p, c, 0, 0, UNMAP_ALL); return { rc: r.rc, unmapped: r.size }; },
   };
+}
+
+/** The map_limit fixture: one page mapped at the top of the last usable IOVA range. */
+async function mapLimit(mode: Mode): Promise<{ io: Iommu; k: Kernel; iova: bigint }> {
+  const io = await setup(mode);
+  const va = io.p.mmap(0, PG, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+  expect(va).toBeGreaterThan(0);
+  const iova = io.ranges().at(-1)!.last + 1n - BigInt(PG);
+  expect(io.map(va, iova, BigInt(PG))).toBe(0);
+  return { io, k: io.k, iova };
 }
 
 const BACKINGS = [
@@ -95,13 +107,13 @@ for (const mode of MODES) {
         expect(io.map(va, iova, size)).toBe(0);
         // The device reads what the CPU wrote and writes what the CPU then reads.
         const h = k.device(BDF)!;
-        p.writeMemory(va + backing.size - 4, new Uint8Array([1, 2, 3, 4]));
+        expect(p.writeMemory(va + backing.size - 4, new Uint8Array([1, 2, 3, 4]))).toBe(0);
         const got = new Uint8Array(4);
         expect(h.dmaRead(iova + size - 4n, got)).toBe(0);
         expect([...got]).toEqual([1, 2, 3, 4]);
         expect(h.dmaWrite(iova, new Uint8Array([0xde, 0xad]))).toBe(0);
         const back = new Uint8Array(2);
-        p.readMemory(va, back);
+        expect(p.readMemory(va, back)).toBe(0);
         expect([...back]).toEqual([0xde, 0xad]);
         const r = io.unmap(iova, size);
         expect(r.rc).toBe(0);
@@ -114,12 +126,7 @@ for (const mode of MODES) {
     }
 
     it(`vfio_dma_mapping_test map_limit.unmap_range (${mode})`, async () => {
-      const io = await setup(mode);
-      const { k, p } = io;
-      const va = p.mmap(0, PG, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-      const last = io.ranges().at(-1)!;
-      const iova = last.last + 1n - BigInt(PG);
-      expect(io.map(va, iova, BigInt(PG))).toBe(0);
+      const { io, k, iova } = await mapLimit(mode);
       expect(k.device(BDF)!.dmaWrite(iova + 0xff0n, new Uint8Array(16).fill(7))).toBe(0);
       const r = io.unmap(iova, BigInt(PG));
       expect(r).toEqual({ rc: 0, unmapped: BigInt(PG) });
@@ -127,12 +134,7 @@ for (const mode of MODES) {
     });
 
     it(`vfio_dma_mapping_test map_limit.unmap_all (${mode})`, async () => {
-      const io = await setup(mode);
-      const { k, p } = io;
-      const va = p.mmap(0, PG, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-      const last = io.ranges().at(-1)!;
-      const iova = last.last + 1n - BigInt(PG);
-      expect(io.map(va, iova, BigInt(PG))).toBe(0);
+      const { io, k, iova } = await mapLimit(mode);
       expect(io.unmapAll()).toEqual({ rc: 0, unmapped: BigInt(PG) });
       expect(k.device(BDF)!.dmaRead(iova, new Uint8Array(1))).toBe(-errno.EFAULT);
       await k.close();

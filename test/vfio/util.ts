@@ -1,7 +1,11 @@
 // Helpers for the VFIO device-cdev suites. Ioctl numbers, struct sizes and offsets are
 // literals from SPEC.md §3 and include/uapi/linux/vfio.h (x86_64), not read from src/uapi.
 
-import { createKernel, errno, O_RDWR, type DeviceConfig, type Kernel, type KernelConfig, type Process } from "../../src/index.js";
+import { expect } from "vitest";
+import { createKernel, errno, O_RDWR, VfioError, type DeviceConfig, type Kernel, type KernelConfig, type Process } from "../../src/index.js";
+import {
+  IOMMU_DESTROY, IOMMU_IOAS_ALLOC, FIXED as MAP_FIXED_IOVA, READ as MAP_READABLE, WRITE as MAP_WRITEABLE,
+} from "../iommufd/util.js";
 
 export { errno };
 
@@ -16,15 +20,11 @@ export const VFIO_DEVICE_FEATURE = 0x3b75;
 export const VFIO_DEVICE_BIND_IOMMUFD = 0x3b76;
 export const VFIO_DEVICE_ATTACH_IOMMUFD_PT = 0x3b77;
 export const VFIO_DEVICE_DETACH_IOMMUFD_PT = 0x3b78;
-export const IOMMU_DESTROY = 0x3b80;
-export const IOMMU_IOAS_ALLOC = 0x3b81;
-export const IOMMU_IOAS_IOVA_RANGES = 0x3b84;
-export const IOMMU_IOAS_MAP = 0x3b85;
-export const IOMMU_IOAS_UNMAP = 0x3b86;
 
-export const MAP_READABLE = 1 << 2;
-export const MAP_WRITEABLE = 1 << 1;
-export const MAP_FIXED_IOVA = 1 << 0;
+// The /dev/iommu side: the literals of ../iommufd/util.ts (one copy), the map flags under
+// their enum iommufd_ioas_map_flags names.
+export { IOMMU_DESTROY, IOMMU_IOAS_ALLOC, IOMMU_IOAS_IOVA_RANGES, IOMMU_IOAS_MAP, IOMMU_IOAS_UNMAP } from "../iommufd/util.js";
+export { MAP_FIXED_IOVA, MAP_READABLE, MAP_WRITEABLE };
 
 /** A little-endian struct image: `fields` are [offset, size, value]. */
 export function struct(size: number, fields: [number, 1 | 2 | 4 | 8, number | bigint][]): Uint8Array {
@@ -77,6 +77,17 @@ export function getInfo(p: Process, dev: number): number {
   return p.ioctlBuf(dev, VFIO_DEVICE_GET_INFO, infoArg());
 }
 
+/** The VfioError `fn` throws; fails the test when it throws nothing or something else. */
+export function thrown(fn: () => unknown): VfioError {
+  try {
+    fn();
+  } catch (e) {
+    expect(e).toBeInstanceOf(VfioError);
+    return e as VfioError;
+  }
+  throw new Error("expected a VfioError, nothing was thrown");
+}
+
 export const dev0: DeviceConfig = { bdf: "0000:00:04.0", model: "memcpy" };
 
 /** A kernel with the given devices (default: one memcpy device, vfio0 in group 0). */
@@ -90,4 +101,33 @@ export function openDev(p: Process, index = 0): number {
 
 export function openIommufd(p: Process): number {
   return p.open("/dev/iommu", O_RDWR);
+}
+
+/** struct iommu_ioas_map { size @0, flags @4, ioas_id @8, __reserved @12, user_va u64 @16,
+ *  length u64 @24, iova u64 @32 } (40); a fixed-IOVA read/write map by default. */
+export const ioasMapArg = (ioas: number, userVa: number | bigint, length: number | bigint, iova: number | bigint,
+  flags = MAP_FIXED_IOVA | MAP_READABLE | MAP_WRITEABLE) =>
+  struct(40, [[0, 4, 40], [4, 4, flags], [8, 4, ioas], [16, 8, userVa], [24, 8, length], [32, 8, iova]]);
+
+export interface CdevFixture { k: Kernel; p: Process; d: number; i: number }
+
+/**
+ * boot(devices), one process, the device file vfio0 (`d`) then /dev/iommu (`i`) opened;
+ * with `bound`, BIND done too (out_devid 1, the context's first object).
+ */
+export async function cdevFixture(opts: { devices?: DeviceConfig[]; bound?: boolean } = {}): Promise<CdevFixture> {
+  const k = await boot(opts.devices);
+  const p = k.createProcess();
+  const d = openDev(p);
+  const i = openIommufd(p);
+  expect(d, "open(vfio0)").toBeGreaterThanOrEqual(0);
+  expect(i, "open(/dev/iommu)").toBeGreaterThanOrEqual(0);
+  if (opts.bound) expect(bind(p, d, i), "BIND").toBe(1);
+  return { k, p, d, i };
+}
+
+/** The access-gate word of an open file's slot (its byte 0 is the granted flag). */
+export function gateWord(k: Kernel, p: Process, fd: number): number {
+  const ref = p.fileRef(fd) as { slot: number; gen: number };
+  return (k as unknown as { kcore: { core: { x: { gate_word(s: number): number } } } }).kcore.core.x.gate_word(ref.slot);
 }

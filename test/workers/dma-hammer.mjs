@@ -4,7 +4,7 @@
 import { workerData, parentPort } from "node:worker_threads";
 import { attachWorker } from "../../dist/worker.js";
 
-const { init, control, dev, iova, len, pattern } = workerData;
+const { init, control, dev, iova, len, pattern, slot } = workerData;
 const ctl = new Int32Array(control);
 const ctx = await attachWorker(init);
 const d = ctx.device(dev);
@@ -21,6 +21,9 @@ while (Atomics.load(ctl, 0) === 0) {
     else if (rc === -14) faults++;
     else other.push(rc);
   }
+  // progress for the test to wait on: ctl[2 + 2 slot] = ok, ctl[3 + 2 slot] = faults
+  Atomics.store(ctl, 2 + 2 * slot, ok);
+  Atomics.store(ctl, 3 + 2 * slot, faults);
 }
 ctx.detach();
 parentPort.postMessage({ ok, faults, other });
