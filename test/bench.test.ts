@@ -172,3 +172,18 @@ describe("bench/run.mjs --quick --json", () => {
     }
   }, 60_000);
 });
+
+// Machine-readable output through npm, as a user pipes it: `npm run -s bench -- --json` must
+// leave exactly one JSON document on stdout (the build's log lines go to stderr; the build that
+// `npm test` just ran is up to date, so it only checks).
+describe("bench --json through npm", () => {
+  it("npm run -s bench -- --json --quick prints one JSON document on stdout", async () => {
+    const { stdout, stderr } = await promisify(execFile)("npm", ["run", "-s", "bench", "--", "--json", "--quick", "--only", "T7"], {
+      cwd: root, maxBuffer: 1 << 24, timeout: 60_000,
+    });
+    const doc = JSON.parse(stdout);
+    expect(doc.figures.map((f: any) => f.id)).toEqual(["T7"]);
+    expect(stderr).toContain("build: ");
+    expect(stdout.trimStart().startsWith("{")).toBe(true);
+  });
+});
