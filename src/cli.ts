@@ -1,44 +1,75 @@
 #!/usr/bin/env node
-// The vfio-emu command line: `vfio-emu demo` runs a real scenario against an emulated kernel
-// and prints its trace; `vfio-emu help` lists the commands.
+// The vfio-emu command line. Arguments are parsed with node:util's parseArgs (strict: an
+// unknown option or a stray positional is an error), every verb answers --help, and a bad
+// argument prints a clear error with the verb's usage to stderr and exits 2.
 
+import { parseArgs, type ParseArgsConfig } from "node:util";
 import { runDemo } from "./demo.js";
+
+interface Verb {
+  usage: string;
+  options: NonNullable<ParseArgsConfig["options"]>;
+  run(values: Record<string, string | boolean | undefined>): Promise<number>;
+}
+
+const VERBS: Record<string, Verb> = {
+  demo: {
+    usage: `usage: vfio-emu demo [--trace GLOB]
+
+Boots an emulated kernel with one memcpy DMA device, drives it as a userspace driver would
+(sysfs discovery, the blocked cdev, BIND, ATTACH, MAP, device DMA, UNMAP and the fault that
+follows) and prints each step with its trace. Exit status 0 when nothing is left behind.
+
+options:
+  --trace GLOB   trace events whose names match GLOB (default '*'; e.g. 'sys_ioctl,iommufd_*')
+  -h, --help     this text
+`,
+    options: { trace: { type: "string", default: "*" } },
+    run: (v) => runDemo((line) => process.stdout.write(line + "\n"), v.trace as string),
+  },
+};
 
 const USAGE = `usage: vfio-emu <command> [options]
 
 commands:
-  demo [--trace GLOB]   boot an emulated kernel with one memcpy DMA device, drive it as a
-                        userspace driver would, and print the trace (default GLOB: *)
-  help                  this text
+  demo      run the cdev sequence end to end against an emulated kernel, with its trace
+  help      this text (also: vfio-emu <command> --help)
 
 environment:
   VFIO_EMU_TRACE=GLOB   trace events whose names match GLOB (e.g. 'sys_*,iommufd_*') to stderr
 `;
 
+/** A usage error: the message, the usage to read, exit status 2. */
+function bad(message: string, usage: string): number {
+  process.stderr.write(`vfio-emu: ${message}\n\n${usage}`);
+  return 2;
+}
+
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
-  switch (cmd) {
-    case "demo": {
-      let glob = "*";
-      for (let i = 0; i < rest.length; i++) {
-        if (rest[i] === "--trace" && i + 1 < rest.length) glob = rest[++i];
-        else {
-          process.stderr.write(`vfio-emu demo: unknown option ${rest[i]}\n${USAGE}`);
-          return 2;
-        }
-      }
-      return runDemo((line) => process.stdout.write(line + "\n"), glob);
-    }
-    case undefined:
-    case "help":
-    case "--help":
-    case "-h":
-      process.stdout.write(USAGE);
-      return cmd === undefined ? 2 : 0;
-    default:
-      process.stderr.write(`vfio-emu: unknown command ${cmd}\n${USAGE}`);
-      return 2;
+  if (cmd === undefined) return bad("no command given", USAGE);
+  if (cmd === "help" || cmd === "--help" || cmd === "-h") {
+    const topic = rest[0] !== undefined ? VERBS[rest[0]] : undefined;
+    if (rest[0] !== undefined && !topic) return bad(`unknown command '${rest[0]}'`, USAGE);
+    process.stdout.write(topic ? topic.usage : USAGE);
+    return 0;
   }
+  const verb = VERBS[cmd];
+  if (!verb) return bad(`unknown command '${cmd}'`, USAGE);
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: rest, strict: true, allowPositionals: false,
+      options: { ...verb.options, help: { type: "boolean", short: "h" } },
+    }) as { values: Record<string, string | boolean | undefined> });
+  } catch (err) {
+    return bad(`${cmd}: ${(err as Error).message}`, verb.usage);
+  }
+  if (values.help) {
+    process.stdout.write(verb.usage);
+    return 0;
+  }
+  return verb.run(values);
 }
 
 main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (err: unknown) => {

@@ -8,9 +8,12 @@ export class VfioError extends Error {
   readonly code: string;
   /** 16 (positive) */
   readonly errno: number;
-  /** 'ioctl', 'open', 'mmap', ... */
+  /**
+   * What failed, as Node's errors name it: the ioctl's name for an ioctl
+   * ('IOMMU_IOAS_MAP', 'VFIO_DEVICE_BIND_IOMMUFD'), else the syscall ('open', 'close', ...).
+   */
   readonly syscall: string;
-  /** 'VFIO_DEVICE_BIND_IOMMUFD', when the syscall was an ioctl. */
+  /** The ioctl's name too, when the syscall was an ioctl (same as syscall). */
   readonly ioctl?: string;
 
   constructor(err: number, syscall: string, why: string, ioctl?: string) {
@@ -20,7 +23,7 @@ export class VfioError extends Error {
     this.name = "VfioError";
     this.code = code;
     this.errno = e;
-    this.syscall = syscall;
+    this.syscall = ioctl ?? syscall;
     if (ioctl !== undefined) this.ioctl = ioctl;
   }
 }
