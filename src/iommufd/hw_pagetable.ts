@@ -18,6 +18,7 @@ import type { UCmd } from "../kernel/ioctl.js";
 import { setField, type StructLayout } from "../uapi/struct.js";
 import type { IommuDomain } from "../iommu/domain.js";
 import type { IommufdDevice } from "./device.js";
+import type { IommufdFault } from "./eventq.js";
 import { fields, Ioas } from "./ioas.js";
 import { IommufdObject } from "./object.js";
 import type { IommufdCtx } from "./main.js";
@@ -113,6 +114,8 @@ export class HwptNested extends IommufdObject {
   readonly autoDomain = false;
   /** mock_iommu_domain_nested.iotlb. */
   readonly iotlb = new Uint32Array(MOCK_NESTED_DOMAIN_IOTLB_NUM);
+  /** The FAULT object its IO page faults go to (IOMMU_HWPT_FAULT_ID_VALID), holding a user. */
+  fault: IommufdFault | null = null;
 
   constructor(readonly ctx: IommufdCtx, readonly parent: HwptPaging) {
     super();
@@ -127,8 +130,9 @@ export class HwptNested extends IommufdObject {
   put(): void { this.users--; }
 
   destroy(): void {
-    // Drops the reference on the parent taken at allocation.
+    // Drops the references on the parent and the fault queue taken at allocation.
     this.parent.users--;
+    if (this.fault) this.fault.users--;
   }
 }
 
@@ -195,8 +199,12 @@ export function hwptAlloc(ctx: IommufdCtx, ucmd: UCmd): number {
   } else if (pt instanceof HwptPaging) {
     hwpt = hwptNestedAlloc(ctx, ucmd, pt, idev, c.u("flags"), c.u("data_type"), c.u("data_len"), Number(c.u64("data_uptr")));
     if (typeof hwpt !== "number") {
-      // No FAULT objects exist here, so a fault_id never resolves.
-      if (c.u("flags") & IOMMU_HWPT_FAULT_ID_VALID) { ctx.objectAbort(hwpt); return -errno.ENOENT; }
+      if (c.u("flags") & IOMMU_HWPT_FAULT_ID_VALID) {
+        const fault = ctx.getObject(c.u("fault_id"), "fault") as IommufdFault | number;
+        if (typeof fault === "number") { ctx.objectAbort(hwpt); return fault; }
+        hwpt.fault = fault;
+        fault.users++;
+      }
       ctx.objectFinalize(hwpt);
     }
   } else {

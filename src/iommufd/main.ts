@@ -7,14 +7,14 @@ import {
   IOMMU_DESTROY, IOMMU_GET_HW_INFO, IOMMU_HWPT_ALLOC, IOMMU_HWPT_GET_DIRTY_BITMAP,
   IOMMU_HWPT_INVALIDATE, IOMMU_HWPT_SET_DIRTY_TRACKING, IOMMU_IOAS_ALLOC, IOMMU_IOAS_ALLOW_IOVAS,
   IOMMU_IOAS_CHANGE_PROCESS, IOMMU_IOAS_COPY, IOMMU_IOAS_IOVA_RANGES, IOMMU_IOAS_MAP,
-  IOMMU_IOAS_MAP_FILE, IOMMU_IOAS_UNMAP, IOMMU_OPTION, IOMMU_VFIO_IOAS,
+  IOMMU_IOAS_MAP_FILE, IOMMU_IOAS_UNMAP, IOMMU_OPTION, IOMMU_VFIO_IOAS, IOMMU_FAULT_QUEUE_ALLOC,
 } from "../uapi/ioctl.js";
 import {
   IOMMU_OPTION_HUGE_PAGES, IOMMU_OPTION_OP_GET, IOMMU_OPTION_OP_SET, IOMMU_OPTION_RLIMIT_MODE,
   iommu_destroy, iommu_hw_info, iommu_hwpt_alloc, iommu_hwpt_get_dirty_bitmap,
   iommu_hwpt_invalidate, iommu_hwpt_set_dirty_tracking, iommu_ioas_alloc, iommu_ioas_allow_iovas,
   iommu_ioas_change_process, iommu_ioas_copy, iommu_ioas_iova_ranges, iommu_ioas_map,
-  iommu_ioas_map_file, iommu_ioas_unmap, iommu_option, iommu_vfio_ioas,
+  iommu_ioas_map_file, iommu_ioas_unmap, iommu_option, iommu_vfio_ioas, iommu_fault_alloc,
 } from "../uapi/iommufd.js";
 import { MISC_MAJOR, S_IFCHR, makedev } from "../uapi/posix.js";
 import type { StructLayout } from "../uapi/struct.js";
@@ -23,6 +23,7 @@ import { IommufdIoctlTable, type IommufdIoctlOp, type UCmd } from "../kernel/ioc
 import type { KernelCore } from "../kernel/kernel.js";
 import { SlotAllocator } from "../kernel/slots.js";
 import type { Process } from "../kernel/process.js";
+import { faultAlloc } from "./eventq.js";
 import { getHwInfo, hwptAlloc, hwptGetDirtyBitmap, hwptInvalidate, hwptSetDirtyTracking } from "./hw_pagetable.js";
 import {
   fields, Ioas, ioasAllocIoctl, ioasAllowIovas, ioasChangeProcess, ioasCopy, ioasIovaRanges,
@@ -76,6 +77,7 @@ export class Iommufd {
       op(IOMMU_HWPT_SET_DIRTY_TRACKING, "IOMMU_HWPT_SET_DIRTY_TRACKING", iommu_hwpt_set_dirty_tracking, hwptSetDirtyTracking),
       op(IOMMU_HWPT_GET_DIRTY_BITMAP, "IOMMU_HWPT_GET_DIRTY_BITMAP", iommu_hwpt_get_dirty_bitmap, hwptGetDirtyBitmap),
       op(IOMMU_HWPT_INVALIDATE, "IOMMU_HWPT_INVALIDATE", iommu_hwpt_invalidate, hwptInvalidate),
+      op(IOMMU_FAULT_QUEUE_ALLOC, "IOMMU_FAULT_QUEUE_ALLOC", iommu_fault_alloc, faultAlloc),
       op(IOMMU_IOAS_MAP_FILE, "IOMMU_IOAS_MAP_FILE", iommu_ioas_map_file, ioasMapFile),
       op(IOMMU_IOAS_CHANGE_PROCESS, "IOMMU_IOAS_CHANGE_PROCESS", iommu_ioas_change_process, ioasChangeProcess),
     ]);
