@@ -4,7 +4,7 @@
 // argument prints a clear error with the verb's usage to stderr and exits 2.
 
 import { parseArgs, type ParseArgsConfig } from "node:util";
-import { runDemo } from "./demo.js";
+import { runDemo, runLegacyDemo } from "./demo.js";
 
 interface Verb {
   usage: string;
@@ -14,25 +14,28 @@ interface Verb {
 
 const VERBS: Record<string, Verb> = {
   demo: {
-    usage: `usage: vfio-emu demo [--trace GLOB]
+    usage: `usage: vfio-emu demo [--legacy] [--trace GLOB]
 
 Boots an emulated kernel with one memcpy DMA device, drives it as a userspace driver would
 (sysfs discovery, the blocked cdev, BIND, ATTACH, MAP, device DMA, UNMAP and the fault that
-follows) and prints each step with its trace. Exit status 0 when nothing is left behind.
+follows) and prints each step with its trace. With --legacy: the group sequence instead
+(group, type1 container, device fd, MAP_DMA, device DMA, UNMAP_DMA, the fault). Exit status 0
+when nothing is left behind.
 
 options:
+  --legacy       the legacy group/container sequence
   --trace GLOB   trace events whose names match GLOB (default '*'; e.g. 'sys_ioctl,iommufd_*')
   -h, --help     this text
 `,
-    options: { trace: { type: "string", default: "*" } },
-    run: (v) => runDemo((line) => process.stdout.write(line + "\n"), v.trace as string),
+    options: { legacy: { type: "boolean" }, trace: { type: "string", default: "*" } },
+    run: (v) => (v.legacy ? runLegacyDemo : runDemo)((line) => process.stdout.write(line + "\n"), v.trace as string),
   },
 };
 
 const USAGE = `usage: vfio-emu <command> [options]
 
 commands:
-  demo      run the cdev sequence end to end against an emulated kernel, with its trace
+  demo      run the cdev (or, --legacy, the group) sequence against an emulated kernel, traced
   help      this text (also: vfio-emu <command> --help)
 
 environment:

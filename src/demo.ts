@@ -1,11 +1,11 @@
 // The demo scenario behind `vfio-emu demo`: what a userspace driver does, step by step,
 // against an emulated kernel, with every syscall traced. It grows as the kernel does.
 
-import { createKernel, errnoName, IommuFd, VfioDeviceFile, VfioError } from "./index.js";
+import { createKernel, errnoName, IommuFd, VfioContainer, VfioDeviceFile, VfioError, VfioGroup } from "./index.js";
 import {
   EFD_NONBLOCK, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, POLLIN, PROT_READ, PROT_WRITE,
 } from "./uapi/posix.js";
-import { VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_OFFSET_SHIFT } from "./uapi/vfio.js";
+import { VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_OFFSET_SHIFT, VFIO_TYPE1v2_IOMMU } from "./uapi/vfio.js";
 
 /** The file offset of vfio-pci's config-space region. */
 const CONFIG_REGION = VFIO_PCI_CONFIG_REGION_INDEX * 2 ** VFIO_PCI_OFFSET_SHIFT;
@@ -106,6 +106,63 @@ export async function runDemo(out: (line: string) => void, glob = "*"): Promise<
     const s = kernel.stats();
     say(`# after exit: ${s.framesFree} frames free (${framesAtBoot} at boot), ${s.committedPages} pages committed, ${s.openFiles} files open`);
     return s.framesFree === framesAtBoot && s.openFiles === 0 && s.iommufdObjects === 0 ? 0 : 1;
+  } finally {
+    unsubscribe();
+    await kernel.close();
+  }
+}
+
+/**
+ * The legacy sequence behind `vfio-emu demo --legacy`, as QEMU's and DPDK's older paths do it:
+ * the group file, a type1 container, the device fd from the group, DMA mappings through the
+ * container, device DMA, unmap and the fault that follows.
+ */
+export async function runLegacyDemo(out: (line: string) => void, glob = "*"): Promise<number> {
+  const kernel = await createKernel({
+    memoryBytes: 64 * 1024 * 1024,
+    devices: [{ bdf: "0000:00:04.0", model: "memcpy", iommuGroup: 7 }],
+  });
+  const unsubscribe = kernel.trace(glob, (line) => out(`  ${line}`));
+  const say = (s: string) => out(s);
+  const show = (rc: number) => (rc < 0 ? `-${errnoName(rc)}` : `0x${rc.toString(16)}`);
+  try {
+    const framesAtBoot = kernel.stats().framesFree;
+    const proc = kernel.createProcess({ uid: 1000 });
+    const bdf = "0000:00:04.0";
+    const buf = proc.mmap(0, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    proc.writeMemory(buf, new TextEncoder().encode("hello, DMA"));
+
+    say("# the group: /dev/vfio/7, viable while every member is bound to vfio-pci");
+    const group = VfioGroup.open(proc, 7);
+    say(`group flags before a container: 0x${group.status().flags.toString(16)}`);
+    say("# a type1 container: the group joins it, then the IOMMU model is chosen");
+    const container = VfioContainer.open(proc);
+    say(`VFIO_GET_API_VERSION: ${container.apiVersion()}`);
+    say(`VFIO_CHECK_EXTENSION(TYPE1v2): ${container.checkExtension(VFIO_TYPE1v2_IOMMU)}`);
+    group.setContainer(container);
+    container.setIommu(VFIO_TYPE1v2_IOMMU);
+    say(`group flags after SET_CONTAINER: 0x${group.status().flags.toString(16)}`);
+    const dev = group.getDeviceFd(bdf);
+    say(`device fd ${dev.fd} from VFIO_GROUP_GET_DEVICE_FD (already open for I/O: no BIND here)`);
+    say("# map the buffer at IOVA 0x10000 through the container");
+    container.mapDma({ vaddr: buf, iova: 0x10000, size: 1 << 20 });
+    const handle = kernel.device(bdf)!;
+    const seen = new Uint8Array(10);
+    say(`device reads IOVA 0x10000: ${show(handle.dmaRead(0x10000, seen))} "${new TextDecoder().decode(seen)}"`);
+    say(`device writes IOVA 0x10000: ${show(handle.dmaWrite(0x10000, new TextEncoder().encode("HELLO")))}`);
+    proc.readMemory(buf, seen);
+    say(`the process sees "${new TextDecoder().decode(seen)}"`);
+    say(`unmapped ${container.unmapDma(0x10000, 1 << 20)} bytes`);
+    const faulted = handle.dmaRead(0x10000, seen);
+    const fault = handle.faults().at(-1)!;
+    say(`after unmap: ${show(faulted)} (fault at 0x${fault.iova.toString(16)}, ${fault.reason})`);
+    dev.close();
+    group.close();
+    container.close();
+    proc.kill();
+    const s = kernel.stats();
+    say(`# after exit: ${s.framesFree} frames free (${framesAtBoot} at boot), ${s.openFiles} files open`);
+    return s.framesFree === framesAtBoot && s.openFiles === 0 ? 0 : 1;
   } finally {
     unsubscribe();
     await kernel.close();

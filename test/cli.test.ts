@@ -24,7 +24,7 @@ describe("vfio-emu cli", () => {
     for (const args of [["demo", "--help"], ["demo", "-h"], ["help", "demo"]]) {
       const r = cli(...args);
       expect(r.rc).toBe(0);
-      expect(r.out.split("\n")[0]).toBe("usage: vfio-emu demo [--trace GLOB]");
+      expect(r.out.split("\n")[0]).toBe("usage: vfio-emu demo [--legacy] [--trace GLOB]");
     }
   });
 

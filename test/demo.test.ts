@@ -2,7 +2,7 @@
 // clean (exit code 0: no frame, file or object left behind) and show the cdev open sequence of
 // CONFORMANCE §1b with its trace.
 import { describe, it, expect } from "vitest";
-import { runDemo } from "../src/demo.js";
+import { runDemo, runLegacyDemo } from "../src/demo.js";
 
 describe("vfio-emu demo", () => {
   it("runs the cdev open sequence end to end, traced, and leaves nothing behind", async () => {
@@ -26,5 +26,26 @@ describe("vfio-emu demo", () => {
     ]) expect(lines).toContain(want);
     // Calls appear in the order the driver made them.
     expect(text.indexOf("VFIO_DEVICE_BIND_IOMMUFD")).toBeLessThan(text.indexOf("VFIO_DEVICE_ATTACH_IOMMUFD_PT"));
+  });
+});
+
+describe("vfio-emu demo --legacy", () => {
+  it("runs the group sequence end to end, traced, and leaves nothing behind", async () => {
+    const lines: string[] = [];
+    const rc = await runLegacyDemo((l) => lines.push(l));
+    expect(rc).toBe(0);
+    for (const want of [
+      "  sys_open pid=1 path=/dev/vfio/7 flags=0x2 ret=0",
+      "group flags before a container: 0x1",
+      "VFIO_GET_API_VERSION: 0",
+      "VFIO_CHECK_EXTENSION(TYPE1v2): 1",
+      "  sys_ioctl pid=1 fd=1 cmd=VFIO_SET_IOMMU arg=0x3 ret=0",
+      "group flags after SET_CONTAINER: 0x3",
+      "  sys_ioctl pid=1 fd=0 cmd=VFIO_GROUP_GET_DEVICE_FD arg=0x7ffff7f00000 ret=2",
+      'device reads IOVA 0x10000: 0x0 "hello, DMA"',
+      'the process sees "HELLO, DMA"',
+      "unmapped 1048576 bytes",
+      "after unmap: -EFAULT (fault at 0x10000, unmapped)",
+    ]) expect(lines).toContain(want);
   });
 });
