@@ -5,7 +5,7 @@
 
 import { errno } from "../uapi/errno.js";
 import {
-  addOverflow, alignUp, holes, HPAGE_SIZE, intersects, lowestBit, PAGE_SIZE, pow2ceil,
+  addOverflow, holes, HPAGE_SIZE, intersects, lowestBit, PAGE_SIZE, pow2ceil,
   ULONG_MAX, usedSpans, type Interval,
 } from "./iova.js";
 import type { IoptPages } from "./pages.js";
@@ -114,11 +114,13 @@ export class IoPagetable {
     if (align < this.iovaAlignment) return -errno.EINVAL;
     const pageOffset = addr % PAGE;
 
-    // Fits `length` at [start, last] once start is aligned and given the page offset?
+    // __alloc_iova_check_range: fits `length` at [start, last] once start is aligned and carries
+    // the page offset? Aligning a start near 2^64 must fail, not wrap to 0.
     const fit = (start: bigint, last: bigint): bigint | null => {
-      if (last - start < length - 1n) return null;
-      const s = alignUp(start, align) | pageOffset;
-      if (s > last || last - s < length - 1n) return null;
+      const up = addOverflow(start, align - 1n);
+      if (up === null) return null;
+      const s = (up & ~(align - 1n)) | pageOffset;
+      if (s >= last || last - s < length - 1n) return null;
       return s;
     };
 

@@ -326,6 +326,14 @@ describe("FIXTURE iommufd_ioas (no_domain)", () => {
     teardown(fx);
   });
 
+  it("ioas.reserved_overflow", async () => {
+    const fx = await ioasFixture(true);
+    expect(addReserved(fx, fx.ioasId, 6, 0xffffffffffff8001n)).toBe(0);
+    expect(mapAuto(fx, fx.ioasId, fx.buffer, 0x5000).rc).toBe(-errno.ENOSPC);
+    expect(unmap(fx, fx.ioasId, 0, U64_MAX)).toEqual({ rc: 0, length: 0n });
+    teardown(fx);
+  });
+
   it("ioas.area_allowed", async () => {
     const fx = await ioasFixture(true);
     const scratch = mmapAnon(fx.proc, PG);

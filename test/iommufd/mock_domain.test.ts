@@ -353,6 +353,15 @@ describe.each(IOAS_VARIANTS)("FIXTURE iommufd_ioas ($name)", (variant) => {
     for (let i = 0; i < 10; i++) expect(unmap(fx, fx.ioasId, iovas[i], PG * (i + 1)).rc).toBe(0);
   });
 
+  // syzkaller's stimulus: a reserved range up to 2^64 - 0x7ffb; aligning the hole's start past it
+  // must not wrap to IOVA 0 (__alloc_iova_check_range)
+  t("ioas.reserved_overflow", (fx) => {
+    expect(addReserved(fx, fx.ioasId, 6, 0xffffffffffff8001n)).toBe(0);
+    const m = mapAuto(fx, fx.ioasId, fx.buffer, 0x5000);
+    expect(m.rc).toBe(-errno.ENOSPC);
+    expect(unmap(fx, fx.ioasId, 0, U64_MAX)).toEqual({ rc: 0, length: 0n });
+  });
+
   t("ioas.area_allowed", (fx) => {
     const scratch = mmapAnon(fx.proc, PG);
     const start = fx.baseIova, last = start + PG * 600;
