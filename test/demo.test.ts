@@ -42,6 +42,9 @@ describe("vfio-emu demo --legacy", () => {
       "  sys_ioctl pid=1 fd=1 cmd=VFIO_SET_IOMMU arg=0x3 ret=0",
       "group flags after SET_CONTAINER: 0x3",
       "  sys_ioctl pid=1 fd=0 cmd=VFIO_GROUP_GET_DEVICE_FD arg=0x7ffff7f00000 ret=2",
+      // The container's MAP/UNMAP numbers are the device's hot-reset ones: named by the file.
+      "  sys_ioctl pid=1 fd=1 cmd=VFIO_IOMMU_MAP_DMA arg=0x7ffff7f00000 ret=0",
+      "  sys_ioctl pid=1 fd=1 cmd=VFIO_IOMMU_UNMAP_DMA arg=0x7ffff7f00000 ret=0",
       'device reads IOVA 0x10000: 0x0 "hello, DMA"',
       'the process sees "HELLO, DMA"',
       "unmapped 1048576 bytes",

@@ -148,6 +148,14 @@ describe("ioctl numbers", () => {
     expect(ioctlName(0x3b7f)).toBe("0x3b7f");
     expect(ioctlName(0xc0083b80)).toBe("0xc0083b80");
   });
+
+  it("ioctlName: the file's kind picks the meaning of an overloaded number", () => {
+    expect(ioctlName(0x3b71, "vfio-container")).toBe("VFIO_IOMMU_MAP_DMA");
+    expect(ioctlName(0x3b72, "vfio-container")).toBe("VFIO_IOMMU_UNMAP_DMA");
+    expect(ioctlName(0x3b71, "vfio-device")).toBe("VFIO_DEVICE_PCI_HOT_RESET");
+    expect(ioctlName(0x3b85, "iommufd")).toBe("IOMMU_IOAS_MAP");
+    expect(ioctlName(0x3b67, "eventfd")).toBe("VFIO_GROUP_GET_STATUS");
+  });
 });
 
 // ---------------------------------------------------------------------------------------------

@@ -180,7 +180,7 @@ export class Process {
       rc = f.ops.ioctl(f, cmd, a, this);
       if (rc === -ENOIOCTLCMD) rc = -errno.ENOTTY;
     }
-    if (this.kernel.trace.on) this.trace("sys_ioctl", { fd, cmd: ioctlName(cmd), arg: hex(BigInt.asUintN(64, BigInt(arg))) }, rc);
+    if (this.kernel.trace.on) this.trace("sys_ioctl", { fd, cmd: ioctlName(cmd, f?.ops.kind), arg: hex(BigInt.asUintN(64, BigInt(arg))) }, rc);
     return rc;
   }
 

@@ -191,11 +191,16 @@ export function iommufdIoctlName(cmd: number): string | undefined {
 }
 
 /**
- * Any known name for `cmd` (for overloaded VFIO numbers the device meaning wins), else the
- * number in hex ("0x3b7f").
+ * The name of `cmd` as the file it went to understands it (VFIO numbers are overloaded: the
+ * container's MAP_DMA is the device's PCI_HOT_RESET), else any known name, else hex ("0x3b7f").
+ * `fileKind` is the FileOperations kind ("vfio-device", "vfio-container", "vfio-group", "iommufd").
  */
-export function ioctlName(cmd: number): string {
+export function ioctlName(cmd: number, fileKind?: string): string {
   const c = cmd >>> 0;
-  return VFIO_DEVICE_NAMES.get(c) ?? VFIO_GROUP_NAMES.get(c) ?? VFIO_CONTAINER_NAMES.get(c) ??
+  const byKind = fileKind === "vfio-device" ? VFIO_DEVICE_NAMES.get(c)
+    : fileKind === "vfio-container" ? VFIO_CONTAINER_NAMES.get(c)
+    : fileKind === "vfio-group" ? VFIO_GROUP_NAMES.get(c)
+    : fileKind === "iommufd" ? IOMMUFD_NAMES.get(c) : undefined;
+  return byKind ?? VFIO_DEVICE_NAMES.get(c) ?? VFIO_GROUP_NAMES.get(c) ?? VFIO_CONTAINER_NAMES.get(c) ??
     IOMMUFD_NAMES.get(c) ?? `0x${c.toString(16)}`;
 }
