@@ -3,7 +3,7 @@
 // Every log line goes to stderr, so `npm run -s bench -- --json` keeps stdout for the JSON.
 // A build whose outputs are all newer than every input does nothing (`--force` rebuilds).
 import { execFileSync } from "node:child_process";
-import { readFileSync, writeFileSync, mkdirSync, statSync, readdirSync, existsSync } from "node:fs";
+import { readFileSync, writeFileSync, mkdirSync, statSync, readdirSync, existsSync, cpSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { browserBundle } from "./bundle-check.mjs";
@@ -16,7 +16,7 @@ const step = (what) => process.stderr.write(`build: ${what}\n`);
 
 const GENERATED = join(root, "src/wasm/core_bytes.ts");
 const INPUTS = ["assembly", "src", "web", "scripts", "asconfig.json", "tsconfig.json", "package.json", "package-lock.json"];
-const OUTPUTS = ["build/core.wasm", "build/core-stats.wasm", "src/wasm/core_bytes.ts", "dist/index.js", "dist/cli.js",
+const OUTPUTS = ["build/core.wasm", "build/core-stats.wasm", "src/wasm/core_bytes.ts", "dist/index.js", "dist/cli.js", "dist/bench/main.mjs",
   "build/browser/vfio-emu.js", "build/browser/worker.js"];
 
 function newest(path) {
@@ -56,6 +56,10 @@ writeFileSync(GENERATED,
 
 step("src/ -> dist/ (tsc)");
 run(process.execPath, ["node_modules/typescript/bin/tsc", "-p", "tsconfig.json"]);
+
+step("src/bench/ -> dist/bench/ (the benchmark harness, plain ESM and the C baselines' source, as they are)");
+rmSync(`${root}/dist/bench`, { recursive: true, force: true });
+cpSync(`${root}/src/bench`, `${root}/dist/bench`, { recursive: true });
 
 step("browser bundle (must contain no node: import)");
 mkdirSync(`${root}/build/browser`, { recursive: true });

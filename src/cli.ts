@@ -30,12 +30,75 @@ options:
     options: { legacy: { type: "boolean" }, trace: { type: "string", default: "*" } },
     run: (v) => (v.legacy ? runLegacyDemo : runDemo)((line) => process.stdout.write(line + "\n"), v.trace as string),
   },
+  bench: {
+    usage: `usage: vfio-emu bench [--json] [--quick] [--only IDS]
+
+Measures vfio-emu's performance figures (T1...), each against baselines run in the same
+process: W (the same wasm with translation off), C and Ct (native memcpy and a C reference
+translator, built with the machine's cc; null, with the reason, when there is none) and TS (a
+naive TypeScript translator). Trials are interleaved, medians of at least 7 after a warm-up.
+Prints a table, then a summary of each figure against its bar (must hold) and its goal (aim).
+Progress goes to stderr: a bar on a terminal, plain lines otherwise.
+
+options:
+  --json         stdout holds exactly one JSON document ({ machine, figures: [...] }); the
+                 table and the summary go to stderr
+  --quick        a reduced run (3 short trials, smaller working sets) in a few seconds; it
+                 judges no bar (holds null): for smoke checks on noisy machines
+  --only IDS     only these figures: a comma-separated list of ids and ranges (T1,T5-T8)
+  -h, --help     this text
+
+exit status:
+  0  every judged bar holds (a figure that cannot be judged on this machine does not fail)
+     -- always 0 with --quick
+  1  at least one bar fails (the table and the JSON are still complete)
+  2  a bad argument
+  3  the bench could not run (the error on stderr)
+`,
+    options: { json: { type: "boolean" }, quick: { type: "boolean" }, only: { type: "string" } },
+    async run(v) {
+      // The harness is plain ESM (dist/bench/, copied from src/bench/ by the build), loaded only here.
+      const failed = (err: unknown): number => {
+        process.stderr.write(`vfio-emu: bench: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+        return 3;
+      };
+      let harness: BenchHarness;
+      try {
+        harness = (await import(new URL("./bench/main.mjs", import.meta.url).href)) as BenchHarness;
+      } catch (err) {
+        return failed(err);
+      }
+      let only: Set<string> | null = null;
+      if (v.only !== undefined) {
+        try {
+          only = harness.selectFigures(v.only as string);
+        } catch (err) {
+          throw new UsageError(`bench: ${(err as Error).message}`);
+        }
+      }
+      try {
+        const [status] = await harness.runBench({ json: v.json === true, quick: v.quick === true, only });
+        return status;
+      } catch (err) {
+        return failed(err);
+      }
+    },
+  },
 };
+
+interface BenchHarness {
+  selectFigures(only: string): Set<string>;
+  runBench(opts: { json: boolean; quick: boolean; only: Set<string> | null }): Promise<[number, unknown]>;
+}
+
+/** A bad argument found after parsing (exit status 2, with the verb's usage). */
+class UsageError extends Error {}
 
 const USAGE = `usage: vfio-emu <command> [options]
 
 commands:
   demo      run the cdev (or, --legacy, the group) sequence against an emulated kernel, traced
+  bench     measure the performance figures against their baselines, bars and goals
   help      this text (also: vfio-emu <command> --help)
 
 environment:
@@ -72,7 +135,12 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(verb.usage);
     return 0;
   }
-  return verb.run(values);
+  try {
+    return await verb.run(values);
+  } catch (err) {
+    if (err instanceof UsageError) return bad(err.message, verb.usage);
+    throw err;
+  }
 }
 
 main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (err: unknown) => {

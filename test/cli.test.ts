@@ -16,6 +16,7 @@ describe("vfio-emu cli", () => {
     expect(r.rc).toBe(0);
     expect(r.out.split("\n")[0]).toBe("usage: vfio-emu <command> [options]");
     expect(r.out).toMatch(/^  demo {6}/m);
+    expect(r.out).toMatch(/^  bench {5}/m);
     expect(r.out).toMatch(/^  help {6}/m);
     expect(r.err).toBe("");
   });
@@ -25,6 +26,12 @@ describe("vfio-emu cli", () => {
       const r = cli(...args);
       expect(r.rc).toBe(0);
       expect(r.out.split("\n")[0]).toBe("usage: vfio-emu demo [--legacy] [--trace GLOB]");
+    }
+    for (const args of [["bench", "--help"], ["help", "bench"]]) {
+      const r = cli(...args);
+      expect(r.rc).toBe(0);
+      expect(r.out.split("\n")[0]).toBe("usage: vfio-emu bench [--json] [--quick] [--only IDS]");
+      expect(r.out).toContain("  1  at least one bar fails (the table and the JSON are still complete)\n");
     }
   });
 

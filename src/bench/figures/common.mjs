@@ -1,18 +1,18 @@
 // The shared bench environment: one core (build/core.wasm, loaded through dist/'s Core) on a
 // fixed-size shared memory, the domains every figure uses, the descriptor generator and the
-// naive TypeScript translator (baseline TS). bench/native/bench.c mirrors this layout (IOVA
+// naive TypeScript translator (baseline TS). src/bench/native/bench.c mirrors this layout (IOVA
 // bases, physical blocks, domain order, so the domain serials mixed into the IOTLB index match).
 // Also the kernel-level setup the control-plane figures share (bootAttached).
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { Core, WASM_PAGE } from "../../dist/wasm/core.js";
+import { Core, WASM_PAGE } from "../../wasm/core.js";
 import {
   createKernel, IommuFd, VfioDeviceFile, MAP_ANONYMOUS, MAP_POPULATE, MAP_SHARED, PROT_READ, PROT_WRITE,
   IOMMU_IOAS_MAP, IOMMU_IOAS_UNMAP, IOMMU_IOAS_MAP_FIXED_IOVA, IOMMU_IOAS_MAP_WRITEABLE, IOMMU_IOAS_MAP_READABLE,
   iommu_ioas_map, iommu_ioas_unmap, setField, errno,
-} from "../../dist/index.js";
+} from "../../index.js";
 
-const root = fileURLToPath(new URL("../../", import.meta.url));
+const root = fileURLToPath(new URL("../../../", import.meta.url));
 
 export const KiB = 1024;
 export const MiB = 1024 * 1024;

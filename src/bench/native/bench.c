@@ -1,4 +1,4 @@
-// Native references for bench/run.mjs (PERF.md "Baselines"), built with the machine's `cc -O2`
+// Native references for src/bench/main.mjs (PERF.md "Baselines"), built with the machine's `cc -O2`
 // at bench time and run as one long-lived child process: it reads one command per line on
 // stdin and answers each with one JSON line on stdout, so the harness can interleave its
 // trials with the wasm ones (A B A B).
@@ -22,7 +22,7 @@
 //        region per thread (src | dst, <ws> each), one thread alone, then two at once
 //   quit
 //
-// The layout mirrors bench/figures/common.mjs (IOVA bases, domain order so that serials match).
+// The layout mirrors src/bench/figures/common.mjs (IOVA bases, domain order so that serials match).
 
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -424,7 +424,7 @@ static i32 dma_batch(struct desc *desc, u32 count) {
   return ok;
 }
 
-// ---- setup, mirroring bench/figures/common.mjs ---------------------------------------------------
+// ---- setup, mirroring src/bench/figures/common.mjs ---------------------------------------------------
 #define HOT_IOVA 0x100000000ull      // hot src | dst, contiguous (distinct IOTLB entries)
 #define COLD_IOVA 0x200000000ull     // cold src | dst (T2: 4 KiB leaves, T3: 2 MiB leaves)
 #define TLB_IOVA 0x8000000000ull     // T5/T6: 1 GiB of 4 KiB leaves (aliases of the cold block)

@@ -1,9 +1,13 @@
-// The native baselines (C, Ct): bench/native/bench.c, compiled with the machine's `cc -O2` at
-// bench time into bench/native/out/, run as one long-lived child that answers one JSON line per
+// The native baselines (C, Ct): native/bench.c, compiled with the machine's `cc -O2` at bench
+// time into a directory of the user's temp dir (the package's own folder may be read-only when
+// it is installed), run as one long-lived child that answers one JSON line per
 // command line. When there is no compiler (or it fails), native() resolves to
 // { ok: false, reason } and the figures report their C / Ct baselines as null with that reason.
 import { spawn, spawnSync } from "node:child_process";
-import { mkdirSync, renameSync, rmSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { mkdirSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { tmpdir, userInfo } from "node:os";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createInterface } from "node:readline";
 
@@ -12,9 +16,11 @@ const dir = fileURLToPath(new URL("../native/", import.meta.url));
 /** Compiles and starts the child. BENCH_CC overrides the compiler (e.g. to test a machine without one). */
 export async function startNative() {
   const cc = process.env.BENCH_CC || "cc";
-  const out = `${dir}out`;
+  const out = join(tmpdir(), `vfio-emu-bench-${userInfo().uid}`);
   mkdirSync(out, { recursive: true });
-  const bin = `${out}/bench`;
+  // Named by the source's hash: benches of different versions never run each other's binary.
+  const hash = createHash("sha256").update(readFileSync(`${dir}bench.c`)).digest("hex").slice(0, 12);
+  const bin = `${out}/bench-${hash}`;
   const tmp = `${out}/bench.${process.pid}.tmp`;
   const r = spawnSync(cc, ["-O2", "-o", tmp, `${dir}bench.c`, "-lpthread"], { encoding: "utf8" });
   if (r.error || r.status !== 0) {

@@ -1,4 +1,4 @@
-// The worker of T16 (bench/figures/gate.mjs): a worker-side pread of one config dword through
+// The worker of T16 (src/bench/figures/gate.mjs): a worker-side pread of one config dword through
 // ctx.file(ref) (gated: one atomic load of the file's gate word first, gate_check) against the
 // identical code path minus the check: src/worker.ts's Context.fileRw without its gate_check
 // line, around the very DeviceFileIo.rw that Context.fileRw calls (exported by dist/worker.js
@@ -6,7 +6,7 @@
 // section, same copy. Each request { ops, slices } alternates slices of `ops` reads of each
 // (the order flips every slice) and answers the ns of every slice of each side.
 import { workerData, parentPort } from "node:worker_threads";
-import { attachWorker, DeviceFileIo } from "../../dist/worker.js";
+import { attachWorker, DeviceFileIo } from "../../worker.js";
 
 const toOffset = (o) => {
   const v = typeof o === "bigint" ? Number(o) : o;

@@ -1,4 +1,4 @@
-// A DMA worker for T15 (bench/figures/grace.mjs): through the worker API (attachWorker,
+// A DMA worker for T15 (src/bench/figures/grace.mjs): through the worker API (attachWorker,
 // ctx.device(index)), the device copies one descriptor after another, `len` bytes from IOVA
 // `src` to IOVA `dst` (dmaRead into a buffer, then dmaWrite of it), until told to stop, while
 // the kernel thread unmaps and remaps the IOAS under it. It times every descriptor that went
@@ -9,10 +9,10 @@
 // [ANSWERED] reports written. Report of worker id in the Float64Array over `results` at 4 * id:
 // median and max descriptor time (ns) since the trial started, descriptors timed, faults.
 import { workerData, parentPort } from "node:worker_threads";
-import { attachWorker } from "../../dist/worker.js";
-import { errno } from "../../dist/uapi/errno.js";
+import { attachWorker } from "../../worker.js";
+import { errno } from "../../uapi/errno.js";
 
-const STOP = 0, READY = 1, TRIAL = 2, ASK = 3, ANSWERED = 4; // as in bench/figures/grace.mjs
+const STOP = 0, READY = 1, TRIAL = 2, ASK = 3, ANSWERED = 4; // as in src/bench/figures/grace.mjs
 
 const { init, control, results, dev, src, dst, len, id } = workerData;
 const ctl = new Int32Array(control);

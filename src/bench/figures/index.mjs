@@ -1,5 +1,5 @@
-// The registry of figures that bench/run.mjs measures, in order. To add a figure (T9-T17),
-// write bench/figures/<name>.mjs exporting an array of figure objects and append it below.
+// The registry of figures that src/bench/main.mjs measures, in order. To add a figure (T9-T17),
+// write src/bench/figures/<name>.mjs exporting an array of figure objects and append it below.
 //
 // A figure object:
 //   id, title             "T9", a short label for the table

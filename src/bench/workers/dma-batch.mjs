@@ -1,4 +1,4 @@
-// A DMA worker for T11 / T12 (bench/figures/threads.mjs): joins the bench's shared memory
+// A DMA worker for T11 / T12 (src/bench/figures/threads.mjs): joins the bench's shared memory
 // through the worker API (attachWorker: its own worker slot, so its own epoch word and IOTLB),
 // then sleeps on the control word until the bench starts a round; in each round it runs its
 // descriptor batch (bench_dma_batch: dma_batch repeated inside wasm, no JS crossing per
@@ -8,9 +8,9 @@
 // and per worker id at JOB + 4 * id: desc address, count, reps, active (1: runs this round),
 // and at RES + id the number of descriptors that succeeded in its last round.
 import { workerData, parentPort } from "node:worker_threads";
-import { attachWorker } from "../../dist/worker.js";
+import { attachWorker } from "../../worker.js";
 
-const GO = 0, DONE = 1, READY = 2, JOB = 8, RES = 24; // as in bench/figures/threads.mjs
+const GO = 0, DONE = 1, READY = 2, JOB = 8, RES = 24; // as in src/bench/figures/threads.mjs
 
 const { init, control, id } = workerData;
 const ctl = new Int32Array(control);

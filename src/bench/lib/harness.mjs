@@ -1,4 +1,4 @@
-// Runs registered figures (bench/figures/index.mjs): interleaved trials (subject, then each
+// Runs registered figures (src/bench/figures/index.mjs): interleaved trials (subject, then each
 // baseline, A B A B ...), after a warm-up; summaries, ratios, bars and the table.
 //
 // Method (PERF.md "How the numbers come out"):
@@ -13,6 +13,8 @@
 // - optional figure hooks: teardown(ctx) after the runs (workers, kernels; also on failure),
 //   unjudged(rec, ctx) -> a reason the figure cannot be judged on this machine (holds null),
 //   note(rec, ctx) -> a fact to print with the figure (appended to its reason).
+
+import { Progress } from "./progress.mjs";
 
 export const NATIVE = new Set(["C", "Ct"]);
 
@@ -42,7 +44,13 @@ export function timeNs(fn) {
   return Number(process.hrtime.bigint() - t0);
 }
 
-const progress = (msg) => process.stderr.write(`[bench] ${msg}\n`);
+/** Independent runs of a figure: three for absolute bars in a full run, else one. */
+const runsOf = (fig, ctx) => (fig.kind === "abs" && !ctx.quick ? 3 : 1);
+
+/** The trials a figure takes (warm-ups not counted): what the progress bar counts. */
+export function plannedTrials(fig, ctx) {
+  return runsOf(fig, ctx) * ctx.trials;
+}
 
 /**
  * Measures one figure. ctx: { native, quick, trials, warmup, targetMs, ... } plus whatever the
@@ -50,10 +58,13 @@ const progress = (msg) => process.stderr.write(`[bench] ${msg}\n`);
  */
 export async function runFigure(fig, ctx) {
   const t0 = Date.now();
-  progress(`${fig.id}: ${fig.title}`);
+  ctx.progress ??= new Progress(process.stderr, plannedTrials(fig, ctx), { tty: false });
+  const end = ctx.progress.done + plannedTrials(fig, ctx);
+  ctx.progress.figure(fig.id, fig.title);
   try {
     return await measure(fig, ctx, t0);
   } finally {
+    ctx.progress.advanceTo(end);
     if (fig.teardown) await fig.teardown(ctx);
   }
 }
@@ -67,7 +78,7 @@ async function measure(fig, ctx, t0) {
     else fns[k] = fn;
   }
   const names = Object.keys(fns);
-  const runs = fig.kind === "abs" && !ctx.quick ? 3 : 1;
+  const runs = runsOf(fig, ctx);
   const all = Object.fromEntries(names.map((n) => [n, []]));
   const runMedians = Object.fromEntries(names.map((n) => [n, []]));
   for (let r = 0; r < runs; r++) {
@@ -84,10 +95,8 @@ async function measure(fig, ctx, t0) {
         local[n].push(v);
         all[n].push(v);
       }
-      if (!ctx.quick) {
-        progress(`${fig.id}: run ${r + 1}/${runs} trial ${t + 1}/${ctx.trials}: ` +
-          names.map((n) => `${n === "subject" ? fig.id : n} ${fmt(local[n].at(-1))}`).join(", ") + ` ${fig.unit}`);
-      }
+      ctx.progress.trial(`${fig.id} run ${r + 1}/${runs} trial ${t + 1}/${ctx.trials}`, ctx.quick ? null :
+        names.map((n) => `${n === "subject" ? fig.id : n} ${fmt(local[n].at(-1))}`).join(", ") + ` ${fig.unit}`);
     }
     for (const n of names) runMedians[n].push(median(local[n]));
   }
@@ -110,7 +119,10 @@ async function measure(fig, ctx, t0) {
   }
   const note = fig.note ? fig.note(rec, ctx) : null;
   if (note) rec.reason = rec.reason ? `${rec.reason}; ${note}` : note;
-  rec.title = fig.title; // stripped from the JSON by run.mjs (kept for the table)
+  // Kept for the table and the summary, stripped from the JSON (src/bench/main.mjs).
+  rec.title = fig.title;
+  rec.goals = fig.goals ?? [];
+  rec.goalMet = goalsMet(rec, rec.goals, ctx.quick);
   rec.seconds = (Date.now() - t0) / 1000;
   return rec;
 }
@@ -123,20 +135,7 @@ export function judge(rec, ctx, nullReason) {
     if (nullReason) rec.reason += `; ${nullReason}`;
     return;
   }
-  const failed = [];
-  const unjudged = [];
-  for (const b of rec.bars) {
-    if ("abs" in b) {
-      const v = rec.subject.median;
-      if (b.max != null && !(v <= b.max)) failed.push(`median ${fmt(v)} ${b.abs} > ${b.max} ${b.abs}`);
-      if (b.min != null && !(v >= b.min)) failed.push(`median ${fmt(v)} ${b.abs} < ${b.min} ${b.abs}`);
-      continue;
-    }
-    const r = rec.ratios[b.vs];
-    if (r == null) { unjudged.push(`vs ${b.vs}: ${nullReason ?? "baseline unavailable"}`); continue; }
-    if (b.min != null && !(r >= b.min)) failed.push(`${fmtRatio(r)} of ${b.vs} < ${b.min}`);
-    if (b.max != null && !(r <= b.max)) failed.push(`${fmtRatio(r)}x ${b.vs} > ${b.max}x`);
-  }
+  const { failed, unjudged } = check(rec, rec.bars, nullReason);
   if (failed.length) {
     rec.holds = false;
     rec.reason = failed.concat(unjudged).join("; ");
@@ -150,6 +149,38 @@ export function judge(rec, ctx, nullReason) {
   if (nullReason && !(rec.reason ?? "").includes(nullReason)) rec.reason = rec.reason ? `${rec.reason}; ${nullReason}` : nullReason;
 }
 
+/**
+ * Which of `limits` (bars or goals: [{ vs, min?, max? } | { abs, min?, max? }]) the record
+ * misses: { failed: [why...], unjudged: [why...] } (a ratio whose baseline is missing).
+ */
+export function check(rec, limits, nullReason) {
+  const failed = [];
+  const unjudged = [];
+  for (const b of limits) {
+    if ("abs" in b) {
+      const v = rec.subject.median;
+      if (b.max != null && !(v <= b.max)) failed.push(`median ${fmt(v)} ${b.abs} > ${b.max} ${b.abs}`);
+      if (b.min != null && !(v >= b.min)) failed.push(`median ${fmt(v)} ${b.abs} < ${b.min} ${b.abs}`);
+      continue;
+    }
+    const r = rec.ratios[b.vs];
+    if (r == null) { unjudged.push(`vs ${b.vs}: ${nullReason ?? "baseline unavailable"}`); continue; }
+    if (b.min != null && !(r >= b.min)) failed.push(`${fmtRatio(r)} of ${b.vs} < ${b.min}`);
+    if (b.max != null && !(r <= b.max)) failed.push(`${fmtRatio(r)}x ${b.vs} > ${b.max}x`);
+  }
+  return { failed, unjudged };
+}
+
+/**
+ * Whether a record meets its figure's goals (PERF.md "goal (aim)"): true, false, or null when
+ * it cannot say (a quick run, no goal, a baseline missing, or the figure itself not judged).
+ */
+export function goalsMet(rec, goals, quick) {
+  if (quick || !goals || goals.length === 0 || rec.holds === null) return null;
+  const { failed, unjudged } = check(rec, goals);
+  return failed.length ? false : unjudged.length ? null : true;
+}
+
 export function fmt(v) {
   if (v == null || !Number.isFinite(v)) return "-";
   const a = Math.abs(v);
@@ -157,7 +188,7 @@ export function fmt(v) {
 }
 const fmtRatio = (r) => (r == null ? "-" : r.toFixed(3));
 
-function barText(b) {
+export function barText(b) {
   if ("abs" in b) return b.max != null ? `<= ${b.max} ${b.abs}` : `>= ${b.min} ${b.abs}`;
   return b.min != null ? `>= ${Math.round(b.min * 100)}% ${b.vs}` : `<= ${b.max}x ${b.vs}`;
 }
@@ -185,4 +216,46 @@ export function table(doc) {
   const m = doc.machine;
   out.unshift(`machine: node ${m.node}, ${m.cpus} cpus, C memcpy ${fmt(m.cMemcpyGBs)} GB/s (64 MiB), C 2-thread scaling ${m.cTwoThreadScaling == null ? "null" : m.cTwoThreadScaling.toFixed(2) + "x"}`, "");
   return out.join("\n");
+}
+
+/** One figure's value as its bars read it: the median for absolute bars, the ratio for the others. */
+function measured(f) {
+  const keys = [];
+  for (const b of [...f.bars, ...(f.goals ?? [])]) {
+    const k = "abs" in b ? "abs" : b.vs;
+    if (!keys.includes(k)) keys.push(k);
+  }
+  return keys.map((k) => {
+    if (k === "abs") return `${fmt(f.subject.median)} ${f.unit}`;
+    const r = f.ratios[k];
+    if (r == null) return `${k} null`;
+    return f.unit === "ns" ? `${r.toFixed(2)}x ${k}` : `${(r * 100).toFixed(1)}% ${k}`;
+  }).join(", ");
+}
+
+const yesNo = (v) => (v === null || v === undefined ? "-" : v ? "yes" : "NO");
+
+/**
+ * The summary against PERF.md: each figure's measured value beside its bar (must hold) and its
+ * goal (the aim), then the count. A quick run judges nothing and says so.
+ */
+export function verdicts(doc, quick) {
+  const rows = [["id", "measured", "bar (must)", "holds", "goal (aim)", "met"]];
+  for (const f of doc.figures) {
+    rows.push([f.id, measured(f), f.bars.map(barText).join(", "), f.holds === null ? "null" : yesNo(f.holds),
+      (f.goals ?? []).map(barText).join(", ") || "-", yesNo(f.goalMet)]);
+  }
+  const widths = rows[0].map((_, i) => Math.max(...rows.map((r) => r[i].length)));
+  const line = (r) => r.map((c, i) => c.padEnd(widths[i])).join("  ").trimEnd();
+  const held = doc.figures.filter((f) => f.holds === true).map((f) => f.id);
+  const failed = doc.figures.filter((f) => f.holds === false).map((f) => f.id);
+  const open = doc.figures.filter((f) => f.holds === null).map((f) => f.id);
+  const withGoal = doc.figures.filter((f) => f.goalMet !== null);
+  const met = withGoal.filter((f) => f.goalMet).length;
+  const tally = quick
+    ? `quick run: nothing judged (${doc.figures.length} figures measured, indicative only)`
+    : `bars: ${held.length} hold, ${failed.length} fail${failed.length ? ` (${failed.join(", ")})` : ""}, ` +
+      `${open.length} not judged${open.length ? ` (${open.join(", ")})` : ""}; goals: ${met} of ${withGoal.length} judged met`;
+  return ["summary against PERF.md's bars (must hold) and goals (aims):", line(rows[0]),
+    widths.map((w) => "-".repeat(w)).join("  "), ...rows.slice(1).map(line), tally].join("\n");
 }

@@ -12,11 +12,11 @@
 // 1 and the same pass moves them. A build that breaks this fails the figure.
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { Core } from "../../dist/wasm/core.js";
+import { Core } from "../../wasm/core.js";
 import { median, timeNs, sizeFor } from "../lib/harness.mjs";
 import { makeDescs, writeDescs, KiB } from "./common.mjs";
 
-const root = fileURLToPath(new URL("../../", import.meta.url));
+const root = fileURLToPath(new URL("../../../", import.meta.url));
 const MIX = [4 * KiB, 8 * KiB, 16 * KiB, 32 * KiB, 64 * KiB];
 const SLICES = 16;
 const NSTATS = 5; // STAT_IOTLB_LAST_HITS .. STAT_DMA_FAULTS
