@@ -6,7 +6,7 @@
 import { describe, it, expect } from "vitest";
 import { Worker } from "node:worker_threads";
 import {
-  createKernel, IommuFd, VfioDeviceFile, MAP_ANONYMOUS, MAP_POPULATE, MAP_SHARED, PROT_READ, PROT_WRITE, type Kernel,
+  createKernel, IommuFd, VfioContainer, VfioDeviceFile, VfioGroup, VFIO_TYPE1v2_IOMMU, MAP_ANONYMOUS, MAP_POPULATE, MAP_SHARED, PROT_READ, PROT_WRITE, type Kernel,
 } from "../src/index.js";
 import type { Process } from "../src/kernel/process.js";
 import { IOMMU_IOAS_MAP, IOMMU_IOAS_UNMAP, mapCmd as mapImage, unmapCmd as unmapImage, RW, FIXED } from "./iommufd/util.js";
@@ -247,3 +247,40 @@ describe("the grace period", () => {
   }, 30_000);
 });
 
+
+describe("the legacy container across threads", () => {
+  it("a worker's device DMA goes through the group's type1 domain, and not once UNMAP_DMA or leaving the container returned", async () => {
+    const kernel = await createKernel({ memoryBytes: 128 << 20, devices: [{ bdf: "0000:00:04.0", model: "memcpy", iommuGroup: 5 }] });
+    const proc = kernel.createProcess({ capIpcLock: true });
+    const index = kernel.device("0000:00:04.0")!.index;
+    const group = VfioGroup.open(proc, 5);
+    const container = VfioContainer.open(proc);
+    group.setContainer(container);
+    container.setIommu(VFIO_TYPE1v2_IOMMU);
+    const dev = group.getDeviceFd("0000:00:04.0");
+    const buf = proc.mmap(0, BUF, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    container.mapDma({ vaddr: buf, iova: IOVA, size: BUF });
+    const ctl = new Int32Array(new SharedArrayBuffer(4 * 6));
+    const s = { kernel, proc, buf } as unknown as Setup;
+    const runs = hammer({ ...s, index }, ctl, 2);
+    await ready(ctl, 2);
+    await progressed(ctl, 2, 0); // through the container's domain
+    let intact = canary(s, 0x7c);
+    // Tested against the canary: the hammer writes 0xa0/0xa1 while it gets through.
+    expect(container.unmapDma(IOVA, BUF)).toBe(BigInt(BUF));
+    intact = canary(s, 0x7d);
+    await progressed(ctl, 2, 1);
+    expect(intact()).toBe(true);
+    container.mapDma({ vaddr: buf, iova: IOVA, size: BUF });
+    await progressed(ctl, 2, 0);
+    dev.close();
+    group.unsetContainer(); // the group leaves: its devices fall back to blocked DMA
+    intact = canary(s, 0x7e);
+    await progressed(ctl, 2, 1);
+    await stop(ctl, runs);
+    expect(intact()).toBe(true);
+    group.close();
+    container.close();
+    await kernel.close();
+  }, 30_000);
+});

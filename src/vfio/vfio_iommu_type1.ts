@@ -21,6 +21,7 @@ import {
 } from "../uapi/vfio.js";
 import { vfioCopyIn } from "../kernel/ioctl.js";
 import type { KernelCore } from "../kernel/kernel.js";
+import { synchronizeDma } from "../kernel/grace.js";
 import { PAGE_SIZE } from "../kernel/mm.js";
 import type { Process } from "../kernel/process.js";
 import type { IommuCaps } from "../iommu/device.js";
@@ -157,6 +158,8 @@ export class VfioIommuType1 {
     }
     d.groups.add(group);
     group.iommuGroup.setUserDomain(true);
+    // Where device engines on other threads read it (paired with dev_dma's load of DEV_DOMAIN).
+    for (const dev of group.devices) dev.iommuDev.publishDomain?.(d.domain.handle);
     return 0;
   }
 
@@ -169,6 +172,9 @@ export class VfioIommuType1 {
     if (i < 0) return;
     const d = this.domains[i];
     d.groups.delete(group);
+    // Blocked from now on: no DMA of the group's devices reaches the domain once this returns.
+    for (const dev of group.devices) dev.iommuDev.publishDomain?.(0);
+    synchronizeDma(this.kcore, "detach");
     group.iommuGroup.setUserDomain(false);
     if (d.groups.size > 0) return;
     if (this.domains.length === 1) {
