@@ -5,6 +5,7 @@
 
 import { parseArgs, type ParseArgsConfig } from "node:util";
 import { runDemo, runLegacyDemo } from "./demo.js";
+import { startWebServer } from "./web.js";
 
 interface Verb {
   usage: string;
@@ -84,6 +85,43 @@ exit status:
       }
     },
   },
+  web: {
+    usage: `usage: vfio-emu web [--port N]
+
+Serves the browser page on http://127.0.0.1:N/ (cross-origin isolated: COOP same-origin, COEP
+require-corp, so the page may share the kernel's memory with its device workers). The page
+boots a kernel with device workers and steps through the cdev and the legacy group sequence,
+showing each file's gate, the IOAS areas and the IO page table, the IOTLB, DMA throughput and
+the trace. Also served: /examples/browser.html (embedding the package in a page). Runs until
+interrupted (Ctrl-C).
+
+options:
+  --port N       TCP port on 127.0.0.1 (default 8080; 0 picks a free one)
+  -h, --help     this text
+`,
+    options: { port: { type: "string", default: "8080" } },
+    run: async (v) => {
+      const text = v.port as string;
+      const port = /^\d{1,5}$/.test(text) ? Number(text) : NaN;
+      if (!(port >= 0 && port <= 65535)) return bad(`web: --port must be a TCP port 0..65535 (got '${text}')`, VERBS.web.usage);
+      let server;
+      try {
+        server = await startWebServer({ port });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== "EADDRINUSE") throw err;
+        process.stderr.write(`vfio-emu web: 127.0.0.1:${port} is already in use (another port: --port N, any free one: --port 0)\n`);
+        return 1;
+      }
+      process.stdout.write(`vfio-emu web: serving ${server.url} (Ctrl-C to stop)\n`);
+      await new Promise<void>((resolve) => {
+        const stop = () => { process.off("SIGINT", stop); process.off("SIGTERM", stop); resolve(); };
+        process.once("SIGINT", stop);
+        process.once("SIGTERM", stop);
+      });
+      await server.close();
+      return 0;
+    },
+  },
 };
 
 interface BenchHarness {
@@ -99,6 +137,7 @@ const USAGE = `usage: vfio-emu <command> [options]
 commands:
   demo      run the cdev (or, --legacy, the group) sequence against an emulated kernel, traced
   bench     measure the performance figures against their baselines, bars and goals
+  web       serve the browser page (a kernel in the page, both sequences, live views)
   help      this text (also: vfio-emu <command> --help)
 
 environment:

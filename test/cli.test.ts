@@ -18,10 +18,16 @@ describe("vfio-emu cli", () => {
     expect(r.out).toMatch(/^  demo {6}/m);
     expect(r.out).toMatch(/^  bench {5}/m);
     expect(r.out).toMatch(/^  help {6}/m);
+    expect(r.out).toMatch(/^  web {7}serve the browser page/m);
     expect(r.err).toBe("");
   });
 
   it("every verb answers --help and help VERB with its own usage", () => {
+    for (const args of [["web", "--help"], ["help", "web"]]) {
+      const r = cli(...args);
+      expect(r.rc).toBe(0);
+      expect(r.out.split("\n")[0]).toBe("usage: vfio-emu web [--port N]");
+    }
     for (const args of [["demo", "--help"], ["demo", "-h"], ["help", "demo"]]) {
       const r = cli(...args);
       expect(r.rc).toBe(0);
@@ -42,6 +48,9 @@ describe("vfio-emu cli", () => {
       [["help", "frob"], "vfio-emu: unknown command 'frob'"],
       [["demo", "--bogus"], "vfio-emu: demo: Unknown option '--bogus'"],
       [["demo", "--trace"], "vfio-emu: demo: Option '--trace <value>' argument missing"],
+      [["web", "--port", "http"], "vfio-emu: web: --port must be a TCP port 0..65535 (got 'http')"],
+      [["web", "--port", "65536"], "vfio-emu: web: --port must be a TCP port 0..65535 (got '65536')"],
+      [["web", "extra"], "vfio-emu: web: Unexpected argument 'extra'"],
     ];
     for (const [args, first] of cases) {
       const r = cli(...args);
