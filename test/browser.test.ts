@@ -5,7 +5,8 @@
 // the fault after the unmap; the embedding example's output. One screenshot is saved to
 // artifacts/browser.png.
 import { describe, it, expect, beforeAll, afterAll } from "vitest";
-import { spawn, type ChildProcess } from "node:child_process";
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { promisify } from "node:util";
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -17,6 +18,20 @@ const CHROMIUM = "/usr/bin/chromium";
 
 let server: ChildProcess;
 let url = "";
+
+/** Starts `vfio-emu web --port 0` from `cli`; resolves with the server and the URL it printed. */
+function serve(cli: string, cwd: string): Promise<{ proc: ChildProcess; url: string }> {
+  const proc = spawn(process.execPath, [cli, "web", "--port", "0"], { cwd, stdio: ["ignore", "pipe", "inherit"] });
+  return new Promise((resolve, reject) => {
+    let out = "";
+    proc.stdout!.on("data", (d) => {
+      out += String(d);
+      const m = /serving (http:\/\/127\.0\.0\.1:\d+\/)/.exec(out);
+      if (m) resolve({ proc, url: m[1] });
+    });
+    proc.once("exit", (code) => reject(new Error(`vfio-emu web exited with ${code}: ${out}`)));
+  });
+}
 let context: BrowserContext;
 let userDataDir = "";
 const problems: string[] = [];
@@ -48,16 +63,7 @@ beforeAll(async () => {
   if (!existsSync(CHROMIUM)) {
     throw new Error(`${CHROMIUM} is missing: the browser test needs Debian's chromium (.ci/run installs it: apt-get install -y chromium)`);
   }
-  server = spawn(process.execPath, ["dist/cli.js", "web", "--port", "0"], { cwd: root, stdio: ["ignore", "pipe", "inherit"] });
-  url = await new Promise<string>((resolve, reject) => {
-    let out = "";
-    server.stdout!.on("data", (d) => {
-      out += String(d);
-      const m = /serving (http:\/\/127\.0\.0\.1:\d+\/)/.exec(out);
-      if (m) resolve(m[1]);
-    });
-    server.once("exit", (code) => reject(new Error(`vfio-emu web exited with ${code}: ${out}`)));
-  });
+  ({ proc: server, url } = await serve("dist/cli.js", root));
   userDataDir = mkdtempSync(join(tmpdir(), "vfio-emu-chromium-"));
   context = await chromium.launchPersistentContext(userDataDir, {
     executablePath: CHROMIUM, headless: true, viewport: { width: 1440, height: 1250 },
@@ -158,6 +164,37 @@ describe("the browser page", () => {
     ].join("\n"));
     await page.close();
   }, 30_000);
+
+  it("serves the page from the packed package, as `npx vfio-emu web` does for a user", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "vfio-emu-web-pack-"));
+    let packed: ChildProcess | undefined;
+    try {
+      const { stdout } = await promisify(execFile)("npm", ["pack", "--json", "--pack-destination", dir], { cwd: root, maxBuffer: 1 << 24, timeout: 60_000 });
+      const [info] = JSON.parse(stdout);
+      const files: string[] = info.files.map((f: { path: string }) => f.path);
+      for (const f of ["dist/web.js", "build/web/index.html", "build/web/main.js", "build/web/main.css", "build/web/device-worker.js",
+        "build/browser/vfio-emu.js", "build/browser/worker.js", "examples/browser.html", "examples/browser.mjs", "examples/browser-device.mjs"]) {
+        expect(files).toContain(f);
+      }
+      const pkg = join(dir, "node_modules", "vfio-emu");
+      mkdirSync(pkg, { recursive: true });
+      await promisify(execFile)("tar", ["xzf", join(dir, info.filename), "-C", pkg, "--strip-components=1"]);
+      const s = await serve(join(pkg, "dist/cli.js"), dir);
+      packed = s.proc;
+      const page = await context.newPage();
+      page.on("pageerror", (e) => problems.push(`packed: uncaught ${e.message}`));
+      page.on("console", (m) => { if (m.type() === "error") problems.push(`packed: console.error: ${m.text()}`); });
+      await page.goto(s.url);
+      await page.waitForFunction(() => typeof vfioEmu === "object");
+      await page.evaluate(() => vfioEmu.ready);
+      await page.evaluate(() => vfioEmu.step());
+      expect((await page.evaluate(() => vfioEmu.facts)).open).toEqual({ iommufd: 0, dev: 1 });
+      await page.close();
+    } finally {
+      packed?.kill("SIGTERM");
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 90_000);
 
   it("logged no console error or warning and no failed request", () => {
     expect(problems).toEqual([]);

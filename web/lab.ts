@@ -95,6 +95,8 @@ export class Lab {
   facts: Record<string, unknown> = {};
   buf = 0;
   onError: (e: Error) => void = (e) => console.error(e);
+  /** Called as a step starts (the page marks DMA and UNMAP on its chart). */
+  onStep: (id: string) => void = () => {};
   // sequence state
   private iommufd: IommuFd | null = null;
   private ioas: Ioas | null = null;
@@ -153,6 +155,7 @@ export class Lab {
   async step(): Promise<StepOutcome | null> {
     if (this.finished) return null;
     const s = this.steps[this.done];
+    this.onStep(s.id);
     let out: StepOutcome;
     try {
       out = await s.run();

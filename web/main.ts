@@ -35,11 +35,37 @@ let chart: uPlot | null = null;
 let samples: number[][] = [[], [], [], []];
 let t0 = performance.now();
 let last: { t: number; moved: number[] } | null = null;
+/** Moments worth a line on the chart: the streams start, the unmap cuts them. */
+let marks: { t: number; label: string; color: string }[] = [];
+const MARKS: Record<string, [string, string]> = { dma: ["DMA", "#4fd18b"], unmap: ["UNMAP", "#ff6b6b"] };
+
+/** A uPlot draw hook: a dashed line and a label at each mark. */
+function drawMarks(u: uPlot): void {
+  const ctx = u.ctx;
+  const dpr = devicePixelRatio;
+  for (const m of marks) {
+    const x = u.valToPos(m.t, "x", true);
+    if (!(x >= u.bbox.left && x <= u.bbox.left + u.bbox.width)) continue;
+    ctx.save();
+    ctx.strokeStyle = m.color;
+    ctx.fillStyle = m.color;
+    ctx.lineWidth = dpr;
+    ctx.setLineDash([4 * dpr, 4 * dpr]);
+    ctx.beginPath();
+    ctx.moveTo(x, u.bbox.top);
+    ctx.lineTo(x, u.bbox.top + u.bbox.height);
+    ctx.stroke();
+    ctx.font = `600 ${11 * dpr}px system-ui, sans-serif`;
+    ctx.fillText(m.label, x + 4 * dpr, u.bbox.top + 12 * dpr);
+    ctx.restore();
+  }
+}
 
 function makeChart(): void {
   const el = $("chart");
   el.innerHTML = "";
   samples = [[], [], [], []];
+  marks = [];
   t0 = performance.now();
   last = null;
   chart = new uPlot({
@@ -58,6 +84,7 @@ function makeChart(): void {
       { label: "total", stroke: "#ffb74d", width: 1.5, dash: [5, 4], points: { show: false }, value: (_u: uPlot, v: number | null) => (v == null ? "–" : `${v.toFixed(0)} MB/s`) },
     ],
     legend: { live: true },
+    hooks: { draw: [drawMarks] },
   }, samples as uPlot.AlignedData, el);
 }
 
@@ -261,6 +288,10 @@ $("step").onclick = () => void api.step();
 $("run").onclick = () => void api.runAll();
 $("reset").onclick = () => void api.reset();
 for (const t of document.querySelectorAll<HTMLButtonElement>(".tab")) t.onclick = () => void api.select(t.dataset.seq as SequenceName);
+lab.onStep = (id) => {
+  const m = MARKS[id];
+  if (m) marks.push({ t: (performance.now() - t0) / 1000, label: m[0], color: m[1] });
+};
 lab.onError = (e) => { failed = e.message; console.error(e); draw(); };
 
 api.ready = act(() => boot(new URLSearchParams(location.search).get("seq") === "legacy" ? "legacy" : "cdev"));
