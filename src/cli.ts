@@ -10,7 +10,9 @@ import { startWebServer } from "./web.js";
 interface Verb {
   usage: string;
   options: NonNullable<ParseArgsConfig["options"]>;
-  run(values: Record<string, string | boolean | undefined>): Promise<number>;
+  /** The verb takes operands (after `--`); the others take none. */
+  positionals?: boolean;
+  run(values: Record<string, string | boolean | undefined>, positionals: string[]): Promise<number>;
 }
 
 const VERBS: Record<string, Verb> = {
@@ -122,7 +124,95 @@ options:
       return 0;
     },
   },
+  trace: {
+    usage: `usage: vfio-emu trace --record FILE -- COMMAND [ARGS...]
+       vfio-emu trace --replay FILE
+
+--record runs COMMAND (a Node program: \`-- node app.js\`) with every kernel it boots recorded:
+each call of the raw syscall layer (open, ioctl, ioctlBuf, mmap, pread, ..., readMemory and
+writeMemory) and of the kernel and its devices (createProcess, addDevice, DeviceHandle DMA on the
+kernel's thread, close), in order, with its arguments, its result, and the user memory the
+kernel read and wrote during it.
+FILE gets one JSON object per line (the header first) when COMMAND exits; the exit status is
+COMMAND's.
+
+--replay boots fresh kernels with the recorded configurations and makes the same calls, putting
+back the bytes the kernel read before each one, and compares the return value, the buffers
+after the call and the bytes written back to user memory. Exit status 0 when every call gives
+what it gave when recorded, 1 at the first divergence, with a report of the call and of what
+differs. Not replayed: DMA that device workers do on other threads (what the kernel read of it
+is put back, and so is what the program read with readMemory, whose result alone is compared).
+
+options:
+  --record FILE  run COMMAND, recording to FILE
+  --replay FILE  replay FILE against a fresh kernel
+  -h, --help     this text
+`,
+    options: { record: { type: "string" }, replay: { type: "string" } },
+    positionals: true,
+    async run(v, cmd) {
+      if ((v.record === undefined) === (v.replay === undefined)) throw new UsageError("trace: give exactly one of --record FILE and --replay FILE");
+      if (v.replay !== undefined) {
+        if (cmd.length) throw new UsageError(`trace: --replay takes no command (got '${cmd[0]}')`);
+        return replayFile(v.replay as string);
+      }
+      if (!cmd.length) throw new UsageError("trace: --record FILE needs a command after --, e.g. -- node app.js");
+      return recordCommand(v.record as string, cmd);
+    },
+  },
 };
+
+async function replayFile(file: string): Promise<number> {
+  const { readFileSync } = await import("node:fs");
+  const { parseRecording, replay, report } = await import("./trace/replay.js");
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (err) {
+    process.stderr.write(`vfio-emu: trace: cannot read ${file}: ${(err as Error).message}\n`);
+    return 2;
+  }
+  let events;
+  try {
+    events = parseRecording(text);
+  } catch (err) {
+    process.stderr.write(`vfio-emu: trace: ${file}: ${(err as Error).message}\n`);
+    return 2;
+  }
+  const r = await replay(events);
+  process.stdout.write(report(file, r, events.length));
+  return r.divergence ? 1 : 0;
+}
+
+async function recordCommand(file: string, cmd: string[]): Promise<number> {
+  const { spawn } = await import("node:child_process");
+  const { resolve } = await import("node:path");
+  const { existsSync, readFileSync } = await import("node:fs");
+  const { constants } = await import("node:os");
+  const out = resolve(file);
+  const preload = new URL("./trace/preload.js", import.meta.url).href;
+  const env = {
+    ...process.env,
+    VFIO_EMU_RECORD: out,
+    NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ""} --import=${preload}`.trim(),
+  };
+  const child = spawn(cmd[0], cmd.slice(1), { stdio: "inherit", env });
+  const status = await new Promise<number>((done) => {
+    child.once("error", (err) => {
+      process.stderr.write(`vfio-emu: trace: cannot run ${cmd[0]}: ${err.message}\n`);
+      done(127);
+    });
+    child.once("exit", (code, sig) => done(code ?? 128 + ((sig && constants.signals[sig]) || 0)));
+  });
+  if (status === 127 && !existsSync(out)) return status;
+  if (!existsSync(out)) {
+    process.stderr.write(`vfio-emu: trace: ${cmd[0]} wrote no recording to ${file} (not a Node program, or it replaced NODE_OPTIONS)\n`);
+    return status === 0 ? 1 : status;
+  }
+  const header = JSON.parse(readFileSync(out, "utf8").split("\n")[0]) as { kernels: number; calls: number };
+  process.stderr.write(`vfio-emu: trace: recorded ${header.calls} calls of ${header.kernels} kernel${header.kernels === 1 ? "" : "s"} to ${file}\n`);
+  return status;
+}
 
 interface BenchHarness {
   selectFigures(only: string): Set<string>;
@@ -138,6 +228,8 @@ commands:
   demo      run the cdev (or, --legacy, the group) sequence against an emulated kernel, traced
   bench     measure the performance figures against their baselines, bars and goals
   web       serve the browser page (a kernel in the page, both sequences, live views)
+  trace     record a program's syscalls to a file (--record FILE -- node app.js), or replay a
+            recording against a fresh kernel and report the first divergence (--replay FILE)
   help      this text (also: vfio-emu <command> --help)
 
 environment:
@@ -162,11 +254,12 @@ async function main(argv: string[]): Promise<number> {
   const verb = VERBS[cmd];
   if (!verb) return bad(`unknown command '${cmd}'`, USAGE);
   let values: Record<string, string | boolean | undefined>;
+  let positionals: string[];
   try {
-    ({ values } = parseArgs({
-      args: rest, strict: true, allowPositionals: false,
+    ({ values, positionals } = parseArgs({
+      args: rest, strict: true, allowPositionals: verb.positionals === true,
       options: { ...verb.options, help: { type: "boolean", short: "h" } },
-    }) as { values: Record<string, string | boolean | undefined> });
+    }) as { values: Record<string, string | boolean | undefined>; positionals: string[] });
   } catch (err) {
     return bad(`${cmd}: ${(err as Error).message}`, verb.usage);
   }
@@ -175,7 +268,7 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   try {
-    return await verb.run(values);
+    return await verb.run(values, positionals);
   } catch (err) {
     if (err instanceof UsageError) return bad(err.message, verb.usage);
     throw err;

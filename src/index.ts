@@ -12,6 +12,7 @@ import { KernelCore } from "./kernel/kernel.js";
 import type { Process, ProcessOptions } from "./kernel/process.js";
 import type { TraceSink } from "./kernel/trace.js";
 import { MAX_MEMORY_BYTES, WASM_PAGE, type CoreInit } from "./wasm/core.js";
+import { RECORD_HOOK, type RecordHook } from "./trace/recorder.js";
 
 export * from "./uapi/index.js";
 export { VfioError } from "./errors.js";
@@ -270,6 +271,9 @@ export async function createKernel(config: KernelConfig = {}): Promise<Kernel> {
   }
   const kcore = await KernelCore.boot(memoryBytes, config.counters === true);
   const kernel = new EmulatedKernel(kcore, config);
+  // `vfio-emu trace --record` installs this hook in the program it runs (trace/preload.ts).
+  const record = (globalThis as Record<symbol, RecordHook | undefined>)[RECORD_HOOK];
+  if (record) record.attach(kernel, config);
   const env = (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env;
   const glob = env?.VFIO_EMU_TRACE;
   if (glob) kernel.trace(glob, (line) => console.error(line));

@@ -17,6 +17,7 @@ describe("vfio-emu cli", () => {
     expect(r.out.split("\n")[0]).toBe("usage: vfio-emu <command> [options]");
     expect(r.out).toMatch(/^  demo {6}/m);
     expect(r.out).toMatch(/^  bench {5}/m);
+    expect(r.out).toMatch(/^  trace {5}/m);
     expect(r.out).toMatch(/^  help {6}/m);
     expect(r.out).toMatch(/^  web {7}serve the browser page/m);
     expect(r.err).toBe("");
