@@ -73,7 +73,7 @@ function makeChart(): void {
     scales: { x: { time: false }, y: { range: (_u, _min, max) => [0, Math.max(100, max * 1.15)] } },
     axes: [
       { stroke: "#8390ab", grid: { stroke: "#232c42" }, ticks: { stroke: "#232c42" }, values: (_u, v) => v.map((x) => `${x.toFixed(1)} s`) },
-      { stroke: "#8390ab", grid: { stroke: "#232c42" }, ticks: { stroke: "#232c42" }, size: 70, values: (_u, v) => v.map((x) => `${x >= 1000 ? (x / 1000).toFixed(1) + " GB" : x.toFixed(0) + " MB"}/s`) },
+      { stroke: "#8390ab", grid: { stroke: "#232c42" }, ticks: { stroke: "#232c42" }, size: 84, values: (_u, v) => v.map((x) => `${x >= 1000 ? (x / 1000).toFixed(1) + " GB" : x.toFixed(0) + " MB"}/s`) },
     ],
     series: [
       { label: "time", value: (_u, v) => (v == null ? "–" : `${v.toFixed(1)} s`) },
@@ -100,6 +100,8 @@ function sampleChart(): void {
     samples[3].push(rates.reduce((a, b) => a + b, 0));
     if (samples[0].length > 240) for (const s of samples) s.shift();
     chart.setData(samples as uPlot.AlignedData);
+    // Unless the pointer is over the chart, the legend reads the latest sample.
+    if ((chart.cursor.left ?? -1) < 0) chart.setLegend({ idx: samples[0].length - 1 });
   }
   last = { t, moved };
 }
