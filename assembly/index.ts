@@ -8,6 +8,7 @@ export * from "./gate";
 export * from "./eventfd";
 export * from "./stats";
 export * from "./epoch";
+export { IRQ_SENT, IRQ_PENDING, IRQ_OFF, irq_raise, irq_unmask, irq_mask, irq_flush } from "./msi";
 // IOMMU data plane. Named lists: the formats' internals take u64 IOVAs and stay inside wasm.
 export {
   IOPT_X86, IOPT_MOCK, IOMMU_READ, IOMMU_WRITE, LEAF_P, LEAF_R, LEAF_W, LEAF_D, LEAF_SHIFT_POS, LEAF_FLAGS,

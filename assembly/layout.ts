@@ -109,6 +109,10 @@ export const FILE_DEV_END: u32 = FILE_DEV_BASE + GATE_SLOTS * 4;
 //   @0 domain handle DMA is translated through (0 = blocked; atomic: written by attach, detach
 //   and replace before their grace period)  @4 config space host address  @8 config size
 //   @12 config write-mask host address  @16 BAR0 host address  @20 BAR0 size
+//   Interrupts (msi.ts; 0 where the function has none): @24 vector triggers (u32[MSI_MAX_VECTORS],
+//   an order-1 frame: eventfd slot + 1 per vector, 0 = none)  @28 MSI capability host address
+//   @32 MSI-X capability host address  @36 MSI-X table host address (in BAR memory)  @40 PBA
+//   host address  @44 MSI-X table size. Written before the first grant, like the fields above.
 export const DEV_BASE: u32 = FILE_DEV_END;
 export const DEV_SLOTS: u32 = 1024;
 export const DEV_STRIDE: u32 = 64;
@@ -118,6 +122,14 @@ export const DEV_CONFIG_SIZE: u32 = 8;
 export const DEV_CONFIG_MASK: u32 = 12;
 export const DEV_BAR0: u32 = 16;
 export const DEV_BAR0_SIZE: u32 = 20;
+export const DEV_IRQ_CTX: u32 = 24;
+export const DEV_MSI_CAP: u32 = 28;
+export const DEV_MSIX_CAP: u32 = 32;
+export const DEV_MSIX_TABLE: u32 = 36;
+export const DEV_MSIX_PBA: u32 = 40;
+export const DEV_MSIX_SIZE: u32 = 44;
+/** The MSI-X maximum (table size field + 1): the trigger array is 8 KiB. */
+export const MSI_MAX_VECTORS: u32 = 2048;
 export const DEV_END: u32 = DEV_BASE + DEV_SLOTS * DEV_STRIDE;
 
 // ---- per-worker-slot bounce buffers for DMA to and from memory outside the pool ------------

@@ -9,6 +9,8 @@ import { Core, type CoreInit } from "./wasm/core.js";
 
 export { Core };
 export type { CoreInit };
+// A device model raising its interrupts from this thread.
+export { msixRaise, msiRaise, IRQ_SENT, IRQ_PENDING, IRQ_OFF } from "./devices/msix.js";
 
 /** An open file as another thread names it: its gate slot and generation (proc.fileRef). */
 export interface FileRef { readonly slot: number; readonly gen: number }

@@ -1,6 +1,7 @@
 // The emulated device models and their PCI identities. A model's behaviour (regions, DMA
 // engine) lives in its own module; this table is what the bus and sysfs need.
 
+import type { MsiModel, MsixModel } from "./msix.js";
 import type { PciIds } from "./pci.js";
 
 export const models: Record<string, PciIds> = {
@@ -18,4 +19,9 @@ export function modelIds(model: string): PciIds {
 /** BAR0 (the register window) of each model, in bytes. */
 export const modelBar0Size: Record<string, number> = {
   memcpy: 4096,
+};
+
+/** Each model's message-signalled interrupts (the MSI-X table and PBA in BAR0). */
+export const modelIrqs: Record<string, { msi?: MsiModel; msix?: MsixModel }> = {
+  memcpy: { msi: { vectors: 8 }, msix: { vectors: 16, tableOffset: 0x800, pbaOffset: 0xc00 } },
 };

@@ -16,6 +16,10 @@ export const PCI_BASE_ADDRESS_0 = 0x10;
 export const PCI_SUBSYSTEM_VENDOR_ID = 0x2c;
 export const PCI_SUBSYSTEM_ID = 0x2e;
 export const PCI_CAPABILITY_LIST = 0x34;
+export const PCI_STATUS_CAP_LIST = 0x10;
+/** A capability's header: its id, then the offset of the next one (0 ends the chain). */
+export const PCI_CAP_LIST_ID = 0;
+export const PCI_CAP_LIST_NEXT = 1;
 export const PCI_INTERRUPT_LINE = 0x3c;
 export const PCI_INTERRUPT_PIN = 0x3d;
 
@@ -39,6 +43,16 @@ export interface PciBar {
   address: number;
 }
 
+/** A capability in the standard chain, at a dword-aligned offset past the 64-byte header. */
+export interface PciCapability {
+  readonly id: number;
+  readonly offset: number;
+  /** Writes the registers after the two header bytes to their power-on values. */
+  init(view: DataView, at: number): void;
+  /** Marks the bits a user write may change (mask bytes relative to the capability). */
+  writable?(mask: Uint8Array): void;
+}
+
 export class PciConfigSpace {
   readonly bytes: Uint8Array;
   private readonly view: DataView;
@@ -50,7 +64,7 @@ export class PciConfigSpace {
    * lets worker threads read the space through a granted file (DESIGN.md "The gate").
    */
   constructor(readonly ids: PciIds, readonly bars: readonly PciBar[], readonly size = PCI_CFG_SPACE_SIZE,
-    storage?: Uint8Array) {
+    storage?: Uint8Array, readonly caps: readonly PciCapability[] = []) {
     this.bytes = storage ? storage.subarray(0, size) : new Uint8Array(size);
     this.view = new DataView(this.bytes.buffer, this.bytes.byteOffset, size);
     this.writable = storage ? storage.subarray(size, 2 * size) : new Uint8Array(size);
@@ -64,6 +78,7 @@ export class PciConfigSpace {
       for (let b = 0; b < 4; b++) this.writable[PCI_BASE_ADDRESS_0 + i * 4 + b] = (mask >>> (b * 8)) & 0xff;
     }
     this.writable[PCI_INTERRUPT_LINE] = 0xff;
+    for (const cap of caps) cap.writable?.(this.writable.subarray(cap.offset));
   }
 
   /**
@@ -91,7 +106,28 @@ export class PciConfigSpace {
     v.setUint16(PCI_SUBSYSTEM_VENDOR_ID, this.ids.vendor, true);
     v.setUint16(PCI_SUBSYSTEM_ID, 0x1100, true);
     v.setUint8(PCI_INTERRUPT_PIN, 1);
+    // The capability chain, in the order given.
+    if (this.caps.length) {
+      v.setUint16(PCI_STATUS, v.getUint16(PCI_STATUS, true) | PCI_STATUS_CAP_LIST, true);
+      v.setUint8(PCI_CAPABILITY_LIST, this.caps[0].offset);
+    }
+    this.caps.forEach((cap, i) => {
+      v.setUint8(cap.offset + PCI_CAP_LIST_ID, cap.id);
+      v.setUint8(cap.offset + PCI_CAP_LIST_NEXT, this.caps[i + 1]?.offset ?? 0);
+      cap.init(v, cap.offset);
+    });
   }
+
+  /** The offset of the capability `id`, or 0 (pci_find_capability). */
+  findCapability(id: number): number {
+    return this.caps.find((c) => c.id === id)?.offset ?? 0;
+  }
+
+  /** Register access for the device and the host's PCI core (no write masks). */
+  get16(off: number): number { return this.view.getUint16(off, true); }
+  set16(off: number, v: number): void { this.view.setUint16(off, v & 0xffff, true); }
+  get32(off: number): number { return this.view.getUint32(off, true); }
+  set32(off: number, v: number): void { this.view.setUint32(off, v >>> 0, true); }
 
   get command(): number { return this.view.getUint16(PCI_COMMAND, true); }
   set command(v: number) { this.view.setUint16(PCI_COMMAND, v & 0xffff, true); }

@@ -15,7 +15,8 @@ import {
   VFIO_IRQ_INFO_MASKABLE, VFIO_IRQ_INFO_NORESIZE, VFIO_IRQ_SET_ACTION_MASK, VFIO_IRQ_SET_ACTION_TRIGGER,
   VFIO_IRQ_SET_ACTION_TYPE_MASK, VFIO_IRQ_SET_ACTION_UNMASK, VFIO_IRQ_SET_DATA_BOOL, VFIO_IRQ_SET_DATA_EVENTFD,
   VFIO_IRQ_SET_DATA_NONE, VFIO_IRQ_SET_DATA_TYPE_MASK, VFIO_PCI_BAR5_REGION_INDEX, VFIO_PCI_CONFIG_REGION_INDEX,
-  VFIO_PCI_ERR_IRQ_INDEX, VFIO_PCI_INDEX_TO_OFFSET, VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_NUM_IRQS,
+  VFIO_PCI_ERR_IRQ_INDEX, VFIO_PCI_INDEX_TO_OFFSET, VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX,
+  VFIO_PCI_MSI_IRQ_INDEX, VFIO_PCI_NUM_IRQS,
   VFIO_PCI_NUM_REGIONS, VFIO_PCI_OFFSET_SHIFT, VFIO_PCI_REQ_IRQ_INDEX, VFIO_PCI_ROM_REGION_INDEX,
   VFIO_PCI_VGA_REGION_INDEX, VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ,
   VFIO_REGION_INFO_FLAG_WRITE, vfio_device_info, vfio_irq_info, vfio_irq_set, vfio_region_info,
@@ -26,7 +27,12 @@ import { vfioCopyIn } from "../kernel/ioctl.js";
 import type { KernelCore } from "../kernel/kernel.js";
 import { PAGE_SIZE } from "../kernel/mm.js";
 import type { Process } from "../kernel/process.js";
-import { PciConfigSpace, type PciBar } from "../devices/pci_config.js";
+import { PciConfigSpace, type PciBar, type PciCapability } from "../devices/pci_config.js";
+import {
+  msiCapability, msixCapability, msixPbaBytes, msixTableBytes, PciMsiHardware, PCI_MSI_MASK_64,
+  type MsiModel, type MsixModel,
+} from "../devices/msix.js";
+import { VfioPciMsi } from "./pci_intrs.js";
 import { synchronizeDma } from "../kernel/grace.js";
 import type { PciIds } from "../devices/pci.js";
 import type { DeviceSharedState, VfioDevice, VfioDeviceFile, VfioDeviceOps } from "./vfio_main.js";
@@ -42,7 +48,14 @@ export interface PciFunctionModel {
   readonly bar0Size: number;
   /** The address firmware assigned to BAR0. */
   readonly bar0Address: number;
+  /** MSI and MSI-X capabilities, if the function has them (the MSI-X table and PBA in BAR0). */
+  readonly msi?: MsiModel;
+  readonly msix?: MsixModel;
 }
+
+/** Where the capabilities sit in config space. */
+const MSI_CAP_OFFSET = 0x50;
+const MSIX_CAP_OFFSET = 0x70;
 
 /**
  * struct vfio_pci_core_device for one emulated function: config space, BAR0 memory (one
@@ -64,6 +77,10 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
 
   /** The frame holding config space and its write masks, in shared memory. */
   private cfgFrame: number;
+  /** The order-1 block of MSI/MSI-X trigger words (one per vector), or -1 without MSI. */
+  private irqFrame = -1;
+  /** MSI and MSI-X: the function's hardware and vfio-pci's state over it. */
+  readonly msi: VfioPciMsi | null = null;
 
   constructor(readonly kcore: KernelCore, readonly model: PciFunctionModel) {
     this.bars = [{ size: model.bar0Size, address: model.bar0Address }];
@@ -71,23 +88,56 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
     if (cf === 0xffffffff) throw new Error("vfio-pci: no frame left for config space");
     this.cfgFrame = cf;
     const at = kcore.core.x.frame_addr(cf) >>> 0;
-    this.cfg = new PciConfigSpace(model.ids, this.bars, undefined, kcore.core.u8.subarray(at, at + PAGE_SIZE));
+    const caps: PciCapability[] = [];
+    if (model.msi) caps.push(msiCapability(MSI_CAP_OFFSET, model.msi));
+    if (model.msix) {
+      const m = model.msix;
+      if (m.tableOffset + msixTableBytes(m.vectors) > model.bar0Size || m.pbaOffset + msixPbaBytes(m.vectors) > model.bar0Size) {
+        throw new RangeError("vfio-pci: the MSI-X table and PBA must lie inside BAR0");
+      }
+      caps.push(msixCapability(MSIX_CAP_OFFSET, m));
+    }
+    this.cfg = new PciConfigSpace(model.ids, this.bars, undefined, kcore.core.u8.subarray(at, at + PAGE_SIZE), caps);
     const f = kcore.core.x.frame_alloc(0) >>> 0;
     if (f === 0xffffffff) throw new Error("vfio-pci: no frame left for BAR0");
     this.bar0Frame = f;
+    if (caps.length) {
+      const irq = kcore.core.x.frame_alloc(1) >>> 0;
+      if (irq === 0xffffffff) throw new Error("vfio-pci: no frame left for the MSI trigger words");
+      this.irqFrame = irq;
+      const ctx = kcore.core.x.frame_addr(irq) >>> 0;
+      kcore.core.u8.fill(0, ctx, ctx + 2 * PAGE_SIZE);
+      this.msi = new VfioPciMsi(kcore, new PciMsiHardware(kcore.core, this.cfg, model.msi ? MSI_CAP_OFFSET : 0,
+        model.msix ? MSIX_CAP_OFFSET : 0, model.msix?.vectors ?? 0,
+        () => this.bar0Base + (model.msix?.tableOffset ?? 0), () => this.bar0Base + (model.msix?.pbaOffset ?? 0), ctx));
+    }
     this.clearBar0();
   }
 
   /** Where worker threads find this function's state (src/vfio/vfio_main.ts publishes it). */
   sharedState(): DeviceSharedState {
     const cfg = this.kcore.core.x.frame_addr(this.cfgFrame) >>> 0;
-    return { config: cfg, configSize: this.cfg.size, configMask: cfg + this.cfg.size, bar0: this.bar0Base, bar0Size: this.bars[0].size };
+    const st: DeviceSharedState = { config: cfg, configSize: this.cfg.size, configMask: cfg + this.cfg.size, bar0: this.bar0Base, bar0Size: this.bars[0].size };
+    const hw = this.msi?.hw;
+    if (!hw) return st;
+    const m = this.model.msix;
+    return {
+      ...st,
+      irqCtx: this.kcore.core.x.frame_addr(this.irqFrame) >>> 0,
+      msiCap: hw.msiCap ? cfg + hw.msiCap : 0,
+      msixCap: hw.msixCap ? cfg + hw.msixCap : 0,
+      msixTable: m ? this.bar0Base + m.tableOffset : 0,
+      msixPba: m ? this.bar0Base + m.pbaOffset : 0,
+      msixSize: m?.vectors ?? 0,
+    };
   }
 
   private get bar0Base(): number { return this.kcore.core.x.frame_addr(this.bar0Frame) >>> 0; }
 
+  /** BAR0 at power-on: zeros, the MSI-X vectors masked. */
   private clearBar0(): void {
     this.kcore.core.u8.fill(0, this.bar0Base, this.bar0Base + PAGE_SIZE);
+    this.msi?.hw.resetTable();
   }
 
   /** The driver unbinds (device release): the BAR frame goes back (mappings keep theirs). */
@@ -99,12 +149,15 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
     this.bar0Frame = -1;
     this.kcore.core.x.frame_put(this.cfgFrame);
     this.cfgFrame = -1;
+    if (this.irqFrame >= 0) this.kcore.core.x.frame_put(this.irqFrame);
+    this.irqFrame = -1;
   }
 
   // ---- open / close ---------------------------------------------------------------------
 
   /** vfio_pci_core_enable: reset the function and start from its power-on config. */
-  openDevice(_dev: VfioDevice): number {
+  openDevice(dev: VfioDevice): number {
+    if (this.msi) this.msi.hw.dev = dev.index;
     this.cfg.reset();
     this.clearBar0();
     this.intxMasked = false;
@@ -113,6 +166,8 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
 
   /** vfio_pci_core_disable: interrupts torn down, bus mastering off, function reset. */
   closeDevice(_dev: VfioDevice): void {
+    this.msi?.disable();
+    this.msi?.flushPuts();
     this.intxTrigger = this.putTrigger(this.intxTrigger);
     this.errTrigger = this.putTrigger(this.errTrigger);
     this.reqTrigger = this.putTrigger(this.reqTrigger);
@@ -201,8 +256,10 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
   irqCount(index: number): number {
     switch (index) {
       case VFIO_PCI_INTX_IRQ_INDEX: return this.cfg.interruptPin ? 1 : 0;
+      case VFIO_PCI_MSI_IRQ_INDEX: return this.msi?.hw.count(false) ?? 0;
+      case VFIO_PCI_MSIX_IRQ_INDEX: return this.msi?.hw.count(true) ?? 0;
       case VFIO_PCI_REQ_IRQ_INDEX: return 1;
-      default: return 0; // no MSI/MSI-X capability yet; not PCIe, so no ERR
+      default: return 0; // not PCIe, so no ERR
     }
   }
 
@@ -251,6 +308,17 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
       data = d;
     }
     const action = flags & VFIO_IRQ_SET_ACTION_TYPE_MASK;
+    if (index === VFIO_PCI_MSI_IRQ_INDEX || index === VFIO_PCI_MSIX_IRQ_INDEX) {
+      // MASK and UNMASK have no handler for MSI/MSI-X in vfio-pci: ENOTTY below.
+      if (action !== VFIO_IRQ_SET_ACTION_TRIGGER || !this.msi) return -errno.ENOTTY;
+      const fds = flags & VFIO_IRQ_SET_DATA_EVENTFD ? new Int32Array(data.slice().buffer) : null;
+      const bools = flags & VFIO_IRQ_SET_DATA_BOOL ? data : null;
+      try {
+        return this.msi.setTrigger(index, start, count, flags, this.intxTrigger === null, fds, bools, (fd) => this.eventfdGet(fd, proc));
+      } finally {
+        this.msi.flushPuts();
+      }
+    }
     if (index === VFIO_PCI_INTX_IRQ_INDEX) {
       if (action === VFIO_IRQ_SET_ACTION_MASK || action === VFIO_IRQ_SET_ACTION_UNMASK) {
         // Level-triggered INTx masking: recorded; an emulated device asserts nothing yet.
@@ -314,7 +382,7 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
       this.intxTrigger = this.putTrigger(this.intxTrigger);
       return 0;
     }
-    if (start !== 0 || count !== 1) return -errno.EINVAL;
+    if (this.msi?.enabled || start !== 0 || count !== 1) return -errno.EINVAL;
     if (flags & VFIO_IRQ_SET_DATA_EVENTFD) {
       const fd = new DataView(data.buffer, data.byteOffset, 4).getInt32(0, true);
       if (fd >= 0) {
@@ -344,6 +412,8 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
   private reset(_dev: VfioDevice): number {
     if (!this.resetWorks) return -errno.EINVAL;
     this.clearBar0();
+    // pci_reset_function restores the saved MSI/MSI-X state around the reset.
+    this.msi?.restore();
     return 0;
   }
 
@@ -366,8 +436,12 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
     if (index === VFIO_PCI_CONFIG_REGION_INDEX) {
       // vfio_config_do_rw: the whole access must lie inside config space.
       if (off >= this.cfg.size || off + buf.length > this.cfg.size) return -errno.EFAULT;
-      if (write) this.cfg.write(off, buf);
-      else this.cfg.read(off, buf);
+      if (write) {
+        this.cfg.write(off, buf);
+        // A write to the MSI mask bits reaches the hardware: held messages of now unmasked vectors go.
+        const hw = this.msi?.hw;
+        if (hw?.msiCap && off < hw.msiCap + PCI_MSI_MASK_64 + 4 && off + buf.length > hw.msiCap + PCI_MSI_MASK_64) hw.flushMsi();
+      } else this.cfg.read(off, buf);
       return buf.length;
     }
     if (index === VFIO_PCI_VGA_REGION_INDEX) return -errno.EINVAL;

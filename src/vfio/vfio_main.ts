@@ -61,7 +61,11 @@ export interface VfioDeviceOps {
 }
 
 /** A device's state in shared memory (byte addresses and sizes): its DEV_* line's fields. */
-export interface DeviceSharedState { config: number; configSize: number; configMask: number; bar0: number; bar0Size: number }
+export interface DeviceSharedState {
+  config: number; configSize: number; configMask: number; bar0: number; bar0Size: number;
+  /** MSI/MSI-X (host addresses; absent without them): trigger words, capabilities, table, PBA. */
+  irqCtx?: number; msiCap?: number; msixCap?: number; msixTable?: number; msixPba?: number; msixSize?: number;
+}
 
 /** A vfio_device_set: devices that share a reset domain (one lock, one open_count sum). */
 export class VfioDeviceSet {
@@ -287,6 +291,12 @@ export class Vfio {
     c.u32[line + c.c("DEV_CONFIG_MASK") / 4] = st?.configMask ?? 0;
     c.u32[line + c.c("DEV_BAR0") / 4] = st?.bar0 ?? 0;
     c.u32[line + c.c("DEV_BAR0_SIZE") / 4] = st?.bar0Size ?? 0;
+    c.u32[line + c.c("DEV_IRQ_CTX") / 4] = st?.irqCtx ?? 0;
+    c.u32[line + c.c("DEV_MSI_CAP") / 4] = st?.msiCap ?? 0;
+    c.u32[line + c.c("DEV_MSIX_CAP") / 4] = st?.msixCap ?? 0;
+    c.u32[line + c.c("DEV_MSIX_TABLE") / 4] = st?.msixTable ?? 0;
+    c.u32[line + c.c("DEV_MSIX_PBA") / 4] = st?.msixPba ?? 0;
+    c.u32[line + c.c("DEV_MSIX_SIZE") / 4] = st?.msixSize ?? 0;
     // Paired with the atomic load in dev_dma (assembly/dma.ts).
     Atomics.store(c.u32, line + c.c("DEV_DOMAIN") / 4, 0);
     iommuDev.publishDomain = (h: number) => { Atomics.store(c.u32, line + c.c("DEV_DOMAIN") / 4, h >>> 0); };

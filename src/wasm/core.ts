@@ -34,6 +34,11 @@ export interface CoreExports {
   gate_check(slot: number, gen: number): number;
   gate_word(slot: number): number;
   efd_signal(slot: number): number;
+  // message-signalled interrupts (assembly/msi.ts): index 1 MSI, 2 MSI-X
+  irq_raise(dev: number, index: number, vector: number): number;
+  irq_unmask(dev: number, index: number, vector: number): number;
+  irq_mask(dev: number, index: number, vector: number): number;
+  irq_flush(dev: number, index: number): number;
   // grace period (assembly/epoch.ts)
   epoch_enter(): void;
   epoch_exit(): void;

@@ -129,15 +129,15 @@ describe("vfio-pci face (memcpy model)", () => {
     expect(one[0]).toBe(0);
   });
 
-  it("GET_IRQ_INFO: INTx maskable, MSI/MSI-X none, ERR only for PCIe, REQ one", () => {
+  it("GET_IRQ_INFO: INTx maskable, MSI 8 and MSI-X 16 (NORESIZE), ERR only for PCIe, REQ one", () => {
     const q = (index: number, argsz = 16) => {
       const a = struct(16, [[0, 4, argsz], [8, 4, index]]);
       const rc = p.ioctlBuf(d, VFIO_DEVICE_GET_IRQ_INFO, a);
       return rc < 0 ? rc : [u32(a, 4), u32(a, 12)];
     };
     expect(q(0)).toEqual([1 | 2 | 4, 1]);
-    expect(q(1)).toEqual([1 | 8, 0]);
-    expect(q(2)).toEqual([1 | 8, 0]);
+    expect(q(1)).toEqual([1 | 8, 8]);
+    expect(q(2)).toEqual([1 | 8, 16]);
     expect(q(3)).toBe(-errno.EINVAL);
     expect(q(4)).toEqual([1 | 8, 1]);
     expect(q(5)).toBe(-errno.EINVAL);
@@ -161,7 +161,7 @@ describe("vfio-pci face (memcpy model)", () => {
     expect(set(TRIGGER | NONE, 0, 0, 0)).toBe(0); // disable
     expect(set(TRIGGER | EVENTFD, 0, 0, 1, [efd], 23)).toBe(-errno.EINVAL); // data too short
     expect(set(TRIGGER | EVENTFD | NONE, 0, 0, 1, [efd])).toBe(-errno.EINVAL);
-    expect(set(TRIGGER | NONE, 1, 0, 1)).toBe(-errno.EINVAL); // no MSI vectors
+    expect(set(TRIGGER | NONE, 1, 0, 1)).toBe(-errno.EINVAL); // MSI not enabled
     expect(set(TRIGGER | NONE, 5, 0, 1)).toBe(-errno.EINVAL);
     expect(set(1 << 6 | NONE, 0, 0, 1)).toBe(-errno.EINVAL);
     expect(set(TRIGGER | EVENTFD, 4, 0, 1, [999])).toBe(-errno.EBADF);
