@@ -2,7 +2,9 @@
 
 import type { Kernel } from "./index.js";
 import type { Iommufd } from "./iommufd/main.js";
-import { enableSelftest } from "./iommufd/selftest.js";
+import { enableSelftest, mockPageResponses, type MockPageResponse } from "./iommufd/selftest.js";
+
+export type { MockPageResponse };
 
 interface HasCore { kcore: { core: { i32: Int32Array; c(name: string): number } } }
 
@@ -32,4 +34,14 @@ export function failNthRemaining(kernel: Kernel): number {
  */
 export function enableTestCmd(kernel: Kernel): void {
   enableSelftest((kernel as unknown as { iommufd: Iommufd }).iommufd);
+}
+
+/**
+ * The page responses the selftest's mock IOMMU passed to its devices since the last call
+ * (user answers written to a fault fd, and the kernel's own INVALID answers when a fault has
+ * no handler or its attachment goes away), oldest first; the log is emptied.
+ */
+export function takeMockPageResponses(kernel: Kernel): MockPageResponse[] {
+  const log = mockPageResponses.get((kernel as unknown as { iommufd: Iommufd }).iommufd);
+  return log ? log.splice(0) : [];
 }

@@ -44,4 +44,10 @@ export interface IommuDevice {
    * threads read it; the caller then waits out the grace period before freeing the old one.
    */
   publishDomain?(handle: number): void;
+  /**
+   * The IOMMU driver's part of attaching a domain: one with an IO page fault handler puts the
+   * device on its iopf queue (`enable`), and the domain it replaces having had one takes it
+   * off again (`disable`), counted over the RID and PASIDs. Only the selftest's mock has it.
+   */
+  iopfAttach?(enable: boolean, disable: boolean): void;
 }

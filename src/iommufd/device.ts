@@ -4,17 +4,30 @@
 // most one HWPT: the first device attaches the group, the others join it.
 
 import { errno } from "../uapi/errno.js";
+import { IOMMU_PGFAULT_FLAGS_PASID_VALID } from "../uapi/iommufd.js";
 import type { IommuDevice } from "../iommu/device.js";
 import { synchronizeDma } from "../kernel/grace.js";
+import type { IopfFault } from "./eventq.js";
 import { HwptNested, HwptPaging, hwptPagingAlloc, type Hwpt } from "./hw_pagetable.js";
 import { Ioas } from "./ioas.js";
 import { IommufdObject } from "./object.js";
 import type { IommufdCtx } from "./main.js";
 
+/**
+ * struct iommufd_attach_handle: one attachment of the group's RID (or a PASID) to a HWPT,
+ * made by `idev`. IO page faults carry the handle they came through, so that the attachment
+ * going away can answer them.
+ */
+export class AttachHandle {
+  constructor(readonly idev: IommufdDevice, readonly hwpt: Hwpt, readonly pasid: number) {}
+}
+
 /** struct iommufd_group: one per (context, iommu_group) with bound devices. */
 export class IommufdGroup {
   /** The HWPT the group is attached to; null = the blocking domain. */
   hwpt: Hwpt | null = null;
+  /** The RID attachment's handle (null while blocked). */
+  handle: AttachHandle | null = null;
   /** Attached devices. */
   readonly devices: IommufdDevice[] = [];
   /** Bound devices (the group lives while one is bound). */
@@ -64,7 +77,14 @@ export class IommufdDevice extends IommufdObject {
     this.dev.publishDomain?.(0);
     synchronizeDma(this.ctx.kcore, "detach");
     hwpt.ioas.iopt.removeReserved(this);
-    if (g.devices.length === 0) g.hwpt = null;
+    if (g.devices.length === 0) {
+      // The blocking domain: the device leaves its iopf queue, then the faults that came
+      // through this attachment are answered (iommufd_hwpt_detach_device).
+      this.dev.iopfAttach?.(false, hwpt.fault !== null);
+      hwpt.fault?.autoRespond(g.handle!);
+      g.hwpt = null;
+      g.handle = null;
+    }
     this.users--;
     hwpt.put();
   }
@@ -103,6 +123,17 @@ export class IommufdDevice extends IommufdObject {
     return h.id;
   }
 
+  /**
+   * find_fault_handler: the handle a page request of this device came through. One with a
+   * PASID goes to that PASID's attachment, or (the mock IOMMU keeps its PASID table in user
+   * space) to a nested domain on the RID; one without goes to the RID's.
+   */
+  faultHandle(f: IopfFault): AttachHandle | null {
+    const h = this.igroup.handle;
+    if (f.flags & IOMMU_PGFAULT_FLAGS_PASID_VALID) return h && h.hwpt instanceof HwptNested ? h : null;
+    return h;
+  }
+
   /** Whether `hwpt`'s domain can translate for this device (same IOMMU, dirty support). */
   compatible(hwpt: Hwpt): number {
     if (hwpt.domain.format !== this.dev.caps.format) return -errno.EINVAL;
@@ -131,6 +162,11 @@ export class IommufdDevice extends IommufdObject {
     if (rc < 0) return rc;
     rc = this.enforceReserved(hwpt.ioas);
     if (rc < 0) return rc;
+    if (g.devices.length === 0) {
+      // The first device attaches the group (iommufd_hwpt_attach_device).
+      this.dev.iopfAttach?.(hwpt.fault !== null, false);
+      g.handle = new AttachHandle(this, hwpt, 0);
+    }
     g.hwpt = hwpt;
     g.devices.push(this);
     hwpt.users++;
@@ -158,7 +194,16 @@ export class IommufdDevice extends IommufdObject {
       for (const d of g.devices) old.ioas.iopt.removeReserved(d);
     }
     g.hwpt = hwpt;
-    for (const d of g.devices) d.dev.publishDomain?.(hwpt.domain.handle);
+    for (const d of g.devices) {
+      d.dev.iopfAttach?.(hwpt.fault !== null, old.fault !== null);
+      d.dev.publishDomain?.(hwpt.domain.handle);
+    }
+    // The old attachment's faults are answered from the old HWPT's queue (where they were
+    // queued; mainline's iommufd_hwpt_replace_device looks in the new one, a regression a
+    // fix for stable corrects, since the old handle is freed right after).
+    const oldHandle = g.handle!;
+    g.handle = new AttachHandle(this, hwpt, 0);
+    old.fault?.autoRespond(oldHandle);
     // Nothing translates through the old domain once replace returns.
     synchronizeDma(this.ctx.kcore, "replace");
     hwpt.users += g.devices.length;

@@ -3,9 +3,11 @@
 // IOMMU_DESTROY gives EBUSY while it is open) and a reference on the iommufd file (so closing
 // /dev/iommu first leaves the context alive until the fault fd goes).
 //
-// Reads hand out whole fault groups, each moved to the response table under a cookie from 1;
-// writes answer them by cookie. Nothing enqueues groups yet: IO page faults (the mock's
-// TRIGGER_IOPF) are the next step, so today a read returns 0 and every response is EINVAL.
+// IO page faults (io-pgfault.c's iommu_report_device_fault, fed by the mock's TRIGGER_IOPF)
+// find the attach handle of the RID or PASID they came through, and a HWPT holding a FAULT
+// object queues them there as groups. Reads hand out whole groups, each moved to the response
+// table under a cookie from 1; writes answer them by cookie. A group whose attachment goes
+// away (detach, replace) is answered INVALID by the kernel and leaves the queue.
 
 import { errno } from "../uapi/errno.js";
 import { O_RDWR, POLLIN, POLLOUT, POLLRDNORM } from "../uapi/posix.js";
@@ -15,21 +17,36 @@ import {
 } from "../uapi/iommufd.js";
 import type { File, FileOperations } from "../kernel/file.js";
 import type { UCmd } from "../kernel/ioctl.js";
+import type { AttachHandle, IommufdDevice } from "./device.js";
 import { fields } from "./ioas.js";
 import { IommufdObject } from "./object.js";
 import type { IommufdCtx } from "./main.js";
 
 /** One fault record of a group (struct iopf_fault, as read back in iommu_hwpt_pgfault). */
 export interface IopfFault {
-  flags: number; devId: number; pasid: number; grpid: number; perm: number; addr: bigint;
+  flags: number; pasid: number; grpid: number; perm: number; addr: bigint;
+}
+
+/** The device side of page requests (the IOMMU driver's fault_param and page_response). */
+export interface IopfDevice {
+  /** Whether a fault-capable domain is attached (the device is on an iopf queue). */
+  readonly iopfEnabled: boolean;
+  /** Groups the device waits an answer for (fault_param->faults). */
+  readonly iopfPending: Set<IopfGroup>;
+  /** ops->page_response, for the last fault of a group. */
+  pageResponse(last: IopfFault, code: number): void;
 }
 
 /** struct iopf_group: the faults of one page request group, answered together. */
-export interface IopfGroup {
-  readonly faults: IopfFault[];
-  cookie: number;
-  /** iopf_group_response: the answer goes back to the device. */
-  respond(code: number): void;
+export class IopfGroup {
+  cookie = 0;
+  constructor(readonly faults: IopfFault[], readonly handle: AttachHandle, readonly dev: IopfDevice) {}
+
+  /** iopf_group_response: answered once, only while the device still waits for it. */
+  respond(code: number): void {
+    if (!this.dev.iopfPending.delete(this)) return;
+    this.dev.pageResponse(this.faults[this.faults.length - 1], code);
+  }
 }
 
 /** struct iommufd_fault. */
@@ -69,6 +86,30 @@ export class IommufdFault extends IommufdObject {
     return out;
   }
 
+  /** iommufd_fault_iopf_handler: queued for reading; pollers wake. */
+  enqueue(g: IopfGroup): void {
+    this.deliver.push(g);
+    this.ctx.kcore.core.pollWake();
+  }
+
+  /**
+   * iommufd_auto_response_faults: the groups that came through `handle`, queued or read, are
+   * answered INVALID and dropped (their cookies are then unknown to write).
+   */
+  autoRespond(handle: AttachHandle): void {
+    for (let i = 0; i < this.deliver.length;) {
+      const g = this.deliver[i];
+      if (g.handle !== handle) { i++; continue; }
+      this.deliver.splice(i, 1);
+      g.respond(IOMMUFD_PAGE_RESP_INVALID);
+    }
+    for (const [cookie, g] of [...this.response]) {
+      if (g.handle !== handle) continue;
+      this.response.delete(cookie);
+      g.respond(IOMMUFD_PAGE_RESP_INVALID);
+    }
+  }
+
   destroy(): void {
     // Every group still held is answered INVALID, queued ones first.
     for (const g of this.deliver.splice(0)) g.respond(IOMMUFD_PAGE_RESP_INVALID);
@@ -92,7 +133,7 @@ export const faultFops: FileOperations = {
     for (const g of fault.take(buf.length)) {
       for (const r of g.faults) {
         dv.setUint32(done + f.flags.off, r.flags, true);
-        dv.setUint32(done + f.dev_id.off, r.devId, true);
+        dv.setUint32(done + f.dev_id.off, g.handle.idev.id, true);
         dv.setUint32(done + f.pasid.off, r.pasid, true);
         dv.setUint32(done + f.grpid.off, r.grpid, true);
         dv.setUint32(done + f.perm.off, r.perm, true);
@@ -170,4 +211,23 @@ export function faultAlloc(ctx: IommufdCtx, ucmd: UCmd): number {
   }
   ctx.objectFinalize(fault);
   return 0;
+}
+
+/**
+ * iommu_report_device_fault for a page request of `idev`'s device (always the last of its
+ * group, as the mock reports them): the attach handle of the fault's PASID, or, the mock
+ * keeping its PASID table in user space, a nested domain on the RID; without a PASID, the
+ * RID's. A handle whose HWPT has no FAULT object, or none at all, is an unhandled fault: the
+ * device gets INVALID at once. Otherwise the group waits on the device and in the queue.
+ */
+export function reportDeviceFault(idev: IommufdDevice, fault: IopfFault, dev: IopfDevice): void {
+  const handle = idev.faultHandle(fault);
+  const queue = handle?.hwpt.fault;
+  if (!handle || !queue || !dev.iopfEnabled) {
+    dev.pageResponse(fault, IOMMUFD_PAGE_RESP_INVALID);
+    return;
+  }
+  const g = new IopfGroup([fault], handle, dev);
+  dev.iopfPending.add(g);
+  queue.enqueue(g);
 }

@@ -31,6 +31,8 @@ export class HwptPaging extends IommufdObject {
   nestParent = false;
   enforceCacheCoherency = true;
   dirtyTracking = false;
+  /** Paging HWPTs take no FAULT object (FAULT_ID_VALID is EOPNOTSUPP for them). */
+  readonly fault: IommufdFault | null = null;
   /** Filled into the IOAS (iopt_table_add_domain done). */
   private inIoas = false;
 

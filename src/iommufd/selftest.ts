@@ -12,7 +12,8 @@ import {
   IOMMU_TEST_OP_ACCESS_RW, IOMMU_TEST_OP_ACCESS_REPLACE_IOAS, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES,
   MOCK_FLAGS_ACCESS_WRITE, MOCK_FLAGS_ACCESS_SYZ, MOCK_ACCESS_RW_WRITE, MOCK_ACCESS_RW_SLOW_PATH,
   IOMMU_TEST_OP_DIRTY, IOMMU_TEST_OP_MD_CHECK_IOTLB, MOCK_NESTED_DOMAIN_IOTLB_ID_MAX, MOCK_PAGE_SIZE,
-  iommu_test_cmd,
+  IOMMU_TEST_OP_TRIGGER_IOPF, IOMMU_PGFAULT_FLAGS_LAST_PAGE, IOMMU_PGFAULT_FLAGS_PASID_VALID,
+  IOMMUFD_PAGE_RESP_INVALID, iommu_test_cmd,
 } from "../uapi/iommufd.js";
 import { O_RDWR } from "../uapi/posix.js";
 import type { File, FileOperations } from "../kernel/file.js";
@@ -21,6 +22,7 @@ import { accessCreate, accessDestroy, type IommufdAccess } from "./access.js";
 import type { UCmd } from "../kernel/ioctl.js";
 import type { IommuCaps, IommuDevice } from "../iommu/device.js";
 import { iommufdDeviceBind, type IommufdDevice } from "./device.js";
+import { reportDeviceFault, type IopfDevice, type IopfFault, type IopfGroup } from "./eventq.js";
 import { HwptPaging, type HwptNested } from "./hw_pagetable.js";
 import { fields } from "./ioas.js";
 import { PAGE_SIZE } from "./iova.js";
@@ -31,15 +33,24 @@ import type { Iommufd, IommufdCtx } from "./main.js";
 const MOCK_GROUP_BASE = 0x40000000;
 const MOCK_DEV_FLAGS = MOCK_FLAGS_DEVICE_NO_DIRTY | MOCK_FLAGS_DEVICE_HUGE_IOVA;
 
+/** A page response the mock IOMMU passed to its device (mock_domain_page_response). */
+export interface MockPageResponse { device: string; pasid: number; grpid: number; code: number }
+
+/** Each driver's log of mock page responses, oldest first (read by vfio-emu/testing). */
+export const mockPageResponses = new WeakMap<Iommufd, MockPageResponse[]>();
+
 /** A device on the selftest's mock bus: its own iommu group, the mock IOMMU. */
-class MockDevice implements IommuDevice {
+class MockDevice implements IommuDevice, IopfDevice {
   readonly groupId: number;
   readonly caps: IommuCaps;
   readonly reservedRegions = [];
   readonly selftest = true;
   private owner: object | null = null;
+  /** mock_dev.iopf_refcount: attached fault-capable domains (RID and PASIDs). */
+  private iopfRefcount = 0;
+  readonly iopfPending = new Set<IopfGroup>();
 
-  constructor(readonly id: number, flags: number) {
+  constructor(readonly id: number, flags: number, private readonly responses: MockPageResponse[]) {
     this.groupId = MOCK_GROUP_BASE + id;
     this.caps = {
       format: "mock",
@@ -59,6 +70,20 @@ class MockDevice implements IommuDevice {
   }
 
   releaseDmaOwner(): void { this.owner = null; }
+
+  get iopfEnabled(): boolean { return this.iopfRefcount > 0; }
+
+  /** mock_dev_enable_iopf / mock_dev_disable_iopf around an attach. */
+  iopfAttach(enable: boolean, disable: boolean): void {
+    if (enable) this.iopfRefcount++;
+    if (!disable || --this.iopfRefcount > 0) return;
+    // iopf_queue_remove_device: every page request still waiting is answered INVALID.
+    for (const g of [...this.iopfPending]) g.respond(IOMMUFD_PAGE_RESP_INVALID);
+  }
+
+  pageResponse(last: IopfFault, code: number): void {
+    this.responses.push({ device: this.name, pasid: last.pasid, grpid: last.grpid, code });
+  }
 }
 
 /** IOMMUFD_OBJ_SELFTEST: a mock device bound to the context; destroying it unbinds it. */
@@ -78,7 +103,9 @@ function mockDomain(ctx: IommufdCtx, ucmd: UCmd, devFlags: number): number {
   if (devFlags & ~MOCK_DEV_FLAGS) return -errno.EINVAL;
   const driver = ctx.driver;
   const mockId = driver.mockIds.alloc();
-  const sobj = new SelftestObject(new MockDevice(mockId, devFlags), () => driver.mockIds.free(mockId));
+  let log = mockPageResponses.get(driver);
+  if (!log) mockPageResponses.set(driver, log = []);
+  const sobj = new SelftestObject(new MockDevice(mockId, devFlags, log), () => driver.mockIds.free(mockId));
   let rc = ctx.objectAlloc(sobj, false);
   if (rc < 0) { driver.mockIds.free(mockId); return rc; }
   const idev = iommufdDeviceBind(ctx, sobj.mock);
@@ -304,6 +331,24 @@ function mdCheckIotlb(ctx: IommufdCtx, ucmd: UCmd): number {
   return 0;
 }
 
+/**
+ * TRIGGER_IOPF: device `dev_id` (ENOENT) reports a page request, the last of its group, with
+ * a valid PASID unless it is 0; 0 whatever becomes of it (iommu_report_device_fault).
+ */
+function triggerIopf(ctx: IommufdCtx, ucmd: UCmd): number {
+  const c = fields(ucmd, iommu_test_cmd);
+  const idev = ctx.getObject(c.u("trigger_iopf.dev_id"), "device") as IommufdDevice | number;
+  if (typeof idev === "number") return idev;
+  const pasid = c.u("trigger_iopf.pasid");
+  const fault: IopfFault = {
+    flags: IOMMU_PGFAULT_FLAGS_LAST_PAGE | (pasid !== 0 ? IOMMU_PGFAULT_FLAGS_PASID_VALID : 0),
+    pasid, grpid: c.u("trigger_iopf.grpid"), perm: c.u("trigger_iopf.perm"), addr: c.u64("trigger_iopf.addr"),
+  };
+  // Another IOMMU's device has no fault handler here: its driver answers it, unseen.
+  if (idev.dev instanceof MockDevice) reportDeviceFault(idev, fault, idev.dev);
+  return 0;
+}
+
 /** Smallest page-batch limit the kernel accepts, and its default. */
 const MIN_MEMORY_LIMIT = 12;
 export const DEFAULT_MEMORY_LIMIT = 65536;
@@ -342,6 +387,8 @@ function testCmd(ctx: IommufdCtx, ucmd: UCmd): number {
       return dirty(ctx, ucmd);
     case IOMMU_TEST_OP_MD_CHECK_IOTLB:
       return mdCheckIotlb(ctx, ucmd);
+    case IOMMU_TEST_OP_TRIGGER_IOPF:
+      return triggerIopf(ctx, ucmd);
     case IOMMU_TEST_OP_CREATE_ACCESS:
       return createAccess(ctx, ucmd);
     case IOMMU_TEST_OP_ACCESS_PAGES:

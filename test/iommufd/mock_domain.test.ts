@@ -27,6 +27,7 @@ import {
   MOCK_NESTED_DOMAIN_IOTLB_ID_MAX, MOCK_NESTED_DOMAIN_IOTLB_NUM,
   type Fixture,
 } from "./util.js";
+import { IOMMU_HWPT_FAULT_ID_VALID, faultAllocOk, hwptAllocIopf, triggerIopfAndRespond } from "./iopf_util.js";
 
 const MiB = 1024 * 1024;
 
@@ -580,6 +581,8 @@ describe.each(ALL_IOAS_VARIANTS)("FIXTURE iommufd_ioas ($name)", (variant) => {
     // Negative tests: dev_id must be a device (ENOENT); pt_id an IOAS or HWPT (EINVAL)
     expect(hwptAlloc(fx, fx.ioasId, fx.deviceId, 0).rc).toBe(-errno.ENOENT);
     expect(hwptAlloc(fx, fx.deviceId, fx.deviceId, 0).rc).toBe(-errno.EINVAL);
+    // a paging HWPT takes no fault queue
+    expect(hwptAlloc(fx, fx.deviceId, fx.ioasId, IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_FAULT_ID_VALID).rc).toBe(-errno.EOPNOTSUPP);
 
     const parent = hwptAlloc(fx, fx.deviceId, fx.ioasId, IOMMU_HWPT_ALLOC_NEST_PARENT);
     expect(parent.rc).toBe(0);
@@ -597,10 +600,15 @@ describe.each(ALL_IOAS_VARIANTS)("FIXTURE iommufd_ioas ($name)", (variant) => {
     expect(nested(fx.deviceId, parent.id, 0, SELFTEST, data, DATA_LEN + 1).rc).toBe(-errno.EINVAL);
 
     // Two nested HWPTs sharing one parent; the minimum data length is enough
+    const fault = faultAllocOk(fx);
     const n0 = nested(fx.deviceId, parent.id);
     expect(n0.rc).toBe(0);
     const n1 = nested(fx.deviceId, parent.id, 0, SELFTEST, data, MIN_DATA_LEN);
     expect(n1.rc).toBe(0);
+    // A fault-capable one: an unknown fault id first
+    expect(hwptAllocIopf(fx, fx.deviceId, parent.id, 0xffffffff, IOMMU_HWPT_FAULT_ID_VALID, data).rc).toBe(-errno.ENOENT);
+    const iopf = hwptAllocIopf(fx, fx.deviceId, parent.id, fault.id, IOMMU_HWPT_FAULT_ID_VALID, data);
+    expect(iopf.rc).toBe(0);
     checkIotlbAll(fx, n0.id, IOMMU_TEST_IOTLB_DEFAULT);
     checkIotlbAll(fx, n1.id, IOMMU_TEST_IOTLB_DEFAULT);
     // (MD_CHECK_IOTLB itself: a wrong value, a slot past the last, a paging HWPT)
@@ -678,14 +686,22 @@ describe.each(ALL_IOAS_VARIANTS)("FIXTURE iommufd_ioas ($name)", (variant) => {
     rep(n1.id);
     expect(destroy(fx, n1.id)).toBe(-errno.EBUSY);
     expect(destroy(fx, n0.id)).toBe(0);
+    // Switch from nested[1] to the fault-capable HWPT, which is then busy; an IO page fault
+    // is read from the queue and answered
+    rep(iopf.id);
+    expect(destroy(fx, iopf.id)).toBe(-errno.EBUSY);
+    expect(triggerIopfAndRespond(fx, fx.deviceId, fault.fd)).toBe(0);
     // Detach from nested[1] and destroy it
     rep(parent.id);
     expect(destroy(fx, n1.id)).toBe(0);
+    expect(destroy(fx, iopf.id)).toBe(0);
     // Detach from the parent and destroy it
     const c = mockDomainReplaceCmd(fx.stdevId, fx.ioasId);
     expect(io(fx, IOMMU_TEST_CMD, c)).toBe(0);
     expect(destroy(fx, parent.id)).toBe(0);
     expect(destroy(fx, notWork.id)).toBe(0);
+    expect(fx.proc.close(fault.fd)).toBe(0);
+    expect(destroy(fx, fault.id)).toBe(0);
   });
 
   t("ioas.fork_gone", (fx) => {
