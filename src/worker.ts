@@ -6,6 +6,7 @@
 import { errno } from "./uapi/errno.js";
 import { VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_NUM_REGIONS, VFIO_PCI_OFFSET_SHIFT } from "./uapi/vfio.js";
 import { Core, type CoreInit } from "./wasm/core.js";
+import { configRw } from "./devices/pci_config.js";
 
 export { Core };
 export type { CoreInit };
@@ -89,7 +90,6 @@ export class DeviceFileIo {
   private readonly fileDev: number;
   private readonly config: number;
   private readonly configSize: number;
-  private readonly configMask: number;
   private readonly bar0: number;
   private readonly bar0Size: number;
   /** Byte address of the device table and its line size. */
@@ -104,7 +104,6 @@ export class DeviceFileIo {
     this.devStride = core.c("DEV_STRIDE");
     this.config = core.c("DEV_CONFIG") / 4;
     this.configSize = core.c("DEV_CONFIG_SIZE") / 4;
-    this.configMask = core.c("DEV_CONFIG_MASK") / 4;
     this.bar0 = core.c("DEV_BAR0") / 4;
     this.bar0Size = core.c("DEV_BAR0_SIZE") / 4;
   }
@@ -123,11 +122,9 @@ export class DeviceFileIo {
     if (index === VFIO_PCI_CONFIG_REGION_INDEX) {
       const size = u32[line + this.configSize];
       if (off >= size || off + buf.length > size) return -EFAULT;
-      const at = u32[line + this.config] + off;
-      if (!write) { buf.set(mem.subarray(at, at + buf.length)); return buf.length; }
-      // Writes go through the virtualization masks, as on the kernel's side.
-      const mask = u32[line + this.configMask] + off;
-      for (let i = 0; i < buf.length; i++) mem[at + i] = (mem[at + i] & ~mem[mask + i]) | (buf[i] & mem[mask + i]);
+      // Through vfio-pci's permissions, as on the kernel's side. The registers with side
+      // effects (power state, MSI flags, PCIe FLR) act only when written on the kernel's thread.
+      configRw(mem, u32[line + this.config], size, off, buf, write);
       return buf.length;
     }
     if (index !== 0) return -EINVAL;

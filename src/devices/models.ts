@@ -21,7 +21,7 @@ export const modelBar0Size: Record<string, number> = {
   memcpy: 4096,
 };
 
-/** Each model's message-signalled interrupts (the MSI-X table and PBA in BAR0). */
-export const modelIrqs: Record<string, { msi?: MsiModel; msix?: MsixModel }> = {
-  memcpy: { msi: { vectors: 8 }, msix: { vectors: 16, tableOffset: 0x800, pbaOffset: 0xc00 } },
+/** Each model's capabilities: PCI Express (with power management), MSI, MSI-X (table and PBA in BAR0). */
+export const modelIrqs: Record<string, { pcie?: boolean; msi?: MsiModel; msix?: MsixModel }> = {
+  memcpy: { pcie: true, msi: { vectors: 8 }, msix: { vectors: 16, tableOffset: 0x800, pbaOffset: 0xc00 } },
 };

@@ -6,7 +6,7 @@
 // a vector from any thread: msixRaise / msiRaise (assembly/msi.ts does the work).
 
 import type { Core } from "../wasm/core.js";
-import type { PciCapability, PciConfigSpace } from "./pci_config.js";
+import { ALL, type PciCapability, type PciConfigSpace } from "./pci_config.js";
 
 export const PCI_CAP_ID_MSI = 0x05;
 export const PCI_CAP_ID_MSIX = 0x11;
@@ -18,6 +18,9 @@ export const PCI_MSI_FLAGS_QMASK = 0x0e;
 export const PCI_MSI_FLAGS_QSIZE = 0x70;
 export const PCI_MSI_FLAGS_64BIT = 0x80;
 export const PCI_MSI_FLAGS_MASKBIT = 0x100;
+export const PCI_MSI_ADDRESS_LO = 4;
+export const PCI_MSI_ADDRESS_HI = 8;
+export const PCI_MSI_DATA_64 = 12;
 export const PCI_MSI_MASK_64 = 16;
 export const PCI_MSI_PENDING_64 = 20;
 /** A 64-bit MSI capability with per-vector masking. */
@@ -62,11 +65,17 @@ export function msiCapability(offset: number, m: MsiModel): PciCapability {
     init(v, at) {
       v.setUint16(at + PCI_MSI_FLAGS, PCI_MSI_FLAGS_64BIT | PCI_MSI_FLAGS_MASKBIT | (log2 << 1), true);
     },
-    // The per-vector mask bits pass through to the hardware (vfio_pci_config.c: not
-    // virtualized, writable); bits past the capable count are reserved.
-    writable(mask) {
-      const bits = m.vectors === 32 ? 0xffffffff : (1 << m.vectors) - 1;
-      for (let b = 0; b < 4; b++) mask[PCI_MSI_MASK_64 + b] = (bits >>> (8 * b)) & 0xff;
+    // vfio_pci_config.c init_pci_cap_msi_perm: the flags' low byte, address and data are
+    // virtual (vfio-pci mirrors enable and queue size to the hardware); the mask and pending
+    // bits pass through (the hardware's pending bits are read-only, mask bits past the
+    // capable count reserved).
+    perms(set) {
+      set(PCI_MSI_FLAGS, 1, ALL, ALL);
+      set(PCI_MSI_ADDRESS_LO, 4, ALL, ALL);
+      set(PCI_MSI_ADDRESS_HI, 4, ALL, ALL);
+      set(PCI_MSI_DATA_64, 2, ALL, ALL);
+      set(PCI_MSI_MASK_64, 4, 0, ALL, m.vectors === 32 ? ALL : (1 << m.vectors) - 1);
+      set(PCI_MSI_PENDING_64, 4, 0, ALL, 0);
     },
   };
 }
@@ -141,6 +150,13 @@ export class PciMsiHardware {
       this.cfg.set32(this.msiCap + PCI_MSI_MASK_64, (this.count(false) === 32 ? 0xffffffff : (1 << this.count(false)) - 1) >>> 0);
       this.cfg.set16(f, (this.cfg.get16(f) & ~PCI_MSI_FLAGS_QSIZE) | (mme << 4) | PCI_MSI_FLAGS_ENABLE);
     }
+  }
+
+  /** The Multiple Message Capable field of the user's view (vconfig) of the MSI flags. */
+  showQmax(q: number): void {
+    if (!this.msiCap) return;
+    const f = this.msiCap + PCI_MSI_FLAGS;
+    this.cfg.vset16(f, (this.cfg.vget16(f) & ~PCI_MSI_FLAGS_QMASK) | (q << 1));
   }
 
   /** pci_free_irq_vectors: the mode's enable bit cleared (vectors stay masked). */

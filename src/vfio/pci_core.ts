@@ -27,9 +27,16 @@ import { vfioCopyIn } from "../kernel/ioctl.js";
 import type { KernelCore } from "../kernel/kernel.js";
 import { PAGE_SIZE } from "../kernel/mm.js";
 import type { Process } from "../kernel/process.js";
-import { PciConfigSpace, type PciBar, type PciCapability } from "../devices/pci_config.js";
 import {
-  msiCapability, msixCapability, msixPbaBytes, msixTableBytes, PciMsiHardware, PCI_MSI_MASK_64,
+  configStorageBytes, PCI_CFG_SPACE_EXP_SIZE, PCI_CFG_SPACE_SIZE, PciConfigSpace, type PciBar, type PciCapability,
+} from "../devices/pci_config.js";
+import {
+  expCapability, PCI_CAP_ID_EXP, PCI_EXP_DEVCAP, PCI_EXP_DEVCAP_FLR, PCI_EXP_DEVCTL, PCI_EXP_DEVCTL_BCR_FLR,
+  PCI_EXP_DEVCTL_READRQ, pmCapability, PCI_PM_CTRL, PCI_PM_CTRL_STATE_MASK,
+} from "../devices/pci_caps.js";
+import {
+  msiCapability, msixCapability, msixPbaBytes, msixTableBytes, PciMsiHardware, PCI_MSI_FLAGS, PCI_MSI_FLAGS_ENABLE,
+  PCI_MSI_FLAGS_QSIZE, PCI_MSI_MASK_64,
   type MsiModel, type MsixModel,
 } from "../devices/msix.js";
 import { VfioPciMsi } from "./pci_intrs.js";
@@ -51,11 +58,15 @@ export interface PciFunctionModel {
   /** MSI and MSI-X capabilities, if the function has them (the MSI-X table and PBA in BAR0). */
   readonly msi?: MsiModel;
   readonly msix?: MsixModel;
+  /** A PCI Express function (power management and PCI Express capabilities, 4 KiB config space). */
+  readonly pcie?: boolean;
 }
 
 /** Where the capabilities sit in config space. */
+const PM_CAP_OFFSET = 0x40;
 const MSI_CAP_OFFSET = 0x50;
 const MSIX_CAP_OFFSET = 0x70;
+const EXP_CAP_OFFSET = 0x80;
 
 /**
  * struct vfio_pci_core_device for one emulated function: config space, BAR0 memory (one
@@ -84,11 +95,14 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
 
   constructor(readonly kcore: KernelCore, readonly model: PciFunctionModel) {
     this.bars = [{ size: model.bar0Size, address: model.bar0Address }];
-    const cf = kcore.core.x.frame_alloc(0) >>> 0;
+    const cfgSize = model.pcie ? PCI_CFG_SPACE_EXP_SIZE : PCI_CFG_SPACE_SIZE;
+    const cfgBytes = configStorageBytes(cfgSize);
+    const cf = kcore.core.x.frame_alloc(Math.ceil(Math.log2(Math.ceil(cfgBytes / PAGE_SIZE)))) >>> 0;
     if (cf === 0xffffffff) throw new Error("vfio-pci: no frame left for config space");
     this.cfgFrame = cf;
     const at = kcore.core.x.frame_addr(cf) >>> 0;
     const caps: PciCapability[] = [];
+    if (model.pcie) caps.push(pmCapability(PM_CAP_OFFSET));
     if (model.msi) caps.push(msiCapability(MSI_CAP_OFFSET, model.msi));
     if (model.msix) {
       const m = model.msix;
@@ -97,7 +111,8 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
       }
       caps.push(msixCapability(MSIX_CAP_OFFSET, m));
     }
-    this.cfg = new PciConfigSpace(model.ids, this.bars, undefined, kcore.core.u8.subarray(at, at + PAGE_SIZE), caps);
+    if (model.pcie) caps.push(expCapability(EXP_CAP_OFFSET));
+    this.cfg = new PciConfigSpace(model.ids, this.bars, cfgSize, kcore.core.u8.subarray(at, at + cfgBytes), caps);
     const f = kcore.core.x.frame_alloc(0) >>> 0;
     if (f === 0xffffffff) throw new Error("vfio-pci: no frame left for BAR0");
     this.bar0Frame = f;
@@ -159,6 +174,8 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
   openDevice(dev: VfioDevice): number {
     if (this.msi) this.msi.hw.dev = dev.index;
     this.cfg.reset();
+    const hw = this.msi?.hw;
+    if (hw?.msiCap) this.msi?.setQmax(Math.log2(hw.count(false)));
     this.clearBar0();
     this.intxMasked = false;
     return 0;
@@ -259,7 +276,8 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
       case VFIO_PCI_MSI_IRQ_INDEX: return this.msi?.hw.count(false) ?? 0;
       case VFIO_PCI_MSIX_IRQ_INDEX: return this.msi?.hw.count(true) ?? 0;
       case VFIO_PCI_REQ_IRQ_INDEX: return 1;
-      default: return 0; // not PCIe, so no ERR
+      case VFIO_PCI_ERR_IRQ_INDEX: return this.isPcie ? 1 : 0;
+      default: return 0;
     }
   }
 
@@ -270,7 +288,7 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
     const index = c.view.getUint32(f.index.off, true);
     if (index >= VFIO_PCI_NUM_IRQS) return -errno.EINVAL;
     // The error interrupt exists for PCI Express functions only.
-    if (index === VFIO_PCI_ERR_IRQ_INDEX) return -errno.EINVAL;
+    if (index === VFIO_PCI_ERR_IRQ_INDEX && !this.isPcie) return -errno.EINVAL;
     let flags = VFIO_IRQ_INFO_EVENTFD;
     if (index === VFIO_PCI_INTX_IRQ_INDEX) flags |= VFIO_IRQ_INFO_MASKABLE | VFIO_IRQ_INFO_AUTOMASKED;
     else flags |= VFIO_IRQ_INFO_NORESIZE; // MSI-X too: no dynamic MSI-X allocation
@@ -327,6 +345,13 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
       }
       if (action === VFIO_IRQ_SET_ACTION_TRIGGER) return this.setIntxTrigger(flags, start, count, data, proc);
       return -errno.ENOTTY;
+    }
+    if (index === VFIO_PCI_ERR_IRQ_INDEX && action === VFIO_IRQ_SET_ACTION_TRIGGER && this.isPcie) {
+      if (start !== 0 || count > 1) return -errno.EINVAL;
+      const r = this.setTriggerSingle(this.errTrigger, flags, count, data, proc);
+      if (typeof r === "number") return r;
+      this.errTrigger = r.ctx;
+      return 0;
     }
     if (index === VFIO_PCI_REQ_IRQ_INDEX && action === VFIO_IRQ_SET_ACTION_TRIGGER) {
       if (start !== 0 || count > 1) return -errno.EINVAL;
@@ -408,13 +433,70 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
     this.intxMasked = true;
   }
 
+  /** pci_is_pcie. */
+  get isPcie(): boolean { return this.cfg.findCapability(PCI_CAP_ID_EXP) !== 0; }
+
   /** VFIO_DEVICE_RESET: a function reset (the device's own state), config space restored. */
   private reset(_dev: VfioDevice): number {
     if (!this.resetWorks) return -errno.EINVAL;
-    this.clearBar0();
-    // pci_reset_function restores the saved MSI/MSI-X state around the reset.
-    this.msi?.restore();
+    this.functionReset();
     return 0;
+  }
+
+  /**
+   * pci_try_reset_function: the function's own state (BAR memory, the MSI-X table) goes back
+   * to power-on; the config state saved around the reset, MSI/MSI-X included, is restored.
+   */
+  private functionReset(): void {
+    this.clearBar0();
+    this.msi?.restore();
+  }
+
+  /**
+   * What vfio_pci_config.c's write handlers do after the permissions let a user write through
+   * (only here, on the kernel's thread): the power state, the MSI flags mirrored to the
+   * hardware, the MSI mask bits, PCIe function-level reset and the read request size.
+   */
+  private configWritten(off: number, len: number, data: Uint8Array, devctlBefore: number): void {
+    const cfg = this.cfg;
+    const hit = (cap: number, reg: number, n: number) => cap !== 0 && off < cap + reg + n && off + len > cap + reg;
+    const pm = cfg.findCapability(1);
+    // vfio_pm_config_write: a write starting at PMCSR sets the power state (D0 and D3hot here).
+    if (pm && off === pm + PCI_PM_CTRL) {
+      const state = data[0] & PCI_PM_CTRL_STATE_MASK;
+      if (state === 0 || state === 3) cfg.set16(pm + PCI_PM_CTRL, (cfg.get16(pm + PCI_PM_CTRL) & ~PCI_PM_CTRL_STATE_MASK) | state);
+    }
+    const hw = this.msi?.hw;
+    if (hw?.msiCap && this.msi) {
+      const cap = hw.msiCap;
+      // vfio_msi_config_write: a write reaching the flags fixes up enable (only while MSI is
+      // on through SET_IRQS) and the queue size (at most msi_qmax), and mirrors both to hw.
+      if (off - cap <= PCI_MSI_FLAGS && off + len - cap >= PCI_MSI_FLAGS && off < cap + 24) {
+        let flags = cfg.vget16(cap + PCI_MSI_FLAGS);
+        if (this.msi.type !== VFIO_PCI_MSI_IRQ_INDEX) flags &= ~PCI_MSI_FLAGS_ENABLE;
+        if ((flags & PCI_MSI_FLAGS_QSIZE) >> 4 > this.msi.qmax) flags = (flags & ~PCI_MSI_FLAGS_QSIZE) | (this.msi.qmax << 4);
+        cfg.vset16(cap + PCI_MSI_FLAGS, flags);
+        // vfio_msi_config_read shows msi_qmax in the capable field, whatever was written there.
+        this.msi.setQmax(this.msi.qmax);
+        const rw = PCI_MSI_FLAGS_ENABLE | PCI_MSI_FLAGS_QSIZE;
+        cfg.set16(cap + PCI_MSI_FLAGS, (cfg.get16(cap + PCI_MSI_FLAGS) & ~rw) | (flags & rw));
+        hw.flushMsi();
+      }
+      // The mask bits reach the hardware: held messages of now unmasked vectors go.
+      if (hit(cap, PCI_MSI_MASK_64, 4)) hw.flushMsi();
+    }
+    const exp = cfg.findCapability(PCI_CAP_ID_EXP);
+    if (exp && off < exp + 52 && off + len > exp) {
+      // vfio_exp_config_write: the FLR bit always reads 0; set, it resets the function.
+      const ctl = cfg.vget16(exp + PCI_EXP_DEVCTL);
+      if (ctl & PCI_EXP_DEVCTL_BCR_FLR) {
+        cfg.vset16(exp + PCI_EXP_DEVCTL, ctl & ~PCI_EXP_DEVCTL_BCR_FLR);
+        if (cfg.get32(exp + PCI_EXP_DEVCAP) & PCI_EXP_DEVCAP_FLR) this.functionReset();
+      }
+      // A new max read request size is set on the hardware (pcie_set_readrq).
+      const rq = cfg.vget16(exp + PCI_EXP_DEVCTL) & PCI_EXP_DEVCTL_READRQ;
+      if (rq !== devctlBefore) cfg.set16(exp + PCI_EXP_DEVCTL, (cfg.get16(exp + PCI_EXP_DEVCTL) & ~PCI_EXP_DEVCTL_READRQ) | rq);
+    }
   }
 
   // ---- read / write / mmap --------------------------------------------------------------
@@ -437,10 +519,10 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
       // vfio_config_do_rw: the whole access must lie inside config space.
       if (off >= this.cfg.size || off + buf.length > this.cfg.size) return -errno.EFAULT;
       if (write) {
+        const exp = this.cfg.findCapability(PCI_CAP_ID_EXP);
+        const rq = exp ? this.cfg.vget16(exp + PCI_EXP_DEVCTL) & PCI_EXP_DEVCTL_READRQ : 0;
         this.cfg.write(off, buf);
-        // A write to the MSI mask bits reaches the hardware: held messages of now unmasked vectors go.
-        const hw = this.msi?.hw;
-        if (hw?.msiCap && off < hw.msiCap + PCI_MSI_MASK_64 + 4 && off + buf.length > hw.msiCap + PCI_MSI_MASK_64) hw.flushMsi();
+        this.configWritten(off, buf.length, buf, rq);
       } else this.cfg.read(off, buf);
       return buf.length;
     }

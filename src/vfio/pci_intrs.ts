@@ -22,6 +22,8 @@ export class VfioPciMsi {
   type = NONE;
   /** Vectors the host allocated at enable (pci_irq_vector is valid below this). */
   private nvec = 0;
+  /** vdev->msi_qmax: log2 of the MSI vectors the user's view of the flags offers. */
+  qmax = 0;
   /** The bound triggers (vdev->ctx): vector -> eventfd file reference. */
   private readonly ctx = new Map<number, File>();
   /** Triggers unbound by this call, released after one grace period (see flushPuts). */
@@ -69,7 +71,15 @@ export class VfioPciMsi {
     this.hw.enable(index === VFIO_PCI_MSIX_IRQ_INDEX, nvec);
     this.type = index;
     this.nvec = nvec;
+    // The user's flags now offer what was enabled (vfio_msi_config_read's msi_qmax).
+    if (index !== VFIO_PCI_MSIX_IRQ_INDEX) this.setQmax(Math.ceil(Math.log2(nvec)));
     return 0;
+  }
+
+  /** At open (vfio_msi_cap_len): the capable count; after an MSI enable: the enabled one. */
+  setQmax(q: number): void {
+    this.qmax = q;
+    this.hw.showQmax(q);
   }
 
   /** vfio_msi_set_block: on a failure every vector from start up to the failing one is unbound. */
