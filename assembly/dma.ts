@@ -17,6 +17,8 @@ import { epoch_enter, epoch_exit, epochActive } from "./epoch";
 
 const EPOCH_CHUNK: u32 = 65536;
 let budget: u32 = EPOCH_CHUNK; // bytes left before the next epoch refresh
+// Which side the last failed copy faulted on (true: the destination, a write); this thread's.
+let copyFaultWrite: bool = false;
 
 // dma_batch descriptor: DMA_DESC_SIZE bytes in shared memory.
 export const DMA_DESC_OP: u32 = 0;
@@ -122,12 +124,14 @@ const IDENTITY_LIMIT: u64 = 0x100000000; // the identity domain's aperture: the 
       const w = want(n);
       from = xlate(dom, s, false, w);
       if (from < XLATE_HOST) {
+        copyFaultWrite = false;
         faultRecord(dom, s, false, from, iotlb_slot());
         return -EFAULT;
       }
       if (tAvail < n) n = tAvail;
       to = xlate(dom, d, true, w);
       if (to < XLATE_HOST) {
+        copyFaultWrite = true;
         faultRecord(dom, d, true, to, iotlb_slot());
         return -EFAULT;
       }
@@ -141,12 +145,27 @@ const IDENTITY_LIMIT: u64 = 0x100000000; // the identity domain's aperture: the 
   return 0;
 }
 
-function xfer(dom: u32, iova: u64, host: u32, len: u32, write: bool): i32 {
+export function xfer(dom: u32, iova: u64, host: u32, len: u32, write: bool): i32 {
   return xferWith(false, dom, iova, host, len, write);
 }
 
-function copy(dom: u32, src: u64, dst: u64, len: u32): i32 {
+export function copy(dom: u32, src: u64, dst: u64, len: u32): i32 {
   return copyWith(false, dom, src, dst, len);
+}
+
+/** After copy() returned -EFAULT: true when the destination (a device write) faulted. */
+export function copyFaultedOnWrite(): bool {
+  return copyFaultWrite;
+}
+
+/** Opens a grace-period read section unless one is open (paired with dmaSectionEnd). */
+export function dmaSectionBegin(): bool {
+  return begin();
+}
+
+/** Closes the section dmaSectionBegin opened (`own` is what it returned). */
+export function dmaSectionEnd(own: bool): void {
+  end(own);
 }
 
 function identityXfer(iova: u64, host: u32, len: u32, write: bool): i32 {

@@ -41,3 +41,5 @@ export {
   dma_read, dma_write, dma_copy, dma_batch, dev_dma,
 } from "./dma";
 export * from "./bench";
+// The I/OAT channel engine (device workers).
+export * from "./ioat";

@@ -78,7 +78,7 @@ async function buildCore() {
   step("browser bundle (must contain no node: import)");
   mkdirSync(`${root}/build/browser`, { recursive: true });
   const hostImports = await browserBundle(
-    { "vfio-emu": `${root}/src/index.ts`, worker: `${root}/src/worker.ts` }, `${root}/build/browser`);
+    { "vfio-emu": `${root}/src/index.ts`, worker: `${root}/src/worker.ts`, ioat_worker: `${root}/src/devices/ioat_worker.ts` }, `${root}/build/browser`);
   if (hostImports.length) {
     process.stderr.write(`build: the browser bundle reaches host-only modules:\n  ${hostImports.join("\n  ")}\n`);
     process.exit(1);

@@ -4,7 +4,7 @@
 import { deviceDma, type FaultRecord } from "./iommu/dma.js";
 import { GroupDevice, iommuCaps, IommuGroups, type IommuGroup } from "./iommu/iommu_group.js";
 import { Iommufd } from "./iommufd/main.js";
-import { modelBar0Size, modelIds, modelIrqs } from "./devices/models.js";
+import { modelBar0Size, modelEngine, modelIds, modelIrqs } from "./devices/models.js";
 import { PciBus } from "./devices/pci.js";
 import { VfioPciCoreDevice } from "./vfio/pci_core.js";
 import { Vfio, type VfioDevice } from "./vfio/vfio_main.js";
@@ -190,6 +190,7 @@ class EmulatedKernel implements Kernel {
       pciCore = new VfioPciCoreDevice(this.kcore, {
         ids, bar0Size: modelBar0Size[cfg.model] ?? 4096, bar0Address: BAR0_BASE + index * 0x10000,
         ...modelIrqs[cfg.model],
+        engine: modelEngine[cfg.model],
       });
       const r = this.vfio.register(cfg.bdf, pciCore, new GroupDevice(cfg.bdf, group, caps), dir);
       if (typeof r === "number") {
@@ -261,6 +262,8 @@ class EmulatedKernel implements Kernel {
     if (this.closed) return;
     this.closed = true;
     for (const p of [...this.kcore.processes]) p.kill();
+    // Device engines' workers stop with the kernel (DESIGN.md "Threads and hosts").
+    for (const d of this.present) d.pciCore?.stopEngine();
   }
 }
 

@@ -23,6 +23,11 @@ export interface FileMapping {
   frameAt(pgoff: number): number;
   /** The frame of page `pgoff` if it exists, or -1, without creating it (fork asks). */
   peek?(pgoff: number): number;
+  /**
+   * A device register page (an MMIO BAR): a CPU store of `data` at byte `off` of the file goes
+   * to the device's register model instead of plain memory (loads still read the page).
+   */
+  mmioWrite?(off: number, data: Uint8Array): void;
   /** Called once for every VMA that maps the file, and when it goes away. */
   attach?(mm: object): void;
   detach?(mm: object): void;

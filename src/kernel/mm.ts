@@ -85,6 +85,8 @@ export class Mm {
   /** Pages pinned under per-mm accounting (the kernel's mm->pinned_vm / locked_vm). */
   lockedVm = 0;
   private isDead = false;
+  /** Some VMA maps device registers (FileMapping.mmioWrite): stores there are MMIO. */
+  private hasMmio = false;
   /**
    * Addresses of the installed leaves (4 KiB pages, or the starts of huge pages), so that
    * zapping a sparse range (a MAP_NORESERVE reservation of terabytes) visits only what is there.
@@ -255,6 +257,7 @@ export class Mm {
       }
       mapping = m;
     }
+    if (mapping?.mmioWrite) this.hasMmio = true;
 
     const hugeFrames: number[] = [];
     if (kind === "hugetlb") {
@@ -510,6 +513,15 @@ export class Mm {
 
   /** copy_to_user: 0 or -EFAULT (nothing written on failure). */
   copyToUser(addr: number, data: Uint8Array): number {
+    if (this.hasMmio) {
+      const v = this.findVma(addr);
+      if (v?.mapping?.mmioWrite && data.length > 0) {
+        // A store to a device's register page: the device sees it (MMIO), within one VMA.
+        if (addr + data.length > v.end || !(v.prot & PROT_WRITE)) return -errno.EFAULT;
+        v.mapping.mmioWrite(v.pgoff * PAGE_SIZE + (addr - v.start), data);
+        return 0;
+      }
+    }
     const u8 = this.core.u8;
     const h = this.onePage(addr, data.length, true);
     if (h >= 0) { u8.set(data, h); return 0; }
@@ -564,6 +576,7 @@ export class Mm {
       const c: Vma = { ...v, charged };
       child.insertVma(c);
       c.mapping?.attach?.(child);
+      if (c.mapping?.mmioWrite) child.hasMmio = true;
     }
     for (const a of [...this.present].sort((p, q) => p - q)) {
       const v = this.findVma(a);

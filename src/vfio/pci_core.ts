@@ -42,6 +42,7 @@ import {
 import { VfioPciMsi } from "./pci_intrs.js";
 import { synchronizeDma } from "../kernel/grace.js";
 import type { PciIds } from "../devices/pci.js";
+import { IoatEngine } from "../devices/ioat.js";
 import type { DeviceSharedState, VfioDevice, VfioDeviceFile, VfioDeviceOps } from "./vfio_main.js";
 
 /** A region's file offset: index * REGION_SPAN + offset (index << 40). */
@@ -60,6 +61,8 @@ export interface PciFunctionModel {
   readonly msix?: MsixModel;
   /** A PCI Express function (power management and PCI Express capabilities, 4 KiB config space). */
   readonly pcie?: boolean;
+  /** BAR0 is a DMA engine's register file (src/devices/ioat.ts), run by its own worker. */
+  readonly engine?: "ioat";
 }
 
 /** Where the capabilities sit in config space. */
@@ -92,6 +95,9 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
   private irqFrame = -1;
   /** MSI and MSI-X: the function's hardware and vfio-pci's state over it. */
   readonly msi: VfioPciMsi | null = null;
+  /** The DMA engine behind BAR0 and the frame of its state (null: BAR0 is plain memory). */
+  private engine: IoatEngine | null = null;
+  private engineFrame = -1;
 
   constructor(readonly kcore: KernelCore, readonly model: PciFunctionModel) {
     this.bars = [{ size: model.bar0Size, address: model.bar0Address }];
@@ -127,6 +133,17 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
         () => this.bar0Base + (model.msix?.tableOffset ?? 0), () => this.bar0Base + (model.msix?.pbaOffset ?? 0), ctx));
     }
     this.clearBar0();
+    if (model.engine === "ioat") {
+      const e = kcore.core.x.frame_alloc(0) >>> 0;
+      if (e === 0xffffffff) throw new Error("vfio-pci: no frame left for the DMA engine");
+      this.engineFrame = e;
+      this.engine = new IoatEngine(kcore.core, () => kcore.core.init(), this.bar0Base, kcore.core.x.frame_addr(e) >>> 0);
+    }
+  }
+
+  /** Stops the engine's worker (the kernel closes); the function keeps its state. */
+  stopEngine(): void {
+    this.engine?.stop();
   }
 
   /** Where worker threads find this function's state (src/vfio/vfio_main.ts publishes it). */
@@ -153,6 +170,8 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
   private clearBar0(): void {
     this.kcore.core.u8.fill(0, this.bar0Base, this.bar0Base + PAGE_SIZE);
     this.msi?.hw.resetTable();
+    // A function reset: the engine halts and its registers read their power-on values.
+    this.engine?.regs.reset();
   }
 
   /** The driver unbinds (device release): the BAR frame goes back (mappings keep theirs). */
@@ -160,12 +179,17 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
     if (this.bar0Frame < 0) return;
     // Worker file operations read these frames inside grace-period sections.
     synchronizeDma(this.kcore, "device_release");
-    this.kcore.core.x.frame_put(this.bar0Frame);
+    const x = this.kcore.core.x;
+    const frames = [this.bar0Frame, this.cfgFrame, this.irqFrame, this.engineFrame].filter((f) => f >= 0);
     this.bar0Frame = -1;
-    this.kcore.core.x.frame_put(this.cfgFrame);
     this.cfgFrame = -1;
-    if (this.irqFrame >= 0) this.kcore.core.x.frame_put(this.irqFrame);
     this.irqFrame = -1;
+    this.engineFrame = -1;
+    const put = () => { for (const f of frames) x.frame_put(f); };
+    // The engine's worker reads these frames: they go back once that thread is gone.
+    if (this.engine) this.engine.stop(put);
+    else put();
+    this.engine = null;
   }
 
   // ---- open / close ---------------------------------------------------------------------
@@ -177,6 +201,7 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
     const hw = this.msi?.hw;
     if (hw?.msiCap) this.msi?.setQmax(Math.log2(hw.count(false)));
     this.clearBar0();
+    this.engine?.start(dev.index);
     this.intxMasked = false;
     return 0;
   }
@@ -535,7 +560,8 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
     const n = Math.min(buf.length, bar.size - off);
     const mem = this.kcore.core.u8;
     const at = this.bar0Base + off;
-    if (write) mem.set(buf.subarray(0, n), at);
+    if (write && this.engine) this.engine.regs.write(off, buf.subarray(0, n));
+    else if (write) mem.set(buf.subarray(0, n), at);
     else buf.set(mem.subarray(at, at + n));
     return n;
   }
@@ -553,8 +579,11 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
     if (start + req.length > physLen) return -errno.EINVAL;
     const frame = this.bar0Frame;
     const base = index * PAGES_PER_REGION;
+    const engine = this.engine;
     return {
       frameAt: (pgoff: number) => (pgoff - base === 0 && frame >= 0 ? frame : -errno.EFAULT),
+      // Stores through the mapping reach the engine's registers (MMIO).
+      ...(engine ? { mmioWrite: (off: number, data: Uint8Array) => engine.regs.write(off - base * PAGE_SIZE, data) } : {}),
     };
   }
 }
