@@ -5,6 +5,7 @@
 // completion is served without the wake-up cost.
 
 import { attachWorker } from "../worker.js";
+import { msixRaise } from "./msix.js";
 import type { IoatWorkerData } from "./ioat.js";
 
 interface EngineExports {
@@ -25,10 +26,13 @@ async function run(data: IoatWorkerData): Promise<void> {
   const stop = (data.eng + core.c("ENG_STOP")) >>> 2;
   const MORE = core.c("IOAT_RUN_MORE");
   const STALLED = core.c("IOAT_RUN_STALLED");
+  const IRQ = core.c("IOAT_RUN_IRQ");
   let seen = Atomics.load(i32, doorbell);
   for (;;) {
     if (Atomics.load(i32, stop)) break;
     const r = x.ioat_run(data.bar, data.eng, BUDGET);
+    // The channel's interrupt is its MSI-X vector 0 (masked: held pending by the PBA).
+    if (r & IRQ) msixRaise(core, data.dev, 0);
     if (r & MORE) continue;
     if (r & STALLED) {
       // Bus mastering is off: look again shortly (nobody rings when it comes back on).
