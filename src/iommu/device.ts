@@ -50,4 +50,12 @@ export interface IommuDevice {
    * off again (`disable`), counted over the RID and PASIDs. Only the selftest's mock has it.
    */
   iopfAttach?(enable: boolean, disable: boolean): void;
+  /** dev->iommu->max_pasids: the PASIDs the device can issue; 0 (or absent) = no PASID support. */
+  readonly maxPasids?: number;
+  /**
+   * The driver's set_dev_pasid for a device with PASIDs: `iopf` says whether the new domain
+   * has an IO page fault handler, null for the blocking domain (detach); `oldIopf` whether
+   * the domain it replaces had one. 0 or -errno (nothing changed then).
+   */
+  setDevPasid?(pasid: number, iopf: boolean | null, oldIopf: boolean): number;
 }

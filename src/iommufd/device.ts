@@ -22,8 +22,13 @@ export class AttachHandle {
   constructor(readonly idev: IommufdDevice, readonly hwpt: Hwpt, readonly pasid: number) {}
 }
 
+/** struct iommufd_attach of a PASID: the HWPT, the devices attached at it, its handle. */
+export interface PasidAttach { hwpt: Hwpt; readonly devices: IommufdDevice[]; handle: AttachHandle }
+
 /** struct iommufd_group: one per (context, iommu_group) with bound devices. */
 export class IommufdGroup {
+  /** PASID attachments (pasid_attach without the RID, which is `hwpt`/`devices`/`handle`). */
+  readonly pasids = new Map<number, PasidAttach>();
   /** The HWPT the group is attached to; null = the blocking domain. */
   hwpt: Hwpt | null = null;
   /** The RID attachment's handle (null while blocked). */
@@ -55,20 +60,35 @@ export class IommufdDevice extends IommufdObject {
   /** The HWPT id the device is attached to, or 0. */
   get ptId(): number { return this.attached ? this.igroup.hwpt!.id : 0; }
 
-  /** iommufd_device_attach: the resulting HWPT id, or -errno. */
-  attach(ptId: number): number {
+  /** iommufd_device_attach of the RID (pasid 0) or a PASID: the resulting HWPT id, or -errno. */
+  attach(ptId: number, pasid = 0): number {
+    if (pasid !== 0) return this.changePt(ptId, false, pasid);
     if (this.attached) return -errno.EBUSY;
     return this.changePt(ptId, false);
   }
 
-  /** iommufd_device_replace: moves the whole group to another HWPT or IOAS. */
-  replace(ptId: number): number {
+  /** iommufd_device_replace: moves the whole group's RID (or PASID) to another HWPT or IOAS. */
+  replace(ptId: number, pasid = 0): number {
+    if (pasid !== 0) return this.changePt(ptId, true, pasid);
     if (!this.attached) return -errno.EINVAL;
     return this.changePt(ptId, true);
   }
 
+  /** The HWPT the device is attached to at `pasid` (0: the RID), or null. */
+  hwptAt(pasid: number): Hwpt | null {
+    if (pasid === 0) return this.attached ? this.igroup.hwpt : null;
+    const at = this.igroup.pasids.get(pasid);
+    return at && at.devices.includes(this) ? at.hwpt : null;
+  }
+
+  /** The handle of the group's attachment at `pasid` (iommu_attach_handle_get), or null. */
+  handleAt(pasid: number): AttachHandle | null {
+    return pasid === 0 ? this.igroup.handle : this.igroup.pasids.get(pasid)?.handle ?? null;
+  }
+
   /** iommufd_device_detach: back to the blocking domain (a no-op when not attached). */
-  detach(): void {
+  detach(pasid = 0): void {
+    if (pasid !== 0) { this.detachPasid(pasid); return; }
     if (!this.attached) return;
     const g = this.igroup;
     const hwpt = g.hwpt!;
@@ -89,36 +109,124 @@ export class IommufdDevice extends IommufdObject {
     hwpt.put();
   }
 
-  private changePt(ptId: number, replace: boolean): number {
+  private changePt(ptId: number, replace: boolean, pasid = 0): number {
     const obj = this.ctx.getObject(ptId);
     if (typeof obj === "number") return obj;
     if (obj instanceof HwptPaging || obj instanceof HwptNested) {
-      const rc = replace ? this.replaceHwpt(obj) : this.attachHwpt(obj);
+      const rc = this.doAttach(obj, replace, pasid);
       return rc < 0 ? rc : obj.id;
     }
-    if (obj instanceof Ioas) return this.autoDomain(obj, replace);
+    if (obj instanceof Ioas) return this.autoDomain(obj, replace, pasid);
     return -errno.EINVAL;
+  }
+
+  /** iommufd_hw_pagetable_attach at `pasid` (0: the RID), for an immediate-attach HWPT. */
+  attachHwptAt(hwpt: Hwpt, pasid: number): number { return this.doAttach(hwpt, false, pasid); }
+
+  private doAttach(hwpt: Hwpt, replace: boolean, pasid: number): number {
+    if (pasid !== 0) return replace ? this.replacePasidHwpt(hwpt, pasid) : this.attachPasidHwpt(hwpt, pasid);
+    return replace ? this.replaceHwpt(hwpt) : this.attachHwpt(hwpt);
+  }
+
+  /**
+   * iommufd_hwpt_pasid_compat for a PASID: the HWPT must have been made with
+   * IOMMU_HWPT_ALLOC_PASID, and so must the RID's if it is attached (EINVAL).
+   */
+  private pasidCompat(hwpt: Hwpt): number {
+    if (!hwpt.pasidCompat) return -errno.EINVAL;
+    const rid = this.igroup.devices.length > 0 ? this.igroup.hwpt : null;
+    return rid && !rid.pasidCompat ? -errno.EINVAL : 0;
+  }
+
+  /**
+   * The IOMMU core's part of a PASID attach or replace (iommu_attach_device_pasid,
+   * iommu_replace_device_pasid): the domain of the device's IOMMU (EINVAL), a PASID below the
+   * device's max_pasids, then the driver's set_dev_pasid. A device without PASID support
+   * (max_pasids 0) is skipped, as the core skips such group members.
+   */
+  private setDevPasid(hwpt: Hwpt | null, old: Hwpt | null, pasid: number, attach: boolean): number {
+    if (hwpt && hwpt.domain.format !== this.dev.caps.format) return -errno.EINVAL;
+    const max = this.dev.maxPasids ?? 0;
+    if (max === 0) return 0;
+    if (attach && pasid >= max) return -errno.EINVAL;
+    return this.dev.setDevPasid?.(pasid, hwpt ? hwpt.fault !== null : null, old ? old.fault !== null : false) ?? 0;
+  }
+
+  /** iommufd_hw_pagetable_attach at a PASID: no reserved regions, the group attaches once. */
+  private attachPasidHwpt(hwpt: Hwpt, pasid: number): number {
+    const g = this.igroup;
+    let at = g.pasids.get(pasid);
+    if (at?.devices.includes(this)) return -errno.EBUSY;
+    if (at && at.hwpt !== hwpt) return -errno.EINVAL;
+    if (!at) {
+      let rc = this.pasidCompat(hwpt);
+      if (rc < 0) return rc;
+      rc = this.setDevPasid(hwpt, null, pasid, true);
+      if (rc < 0) return rc;
+      at = { hwpt, devices: [], handle: new AttachHandle(this, hwpt, pasid) };
+      g.pasids.set(pasid, at);
+    }
+    at.devices.push(this);
+    hwpt.users++;
+    this.users++;
+    return 0;
+  }
+
+  /** iommufd_device_do_replace at a PASID: it must be attached (EINVAL); failing changes nothing. */
+  private replacePasidHwpt(hwpt: Hwpt, pasid: number): number {
+    const at = this.igroup.pasids.get(pasid);
+    if (!at || !at.devices.includes(this)) return -errno.EINVAL;
+    const old = at.hwpt;
+    if (old === hwpt) return 0;
+    let rc = this.pasidCompat(hwpt);
+    if (rc < 0) return rc;
+    rc = this.setDevPasid(hwpt, old, pasid, false);
+    if (rc < 0) return rc;
+    const oldHandle = at.handle;
+    at.hwpt = hwpt;
+    at.handle = new AttachHandle(this, hwpt, pasid);
+    // The old attachment's faults, from the old HWPT's queue (see replaceHwpt).
+    old.fault?.autoRespond(oldHandle);
+    hwpt.users += at.devices.length;
+    old.users -= at.devices.length - 1;
+    old.put();
+    return 0;
+  }
+
+  /** iommufd_hw_pagetable_detach at a PASID: the last device blocks it, its faults are answered. */
+  private detachPasid(pasid: number): void {
+    const g = this.igroup;
+    const at = g.pasids.get(pasid);
+    if (!at || !at.devices.includes(this)) return;
+    at.devices.splice(at.devices.indexOf(this), 1);
+    if (at.devices.length === 0) {
+      this.setDevPasid(null, at.hwpt, pasid, false);
+      at.hwpt.fault?.autoRespond(at.handle);
+      g.pasids.delete(pasid);
+    }
+    this.users--;
+    at.hwpt.put();
   }
 
   /**
    * Attaching to an IOAS: an existing automatic HWPT of it that suits the device (one that
    * answers EINVAL is incompatible and skipped), else a new automatic HWPT.
    */
-  private autoDomain(ioas: Ioas, replace: boolean): number {
+  private autoDomain(ioas: Ioas, replace: boolean, pasid = 0): number {
     for (const h of [...ioas.hwpts]) {
       if (!h.autoDomain) continue;
-      const rc = replace ? this.replaceHwpt(h) : this.attachHwpt(h);
+      const rc = this.doAttach(h, replace, pasid);
       if (rc === -errno.EINVAL) continue;
       return rc < 0 ? rc : h.id;
     }
     if (!replace) {
-      const h = hwptPagingAlloc(this.ctx, ioas, this, 0, true);
+      const h = hwptPagingAlloc(this.ctx, ioas, this, 0, true, true, pasid);
       return typeof h === "number" ? h : h.id;
     }
     // A replace fills the new domain first, then moves the group onto it.
     const h = hwptPagingAlloc(this.ctx, ioas, this, 0, false, true);
     if (typeof h === "number") return h;
-    const rc = this.replaceHwpt(h);
+    const rc = this.doAttach(h, true, pasid);
     if (rc < 0) { this.ctx.objects.remove(h.id); return rc; }
     return h.id;
   }
@@ -130,8 +238,8 @@ export class IommufdDevice extends IommufdObject {
    */
   faultHandle(f: IopfFault): AttachHandle | null {
     const h = this.igroup.handle;
-    if (f.flags & IOMMU_PGFAULT_FLAGS_PASID_VALID) return h && h.hwpt instanceof HwptNested ? h : null;
-    return h;
+    if (!(f.flags & IOMMU_PGFAULT_FLAGS_PASID_VALID)) return h;
+    return this.igroup.pasids.get(f.pasid)?.handle ?? (h && h.hwpt instanceof HwptNested ? h : null);
   }
 
   /** Whether `hwpt`'s domain can translate for this device (same IOMMU, dirty support). */
@@ -162,6 +270,11 @@ export class IommufdDevice extends IommufdObject {
     if (rc < 0) return rc;
     rc = this.enforceReserved(hwpt.ioas);
     if (rc < 0) return rc;
+    // iommufd_hwpt_pasid_compat for the RID: with a PASID attached, only a PASID-compatible HWPT.
+    if (g.devices.length === 0 && !hwpt.pasidCompat && g.pasids.size > 0) {
+      hwpt.ioas.iopt.removeReserved(this);
+      return -errno.EINVAL;
+    }
     if (g.devices.length === 0) {
       // The first device attaches the group (iommufd_hwpt_attach_device).
       this.dev.iopfAttach?.(hwpt.fault !== null, false);
@@ -184,15 +297,20 @@ export class IommufdDevice extends IommufdObject {
       const rc = d.compatible(hwpt);
       if (rc < 0) return rc;
     }
-    if (old.ioas !== hwpt.ioas) {
+    const moveResv = old.ioas !== hwpt.ioas;
+    if (moveResv) {
       const done: IommufdDevice[] = [];
       for (const d of g.devices) {
         const rc = d.enforceReserved(hwpt.ioas);
         if (rc < 0) { for (const u of done) hwpt.ioas.iopt.removeReserved(u); return rc; }
         done.push(d);
       }
-      for (const d of g.devices) old.ioas.iopt.removeReserved(d);
     }
+    if (!hwpt.pasidCompat && g.pasids.size > 0) {
+      if (moveResv) for (const d of g.devices) hwpt.ioas.iopt.removeReserved(d);
+      return -errno.EINVAL;
+    }
+    if (moveResv) for (const d of g.devices) old.ioas.iopt.removeReserved(d);
     g.hwpt = hwpt;
     for (const d of g.devices) {
       d.dev.iopfAttach?.(hwpt.fault !== null, old.fault !== null);
@@ -216,6 +334,8 @@ export class IommufdDevice extends IommufdObject {
   unbind(): void {
     if (this.unbound) return;
     this.unbound = true;
+    // (vfio detaches its PASIDs before unbinding; a selftest device may still have some)
+    for (const [pasid, at] of [...this.igroup.pasids]) if (at.devices.includes(this)) this.detachPasid(pasid);
     this.detach();
     // The driver's reference; the object then leaves the table like a DESTROY would.
     this.users--;

@@ -7,7 +7,7 @@ import { errno } from "../uapi/errno.js";
 import {
   IOMMU_HW_CAP_DIRTY_TRACKING, IOMMU_HW_INFO_FLAG_INPUT_TYPE, IOMMU_HW_INFO_SELFTEST_REGVAL,
   IOMMU_HW_INFO_TYPE_DEFAULT, IOMMU_HW_INFO_TYPE_SELFTEST, IOMMU_HWPT_ALLOC_DIRTY_TRACKING,
-  IOMMU_HWPT_ALLOC_NEST_PARENT, IOMMU_HWPT_DATA_NONE, IOMMU_HWPT_DATA_SELFTEST,
+  IOMMU_HWPT_ALLOC_NEST_PARENT, IOMMU_HWPT_ALLOC_PASID, IOMMU_HWPT_DATA_NONE, IOMMU_HWPT_DATA_SELFTEST,
   IOMMU_HWPT_DIRTY_TRACKING_ENABLE, IOMMU_HWPT_FAULT_ID_VALID, IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR,
   IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, IOMMU_TEST_INVALIDATE_FLAG_ALL, MOCK_NESTED_DOMAIN_IOTLB_ID_MAX,
   MOCK_NESTED_DOMAIN_IOTLB_NUM, iommu_hw_info, iommu_hwpt_alloc, iommu_hwpt_get_dirty_bitmap,
@@ -31,8 +31,10 @@ export class HwptPaging extends IommufdObject {
   nestParent = false;
   enforceCacheCoherency = true;
   dirtyTracking = false;
-  /** Paging HWPTs take no FAULT object (FAULT_ID_VALID is EOPNOTSUPP for them). */
-  readonly fault: IommufdFault | null = null;
+  /** The FAULT object its IO page faults go to (IOMMU_HWPT_FAULT_ID_VALID), holding a user. */
+  fault: IommufdFault | null = null;
+  /** Made with IOMMU_HWPT_ALLOC_PASID: may be attached to PASIDs, and beside them. */
+  pasidCompat = false;
   /** Filled into the IOAS (iopt_table_add_domain done). */
   private inIoas = false;
 
@@ -65,6 +67,7 @@ export class HwptPaging extends IommufdObject {
       this.inIoas = false;
     }
     this.ioas.users--;
+    if (this.fault) this.fault.users--;
     this.domain.free();
   }
 }
@@ -72,30 +75,34 @@ export class HwptPaging extends IommufdObject {
 /**
  * iommufd_hwpt_paging_alloc: a new domain for `idev`'s IOMMU over `ioas`, filled with every
  * area. With `immediateAttach` (an automatic HWPT for an attach) the device's group is attached
- * first. Published on success.
+ * first, at `pasid` (0: the RID). Published on success. The flags: NEST_PARENT, DIRTY_TRACKING
+ * (on a dirty-capable IOMMU), PASID, and FAULT_ID_VALID except on a nest parent (EOPNOTSUPP).
  */
 export function hwptPagingAlloc(ctx: IommufdCtx, ioas: Ioas, idev: IommufdDevice, flags: number,
-  immediateAttach: boolean, auto = immediateAttach): HwptPaging | number {
-  if (flags & ~(IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_ALLOC_DIRTY_TRACKING)) return -errno.EOPNOTSUPP;
+  immediateAttach: boolean, auto = immediateAttach, pasid = 0): HwptPaging | number {
+  const valid = IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_ALLOC_DIRTY_TRACKING | IOMMU_HWPT_FAULT_ID_VALID | IOMMU_HWPT_ALLOC_PASID;
+  if (flags & ~valid) return -errno.EOPNOTSUPP;
   const dirty = (flags & IOMMU_HWPT_ALLOC_DIRTY_TRACKING) !== 0;
   if (dirty && !idev.dev.caps.dirtyTracking) return -errno.EOPNOTSUPP;
+  if ((flags & IOMMU_HWPT_FAULT_ID_VALID) && (flags & IOMMU_HWPT_ALLOC_NEST_PARENT)) return -errno.EOPNOTSUPP;
   const domain = ctx.driver.domainAlloc(idev.dev.caps, { dirtyTracking: dirty, hugeIova: idev.dev.caps.hugeIova ?? false });
   if (typeof domain === "number") return domain;
   const hwpt = new HwptPaging(ctx, ioas, domain);
   hwpt.nestParent = (flags & IOMMU_HWPT_ALLOC_NEST_PARENT) !== 0;
+  hwpt.pasidCompat = (flags & IOMMU_HWPT_ALLOC_PASID) !== 0;
   hwpt.dirtyTracking = dirty;
   hwpt.enforceCacheCoherency = idev.dev.caps.coherent;
   let rc = ctx.objectAlloc(hwpt, false);
   if (rc < 0) { domain.free(); return rc; }
   ioas.users++;
   if (immediateAttach) {
-    rc = idev.attachHwpt(hwpt);
+    rc = idev.attachHwptAt(hwpt, pasid);
     if (rc < 0) { ctx.objectAbort(hwpt); return rc; }
   }
   rc = hwpt.addToIoas();
   if (rc < 0) {
     // Undo the attach; the put must not try to destroy an unpublished object.
-    if (immediateAttach) idev.detach();
+    if (immediateAttach) idev.detach(pasid);
     ctx.objectAbort(hwpt);
     return rc;
   }
@@ -118,6 +125,8 @@ export class HwptNested extends IommufdObject {
   readonly iotlb = new Uint32Array(MOCK_NESTED_DOMAIN_IOTLB_NUM);
   /** The FAULT object its IO page faults go to (IOMMU_HWPT_FAULT_ID_VALID), holding a user. */
   fault: IommufdFault | null = null;
+  /** Made with IOMMU_HWPT_ALLOC_PASID. */
+  pasidCompat = false;
 
   constructor(readonly ctx: IommufdCtx, readonly parent: HwptPaging) {
     super();
@@ -167,9 +176,10 @@ function copyUserData(ucmd: UCmd, type: number, uptr: number, len: number, wantT
 function hwptNestedAlloc(ctx: IommufdCtx, ucmd: UCmd, parent: HwptPaging, idev: IommufdDevice,
   flags: number, dataType: number, dataLen: number, dataUptr: number): HwptNested | number {
   const mock = idev.dev.caps.format === "mock";
-  if ((flags & ~IOMMU_HWPT_FAULT_ID_VALID) || dataLen === 0 || !mock) return -errno.EOPNOTSUPP;
+  if ((flags & ~(IOMMU_HWPT_FAULT_ID_VALID | IOMMU_HWPT_ALLOC_PASID)) || dataLen === 0 || !mock) return -errno.EOPNOTSUPP;
   if (parent.autoDomain || !parent.nestParent || parent.domain.format !== idev.dev.caps.format) return -errno.EINVAL;
   const nested = new HwptNested(ctx, parent);
+  nested.pasidCompat = (flags & IOMMU_HWPT_ALLOC_PASID) !== 0;
   const rc = ctx.objectAlloc(nested, false);
   if (rc < 0) return rc;
   parent.users++;
@@ -195,17 +205,28 @@ export function hwptAlloc(ctx: IommufdCtx, ucmd: UCmd): number {
   const pt = ctx.getObject(c.u("pt_id"));
   if (typeof pt === "number") return -errno.EINVAL;
   let hwpt: Hwpt | number;
+  const wantFault = (c.u("flags") & IOMMU_HWPT_FAULT_ID_VALID) !== 0;
+  // The FAULT object, looked up once the HWPT exists (ENOENT then undoes it).
+  const fault = (): IommufdFault | number => ctx.getObject(c.u("fault_id"), "fault") as IommufdFault | number;
   if (pt instanceof Ioas) {
     if (!noData) return -errno.EOPNOTSUPP;
     hwpt = hwptPagingAlloc(ctx, pt, idev, c.u("flags"), false);
+    if (typeof hwpt !== "number" && wantFault) {
+      const f = fault();
+      // (published by hwptPagingAlloc already: nothing else ran in between, so it goes as
+      // if it had been aborted)
+      if (typeof f === "number") { ctx.objects.remove(hwpt.id); return f; }
+      hwpt.fault = f;
+      f.users++;
+    }
   } else if (pt instanceof HwptPaging) {
     hwpt = hwptNestedAlloc(ctx, ucmd, pt, idev, c.u("flags"), c.u("data_type"), c.u("data_len"), Number(c.u64("data_uptr")));
     if (typeof hwpt !== "number") {
-      if (c.u("flags") & IOMMU_HWPT_FAULT_ID_VALID) {
-        const fault = ctx.getObject(c.u("fault_id"), "fault") as IommufdFault | number;
-        if (typeof fault === "number") { ctx.objectAbort(hwpt); return fault; }
-        hwpt.fault = fault;
-        fault.users++;
+      if (wantFault) {
+        const f = fault();
+        if (typeof f === "number") { ctx.objectAbort(hwpt); return f; }
+        hwpt.fault = f;
+        f.users++;
       }
       ctx.objectFinalize(hwpt);
     }
@@ -244,7 +265,10 @@ export function getHwInfo(ctx: IommufdCtx, ucmd: UCmd): number {
   }
   c.set("data_len", data.length);
   c.set("out_data_type", type);
-  c.set("out_max_pasid_log2", 0);
+  // ilog2(max_pasids) for a device with PASIDs (no emulated PCI device has the capability, so
+  // the PCI PASID EXEC/PRIV capability bits never show).
+  const maxPasids = idev.dev.maxPasids ?? 0;
+  c.set("out_max_pasid_log2", maxPasids ? 31 - Math.clz32(maxPasids) : 0);
   c.set("out_capabilities", idev.dev.caps.dirtyTracking ? IOMMU_HW_CAP_DIRTY_TRACKING : 0);
   return ucmd.respond();
 }

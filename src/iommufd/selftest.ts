@@ -13,7 +13,9 @@ import {
   MOCK_FLAGS_ACCESS_WRITE, MOCK_FLAGS_ACCESS_SYZ, MOCK_ACCESS_RW_WRITE, MOCK_ACCESS_RW_SLOW_PATH,
   IOMMU_TEST_OP_DIRTY, IOMMU_TEST_OP_MD_CHECK_IOTLB, MOCK_NESTED_DOMAIN_IOTLB_ID_MAX, MOCK_PAGE_SIZE,
   IOMMU_TEST_OP_TRIGGER_IOPF, IOMMU_PGFAULT_FLAGS_LAST_PAGE, IOMMU_PGFAULT_FLAGS_PASID_VALID,
-  IOMMUFD_PAGE_RESP_INVALID, iommu_test_cmd,
+  IOMMUFD_PAGE_RESP_INVALID, MOCK_FLAGS_DEVICE_PASID, MOCK_PASID_WIDTH, IOMMU_TEST_PASID_RESERVED,
+  IOMMU_TEST_OP_PASID_ATTACH, IOMMU_TEST_OP_PASID_REPLACE, IOMMU_TEST_OP_PASID_DETACH,
+  IOMMU_TEST_OP_PASID_CHECK_HWPT, iommu_test_cmd,
 } from "../uapi/iommufd.js";
 import { O_RDWR } from "../uapi/posix.js";
 import type { File, FileOperations } from "../kernel/file.js";
@@ -31,7 +33,7 @@ import type { Iommufd, IommufdCtx } from "./main.js";
 
 /** The first mock group number (own namespace). */
 const MOCK_GROUP_BASE = 0x40000000;
-const MOCK_DEV_FLAGS = MOCK_FLAGS_DEVICE_NO_DIRTY | MOCK_FLAGS_DEVICE_HUGE_IOVA;
+const MOCK_DEV_FLAGS = MOCK_FLAGS_DEVICE_NO_DIRTY | MOCK_FLAGS_DEVICE_HUGE_IOVA | MOCK_FLAGS_DEVICE_PASID;
 
 /** A page response the mock IOMMU passed to its device (mock_domain_page_response). */
 export interface MockPageResponse { device: string; pasid: number; grpid: number; code: number }
@@ -49,8 +51,13 @@ class MockDevice implements IommuDevice, IopfDevice {
   /** mock_dev.iopf_refcount: attached fault-capable domains (RID and PASIDs). */
   private iopfRefcount = 0;
   readonly iopfPending = new Set<IopfGroup>();
+  /** MOCK_FLAGS_DEVICE_PASID: 2^MOCK_PASID_WIDTH PASIDs, else none. */
+  readonly maxPasids: number;
+  /** mock_dev.pasid_1024_fake_error: armed by a set_dev_pasid at the reserved PASID. */
+  private pasidFakeError = false;
 
   constructor(readonly id: number, flags: number, private readonly responses: MockPageResponse[]) {
+    this.maxPasids = flags & MOCK_FLAGS_DEVICE_PASID ? 1 << MOCK_PASID_WIDTH : 0;
     this.groupId = MOCK_GROUP_BASE + id;
     this.caps = {
       format: "mock",
@@ -79,6 +86,21 @@ class MockDevice implements IommuDevice, IopfDevice {
     if (!disable || --this.iopfRefcount > 0) return;
     // iopf_queue_remove_device: every page request still waiting is answered INVALID.
     for (const g of [...this.iopfPending]) g.respond(IOMMUFD_PAGE_RESP_INVALID);
+  }
+
+  /**
+   * mock_domain_set_dev_pasid_nop. At IOMMU_TEST_PASID_RESERVED every other non-blocking call
+   * fails ENOMEM (the first arms it, the next fails and disarms, detaching disarms), so a
+   * replace there fails and the core must keep the old domain.
+   */
+  setDevPasid(pasid: number, iopf: boolean | null, oldIopf: boolean): number {
+    if (pasid === IOMMU_TEST_PASID_RESERVED) {
+      const fail = iopf !== null && this.pasidFakeError;
+      this.pasidFakeError = iopf !== null && !this.pasidFakeError;
+      if (fail) return -errno.ENOMEM;
+    }
+    this.iopfAttach(iopf === true, oldIopf);
+    return 0;
   }
 
   pageResponse(last: IopfFault, code: number): void {
@@ -349,6 +371,48 @@ function triggerIopf(ctx: IommufdCtx, ucmd: UCmd): number {
   return 0;
 }
 
+/** iommufd_test_get_selftest_obj: the mock device behind stdev `id` (ENOENT). */
+function selftestIdev(ctx: IommufdCtx, id: number): IommufdDevice | number {
+  const sobj = ctx.getObject(id, "selftest") as SelftestObject | number;
+  return typeof sobj === "number" ? sobj : sobj.idev!;
+}
+
+/**
+ * PASID_ATTACH / PASID_REPLACE (id = stdev): iommufd_device_attach / _replace at the PASID,
+ * pt_id written back; an attach whose answer cannot be written is detached again.
+ */
+function pasidAttach(ctx: IommufdCtx, ucmd: UCmd, replace: boolean): number {
+  const c = fields(ucmd, iommu_test_cmd);
+  const idev = selftestIdev(ctx, c.u("id"));
+  if (typeof idev === "number") return idev;
+  const pasid = c.u("pasid_attach.pasid");
+  const pt = replace ? idev.replace(c.u("pasid_attach.pt_id"), pasid) : idev.attach(c.u("pasid_attach.pt_id"), pasid);
+  if (pt < 0) return pt;
+  c.set("pasid_attach.pt_id", pt);
+  const rc = ucmd.respond();
+  if (rc < 0 && !replace) idev.detach(pasid);
+  return rc;
+}
+
+/**
+ * PASID_CHECK_HWPT: the PASID's attachment (0: the RID) must be to HWPT `hwpt_id`, or to none
+ * for hwpt_id 0 (EINVAL otherwise); hwpt_id must name a HWPT (ENOENT, EINVAL).
+ */
+function pasidCheckHwpt(ctx: IommufdCtx, ucmd: UCmd): number {
+  const c = fields(ucmd, iommu_test_cmd);
+  const idev = selftestIdev(ctx, c.u("id"));
+  if (typeof idev === "number") return idev;
+  const attached = idev.handleAt(c.u("pasid_check.pasid"))?.hwpt ?? null;
+  const want = c.u("pasid_check.hwpt_id");
+  if (!want) return attached ? -errno.EINVAL : 0;
+  const hwpt = ctx.getObject(want);
+  if (typeof hwpt === "number") return hwpt;
+  if (!(hwpt instanceof HwptPaging) && hwpt.type !== "hwpt_nested") return -errno.EINVAL;
+  // (the domains compared in the kernel are one per HWPT; here a nested HWPT shares its
+  // parent's, so the HWPTs themselves are compared)
+  return attached === hwpt ? 0 : -errno.EINVAL;
+}
+
 /** Smallest page-batch limit the kernel accepts, and its default. */
 const MIN_MEMORY_LIMIT = 12;
 export const DEFAULT_MEMORY_LIMIT = 65536;
@@ -389,6 +453,18 @@ function testCmd(ctx: IommufdCtx, ucmd: UCmd): number {
       return mdCheckIotlb(ctx, ucmd);
     case IOMMU_TEST_OP_TRIGGER_IOPF:
       return triggerIopf(ctx, ucmd);
+    case IOMMU_TEST_OP_PASID_ATTACH:
+      return pasidAttach(ctx, ucmd, false);
+    case IOMMU_TEST_OP_PASID_REPLACE:
+      return pasidAttach(ctx, ucmd, true);
+    case IOMMU_TEST_OP_PASID_DETACH: {
+      const idev = selftestIdev(ctx, c.u("id"));
+      if (typeof idev === "number") return idev;
+      idev.detach(c.u("pasid_detach.pasid"));
+      return 0;
+    }
+    case IOMMU_TEST_OP_PASID_CHECK_HWPT:
+      return pasidCheckHwpt(ctx, ucmd);
     case IOMMU_TEST_OP_CREATE_ACCESS:
       return createAccess(ctx, ucmd);
     case IOMMU_TEST_OP_ACCESS_PAGES:

@@ -133,50 +133,50 @@ export function vfioDfUnbindIommufd(vfio: Vfio, df: VfioDeviceFile): void {
 /**
  * The argument handling ATTACH and DETACH_IOMMUFD_PT share: argsz >= minsz (EINVAL), flags 0
  * or PASID (EINVAL); a PASID request needs argsz to cover the pasid (EINVAL) and a readable
- * pasid, then ends with `pasidRc`. Returns the struct for a non-PASID request, else the
- * ioctl's result.
+ * pasid. Returns the struct and the PASID (null without the flag).
  */
-function ptArg(proc: Process, arg: number, layout: StructLayout<"flags" | "pasid">, pasidFlag: number, pasidRc: number): DataView | number {
+function ptArg(proc: Process, arg: number, layout: StructLayout<"flags" | "pasid">, pasidFlag: number): { view: DataView; pasid: number | null } | number {
   const c = vfioCopyIn(proc, arg, layout);
   if (typeof c === "number") return c;
   const flags = c.view.getUint32(layout.fields.flags.off, true);
   if (flags & ~pasidFlag) return -errno.EINVAL;
-  if (!(flags & pasidFlag)) return c.view;
+  if (!(flags & pasidFlag)) return { view: c.view, pasid: null };
   if (c.argsz < layout.size) return -errno.EINVAL;
   const p = proc.mm.copyFromUser(arg + layout.fields.pasid.off, 4);
-  return typeof p === "number" ? p : pasidRc;
+  if (typeof p === "number") return p;
+  return { view: c.view, pasid: new DataView(p.buffer, p.byteOffset, 4).getUint32(0, true) };
 }
 
 const ATT = vfio_device_attach_iommufd_pt.fields;
 
 /**
  * VFIO_DEVICE_ATTACH_IOMMUFD_PT: argsz >= 12, flags 0 or PASID (argsz >= 16 then); attach,
- * or replace when attached; pt_id is written back (the auto HWPT id for an IOAS), and if
- * that copy faults the device is detached.
+ * or replace when attached, the RID or the PASID (vfio-pci has the PASID ops); pt_id is
+ * written back (the auto HWPT id for an IOAS), and if that copy faults the RID or PASID is
+ * detached.
  */
 export function vfioDfIoctlAttachPt(vfio: Vfio, df: VfioDeviceFile, arg: number, proc: Process): number {
   const dev = df.device;
-  // vfio-pci has PASID ops, but no emulated device has a PASID capability: the IOMMU core
-  // refuses a PASID attach to such a device (EINVAL).
-  const v = ptArg(proc, arg, vfio_device_attach_iommufd_pt, VFIO_DEVICE_ATTACH_PASID, -errno.EINVAL);
+  const v = ptArg(proc, arg, vfio_device_attach_iommufd_pt, VFIO_DEVICE_ATTACH_PASID);
   if (typeof v === "number") return v;
-  const ptId = v.getUint32(ATT.pt_id.off, true);
-  const rc = vfio.physicalAttachIoas(dev, ptId);
+  const ptId = v.view.getUint32(ATT.pt_id.off, true);
+  const rc = v.pasid === null ? vfio.physicalAttachIoas(dev, ptId) : vfio.physicalPasidAttachIoas(dev, v.pasid, ptId);
   if (rc < 0) return rc;
   const out = new Uint8Array(4);
   new DataView(out.buffer).setUint32(0, rc, true);
   if (proc.mm.copyToUser(arg + ATT.pt_id.off, out) < 0) {
-    vfio.physicalDetachIoas(dev);
+    if (v.pasid === null) vfio.physicalDetachIoas(dev);
+    else vfio.physicalPasidDetachIoas(dev, v.pasid);
     return -errno.EFAULT;
   }
   return 0;
 }
 
-/** VFIO_DEVICE_DETACH_IOMMUFD_PT: argsz >= 8, flags 0 or PASID; always 0 otherwise. */
+/** VFIO_DEVICE_DETACH_IOMMUFD_PT: argsz >= 8, flags 0 or PASID (argsz >= 12); 0 otherwise. */
 export function vfioDfIoctlDetachPt(vfio: Vfio, df: VfioDeviceFile, arg: number, proc: Process): number {
-  // No PASID is ever attached (see attach): detaching one is the silent no-op.
-  const v = ptArg(proc, arg, vfio_device_detach_iommufd_pt, VFIO_DEVICE_DETACH_PASID, 0);
+  const v = ptArg(proc, arg, vfio_device_detach_iommufd_pt, VFIO_DEVICE_DETACH_PASID);
   if (typeof v === "number") return v;
-  vfio.physicalDetachIoas(df.device);
+  if (v.pasid === null) vfio.physicalDetachIoas(df.device);
+  else vfio.physicalPasidDetachIoas(df.device, v.pasid);
   return 0;
 }

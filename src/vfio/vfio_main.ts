@@ -93,6 +93,8 @@ export class VfioDevice {
   /** The iommufd binding of the physical device while open through iommufd. */
   iommufdDevice: IommufdDevice | null = null;
   iommufdAttached = false;
+  /** vdev->pasids: the PASIDs attached through VFIO_DEVICE_ATTACH_IOMMUFD_PT. */
+  readonly pasids = new Set<number>();
   devSet!: VfioDeviceSet;
   /** Driver state (the vfio-pci core device). */
   driverData: unknown = null;
@@ -426,6 +428,10 @@ export class Vfio {
   physicalUnbind(dev: VfioDevice): void {
     const idev = dev.iommufdDevice;
     if (!idev) return;
+    for (const pasid of [...dev.pasids].sort((a, b) => a - b)) {
+      idev.detach(pasid);
+      dev.pasids.delete(pasid);
+    }
     if (dev.iommufdAttached) {
       idev.detach();
       dev.iommufdAttached = false;
@@ -442,6 +448,24 @@ export class Vfio {
     if (rc < 0) return rc;
     dev.iommufdAttached = true;
     return rc;
+  }
+
+  /** vfio_iommufd_physical_pasid_attach_ioas: attach the PASID, or replace when attached. */
+  physicalPasidAttachIoas(dev: VfioDevice, pasid: number, ptId: number): number {
+    const idev = dev.iommufdDevice;
+    if (!idev) return -errno.EINVAL;
+    if (dev.pasids.has(pasid)) return idev.replace(ptId, pasid);
+    const rc = idev.attach(ptId, pasid);
+    if (rc >= 0) dev.pasids.add(pasid);
+    return rc;
+  }
+
+  /** vfio_iommufd_physical_pasid_detach_ioas: a no-op for a PASID not attached. */
+  physicalPasidDetachIoas(dev: VfioDevice, pasid: number): void {
+    const idev = dev.iommufdDevice;
+    if (!idev || !dev.pasids.has(pasid)) return;
+    idev.detach(pasid);
+    dev.pasids.delete(pasid);
   }
 
   /** vfio_iommufd_physical_detach_ioas: a no-op when not attached. */

@@ -28,6 +28,7 @@ import {
   type Fixture,
 } from "./util.js";
 import { IOMMU_HWPT_FAULT_ID_VALID, faultAllocOk, hwptAllocIopf, triggerIopfAndRespond } from "./iopf_util.js";
+import { MOCK_FLAGS_DEVICE_PASID, MOCK_PASID_WIDTH, hwInfoMaxPasid, mockDomainFlags } from "./pasid_util.js";
 
 const MiB = 1024 * 1024;
 
@@ -175,21 +176,23 @@ async function bootKernel(memoryBytes = 64 * MiB): Promise<{ kernel: Kernel; pro
 // ---------------------------------------------------------------------------------------------
 // FIXTURE iommufd_ioas, the mock variants (base_iova = MOCK_APERTURE_START)
 
-interface IoasVariant { name: string; mockDomains: number; memoryLimit: number }
+interface IoasVariant { name: string; mockDomains: number; memoryLimit: number; pasidCapable?: boolean }
 
 const IOAS_VARIANTS: IoasVariant[] = [
-  { name: "mock_domain", mockDomains: 1, memoryLimit: 0 },
+  { name: "mock_domain", mockDomains: 1, memoryLimit: 0, pasidCapable: true },
   { name: "two_mock_domain", mockDomains: 2, memoryLimit: 0 },
   { name: "mock_domain_limit", mockDomains: 1, memoryLimit: 16 },
 ];
 
 interface IoasFx extends Fixture {
   ioasId: number; stdevId: number; hwptId: number; deviceId: number; baseIova: number; buffer: number;
+  /** pasid_capable: a PASID-capable mock device on the IOAS too (its idev id). */
+  devicePasidId: number;
 }
 
 async function ioasFixture(v: IoasVariant): Promise<IoasFx> {
   const k = await bootKernel();
-  const fx = { ...k, stdevId: 0, hwptId: 0, deviceId: 0, baseIova: 0 } as IoasFx;
+  const fx = { ...k, stdevId: 0, hwptId: 0, deviceId: 0, baseIova: 0, devicePasidId: 0 } as IoasFx;
   fx.buffer = hugeAlignedBuffer(fx.proc);
   fx.ioasId = ioasAlloc(fx);
   expect(setMemoryLimit(fx, v.memoryLimit || DEFAULT_MEMORY_LIMIT), "SET_TEMP_MEMORY_LIMIT").toBe(0);
@@ -200,6 +203,7 @@ async function ioasFixture(v: IoasVariant): Promise<IoasFx> {
     fx.deviceId = d.idevId;
     fx.baseIova = MOCK_APERTURE_START;
   }
+  if (v.pasidCapable) fx.devicePasidId = mockDomainFlags(fx, fx.ioasId, MOCK_FLAGS_DEVICE_PASID).deviceId;
   return fx;
 }
 
@@ -218,8 +222,8 @@ describe.each(IOAS_VARIANTS)("FIXTURE iommufd_ioas ($name)", (variant) => {
 
   t("ioas.ioas_auto_destroy", (fx) => {
     // IOAS + one auto HWPT (shared by every mock device attached to the IOAS) + (device,
-    // selftest object) per mock device
-    expect(fx.kernel.stats().iommufdObjects).toBe(2 + 2 * variant.mockDomains);
+    // selftest object) per mock device, the PASID-capable one included
+    expect(fx.kernel.stats().iommufdObjects).toBe(2 + 2 * (variant.mockDomains + (variant.pasidCapable ? 1 : 0)));
   });
 
   t("ioas.ioas_destroy", (fx) => {
@@ -272,6 +276,9 @@ describe.each(IOAS_VARIANTS)("FIXTURE iommufd_ioas ($name)", (variant) => {
     b = hwInfo(4, data);
     expect(b.g32(0)).toBe(0);
     expect(b.g32(4) >>> 0, "nothing past data_len written").toBe(0xa5a5a5a5);
+    // max_pasid: none for the plain mock device, MOCK_PASID_WIDTH bits for the PASID-capable one
+    expect(hwInfoMaxPasid(fx, fx.deviceId)).toEqual({ rc: 0, maxPasid: 0 });
+    if (variant.pasidCapable) expect(hwInfoMaxPasid(fx, fx.devicePasidId)).toEqual({ rc: 0, maxPasid: MOCK_PASID_WIDTH });
   });
 
   t("ioas.area", (fx) => {
@@ -581,7 +588,7 @@ describe.each(ALL_IOAS_VARIANTS)("FIXTURE iommufd_ioas ($name)", (variant) => {
     // Negative tests: dev_id must be a device (ENOENT); pt_id an IOAS or HWPT (EINVAL)
     expect(hwptAlloc(fx, fx.ioasId, fx.deviceId, 0).rc).toBe(-errno.ENOENT);
     expect(hwptAlloc(fx, fx.deviceId, fx.deviceId, 0).rc).toBe(-errno.EINVAL);
-    // a paging HWPT takes no fault queue
+    // a nest parent takes no fault queue
     expect(hwptAlloc(fx, fx.deviceId, fx.ioasId, IOMMU_HWPT_ALLOC_NEST_PARENT | IOMMU_HWPT_FAULT_ID_VALID).rc).toBe(-errno.EOPNOTSUPP);
 
     const parent = hwptAlloc(fx, fx.deviceId, fx.ioasId, IOMMU_HWPT_ALLOC_NEST_PARENT);

@@ -102,7 +102,7 @@ describe("cdev state table (SPEC §2.1)", () => {
     expect(detach(p, d)).toBe(0);
     expect(detach(p, d)).toBe(0);
     expect(destroy(p, i, ioas2)).toBe(0);
-    // PASID: the device has no PASID capability (attach EINVAL); detaching a PASID is a no-op.
+    // PASID: argsz must cover the pasid (EINVAL); detaching a PASID never attached is a no-op.
     expect(p.ioctlBuf(d, VFIO_DEVICE_ATTACH_IOMMUFD_PT, attachArg(2, 12, 1))).toBe(-errno.EINVAL);
     expect(p.ioctlBuf(d, VFIO_DEVICE_DETACH_IOMMUFD_PT, detachArg(8, 1))).toBe(-errno.EINVAL);
     expect(p.ioctlBuf(d, VFIO_DEVICE_DETACH_IOMMUFD_PT, detachArg(12, 1))).toBe(0);
