@@ -76,7 +76,7 @@ export interface KernelView {
   stats: Record<string, number>;
 }
 
-/** What the public Kernel hides and a view needs (EmulatedKernel's fields). */
+/** What the public Kernel hides and a view needs (the Machine's fields, src/devices/machine.ts). */
 interface KernelInternals { kcore: KernelCore; iommufd: Iommufd; vfio: Vfio }
 
 const X86_LEVELS = ["PML4", "PDPT", "PD", "PT"];
