@@ -159,8 +159,11 @@ export class IommufdDevice extends IommufdObject {
     if (at?.devices.includes(this)) return -errno.EBUSY;
     if (at && at.hwpt !== hwpt) return -errno.EINVAL;
     if (!at) {
+      // (the iommufd_attach and the handle are allocated around the compatibility check)
+      if (this.ctx.shouldFail()) return -errno.ENOMEM;
       let rc = this.pasidCompat(hwpt);
       if (rc < 0) return rc;
+      if (this.ctx.shouldFail()) return -errno.ENOMEM;
       rc = this.setDevPasid(hwpt, null, pasid, true);
       if (rc < 0) return rc;
       at = { hwpt, devices: [], handle: new AttachHandle(this, hwpt, pasid) };
@@ -180,6 +183,7 @@ export class IommufdDevice extends IommufdObject {
     if (old === hwpt) return 0;
     let rc = this.pasidCompat(hwpt);
     if (rc < 0) return rc;
+    if (this.ctx.shouldFail()) return -errno.ENOMEM;
     rc = this.setDevPasid(hwpt, old, pasid, false);
     if (rc < 0) return rc;
     const oldHandle = at.handle;
@@ -275,6 +279,11 @@ export class IommufdDevice extends IommufdObject {
       hwpt.ioas.iopt.removeReserved(this);
       return -errno.EINVAL;
     }
+    // (the attach handle's allocation)
+    if (g.devices.length === 0 && this.ctx.shouldFail()) {
+      hwpt.ioas.iopt.removeReserved(this);
+      return -errno.ENOMEM;
+    }
     if (g.devices.length === 0) {
       // The first device attaches the group (iommufd_hwpt_attach_device).
       this.dev.iopfAttach?.(hwpt.fault !== null, false);
@@ -306,9 +315,11 @@ export class IommufdDevice extends IommufdObject {
         done.push(d);
       }
     }
-    if (!hwpt.pasidCompat && g.pasids.size > 0) {
+    // (the pasid check, then the new handle's allocation)
+    const rc = !hwpt.pasidCompat && g.pasids.size > 0 ? -errno.EINVAL : this.ctx.shouldFail() ? -errno.ENOMEM : 0;
+    if (rc < 0) {
       if (moveResv) for (const d of g.devices) hwpt.ioas.iopt.removeReserved(d);
-      return -errno.EINVAL;
+      return rc;
     }
     if (moveResv) for (const d of g.devices) old.ioas.iopt.removeReserved(d);
     g.hwpt = hwpt;

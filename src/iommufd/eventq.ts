@@ -18,6 +18,9 @@ import {
 import type { File, FileOperations } from "../kernel/file.js";
 import type { UCmd } from "../kernel/ioctl.js";
 import type { AttachHandle, IommufdDevice } from "./device.js";
+
+/** enum iommu_page_response_code's FAILURE (the kernel's own; user answers are 0 or 1). */
+const IOMMU_PAGE_RESP_FAILURE = 2;
 import { fields } from "./ioas.js";
 import { IommufdObject } from "./object.js";
 import type { IommufdCtx } from "./main.js";
@@ -69,14 +72,18 @@ export class IommufdFault extends IommufdObject {
     return c;
   }
 
-  /** Moves as many whole groups as fit into `count` bytes to the response table. */
-  take(count: number): IopfGroup[] {
+  /**
+   * Moves as many whole groups as fit into `count` bytes to the response table; a cookie
+   * that cannot be allocated stops there (ENOMEM when nothing was taken).
+   */
+  take(count: number): IopfGroup[] | number {
     const out: IopfGroup[] = [];
     let done = 0;
     const size = iommu_hwpt_pgfault.size;
     while (this.deliver.length > 0) {
       const g = this.deliver[0];
       if (done >= count || g.faults.length * size > count - done) break;
+      if (this.ctx.shouldFail()) return out.length ? out : -errno.ENOMEM;
       this.deliver.shift();
       g.cookie = this.allocCookie();
       this.response.set(g.cookie, g);
@@ -130,7 +137,9 @@ export const faultFops: FileOperations = {
     const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
     const f = iommu_hwpt_pgfault.fields;
     let done = 0;
-    for (const g of fault.take(buf.length)) {
+    const groups = fault.take(buf.length);
+    if (typeof groups === "number") return groups;
+    for (const g of groups) {
       for (const r of g.faults) {
         dv.setUint32(done + f.flags.off, r.flags, true);
         dv.setUint32(done + f.dev_id.off, g.handle.idev.id, true);
@@ -225,6 +234,11 @@ export function reportDeviceFault(idev: IommufdDevice, fault: IopfFault, dev: Io
   const queue = handle?.hwpt.fault;
   if (!handle || !queue || !dev.iopfEnabled) {
     dev.pageResponse(fault, IOMMUFD_PAGE_RESP_INVALID);
+    return;
+  }
+  // iopf_group_alloc failing: the request is aborted at the device (IOMMU_PAGE_RESP_FAILURE).
+  if (handle.idev.ctx.shouldFail()) {
+    dev.pageResponse(fault, IOMMU_PAGE_RESP_FAILURE);
     return;
   }
   const g = new IopfGroup([fault], handle, dev);
