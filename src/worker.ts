@@ -7,6 +7,7 @@ import { errno } from "./uapi/errno.js";
 import { VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_NUM_REGIONS, VFIO_PCI_OFFSET_SHIFT } from "./uapi/vfio.js";
 import { Core, type CoreInit } from "./wasm/core.js";
 import { configRw } from "./devices/pci_config.js";
+import { barRw, memoryEnabled } from "./devices/pci_bar.js";
 
 export { Core };
 export type { CoreInit };
@@ -48,7 +49,7 @@ interface WorkerExports {
   dev_dma(dev: number, iovaLo: number, iovaHi: number, host: number, len: number, write: number): number;
 }
 
-const { EINVAL, EFAULT, EBUSY } = errno;
+const { EINVAL, EFAULT, EBUSY, EIO } = errno;
 /** A region's file offset: index * REGION_SPAN + offset (vfio-pci's index << 40). */
 const REGION_SPAN = 2 ** VFIO_PCI_OFFSET_SHIFT;
 const U32 = 2 ** 32;
@@ -92,6 +93,8 @@ export class DeviceFileIo {
   private readonly configSize: number;
   private readonly bar0: number;
   private readonly bar0Size: number;
+  private readonly msixTable: number;
+  private readonly msixSize: number;
   /** Byte address of the device table and its line size. */
   private readonly devBase: number;
   private readonly devStride: number;
@@ -106,6 +109,8 @@ export class DeviceFileIo {
     this.configSize = core.c("DEV_CONFIG_SIZE") / 4;
     this.bar0 = core.c("DEV_BAR0") / 4;
     this.bar0Size = core.c("DEV_BAR0_SIZE") / 4;
+    this.msixTable = core.c("DEV_MSIX_TABLE") / 4;
+    this.msixSize = core.c("DEV_MSIX_SIZE") / 4;
   }
 
   /** pos: region index * 2^40 + offset. Bytes transferred, or -errno. */
@@ -130,11 +135,12 @@ export class DeviceFileIo {
     if (index !== 0) return -EINVAL;
     const size = u32[line + this.bar0Size];
     if (off >= size) return -EINVAL;
-    const n = Math.min(buf.length, size - off);
-    const at = u32[line + this.bar0] + off;
-    if (write) mem.set(buf.subarray(0, n), at);
-    else buf.set(mem.subarray(at, at + n));
-    return n;
+    if (!memoryEnabled(mem, u32[line + this.config], u32[line + this.configSize])) return -EIO;
+    // The MSI-X table is excluded from read/write, as on the kernel's side.
+    const bar = u32[line + this.bar0];
+    const table = u32[line + this.msixTable];
+    const x = table ? table - bar : 0;
+    return barRw(mem, bar, size, off, buf, write, x, table ? x + u32[line + this.msixSize] * 16 : 0);
   }
 }
 

@@ -18,7 +18,7 @@ import {
   VFIO_PCI_ERR_IRQ_INDEX, VFIO_PCI_INDEX_TO_OFFSET, VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX,
   VFIO_PCI_MSI_IRQ_INDEX, VFIO_PCI_NUM_IRQS,
   VFIO_PCI_NUM_REGIONS, VFIO_PCI_OFFSET_SHIFT, VFIO_PCI_REQ_IRQ_INDEX, VFIO_PCI_ROM_REGION_INDEX,
-  VFIO_PCI_VGA_REGION_INDEX, VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ,
+  VFIO_PCI_VGA_REGION_INDEX, VFIO_REGION_INFO_CAP_MSIX_MAPPABLE, VFIO_REGION_INFO_FLAG_CAPS, VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ,
   VFIO_REGION_INFO_FLAG_WRITE, vfio_device_info, vfio_irq_info, vfio_irq_set, vfio_region_info,
 } from "../uapi/vfio.js";
 import { EventFd, eventfdFops } from "../kernel/eventfd.js";
@@ -28,7 +28,8 @@ import type { KernelCore } from "../kernel/kernel.js";
 import { PAGE_SIZE } from "../kernel/mm.js";
 import type { Process } from "../kernel/process.js";
 import {
-  configStorageBytes, PCI_CFG_SPACE_EXP_SIZE, PCI_CFG_SPACE_SIZE, PciConfigSpace, type PciBar, type PciCapability,
+  configStorageBytes, PCI_CFG_SPACE_EXP_SIZE, PCI_CFG_SPACE_SIZE, PCI_COMMAND, PCI_COMMAND_IO, PCI_COMMAND_MEMORY,
+  PciConfigSpace, type PciBar, type PciCapability,
 } from "../devices/pci_config.js";
 import {
   expCapability, PCI_CAP_ID_EXP, PCI_EXP_DEVCAP, PCI_EXP_DEVCAP_FLR, PCI_EXP_DEVCTL, PCI_EXP_DEVCTL_BCR_FLR,
@@ -40,6 +41,7 @@ import {
   type MsiModel, type MsixModel,
 } from "../devices/msix.js";
 import { VfioPciMsi } from "./pci_intrs.js";
+import { barRw, memoryEnabled } from "../devices/pci_bar.js";
 import { synchronizeDma } from "../kernel/grace.js";
 import type { PciIds } from "../devices/pci.js";
 import { IoatEngine } from "../devices/ioat.js";
@@ -198,6 +200,9 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
   openDevice(dev: VfioDevice): number {
     if (this.msi) this.msi.hw.dev = dev.index;
     this.cfg.reset();
+    // pci_enable_device turns memory decoding on (before vfio reads the space into vconfig).
+    this.cfg.set16(PCI_COMMAND, this.cfg.get16(PCI_COMMAND) | PCI_COMMAND_MEMORY);
+    this.cfg.vset16(PCI_COMMAND, this.cfg.vget16(PCI_COMMAND) | PCI_COMMAND_MEMORY);
     const hw = this.msi?.hw;
     if (hw?.msiCap) this.msi?.setQmax(Math.log2(hw.count(false)));
     this.clearBar0();
@@ -287,6 +292,20 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
     } else {
       // VGA (no VGA device) and anything past the fixed regions (no device-specific ones).
       return -errno.EINVAL;
+    }
+    // msix_mmappable_cap: the BAR holding the MSI-X table may be mmap'd whole.
+    if (index === 0 && this.model.msix && flags & VFIO_REGION_INFO_FLAG_MMAP) {
+      const cap = new Uint8Array(8);
+      new DataView(cap.buffer).setUint32(0, VFIO_REGION_INFO_CAP_MSIX_MAPPABLE | (1 << 16), true); // id, version 1, next 0
+      flags |= VFIO_REGION_INFO_FLAG_CAPS;
+      if (c.argsz < vfio_region_info.size + cap.length) {
+        // Too small for the chain: the size it needs, and no chain.
+        c.view.setUint32(f.argsz.off, vfio_region_info.size + cap.length, true);
+        c.view.setUint32(f.cap_offset.off, 0, true);
+      } else {
+        if (proc.mm.copyToUser(arg + vfio_region_info.size, cap) < 0) return -errno.EFAULT;
+        c.view.setUint32(f.cap_offset.off, vfio_region_info.size, true);
+      }
     }
     c.view.setUint32(f.flags.off, flags, true);
     c.view.setBigUint64(f.offset.off, VFIO_PCI_INDEX_TO_OFFSET(index), true);
@@ -485,6 +504,13 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
   private configWritten(off: number, len: number, data: Uint8Array, devctlBefore: number): void {
     const cfg = this.cfg;
     const hit = (cap: number, reg: number, n: number) => cap !== 0 && off < cap + reg + n && off + len > cap + reg;
+    // vfio_basic_config_write: a write starting at COMMAND records memory and I/O enable in
+    // vconfig (what BAR access checks), whatever the hardware took.
+    if (off === PCI_COMMAND) {
+      const cmd = data[0] | (len > 1 ? data[1] << 8 : 0);
+      const m = PCI_COMMAND_MEMORY | PCI_COMMAND_IO;
+      cfg.vset16(PCI_COMMAND, (cfg.vget16(PCI_COMMAND) & ~m) | (cmd & m));
+    }
     const pm = cfg.findCapability(1);
     // vfio_pm_config_write: a write starting at PMCSR sets the power state (D0 and D3hot here).
     if (pm && off === pm + PCI_PM_CTRL) {
@@ -555,15 +581,15 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
     if (index === VFIO_PCI_ROM_REGION_INDEX) return -errno.EINVAL; // no ROM (and never writable)
     const bar = this.bars[index];
     if (!bar?.size) return -errno.EINVAL;
-    // vfio_pci_bar_rw: a transfer is clipped at the end of the BAR.
-    if (off >= bar.size) return -errno.EINVAL;
-    const n = Math.min(buf.length, bar.size - off);
     const mem = this.kcore.core.u8;
-    const at = this.bar0Base + off;
-    if (write && this.engine) this.engine.regs.write(off, buf.subarray(0, n));
-    else if (write) mem.set(buf.subarray(0, n), at);
-    else buf.set(mem.subarray(at, at + n));
-    return n;
+    if (off >= bar.size) return -errno.EINVAL;
+    const cfgAt = this.kcore.core.x.frame_addr(this.cfgFrame) >>> 0;
+    if (!memoryEnabled(mem, cfgAt, this.cfg.size)) return -errno.EIO;
+    const m = this.model.msix;
+    const x = m ? m.tableOffset : 0;
+    // An engine's register file takes its writes through its own handler.
+    const sink = this.engine ? (at: number, data: Uint8Array) => this.engine?.regs.write(at, data) : undefined;
+    return barRw(mem, this.bar0Base, bar.size, off, buf, write, x, m ? x + msixTableBytes(m.vectors) : 0, sink);
   }
 
   /** vfio_pci_core_mmap: shared mappings of mmap-able BARs, inside the BAR. */

@@ -74,7 +74,7 @@ describe("vfio-pci config space (memcpy model, PCI Express)", () => {
   });
 
   it("COMMAND: memory, bus master, parity, SERR reach the hardware; INTx disable is virtual; no I/O space", () => {
-    expect(rd(0x04, 2)).toBe(0);
+    expect(rd(0x04, 2)).toBe(0x0002); // pci_enable_device turned memory decoding on
     wr(0x04, 0xffff, 2);
     expect(rd(0x04, 2)).toBe(0x0546);
     expect(hw.get16(0x04)).toBe(0x0146);
