@@ -9,8 +9,8 @@ import {
 } from "../uapi/ioctl.js";
 import { O_RDWR } from "../uapi/posix.js";
 import {
-  vfio_device_attach_iommufd_pt, vfio_device_bind_iommufd, vfio_device_detach_iommufd_pt,
-  vfio_device_info, vfio_region_info,
+  VFIO_DEVICE_ATTACH_PASID, VFIO_DEVICE_DETACH_PASID, vfio_device_attach_iommufd_pt,
+  vfio_device_bind_iommufd, vfio_device_detach_iommufd_pt, vfio_device_info, vfio_region_info,
 } from "../uapi/vfio.js";
 import type { Process } from "../kernel/process.js";
 import type { IommuFd } from "./iommufd.js";
@@ -135,6 +135,38 @@ export class VfioDeviceFile {
   detach(): void {
     this.ioctl(VFIO_DEVICE_DETACH_IOMMUFD_PT, argszBuf(vfio_device_detach_iommufd_pt.minSize).b, () => `${this.path} is ${this.state()}: BIND it first`);
     this.ptId = null;
+  }
+
+  /**
+   * VFIO_DEVICE_ATTACH_IOMMUFD_PT with VFIO_DEVICE_ATTACH_PASID: attaches (or, when attached,
+   * replaces) PASID `pasid` to a HWPT made with IOMMU_HWPT_ALLOC_PASID; returns the pt id.
+   */
+  attachPasid(pasid: number, ptId: number | { id: number }): number {
+    const id = typeof ptId === "number" ? ptId : ptId.id;
+    const A = vfio_device_attach_iommufd_pt.fields;
+    const { b, v } = argszBuf(vfio_device_attach_iommufd_pt.size);
+    v.setUint32(A.flags.off, VFIO_DEVICE_ATTACH_PASID, true);
+    v.setUint32(A.pt_id.off, id, true);
+    v.setUint32(A.pasid.off, pasid, true);
+    this.ioctl(VFIO_DEVICE_ATTACH_IOMMUFD_PT, b, (rc) => {
+      switch (-rc) {
+        case errno.EINVAL: return this.devid === null
+          ? `${this.path} is ${this.state()}: BIND it first`
+          : `object ${id} is not a PASID-compatible HWPT (IOMMU_HWPT_ALLOC_PASID; an IOAS never is), or the device's RID is attached to a HWPT that is not`;
+        case errno.EBUSY: return `PASID ${pasid} is attached through another device of the IOMMU group`;
+        case errno.ENOENT: return `no object ${id} in the bound iommufd`;
+        default: return `attaching PASID ${pasid} of ${this.path} to ${id} failed`;
+      }
+    });
+    return v.getUint32(A.pt_id.off, true);
+  }
+
+  /** VFIO_DEVICE_DETACH_IOMMUFD_PT with VFIO_DEVICE_DETACH_PASID (a no-op when not attached). */
+  detachPasid(pasid: number): void {
+    const { b, v } = argszBuf(vfio_device_detach_iommufd_pt.size);
+    v.setUint32(vfio_device_detach_iommufd_pt.fields.flags.off, VFIO_DEVICE_DETACH_PASID, true);
+    v.setUint32(vfio_device_detach_iommufd_pt.fields.pasid.off, pasid, true);
+    this.ioctl(VFIO_DEVICE_DETACH_IOMMUFD_PT, b, () => `${this.path} is ${this.state()}: BIND it first`);
   }
 
   /** VFIO_DEVICE_GET_INFO. */

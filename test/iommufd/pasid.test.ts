@@ -20,9 +20,10 @@ import {
   destroy, attachOk, check,
 } from "./pasid_util.js";
 import {
-  VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_DEVICE_DETACH_IOMMUFD_PT, attach as vfioAttach, cdevFixture,
-  destroy as vfioDestroy, ioasAlloc as vfioIoasAlloc, struct,
+  VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_DEVICE_DETACH_IOMMUFD_PT, attach as vfioAttach, boot, cdevFixture,
+  destroy as vfioDestroy, ioasAlloc as vfioIoasAlloc, struct, thrown,
 } from "../vfio/util.js";
+import { IommuFd, VfioDeviceFile } from "../../src/index.js";
 
 const VFIO_DEVICE_ATTACH_PASID = 1 << 0, VFIO_DEVICE_DETACH_PASID = 1 << 0;
 
@@ -229,6 +230,34 @@ describe("vfio cdev PASID attach", () => {
     expect(p.close(d)).toBe(0);
     expect(vfioDestroy(p, i, s2d)).toBe(0);
     expect(vfioDestroy(p, i, s2c)).toBe(0);
+    await k.close();
+  });
+});
+
+describe("typed layer: VfioDeviceFile PASIDs", () => {
+  it("attachPasid / detachPasid; errors say why", async () => {
+    const k = await boot();
+    const p = k.createProcess();
+    const dev = VfioDeviceFile.open(p, k.devices[0]);
+    const ifd = IommuFd.open(p);
+    const unbound = thrown(() => dev.attachPasid(5, 2));
+    expect([unbound.code, unbound.ioctl]).toEqual(["EINVAL", "VFIO_DEVICE_ATTACH_IOMMUFD_PT"]);
+    expect(unbound.message).toMatch(/BIND it first/);
+    expect(dev.bind(ifd)).toBe(1);
+    const ioas = ifd.allocIoas();
+    const c = hwptAllocCmd({ devId: 1, ptId: ioas.id, flags: IOMMU_HWPT_ALLOC_PASID });
+    expect(p.ioctlBuf(ifd.fd, IOMMU_HWPT_ALLOC, c.buf)).toBe(0);
+    const hwpt = c.g32(16);
+    expect(thrown(() => dev.attachPasid(5, ioas)).message).toMatch(/not a PASID-compatible HWPT/);
+    expect(() => dev.attachPasid(5, 99)).toThrowError(/no object 99/);
+    expect(dev.attachPasid(5, hwpt)).toBe(hwpt);
+    expect(dev.attachPasid(5, { id: hwpt })).toBe(hwpt); // a replace onto the same HWPT
+    expect(vfioDestroy(p, ifd.fd, hwpt)).toBe(-errno.EBUSY);
+    dev.detachPasid(5);
+    dev.detachPasid(5);
+    expect(vfioDestroy(p, ifd.fd, hwpt)).toBe(0);
+    dev.close();
+    ifd.close();
     await k.close();
   });
 });
