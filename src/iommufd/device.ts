@@ -12,6 +12,7 @@ import { HwptNested, HwptPaging, hwptPagingAlloc, type Hwpt } from "./hw_pagetab
 import { Ioas } from "./ioas.js";
 import { IommufdObject } from "./object.js";
 import type { IommufdCtx } from "./main.js";
+import type { Vdevice } from "./viommu.js";
 
 /**
  * struct iommufd_attach_handle: one attachment of the group's RID (or a PASID) to a HWPT,
@@ -43,6 +44,8 @@ export class IommufdGroup {
 export class IommufdDevice extends IommufdObject {
   readonly type = "device" as const;
   private unbound = false;
+  /** Its vDEVICE (idev->vdev), holding a user of this object. */
+  vdev: Vdevice | null = null;
 
   constructor(readonly ctx: IommufdCtx, readonly dev: IommuDevice, readonly igroup: IommufdGroup) {
     super();
@@ -250,6 +253,11 @@ export class IommufdDevice extends IommufdObject {
   compatible(hwpt: Hwpt): number {
     if (hwpt.domain.format !== this.dev.caps.format) return -errno.EINVAL;
     if (hwpt.dirtyTracking && !this.dev.caps.dirtyTracking) return -errno.EINVAL;
+    // mock_domain_nop_attach: a nested domain of a vIOMMU needs the device's vDEVICE there.
+    if (hwpt instanceof HwptNested && hwpt.viommu) {
+      const v = hwpt.viommu.vdevIdOf(this);
+      if (typeof v === "number") return v;
+    }
     return 0;
   }
 
@@ -345,6 +353,8 @@ export class IommufdDevice extends IommufdObject {
   unbind(): void {
     if (this.unbound) return;
     this.unbound = true;
+    // iommufd_device_pre_destroy: the vDEVICE goes first, its id tombstoned.
+    this.vdev?.tombstone();
     // (vfio detaches its PASIDs before unbinding; a selftest device may still have some)
     for (const [pasid, at] of [...this.igroup.pasids]) if (at.devices.includes(this)) this.detachPasid(pasid);
     this.detach();

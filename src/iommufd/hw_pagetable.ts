@@ -22,6 +22,7 @@ import type { IommufdFault } from "./eventq.js";
 import { fields, Ioas } from "./ioas.js";
 import { IommufdObject } from "./object.js";
 import type { IommufdCtx } from "./main.js";
+import { Viommu, viommuCacheInvalidate } from "./viommu.js";
 
 /** struct iommufd_hwpt_paging: a domain over an IOAS. */
 export class HwptPaging extends IommufdObject {
@@ -128,7 +129,8 @@ export class HwptNested extends IommufdObject {
   /** Made with IOMMU_HWPT_ALLOC_PASID. */
   pasidCompat = false;
 
-  constructor(readonly ctx: IommufdCtx, readonly parent: HwptPaging) {
+  /** `viommu`: made on a vIOMMU (holding it instead of the parent, which is the vIOMMU's). */
+  constructor(readonly ctx: IommufdCtx, readonly parent: HwptPaging, readonly viommu: Viommu | null = null) {
     super();
   }
 
@@ -141,8 +143,9 @@ export class HwptNested extends IommufdObject {
   put(): void { this.users--; }
 
   destroy(): void {
-    // Drops the references on the parent and the fault queue taken at allocation.
-    this.parent.users--;
+    // Drops the references on the parent (or vIOMMU) and the fault queue taken at allocation.
+    if (this.viommu) this.viommu.users--;
+    else this.parent.users--;
     if (this.fault) this.fault.users--;
   }
 }
@@ -194,6 +197,29 @@ function hwptNestedAlloc(ctx: IommufdCtx, ucmd: UCmd, parent: HwptPaging, idev: 
   return nested;
 }
 
+/**
+ * iommufd_viommu_alloc_hwpt_nested + mock_viommu_alloc_domain_nested: flags (FAULT_ID_VALID
+ * and PASID), user data present, a vIOMMU with nested-domain support (EOPNOTSUPP); the object
+ * (ENOMEM) holding the vIOMMU; then the mock's nested domain over the vIOMMU's parent: data
+ * type SELFTEST (EOPNOTSUPP), the copy, the allocation.
+ */
+function viommuHwptNestedAlloc(ctx: IommufdCtx, ucmd: UCmd, viommu: Viommu, flags: number, dataType: number,
+  dataLen: number, dataUptr: number): HwptNested | number {
+  if ((flags & ~(IOMMU_HWPT_FAULT_ID_VALID | IOMMU_HWPT_ALLOC_PASID)) || dataLen === 0) return -errno.EOPNOTSUPP;
+  const nested = new HwptNested(ctx, viommu.hwpt, viommu);
+  nested.pasidCompat = (flags & IOMMU_HWPT_ALLOC_PASID) !== 0;
+  const rc = ctx.objectAlloc(nested, false);
+  if (rc < 0) return rc;
+  viommu.users++;
+  const fail = (e: number): number => { ctx.objectAbort(nested); return e; };
+  if (dataType !== IOMMU_HWPT_DATA_SELFTEST) return fail(-errno.EOPNOTSUPP);
+  const data = copyUserData(ucmd, dataType, dataUptr, dataLen, IOMMU_HWPT_DATA_SELFTEST, iommu_hwpt_selftest);
+  if (typeof data === "number") return fail(data);
+  if (ctx.shouldFail()) return fail(-errno.ENOMEM);
+  nested.iotlb.fill(new DataView(data.buffer).getUint32(iommu_hwpt_selftest.fields.iotlb.off, true));
+  return nested;
+}
+
 export function hwptAlloc(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_hwpt_alloc);
   if (c.u("__reserved")) return -errno.EOPNOTSUPP;
@@ -219,8 +245,11 @@ export function hwptAlloc(ctx: IommufdCtx, ucmd: UCmd): number {
       hwpt.fault = f;
       f.users++;
     }
-  } else if (pt instanceof HwptPaging) {
-    hwpt = hwptNestedAlloc(ctx, ucmd, pt, idev, c.u("flags"), c.u("data_type"), c.u("data_len"), Number(c.u64("data_uptr")));
+  } else if (pt instanceof HwptPaging || pt instanceof Viommu) {
+    const args = [c.u("flags"), c.u("data_type"), c.u("data_len"), Number(c.u64("data_uptr"))] as const;
+    // A vIOMMU serves the devices of its own IOMMU instance only.
+    if (pt instanceof Viommu && pt.iommuFormat !== idev.dev.caps.format) return -errno.EINVAL;
+    hwpt = pt instanceof Viommu ? viommuHwptNestedAlloc(ctx, ucmd, pt, ...args) : hwptNestedAlloc(ctx, ucmd, pt, idev, ...args);
     if (typeof hwpt !== "number") {
       if (wantFault) {
         const f = fault();
@@ -337,8 +366,12 @@ export function hwptInvalidate(ctx: IommufdCtx, ucmd: UCmd): number {
       const r = mockCacheInvalidateUser(ucmd, obj, c.u("data_type"), Number(c.u64("data_uptr")), c.u("entry_len"), c.u("entry_num"));
       rc = r.rc;
       done = r.done;
+    } else if (obj instanceof Viommu) {
+      const r = viommuCacheInvalidate(ucmd, obj, c.u("data_type"), Number(c.u64("data_uptr")), c.u("entry_len"), c.u("entry_num"));
+      rc = r.rc;
+      done = r.done;
     } else {
-      // Only nested HWPTs (and vIOMMUs, which do not exist here) take user invalidations.
+      // Only nested HWPTs and vIOMMUs take user invalidations.
       rc = -errno.EINVAL;
     }
   }

@@ -29,13 +29,15 @@ export abstract class IommufdObject {
 export class ObjectTable {
   /** id -> object, or null while the id is reserved by a creation in progress. */
   private readonly objects = new Map<number, IommufdObject | null>();
+  /** Ids of objects destroyed by the kernel itself whose ids stay taken (XA_ZERO_ENTRY). */
+  private readonly tombstones = new Set<number>();
 
   get size(): number { return this.objects.size; }
 
   /** Reserves the lowest free id for `obj` (xa_alloc with XA_FLAGS_ALLOC1). */
   reserve(obj: IommufdObject): number {
     let id = 1;
-    while (this.objects.has(id)) id++;
+    while (this.objects.has(id) || this.tombstones.has(id)) id++;
     if (id > ID_LIMIT) return -errno.ENOSPC;
     obj.id = id;
     this.objects.set(id, null);
@@ -70,6 +72,18 @@ export class ObjectTable {
     return 0;
   }
 
+  /**
+   * iommufd_object_tombstone_user: destroys `obj` (only the table holds it) and keeps its id
+   * taken; lookups and DESTROY see nothing there (ENOENT) until the context is released.
+   */
+  tombstone(obj: IommufdObject): void {
+    if (this.objects.get(obj.id) !== obj) return;
+    this.objects.delete(obj.id);
+    this.tombstones.add(obj.id);
+    obj.users = 0;
+    obj.destroy();
+  }
+
   /** Every published object, in id order. */
   all(): IommufdObject[] {
     return [...this.objects.entries()].sort((a, b) => a[0] - b[0])
@@ -81,6 +95,7 @@ export class ObjectTable {
    * are left (leaves first, so interior objects lose their users on the way).
    */
   sweep(): void {
+    this.tombstones.clear();
     while (this.objects.size > 0) {
       let destroyed = 0;
       for (const o of this.all()) {

@@ -15,7 +15,8 @@ import {
   IOMMU_TEST_OP_TRIGGER_IOPF, IOMMU_PGFAULT_FLAGS_LAST_PAGE, IOMMU_PGFAULT_FLAGS_PASID_VALID,
   IOMMUFD_PAGE_RESP_INVALID, MOCK_FLAGS_DEVICE_PASID, MOCK_PASID_WIDTH, IOMMU_TEST_PASID_RESERVED,
   IOMMU_TEST_OP_PASID_ATTACH, IOMMU_TEST_OP_PASID_REPLACE, IOMMU_TEST_OP_PASID_DETACH,
-  IOMMU_TEST_OP_PASID_CHECK_HWPT, iommu_test_cmd,
+  IOMMU_TEST_OP_PASID_CHECK_HWPT, iommu_test_cmd, IOMMU_TEST_OP_DEV_CHECK_CACHE, IOMMU_TEST_DEV_CACHE_DEFAULT,
+  MOCK_DEV_CACHE_NUM,
 } from "../uapi/iommufd.js";
 import { O_RDWR } from "../uapi/posix.js";
 import type { File, FileOperations } from "../kernel/file.js";
@@ -29,6 +30,7 @@ import { HwptPaging, type HwptNested } from "./hw_pagetable.js";
 import { fields } from "./ioas.js";
 import { PAGE_SIZE } from "./iova.js";
 import { IommufdObject } from "./object.js";
+import { devCheckCache } from "./viommu.js";
 import type { Iommufd, IommufdCtx } from "./main.js";
 
 /** The first mock group number (own namespace). */
@@ -53,6 +55,8 @@ class MockDevice implements IommuDevice, IopfDevice {
   readonly iopfPending = new Set<IopfGroup>();
   /** MOCK_FLAGS_DEVICE_PASID: 2^MOCK_PASID_WIDTH PASIDs, else none. */
   readonly maxPasids: number;
+  /** mock_dev.cache: what a vIOMMU's cache invalidation clears (DEV_CHECK_CACHE reads it). */
+  readonly devCache = new Uint32Array(MOCK_DEV_CACHE_NUM).fill(IOMMU_TEST_DEV_CACHE_DEFAULT);
   /** mock_dev.pasid_1024_fake_error: armed by a set_dev_pasid at the reserved PASID. */
   private pasidFakeError = false;
 
@@ -465,6 +469,8 @@ function testCmd(ctx: IommufdCtx, ucmd: UCmd): number {
     }
     case IOMMU_TEST_OP_PASID_CHECK_HWPT:
       return pasidCheckHwpt(ctx, ucmd);
+    case IOMMU_TEST_OP_DEV_CHECK_CACHE:
+      return devCheckCache(ctx, c.u("id"), c.u("check_dev_cache.id"), c.u("check_dev_cache.cache"));
     case IOMMU_TEST_OP_CREATE_ACCESS:
       return createAccess(ctx, ucmd);
     case IOMMU_TEST_OP_ACCESS_PAGES:
