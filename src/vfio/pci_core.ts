@@ -8,7 +8,7 @@
 import { errno } from "../uapi/errno.js";
 import {
   VFIO_DEVICE_GET_INFO, VFIO_DEVICE_GET_IRQ_INFO, VFIO_DEVICE_GET_REGION_INFO, VFIO_DEVICE_RESET,
-  VFIO_DEVICE_SET_IRQS,
+  VFIO_DEVICE_SET_IRQS, VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, VFIO_DEVICE_PCI_HOT_RESET,
 } from "../uapi/ioctl.js";
 import {
   VFIO_DEVICE_FLAGS_PCI, VFIO_DEVICE_FLAGS_RESET, VFIO_IRQ_INFO_AUTOMASKED, VFIO_IRQ_INFO_EVENTFD,
@@ -254,6 +254,8 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
       case VFIO_DEVICE_GET_IRQ_INFO: return this.getIrqInfo(arg, proc);
       case VFIO_DEVICE_SET_IRQS: return this.setIrqs(arg, proc);
       case VFIO_DEVICE_RESET: return this.reset(dev);
+      case VFIO_DEVICE_GET_PCI_HOT_RESET_INFO: return this.hotResetInfo(arg, proc);
+      case VFIO_DEVICE_PCI_HOT_RESET: return this.hotReset(dev, arg, proc);
       default: return -errno.ENOTTY;
     }
   }
@@ -475,6 +477,32 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
     if (!this.intxTrigger || this.intxMasked) return;
     (this.intxTrigger.priv as EventFd).add(1n);
     this.intxMasked = true;
+  }
+
+  /**
+   * vfio_pci_ioctl_get_pci_hot_reset_info: struct vfio_pci_hot_reset_info { argsz, flags,
+   * count, devices[] } (minsz 12). Then pci_probe_reset_slot / _bus: every function here sits
+   * directly on a root bus, which has no bridge to reset, and in no hotplug slot: ENODEV.
+   */
+  private hotResetInfo(arg: number, proc: Process): number {
+    const h = proc.mm.copyFromUser(arg, 12);
+    if (typeof h === "number") return -errno.EFAULT;
+    if (new DataView(h.buffer, h.byteOffset, 12).getUint32(0, true) < 12) return -errno.EINVAL;
+    return -errno.ENODEV;
+  }
+
+  /**
+   * vfio_pci_ioctl_pci_hot_reset: struct vfio_pci_hot_reset { argsz, flags, count, group_fds[] }.
+   * Flags must be 0; a cdev-opened device passes count 0 (the iommufd form), a group-opened one
+   * its group fds; then, as above, no slot or bus reset is possible here: ENODEV.
+   */
+  private hotReset(dev: VfioDevice, arg: number, proc: Process): number {
+    const h = proc.mm.copyFromUser(arg, 12);
+    if (typeof h === "number") return -errno.EFAULT;
+    const v = new DataView(h.buffer, h.byteOffset, 12);
+    if (v.getUint32(0, true) < 12 || v.getUint32(4, true)) return -errno.EINVAL;
+    if ((v.getUint32(8, true) !== 0) === dev.cdevOpened) return -errno.EINVAL;
+    return -errno.ENODEV;
   }
 
   /** pci_is_pcie. */
