@@ -9,6 +9,7 @@ import {
   ULONG_MAX, usedSpans, type Interval,
 } from "./iova.js";
 import type { IoptPages } from "./pages.js";
+import type { DmabufAttachment, DmabufTrack } from "./dmabuf.js";
 
 const PAGE = BigInt(PAGE_SIZE);
 
@@ -355,6 +356,7 @@ export class IoPagetable {
    */
   private fillArea(a: IoptArea, d: IoDomain): number {
     const pages = a.pages!;
+    if (pages.source.kind === "dmabuf") return this.fillDmabufArea(a, d, pages.source.attach, pages.source.start);
     const [first, last] = this.pageRange(a);
     let rc = pages.pinRange(first, last);
     if (rc < 0) return rc;
@@ -382,7 +384,57 @@ export class IoPagetable {
     return 0;
   }
 
+  /**
+   * A dmabuf area into a domain (iopt_dmabuf_track_domain + iopt_area_fill_domain): the
+   * exporter's pages as they are, nothing pinned; a revoked one maps nothing.
+   */
+  private fillDmabufArea(a: IoptArea, d: IoDomain, att: DmabufAttachment, base: bigint): number {
+    if (att.revoked) return 0;
+    const start = Number(base + a.startByte);
+    const len = Number(a.length);
+    let done = 0;
+    while (done < len) {
+      const off = start + done;
+      const run = Math.min(PAGE_SIZE - (off % PAGE_SIZE), len - done);
+      const rc = d.map(a.start + BigInt(done), att.frameAt(off) * PAGE_SIZE + (off % PAGE_SIZE), run, a.prot, false);
+      if (rc < 0) {
+        if (done > 0) d.unmap(a.start, done);
+        return rc;
+      }
+      done += run;
+    }
+    att.tracks.add(this.dmabufTrack(a, d));
+    return 0;
+  }
+
+  /** The (area, domain) a revoke unmaps; one object per pair so unfill finds it again. */
+  private readonly tracks = new Map<IoptArea, Map<IoDomain, DmabufTrack>>();
+  private dmabufTrack(a: IoptArea, d: IoDomain): DmabufTrack {
+    let m = this.tracks.get(a);
+    if (!m) { m = new Map(); this.tracks.set(a, m); }
+    let t = m.get(d);
+    if (!t) {
+      t = { unmap: () => { d.unmap(a.start, Number(a.length)); this.untrack(a, d); } };
+      m.set(d, t);
+    }
+    return t;
+  }
+
+  private untrack(a: IoptArea, d: IoDomain): DmabufTrack | undefined {
+    const m = this.tracks.get(a);
+    const t = m?.get(d);
+    if (t) { m!.delete(d); if (m!.size === 0) this.tracks.delete(a); }
+    return t;
+  }
+
   private unfillArea(a: IoptArea, d: IoDomain): void {
+    const src = a.pages!.source;
+    if (src.kind === "dmabuf") {
+      // Revoked: the revoke unmapped it already (iopt_dmabuf_untrack_domain).
+      const t = this.untrack(a, d);
+      if (t) { src.attach.tracks.delete(t); d.unmap(a.start, Number(a.length)); }
+      return;
+    }
     d.unmap(a.start, Number(a.length));
     const [first, last] = this.pageRange(a);
     a.pages!.unpinRange(first, last);

@@ -12,6 +12,7 @@ import { getField, getU64, setField, type StructLayout } from "../uapi/struct.js
 import type { UCmd } from "../kernel/ioctl.js";
 import type { Process } from "../kernel/process.js";
 import { MemFd } from "../kernel/memfd.js";
+import { dmabufAttach, testDmabufFops, type TestDmaBuf } from "./dmabuf.js";
 import { O_ACCMODE, O_RDONLY } from "../uapi/posix.js";
 import { IoPagetable, type IommuProt, type PagesSlice } from "./io_pagetable.js";
 import { addOverflow, intersects, PAGE_SIZE, ULONG_MAX, type Interval } from "./iova.js";
@@ -137,11 +138,14 @@ export function ioasAllowIovas(ctx: IommufdCtx, ucmd: UCmd): number {
  * automatic one when null). A file source gets a reference of the pages' own. On failure the
  * pages go again.
  */
-function mapNewPages(ctx: IommufdCtx, ioas: Ioas, source: PagesSource, startByte: bigint, length: bigint,
-  iova: bigint | null, prot: IommuProt, owner: Process, mmAccounting: boolean): bigint | number {
+function mapNewPages(ctx: IommufdCtx, ioas: Ioas, src: PagesSource | (() => PagesSource | number), startByte: bigint,
+  length: bigint, iova: bigint | null, prot: IommuProt, owner: Process, mmAccounting: boolean): bigint | number {
   const rc = checkPagesLength(length);
   if (rc < 0) return rc;
   if (ctx.shouldFail()) return -errno.ENOMEM;
+  // A dmabuf source is attached only now (iopt_map_dmabuf after iopt_alloc_pages).
+  const source = typeof src === "function" ? src() : src;
+  if (typeof source === "number") return source;
   if (source.kind === "file") source.file.refs++;
   const pages = ctx.newPages(source, pageCount(startByte, length), prot.write, owner);
   if (mmAccounting && pages.accountMode === "user") pages.accountMode = "mm";
@@ -196,12 +200,25 @@ export function ioasMapFile(ctx: IommufdCtx, ucmd: UCmd): number {
   const file = ucmd.proc.file(c.u("fd"));
   if (!file) return -errno.EBADF;
   const prot = protOf(flags);
+  const startByte = start % PAGE;
+  // iopt_map_file_pages tries dma_buf_get first: a dmabuf needs no FMODE_WRITE.
+  if (file.ops === testDmabufFops) {
+    const at = fixedIova(flags, c.u64("iova"));
+    // iopt_alloc_dmabuf_pages: the range must lie inside the buffer (EINVAL) first.
+    if (BigInt((file.priv as TestDmaBuf).length) <= start + length - 1n) return -errno.EINVAL;
+    const r = mapNewPages(ctx, ioas, () => {
+      const a = dmabufAttach(file);
+      return typeof a === "number" ? a : { kind: "dmabuf", attach: a, start: start - startByte };
+    }, startByte, length, at, prot, ucmd.proc, false);
+    if (typeof r === "number") return r;
+    c.set("iova", r);
+    return ucmd.respond();
+  }
   // A writable mapping needs a file opened for writing (FMODE_WRITE).
   if (prot.write && (file.flags & O_ACCMODE) === O_RDONLY) return -errno.EPERM;
   // Only memfd (shmem) pages can be pinned; anything else fails when pages are first needed,
   // which without a domain is never, as in the kernel.
   const memfd = file.priv instanceof MemFd ? file.priv : null;
-  const startByte = start % PAGE;
   const r = mapNewPages(ctx, ioas, { kind: "file", file, memfd, start: start - startByte }, startByte, length,
     fixedIova(flags, c.u64("iova")), prot, ucmd.proc, ctx.accountMode === "mm");
   if (typeof r === "number") return r;

@@ -207,6 +207,8 @@ export class IommufdCtx {
   newPages(source: PagesSource, npages: number, writable: boolean, owner: Process): IoptPages {
     return new IoptPages(source, npages, writable, owner, this.pinContext, () => {
       if (source.kind === "file") this.kcore.fput(source.file);
+      // dma_buf_detach + dma_buf_put (the reference dmabufAttach took).
+      else if (source.kind === "dmabuf") { source.attach.detach(); this.kcore.fput(source.attach.file); }
     });
   }
 

@@ -10,6 +10,7 @@ import type { Mm } from "../kernel/mm.js";
 import type { MemFd } from "../kernel/memfd.js";
 import type { Process } from "../kernel/process.js";
 import type { File } from "../kernel/file.js";
+import type { DmabufAttachment } from "./dmabuf.js";
 import { PAGE_SIZE, ULONG_MAX } from "./iova.js";
 
 /** enum iopt_pages_account_mode. */
@@ -17,7 +18,8 @@ export type AccountMode = "none" | "user" | "mm";
 
 export type PagesSource =
   | { kind: "user"; mm: Mm; /** page-aligned start */ uptr: bigint }
-  | { kind: "file"; file: File; /** null: not shmem, never pinnable */ memfd: MemFd | null; /** page-aligned file offset */ start: bigint };
+  | { kind: "file"; file: File; /** null: not shmem, never pinnable */ memfd: MemFd | null; /** page-aligned file offset */ start: bigint }
+  | { kind: "dmabuf"; attach: DmabufAttachment; /** page-aligned offset into the buffer */ start: bigint };
 
 /** What pinning needs from the kernel: the core, the accounting, the pin ledger. */
 export interface PinContext {
@@ -77,7 +79,8 @@ export class IoptPages {
     private readonly onRelease: () => void,
   ) {
     this.owner = owner;
-    this.accountMode = owner.capIpcLock ? "none" : "user";
+    // dmabuf pages are the exporter's, never pinned nor charged.
+    this.accountMode = owner.capIpcLock || source.kind === "dmabuf" ? "none" : "user";
   }
 
   private chunk(index: number, create: boolean): PinChunk | undefined {
@@ -188,7 +191,8 @@ export class IoptPages {
       const leaf = src.mm.faultIn(Number(src.uptr) + i * PAGE_SIZE, write);
       return leaf < 0 ? -errno.EFAULT : Math.floor(leaf / PAGE_SIZE);
     }
-    if (!src.memfd) return -errno.EINVAL;
+    // iopt_pages_rw_access: no CPU access to dmabuf pages.
+    if (src.kind === "dmabuf" || !src.memfd) return -errno.EINVAL;
     const f = src.memfd.frameAt(Number(src.start / BigInt(PAGE_SIZE)) + i);
     return f < 0 ? -errno.EFAULT : f;
   }
@@ -204,7 +208,8 @@ export class IoptPages {
       this.pin.core.x.frame_get(f);
       return f;
     }
-    if (!src.memfd) return -errno.EINVAL;
+    // dmabuf pages are mapped from the exporter (io_pagetable), never pinned for an access.
+    if (src.kind === "dmabuf" || !src.memfd) return -errno.EINVAL;
     const f = src.memfd.frameAt(Number(src.start / BigInt(PAGE_SIZE)) + i);
     if (f < 0) return -errno.EINVAL;
     this.pin.core.x.frame_get(f);

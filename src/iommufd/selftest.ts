@@ -5,6 +5,7 @@
 import { errno } from "../uapi/errno.js";
 import { IOMMU_TEST_CMD } from "../uapi/ioctl.js";
 import {
+  IOMMU_TEST_OP_DMABUF_GET, IOMMU_TEST_OP_DMABUF_REVOKE, IOMMU_TEST_OP_MD_CHECK_DMABUF,
   IOMMU_TEST_OP_ADD_RESERVED, IOMMU_TEST_OP_MD_CHECK_MAP, IOMMU_TEST_OP_MD_CHECK_REFS,
   IOMMU_TEST_OP_MOCK_DOMAIN, IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS, IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE,
   IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT, MOCK_FLAGS_DEVICE_HUGE_IOVA, MOCK_FLAGS_DEVICE_NO_DIRTY,
@@ -28,7 +29,8 @@ import { iommufdDeviceBind, type IommufdDevice } from "./device.js";
 import { reportDeviceFault, type IopfDevice, type IopfFault, type IopfGroup } from "./eventq.js";
 import { HwptPaging, type HwptNested } from "./hw_pagetable.js";
 import { fields } from "./ioas.js";
-import { PAGE_SIZE } from "./iova.js";
+import { lowestBit, PAGE_SIZE } from "./iova.js";
+import { testDmabufGet, testDmabufRevoke, testMdCheckDmabuf } from "./dmabuf.js";
 import { IommufdObject } from "./object.js";
 import { devCheckCache } from "./viommu.js";
 import type { Iommufd, IommufdCtx } from "./main.js";
@@ -486,6 +488,16 @@ function testCmd(ctx: IommufdCtx, ucmd: UCmd): number {
       if (limit < MIN_MEMORY_LIMIT) return -errno.EINVAL;
       ctx.driver.memoryLimit = limit;
       return 0;
+    }
+    case IOMMU_TEST_OP_DMABUF_GET:
+      return testDmabufGet(ctx.kcore, ucmd.proc, c.u("dmabuf_get.length"), c.u("dmabuf_get.open_flags"));
+    case IOMMU_TEST_OP_DMABUF_REVOKE:
+      return testDmabufRevoke(ucmd.proc, c.u("dmabuf_revoke.dmabuf_fd"), c.u("dmabuf_revoke.revoked") !== 0);
+    case IOMMU_TEST_OP_MD_CHECK_DMABUF: {
+      const hwpt = mockHwpt(ctx, c.u("id"));
+      if (typeof hwpt === "number") return hwpt;
+      return testMdCheckDmabuf(hwpt.domain, Number(lowestBit(hwpt.domain.pgsizeBitmap)), ucmd.proc,
+        c.u("check_dmabuf.dmabuf_fd"), c.u64("check_dmabuf.iova"), c.u64("check_dmabuf.length"), c.u64("check_dmabuf.offset"));
     }
     default:
       return -errno.EOPNOTSUPP;
