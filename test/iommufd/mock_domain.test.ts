@@ -15,12 +15,12 @@ import {
   errno, PG, MOCK_PAGE_SIZE, MOCK_APERTURE_START, MOCK_APERTURE_LAST, BUFFER_SIZE, HUGEPAGE_SIZE, U64_MAX,
   IOMMU_IOAS_COPY, IOMMU_OPTION, IOMMU_HWPT_ALLOC, IOMMU_GET_HW_INFO, IOMMU_TEST_CMD,
   IOMMU_OPTION_HUGE_PAGES, IOMMU_OPTION_OP_GET, IOMMU_OPTION_OP_SET, FIXED, READ, WRITE, IOMMU_IOAS_MAP,
-  IOMMU_HW_INFO_TYPE_SELFTEST, IOMMU_HW_INFO_SELFTEST_REGVAL, DEFAULT_MEMORY_LIMIT,
+  IOMMU_HW_INFO_TYPE_SELFTEST, IOMMU_HW_INFO_SELFTEST_REGVAL, IOMMU_HW_INFO_FLAG_INPUT_TYPE, DEFAULT_MEMORY_LIMIT,
   IOMMU_HWPT_ALLOC_NEST_PARENT, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES, MOCK_ACCESS_RW_WRITE,
   MOCK_ACCESS_RW_SLOW_PATH,
   Cmd, io, ioasAlloc, destroy, mapFixed, mapAuto, unmap, addReserved, hugeAlignedBuffer, allowIovas,
   lowBit, mmapAnon, copySweep, iovaRanges, optionCmd, copyCmd, hwptAllocCmd, hwInfoCmd, mockDomainCmd,
-  mockDomainReplaceCmd, checkMapCmd, checkRefsCmd, createAccessCmd, accessPagesCmd, destroyAccessPagesCmd,
+  mockDomainReplaceCmd, checkMapCmd, mapFileCmd, IOMMU_IOAS_MAP_FILE, checkRefsCmd, createAccessCmd, accessPagesCmd, destroyAccessPagesCmd,
   accessRwCmd, accessReplaceIoasCmd, memoryLimitCmd, mapCmd, hwptInvalidateCmd, checkIotlbCmd,
   IOMMU_HWPT_INVALIDATE, IOMMU_HWPT_DATA_SELFTEST, IOMMU_HWPT_DATA_NONE, IOMMU_TEST_IOTLB_DEFAULT,
   IOMMU_HWPT_INVALIDATE_DATA_SELFTEST, IOMMU_HWPT_INVALIDATE_DATA_SELFTEST_INVALID, IOMMU_TEST_INVALIDATE_FLAG_ALL,
@@ -266,6 +266,15 @@ describe.each(IOAS_VARIANTS)("FIXTURE iommufd_ioas ($name)", (variant) => {
     // exact
     let b = hwInfo(INFO, data);
     expect(b.g32(0), "flags").toBe(0);
+    expect(b.g32(4) >>> 0, "test_reg").toBe(IOMMU_HW_INFO_SELFTEST_REGVAL);
+    // a requested data type (IOMMU_HW_INFO_FLAG_INPUT_TYPE): a wrong one, then the mock's own
+    const typed = (type: number) => {
+      const c = hwInfoCmd(fx.deviceId, INFO, data).u32(4, IOMMU_HW_INFO_FLAG_INPUT_TYPE).u32(24, type);
+      return { rc: io(fx, IOMMU_GET_HW_INFO, c), type: c.g32(24) >>> 0 };
+    };
+    expect(typed(IOMMU_HW_INFO_TYPE_SELFTEST + 1).rc).toBe(-errno.EOPNOTSUPP);
+    expect(typed(IOMMU_HW_INFO_TYPE_SELFTEST)).toEqual({ rc: 0, type: IOMMU_HW_INFO_TYPE_SELFTEST });
+    b = hwInfo(INFO, data);
     expect(b.g32(4) >>> 0, "test_reg").toBe(IOMMU_HW_INFO_SELFTEST_REGVAL);
     // larger: the trailing bytes are zeroed
     b = hwInfo(INFO + 8, data);
@@ -754,18 +763,40 @@ describe.each(ALL_IOAS_VARIANTS)("FIXTURE iommufd_ioas ($name)", (variant) => {
 // ---------------------------------------------------------------------------------------------
 // FIXTURE iommufd_mock_domain
 
-interface MdVariant { name: string; mockDomains: number; hugepages: boolean }
+/** `file`: the memfd variants, which map with IOMMU_IOAS_MAP_FILE instead of a user VA. */
+interface MdVariant { name: string; mockDomains: number; hugepages: boolean; file: boolean }
 
 const MD_VARIANTS: MdVariant[] = [
-  { name: "one_domain", mockDomains: 1, hugepages: false },
-  { name: "two_domains", mockDomains: 2, hugepages: false },
-  { name: "one_domain_hugepage", mockDomains: 1, hugepages: true },
-  { name: "two_domains_hugepage", mockDomains: 2, hugepages: true },
+  { name: "one_domain", mockDomains: 1, hugepages: false, file: false },
+  { name: "two_domains", mockDomains: 2, hugepages: false, file: false },
+  { name: "one_domain_hugepage", mockDomains: 1, hugepages: true, file: false },
+  { name: "two_domains_hugepage", mockDomains: 2, hugepages: true, file: false },
+  { name: "one_domain_file", mockDomains: 1, hugepages: false, file: true },
+  { name: "one_domain_file_hugepage", mockDomains: 1, hugepages: true, file: true },
 ];
 
 interface MdFx extends Fixture {
   ioasId: number; hwptIds: number[]; stdevIds: number[]; idevIds: number[];
   mmapFlags: number; bufSize: number; buffer: number;
+  /** The kernel's global mfd / mfd_buffer: a BUFFER_SIZE memfd and its shared mapping. */
+  mfd: number; mfdBuffer: number;
+}
+
+/** memfd_mmap: a memfd of `length` bytes mapped shared; the fd and the address. */
+function memfdMmap(proc: Process, length: number): { mfd: number; buf: number } {
+  const mfd = proc.memfd_create("buffer");
+  expect(mfd).toBeGreaterThan(0);
+  expect(proc.ftruncate(mfd, length)).toBe(0);
+  const buf = proc.mmap(0, length, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+  expect(buf).toBeGreaterThan(0);
+  return { mfd, buf };
+}
+
+/** _test_ioctl_ioas_map_file (READABLE|WRITEABLE, automatic IOVA): rc and iova. */
+function mapFileAuto(fx: Fixture, ioasId: number, mfd: number, start: number, length: number): { rc: number; iova: bigint } {
+  const c = mapFileCmd({ ioasId, fd: mfd, start, length });
+  const rc = io(fx, IOMMU_IOAS_MAP_FILE, c);
+  return { rc, iova: c.g64(32) };
 }
 
 async function mdFixture(v: MdVariant): Promise<MdFx> {
@@ -779,6 +810,7 @@ async function mdFixture(v: MdVariant): Promise<MdFx> {
     fx.hwptIds[i] = d.hwptId;
     fx.idevIds[i] = d.idevId;
   }
+  if (v.file) ({ mfd: fx.mfd, buf: fx.mfdBuffer } = memfdMmap(fx.proc, BUFFER_SIZE));
   fx.mmapFlags = MAP_SHARED | MAP_ANONYMOUS;
   fx.bufSize = PG * 8;
   if (v.hugepages) {
@@ -804,17 +836,20 @@ function coveringRefs(fx: MdFx, buf: number, start: number, end: number, refs: n
  * all_aligns(_copy): map every [start, end) of a fresh buffer, check the mock IOVA and the
  * covering refs (inside `around`, which runs while the area is mapped), unmap.
  */
-function allAligns(fx: MdFx, hugepages: boolean, around: (check: () => void) => void = (check) => check()): void {
+function allAligns(fx: MdFx, v: MdVariant, around: (check: () => void) => void = (check) => check()): void {
+  const hugepages = v.hugepages;
   const step = hugepages ? fx.bufSize / 16 : MOCK_PAGE_SIZE;
   const bufSize = fx.bufSize;
-  const buf = fx.proc.mmap(0, bufSize, PROT_READ | PROT_WRITE, fx.mmapFlags, -1, 0);
+  // the file variants map a memfd (never hugetlb) by offset, and check through its mapping
+  const mf = v.file ? memfdMmap(fx.proc, bufSize) : null;
+  const buf = mf ? mf.buf : fx.proc.mmap(0, bufSize, PROT_READ | PROT_WRITE, fx.mmapFlags, -1, 0);
   expect(buf).toBeGreaterThan(0);
   expect(checkRefs(fx, buf, bufSize, 0)).toBe(0);
   let n = 0;
   for (let start = 0; start < bufSize; start += step) {
     for (let end = hugepages ? bufSize : start + MOCK_PAGE_SIZE; end < bufSize; end += MOCK_PAGE_SIZE) {
       const length = end - start;
-      const m = mapAuto(fx, fx.ioasId, buf + start, length);
+      const m = mf ? mapFileAuto(fx, fx.ioasId, mf.mfd, start, length) : mapAuto(fx, fx.ioasId, buf + start, length);
       expect(m.rc, `map [${start}, ${end})`).toBe(0);
       let checked = 0;
       around(() => {
@@ -831,6 +866,7 @@ function allAligns(fx: MdFx, hugepages: boolean, around: (check: () => void) => 
   expect(n).toBe(hugepages ? 0 : 120);
   expect(checkRefs(fx, buf, bufSize, 0)).toBe(0);
   expect(fx.proc.munmap(buf, bufSize)).toBe(0);
+  if (mf) expect(fx.proc.close(mf.mfd)).toBe(0);
 }
 
 describe.each(MD_VARIANTS)("FIXTURE iommufd_mock_domain ($name)", (variant) => {
@@ -842,6 +878,19 @@ describe.each(MD_VARIANTS)("FIXTURE iommufd_mock_domain ($name)", (variant) => {
     });
 
   t("mock_domain.basic", (fx) => {
+    if (variant.file) {
+      // test_basic_file: a one page map of the global memfd
+      const m = mapFileAuto(fx, fx.ioasId, fx.mfd, 0, PG);
+      expect(m.rc).toBe(0);
+      checkMockIova(fx, fx.mfdBuffer, m.iova, PG);
+      const tmp = memfdMmap(fx.proc, fx.bufSize);
+      // past the end of the file, and a file truncated to nothing
+      expect(mapFileAuto(fx, fx.ioasId, tmp.mfd, 0, fx.bufSize + 1).rc).toBe(-errno.EINVAL);
+      expect(fx.proc.ftruncate(tmp.mfd, 0)).toBe(0);
+      expect(mapFileAuto(fx, fx.ioasId, tmp.mfd, 0, fx.bufSize).rc).toBe(-errno.EINVAL);
+      expect(fx.proc.close(tmp.mfd)).toBe(0);
+      return;
+    }
     // a one page map
     const m = mapAuto(fx, fx.ioasId, fx.buffer, PG);
     expect(m.rc).toBe(0);
@@ -878,11 +927,11 @@ describe.each(MD_VARIANTS)("FIXTURE iommufd_mock_domain ($name)", (variant) => {
   });
 
   t("mock_domain.all_aligns", (fx) => {
-    allAligns(fx, variant.hugepages);
+    allAligns(fx, variant);
   });
 
   t("mock_domain.all_aligns_copy", (fx) => {
-    allAligns(fx, variant.hugepages, (check) => {
+    allAligns(fx, variant, (check) => {
       // add and destroy a domain while the area exists
       const oldId = fx.hwptIds[1];
       const d = mockDomainOk(fx, fx.ioasId);
@@ -894,20 +943,23 @@ describe.each(MD_VARIANTS)("FIXTURE iommufd_mock_domain ($name)", (variant) => {
   });
 
   t("mock_domain.user_copy", (fx) => {
+    // the file variants: the global memfd, mapped by offset, its mapping as uptr
+    const buf = variant.file ? fx.mfdBuffer : fx.buffer;
+    const mapSrc = (id: number) => variant.file ? mapFileAuto(fx, id, fx.mfd, 0, BUFFER_SIZE) : mapAuto(fx, id, buf, BUFFER_SIZE);
     // pin the pages in an IOAS with no domain, then copy into the IOAS with the domains
     const ioasId = ioasAlloc(fx);
-    let m = mapAuto(fx, ioasId, fx.buffer, BUFFER_SIZE);
+    let m = mapSrc(ioasId);
     expect(m.rc).toBe(0);
     const afd = createAccess(fx, ioasId, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES);
-    let p = accessPages(fx, afd, m.iova, BUFFER_SIZE, fx.buffer);
+    let p = accessPages(fx, afd, m.iova, BUFFER_SIZE, buf);
     expect(p.rc).toBe(0);
     let c = copyCmd({ flags: FIXED | WRITE, dstIoasId: fx.ioasId, srcIoasId: ioasId, length: BUFFER_SIZE, srcIova: m.iova, dstIova: MOCK_APERTURE_START });
     expect(io(fx, IOMMU_IOAS_COPY, c)).toBe(0);
-    checkMockIova(fx, fx.buffer, MOCK_APERTURE_START, BUFFER_SIZE);
+    checkMockIova(fx, buf, MOCK_APERTURE_START, BUFFER_SIZE);
 
     // move the access to a new IOAS
     const newIoasId = ioasAlloc(fx);
-    m = mapAuto(fx, newIoasId, fx.buffer, BUFFER_SIZE);
+    m = mapSrc(newIoasId);
     expect(m.rc).toBe(0);
     expect(io(fx, IOMMU_TEST_CMD, accessReplaceIoasCmd(afd, newIoasId))).toBe(0);
 
@@ -916,11 +968,11 @@ describe.each(MD_VARIANTS)("FIXTURE iommufd_mock_domain ($name)", (variant) => {
     expect(destroy(fx, ioasId)).toBe(0);
 
     // the same again from the new IOAS
-    p = accessPages(fx, afd, m.iova, BUFFER_SIZE, fx.buffer);
+    p = accessPages(fx, afd, m.iova, BUFFER_SIZE, buf);
     expect(p.rc).toBe(0);
     c = copyCmd({ flags: FIXED | WRITE, dstIoasId: fx.ioasId, srcIoasId: newIoasId, length: BUFFER_SIZE, srcIova: m.iova, dstIova: MOCK_APERTURE_START });
     expect(io(fx, IOMMU_IOAS_COPY, c)).toBe(0);
-    checkMockIova(fx, fx.buffer, MOCK_APERTURE_START, BUFFER_SIZE);
+    checkMockIova(fx, buf, MOCK_APERTURE_START, BUFFER_SIZE);
 
     expect(destroyAccessPages(fx, afd, p.id)).toBe(0);
     expect(fx.proc.close(afd)).toBe(0);

@@ -122,6 +122,7 @@ export const MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES = 1 << 0;
 export const MOCK_FLAGS_DEVICE_NO_DIRTY = 1 << 0;
 export const MOCK_FLAGS_DEVICE_HUGE_IOVA = 1 << 1;
 export const IOMMU_HW_INFO_TYPE_SELFTEST = 0xfeedbeef;
+export const IOMMU_HW_INFO_FLAG_INPUT_TYPE = 1 << 0;
 export const IOMMU_HW_INFO_SELFTEST_REGVAL = 0xdeadbeef;
 export const DEFAULT_MEMORY_LIMIT = 65536;
 
