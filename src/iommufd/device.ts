@@ -12,7 +12,7 @@ import { HwptNested, HwptPaging, hwptPagingAlloc, type Hwpt } from "./hw_pagetab
 import { Ioas } from "./ioas.js";
 import { IommufdObject } from "./object.js";
 import type { IommufdCtx } from "./main.js";
-import type { Vdevice } from "./viommu.js";
+import { noteMockAttach, type Vdevice } from "./viommu.js";
 
 /**
  * struct iommufd_attach_handle: one attachment of the group's RID (or a PASID) to a HWPT,
@@ -104,6 +104,7 @@ export class IommufdDevice extends IommufdObject {
       // The blocking domain: the device leaves its iopf queue, then the faults that came
       // through this attachment are answered (iommufd_hwpt_detach_device).
       this.dev.iopfAttach?.(false, hwpt.fault !== null);
+      noteMockAttach(this, null);
       hwpt.fault?.autoRespond(g.handle!);
       g.hwpt = null;
       g.handle = null;
@@ -295,6 +296,7 @@ export class IommufdDevice extends IommufdObject {
     if (g.devices.length === 0) {
       // The first device attaches the group (iommufd_hwpt_attach_device).
       this.dev.iopfAttach?.(hwpt.fault !== null, false);
+      noteMockAttach(this, hwpt);
       g.handle = new AttachHandle(this, hwpt, 0);
     }
     g.hwpt = hwpt;
@@ -333,6 +335,7 @@ export class IommufdDevice extends IommufdObject {
     g.hwpt = hwpt;
     for (const d of g.devices) {
       d.dev.iopfAttach?.(hwpt.fault !== null, old.fault !== null);
+      noteMockAttach(d, hwpt);
       d.dev.publishDomain?.(hwpt.domain.handle);
     }
     // The old attachment's faults are answered from the old HWPT's queue (where they were

@@ -17,7 +17,7 @@ import {
   IOMMUFD_PAGE_RESP_INVALID, MOCK_FLAGS_DEVICE_PASID, MOCK_PASID_WIDTH, IOMMU_TEST_PASID_RESERVED,
   IOMMU_TEST_OP_PASID_ATTACH, IOMMU_TEST_OP_PASID_REPLACE, IOMMU_TEST_OP_PASID_DETACH,
   IOMMU_TEST_OP_PASID_CHECK_HWPT, iommu_test_cmd, IOMMU_TEST_OP_DEV_CHECK_CACHE, IOMMU_TEST_DEV_CACHE_DEFAULT,
-  MOCK_DEV_CACHE_NUM,
+  MOCK_DEV_CACHE_NUM, IOMMU_TEST_OP_TRIGGER_VEVENT,
 } from "../uapi/iommufd.js";
 import { O_RDWR } from "../uapi/posix.js";
 import type { File, FileOperations } from "../kernel/file.js";
@@ -32,7 +32,7 @@ import { fields } from "./ioas.js";
 import { lowestBit, PAGE_SIZE } from "./iova.js";
 import { testDmabufGet, testDmabufRevoke, testMdCheckDmabuf } from "./dmabuf.js";
 import { IommufdObject } from "./object.js";
-import { devCheckCache } from "./viommu.js";
+import { devCheckCache, triggerVevent, type Viommu } from "./viommu.js";
 import type { Iommufd, IommufdCtx } from "./main.js";
 
 /** The first mock group number (own namespace). */
@@ -59,6 +59,9 @@ class MockDevice implements IommuDevice, IopfDevice {
   readonly maxPasids: number;
   /** mock_dev.cache: what a vIOMMU's cache invalidation clears (DEV_CHECK_CACHE reads it). */
   readonly devCache = new Uint32Array(MOCK_DEV_CACHE_NUM).fill(IOMMU_TEST_DEV_CACHE_DEFAULT);
+  /** mock_dev.viommu / vdev_id: set by attaching to a vIOMMU's nested HWPT (TRIGGER_VEVENT). */
+  viommu: Viommu | null = null;
+  vdevId = 0n;
   /** mock_dev.pasid_1024_fake_error: armed by a set_dev_pasid at the reserved PASID. */
   private pasidFakeError = false;
 
@@ -471,6 +474,8 @@ function testCmd(ctx: IommufdCtx, ucmd: UCmd): number {
     }
     case IOMMU_TEST_OP_PASID_CHECK_HWPT:
       return pasidCheckHwpt(ctx, ucmd);
+    case IOMMU_TEST_OP_TRIGGER_VEVENT:
+      return triggerVevent(ctx, c.u("trigger_vevent.dev_id"));
     case IOMMU_TEST_OP_DEV_CHECK_CACHE:
       return devCheckCache(ctx, c.u("id"), c.u("check_dev_cache.id"), c.u("check_dev_cache.cache"));
     case IOMMU_TEST_OP_CREATE_ACCESS:

@@ -9,18 +9,28 @@ import { errno } from "../uapi/errno.js";
 import {
   IOMMU_TEST_INVALIDATE_FLAG_ALL, IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST, IOMMU_VIOMMU_TYPE_DEFAULT,
   IOMMU_VIOMMU_TYPE_SELFTEST, MOCK_DEV_CACHE_ID_MAX, iommu_vdevice_alloc, iommu_viommu_alloc,
-  iommu_viommu_invalidate_selftest,
+  iommu_viommu_invalidate_selftest, IOMMU_VEVENTQ_FLAG_LOST_EVENTS, IOMMU_VEVENTQ_TYPE_DEFAULT,
+  IOMMU_VEVENTQ_TYPE_SELFTEST, iommu_veventq_alloc, iommu_viommu_event_selftest, iommufd_vevent_header,
 } from "../uapi/iommufd.js";
+import { O_RDWR, POLLIN, POLLRDNORM } from "../uapi/posix.js";
+import type { File, FileOperations } from "../kernel/file.js";
 import type { UCmd } from "../kernel/ioctl.js";
 import type { IommuDevice } from "../iommu/device.js";
 import type { IommufdDevice } from "./device.js";
-import type { HwptPaging } from "./hw_pagetable.js";
+import { HwptNested, type Hwpt, type HwptPaging } from "./hw_pagetable.js";
 import { fields } from "./ioas.js";
 import { IommufdObject } from "./object.js";
 import type { IommufdCtx } from "./main.js";
 
-/** A device whose IOMMU driver keeps a per-device cache the vIOMMU invalidates (mock_dev.cache). */
-export interface DevCacheDevice extends IommuDevice { readonly devCache: Uint32Array }
+/**
+ * A mock device: the per-device cache a vIOMMU invalidates (mock_dev.cache), and the vIOMMU
+ * and virtual id it is attached through (mock_dev.viommu, vdev_id).
+ */
+export interface DevCacheDevice extends IommuDevice {
+  readonly devCache: Uint32Array;
+  viommu: Viommu | null;
+  vdevId: bigint;
+}
 
 const hasDevCache = (dev: IommuDevice): dev is DevCacheDevice => "devCache" in dev;
 
@@ -29,6 +39,8 @@ export class Viommu extends IommufdObject {
   readonly type = "viommu" as const;
   /** virt_id -> vDEVICE (viommu->vdevs). */
   readonly vdevs = new Map<bigint, Vdevice>();
+  /** Its event queues, one per type (viommu->veventqs). */
+  readonly veventqs: Veventq[] = [];
 
   constructor(readonly ctx: IommufdCtx, readonly hwpt: HwptPaging, readonly viommuType: number) {
     super();
@@ -42,6 +54,8 @@ export class Viommu extends IommufdObject {
     const v = idev.vdev;
     return v && v.viommu === this ? v.virtId : -errno.ENOENT;
   }
+
+  findVeventq(type: number): Veventq | undefined { return this.veventqs.find((q) => q.queueType === type); }
 
   destroy(): void {
     // Drops the parent reference taken at allocation (iommufd_viommu_destroy).
@@ -191,4 +205,161 @@ export function devCheckCache(ctx: IommufdCtx, idevId: number, cacheId: number, 
   const dev = idev.dev;
   if (!hasDevCache(dev) || cacheId > MOCK_DEV_CACHE_ID_MAX || dev.devCache[cacheId] !== value) return -errno.EINVAL;
   return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// vEVENTQ (eventq.c, driver.c): one queue per type per vIOMMU behind an anon-inode file
+// "[iommufd-viommu-event]". Events carry a header { flags, sequence } and the driver's data;
+// sequence numbers run on over INT_MAX back to 0. A full queue (veventq_depth events) turns
+// further reports into the one lost-events header, queued last with the sequence the lost
+// event would have had; a later event takes its place there.
+
+/** struct iommufd_vevent: a header and the driver's data (none for the lost-events header). */
+interface Vevent { flags: number; sequence: number; data: Uint8Array }
+
+/** struct iommufd_veventq. */
+export class Veventq extends IommufdObject {
+  readonly type = "veventq" as const;
+  /** Events not read yet, oldest first; may end with `lostEvents`. */
+  readonly deliver: Vevent[] = [];
+  /** The queue's own lost-events header (lost_events_header). */
+  readonly lostEvents: Vevent = { flags: IOMMU_VEVENTQ_FLAG_LOST_EVENTS, sequence: 0, data: new Uint8Array(0) };
+  /** Events queued, the lost-events header not counted. */
+  numEvents = 0;
+  sequence = 0;
+  file: File | null = null;
+
+  constructor(readonly ctx: IommufdCtx, readonly viommu: Viommu, readonly queueType: number, readonly depth: number) {
+    super();
+  }
+
+  /** iommufd_vevent_handler: the lost-events header leaves the tail for the new event. */
+  private queue(ev: Vevent): void {
+    if (this.deliver[this.deliver.length - 1] === this.lostEvents) this.deliver.pop();
+    this.deliver.push(ev);
+    ev.sequence = this.sequence;
+    this.sequence = (this.sequence + 1) & 0x7fffffff;
+    this.ctx.kcore.core.pollWake();
+  }
+
+  /** iommufd_viommu_report_event's part under the queue lock: 0 or -ENOMEM (then lost). */
+  report(data: Uint8Array): number {
+    if (this.numEvents === this.depth) { this.queue(this.lostEvents); return 0; }
+    if (this.ctx.shouldFail()) { this.queue(this.lostEvents); return -errno.ENOMEM; }
+    this.numEvents++;
+    this.queue({ flags: 0, sequence: 0, data: data.slice() });
+    return 0;
+  }
+
+  destroy(): void {
+    // iommufd_veventq_abort: the queued events go, the queue leaves its vIOMMU.
+    this.deliver.length = 0;
+    this.numEvents = 0;
+    this.viommu.veventqs.splice(this.viommu.veventqs.indexOf(this), 1);
+    this.viommu.users--;
+  }
+}
+
+const veventqOf = (file: File): Veventq => file.priv as Veventq;
+const HDR = iommufd_vevent_header.size;
+
+/** iommufd_veventq_fops: read-only, a stream (positioned reads are ESPIPE). */
+export const veventqFops: FileOperations = {
+  kind: "iommufd-viommu-event",
+  read(file, buf, pos) {
+    if (pos !== null) return -errno.ESPIPE;
+    const q = veventqOf(file);
+    const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+    let done = 0;
+    // Whole events only: the header must fit, and a normal event's data with it.
+    while (q.deliver.length > 0) {
+      const ev = q.deliver[0];
+      const lost = ev === q.lostEvents;
+      if (done >= buf.length || HDR > buf.length - done) break;
+      if (!lost && HDR + ev.data.length > buf.length - done) break;
+      q.deliver.shift();
+      dv.setUint32(done + iommufd_vevent_header.fields.flags.off, ev.flags, true);
+      dv.setUint32(done + iommufd_vevent_header.fields.sequence.off, ev.sequence, true);
+      done += HDR;
+      buf.set(ev.data, done);
+      done += ev.data.length;
+      if (!lost) q.numEvents--;
+    }
+    return done;
+  },
+  poll(file) {
+    return veventqOf(file).deliver.length > 0 ? POLLIN | POLLRDNORM : 0;
+  },
+  release(file) {
+    // iommufd_eventq_fops_release: the file's user of the object and its context reference.
+    const q = veventqOf(file);
+    q.users--;
+    q.file = null;
+    q.ctx.kcore.fput(q.ctx.file);
+  },
+};
+
+/**
+ * IOMMU_VEVENTQ_ALLOC, in iommufd_veventq_alloc's order: flags, __reserved or the DEFAULT type
+ * (EOPNOTSUPP), a zero depth (EINVAL), the vIOMMU (ENOENT), a queue of that type there already
+ * (EEXIST), the object (ENOMEM), the file and an fd (O_CLOEXEC), the response; the fd is
+ * installed once the object is published.
+ */
+export function veventqAlloc(ctx: IommufdCtx, ucmd: UCmd): number {
+  const c = fields(ucmd, iommu_veventq_alloc);
+  const type = c.u("type");
+  if (c.u("flags") || c.u("__reserved") || type === IOMMU_VEVENTQ_TYPE_DEFAULT) return -errno.EOPNOTSUPP;
+  const depth = c.u("veventq_depth");
+  if (!depth) return -errno.EINVAL;
+  const viommu = ctx.getObject(c.u("viommu_id"), "viommu") as Viommu | number;
+  if (typeof viommu === "number") return viommu;
+  if (viommu.findVeventq(type)) return -errno.EEXIST;
+  const q = new Veventq(ctx, viommu, type, depth);
+  let rc = ctx.objectAlloc(q, false);
+  if (rc < 0) return rc;
+  viommu.users++;
+  viommu.veventqs.push(q);
+  const file = ctx.kcore.newFile(veventqFops, O_RDWR, q, "anon_inode:[iommufd-viommu-event]", { mode: 0, rdev: 0, size: 0 });
+  if (typeof file === "number") { ctx.objectAbort(q); return file; }
+  q.file = file;
+  q.users++;
+  ctx.file.refs++;
+  const fd = ucmd.proc.installFile(file, true);
+  if (fd < 0) { ctx.kcore.fput(file); ctx.objectAbort(q); return fd; }
+  c.set("out_veventq_id", q.id);
+  c.set("out_veventq_fd", fd);
+  rc = ucmd.respond();
+  if (rc < 0) { ucmd.proc.close(fd); ctx.objectAbort(q); return rc; }
+  ctx.objectFinalize(q);
+  return 0;
+}
+
+/**
+ * IOMMU_TEST_OP_TRIGGER_VEVENT: the device (ENOENT), attached to a nested domain of a vIOMMU
+ * with a non-zero virtual id (else ENOENT), reports struct iommu_viommu_event_selftest
+ * { virt_id } to the vIOMMU's SELFTEST queue (EOPNOTSUPP without one).
+ */
+export function triggerVevent(ctx: IommufdCtx, devId: number): number {
+  const idev = ctx.getObject(devId, "device") as IommufdDevice | number;
+  if (typeof idev === "number") return idev;
+  const dev = idev.dev;
+  if (!hasDevCache(dev) || !dev.viommu || !dev.vdevId) return -errno.ENOENT;
+  const q = dev.viommu.findVeventq(IOMMU_VEVENTQ_TYPE_SELFTEST);
+  if (!q) return -errno.EOPNOTSUPP;
+  const ev = new Uint8Array(iommu_viommu_event_selftest.size);
+  new DataView(ev.buffer).setUint32(iommu_viommu_event_selftest.fields.virt_id.off, Number(BigInt.asUintN(32, dev.vdevId)), true);
+  return q.report(ev);
+}
+
+/**
+ * mock_domain_nop_attach's record of the vIOMMU a device is attached through: set when it
+ * attaches to a vIOMMU's nested HWPT (with its virtual id then), cleared by any other attach.
+ */
+export function noteMockAttach(idev: IommufdDevice, hwpt: Hwpt | null): void {
+  const dev = idev.dev;
+  if (!hasDevCache(dev)) return;
+  const viommu = hwpt instanceof HwptNested ? hwpt.viommu : null;
+  const id = viommu ? viommu.vdevIdOf(idev) : 0n;
+  dev.viommu = viommu;
+  dev.vdevId = typeof id === "number" ? 0n : id;
 }

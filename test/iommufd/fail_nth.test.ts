@@ -17,7 +17,9 @@ import {
   MOCK_APERTURE_START, FIXED, hwInfoCmd, hwptAllocCmd, mockDomainReplaceCmd,
 } from "./util.js";
 import { IOMMU_FAULT_QUEUE_ALLOC, IOMMU_HWPT_FAULT_ID_VALID } from "./iopf_util.js";
-import { IOMMU_VDEVICE_ALLOC, IOMMU_VIOMMU_ALLOC, IOMMU_VIOMMU_TYPE_SELFTEST } from "./viommu_util.js";
+import {
+  IOMMU_VDEVICE_ALLOC, IOMMU_VEVENTQ_ALLOC, IOMMU_VEVENTQ_TYPE_SELFTEST, IOMMU_VIOMMU_ALLOC, IOMMU_VIOMMU_TYPE_SELFTEST,
+} from "./viommu_util.js";
 
 const BUFFER_SIZE = 2 * 1024 * 1024;
 const LIMIT = 400;
@@ -160,8 +162,8 @@ describe("FIXTURE basic_fail_nth", () => {
 // until a run never consumes its failure. After every run: the access fd (which holds the
 // iommufd context) and the iommufd are closed (both must return 0), no object and no pin may
 // be left, and after the process is killed every frame and committed page is back.
-// fail_nth.device runs up to the nested HWPT on the fault queue; its vEVENTQ and HW queue
-// steps of newer kernels are not here (those objects are not emulated yet).
+// fail_nth.device runs up to the vEVENTQ; the HW queue step of newer kernels is not here
+// (HW queues are not emulated yet).
 
 const MOCK_BUFFER_SIZE = 2 * 1024 * 1024;
 const SMALL_MAP = 262144;
@@ -383,6 +385,9 @@ const MOCK_SWEEPS: [string, MockBody][] = [
     const n = hwptAllocCmd({ devId: idevId, ptId: parentId, flags: IOMMU_HWPT_FAULT_ID_VALID, dataType: IOMMU_HWPT_DATA_SELFTEST, dataUptr: r.tmp, dataLen: 8 });
     n.u32(40, f.g32(8));
     r.step("HWPT_ALLOC nested iopf", r.ioctl(IOMMU_HWPT_ALLOC, n));
+    const q = new Cmd(32).u32(0, 32).u32(8, viommuId).u32(12, IOMMU_VEVENTQ_TYPE_SELFTEST).u32(16, 2);
+    r.step("VEVENTQ_ALLOC", r.ioctl(IOMMU_VEVENTQ_ALLOC, q));
+    r.step("close(veventq fd)", r.proc.close(q.g32(24)));
   }],
 ];
 

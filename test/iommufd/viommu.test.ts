@@ -12,7 +12,10 @@ import {
   hwptAllocCmd, hwptInvalidateCmd, mockDomainCmd, mockDomainReplaceCmd, mmapAnon, type Fixture,
 } from "./util.js";
 import { IOMMU_HWPT_FAULT_ID_VALID, faultAllocOk, hwptAllocIopf, triggerIopfAndRespond } from "./iopf_util.js";
-import { IOMMU_VIOMMU_TYPE_SELFTEST, vdeviceAlloc, viommuAlloc } from "./viommu_util.js";
+import {
+  IOMMU_VIOMMU_TYPE_SELFTEST, IOMMU_VEVENTQ_TYPE_SELFTEST, IOMMU_VEVENTQ_FLAG_LOST_EVENTS, VEVENT_HDR, VEVENT_SELFTEST,
+  readVevents, triggerVevents, vdeviceAlloc, veventqAlloc, viommuAlloc,
+} from "./viommu_util.js";
 
 const IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST = 0xdeadbeef;
 const IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST_INVALID = 0xdadbeef;
@@ -139,6 +142,45 @@ describe.each(VARIANTS)("FIXTURE iommufd_viommu, variant %s", (variant, hasViomm
     teardown(fx);
   });
 
+  it(`iommufd_viommu.vdevice_alloc (${variant})`, async () => {
+    const fx = await setup(hasViommu);
+    if (fx.deviceId) {
+      const prev = { seq: -1 };
+      // a vDEVICE must exist before attaching to a nested HWPT of the vIOMMU
+      expect(replace(fx, fx.nestedHwptId)).toBe(-errno.ENOENT);
+      // a vEVENTQ of depth 2, one per type
+      const q = veventqAlloc(fx, fx.viommuId);
+      expect(q.rc).toBe(0);
+      expect(veventqAlloc(fx, fx.viommuId).rc).toBe(-errno.EEXIST);
+      // virt_id 0x99, unset, then 0x88
+      let v = vdeviceAlloc(fx, fx.viommuId, fx.deviceId, 0x99);
+      expect(v.rc).toBe(0);
+      expect(replace(fx, fx.nestedHwptId)).toBe(0);
+      expect(triggerVevents(fx, fx.deviceId, 1)).toBe(0);
+      expect(readVevents(fx, q.fd, 1, 0x99, prev)).toBe(0);
+      expect(vdeviceAlloc(fx, fx.viommuId, fx.deviceId, 0x99).rc).toBe(-errno.EEXIST);
+      expect(replace(fx, fx.ioasId)).toBe(0);
+      expect(destroy(fx, v.id)).toBe(0);
+
+      v = vdeviceAlloc(fx, fx.viommuId, fx.deviceId, 0x88);
+      expect(v.rc).toBe(0);
+      expect(replace(fx, fx.nestedHwptId)).toBe(0);
+      // three events overflow the queue
+      expect(triggerVevents(fx, fx.deviceId, 3)).toBe(0);
+      expect(readVevents(fx, q.fd, 3, 0x88, prev)).toBe(-errno.EOVERFLOW);
+      // the overflow is gone after those reads
+      expect(triggerVevents(fx, fx.deviceId, 1)).toBe(0);
+      expect(readVevents(fx, q.fd, 1, 0x88, prev)).toBe(0);
+      expect(fx.proc.close(q.fd)).toBe(0);
+      expect(replace(fx, fx.ioasId)).toBe(0);
+      expect(destroy(fx, v.id)).toBe(0);
+      expect(destroy(fx, q.id)).toBe(0);
+    } else {
+      expect(vdeviceAlloc(fx, fx.viommuId, fx.deviceId, 0x99).rc).toBe(-errno.ENOENT);
+    }
+    teardown(fx);
+  });
+
   // (the kernel SKIPs it for no_viommu)
   if (hasViommu) it(`iommufd_viommu.vdevice_cache (${variant})`, async () => {
     const fx = await setup(hasViommu);
@@ -255,5 +297,123 @@ describe("vIOMMU object rules", () => {
     expect(nestedAlloc(fx, v.id, 0, IOMMU_HWPT_DATA_SELFTEST, 2).rc).toBe(-errno.EINVAL);
     expect(fx.kernel.stats().iommufdObjects).toBe(before + 1);
     teardown(fx);
+  });
+});
+
+describe("vEVENTQ", () => {
+  /** The fixture with a vDEVICE 0x99 attached to the nested HWPT and a queue of `depth`. */
+  async function queueFx(depth: number): Promise<ViommuFx & { q: { id: number; fd: number }; vdevId: number }> {
+    const fx = await setup(true) as ViommuFx & { q: { id: number; fd: number }; vdevId: number };
+    const v = vdeviceAlloc(fx, fx.viommuId, fx.deviceId, 0x99);
+    expect(v.rc).toBe(0);
+    fx.vdevId = v.id;
+    expect(replace(fx, fx.nestedHwptId)).toBe(0);
+    const q = veventqAlloc(fx, fx.viommuId, IOMMU_VEVENTQ_TYPE_SELFTEST, depth);
+    expect(q.rc).toBe(0);
+    fx.q = q;
+    return fx;
+  }
+  const rec = (flags: number, seq: number, virtId?: number): number[] => {
+    const c = new Cmd(virtId === undefined ? VEVENT_HDR : VEVENT_HDR + VEVENT_SELFTEST).u32(0, flags).u32(4, seq);
+    if (virtId !== undefined) c.u32(8, virtId);
+    return [...c.buf];
+  };
+  const read = (fx: ViommuFx & { q: { fd: number } }, len: number): number[] | number => {
+    const b = new Uint8Array(len);
+    const n = fx.proc.read(fx.q.fd, b);
+    return n < 0 ? n : [...b.subarray(0, n)];
+  };
+
+  it("alloc: argument checks in order, the fd, the vIOMMU held", async () => {
+    const fx = await setup(true);
+    const before = fx.kernel.stats().iommufdObjects;
+    expect(veventqAlloc(fx, fx.viommuId, IOMMU_VEVENTQ_TYPE_SELFTEST, 2, 1).rc).toBe(-errno.EOPNOTSUPP);
+    expect(veventqAlloc(fx, fx.viommuId, IOMMU_VEVENTQ_TYPE_SELFTEST, 2, 0, 1).rc).toBe(-errno.EOPNOTSUPP);
+    expect(veventqAlloc(fx, fx.viommuId, 0).rc).toBe(-errno.EOPNOTSUPP);
+    expect(veventqAlloc(fx, 0, IOMMU_VEVENTQ_TYPE_SELFTEST, 0).rc).toBe(-errno.EINVAL);
+    expect(veventqAlloc(fx, fx.hwptId).rc).toBe(-errno.ENOENT);
+    expect(fx.kernel.stats().iommufdObjects).toBe(before);
+    const q = veventqAlloc(fx, fx.viommuId);
+    expect(q.rc).toBe(0);
+    expect(q.fd).toBe(fx.fd + 1);
+    expect(fx.proc.fcntl(q.fd, 1 /* F_GETFD */)).toBe(1);
+    // another type is another queue
+    const q2 = veventqAlloc(fx, fx.viommuId, 1);
+    expect(q2.rc).toBe(0);
+    // nothing queued: a read gives 0, poll nothing; positioned reads and writes are refused
+    expect(fx.proc.read(q.fd, new Uint8Array(64))).toBe(0);
+    const pfd = [{ fd: q.fd, events: 0x1 | 0x4 | 0x40 }];
+    expect(fx.proc.poll(pfd, 0)).toBe(0);
+    expect(fx.proc.pread(q.fd, new Uint8Array(64), 0)).toBe(-errno.ESPIPE);
+    expect(fx.proc.write(q.fd, new Uint8Array(8))).toBe(-errno.EINVAL);
+    // the file holds the queue, the queue its vIOMMU
+    expect(destroy(fx, q.id)).toBe(-errno.EBUSY);
+    expect(fx.proc.close(q.fd)).toBe(0);
+    expect(destroy(fx, fx.nestedHwptId)).toBe(0);
+    expect(destroy(fx, fx.viommuId)).toBe(-errno.EBUSY);
+    expect(destroy(fx, q.id)).toBe(0);
+    expect(fx.proc.close(q2.fd)).toBe(0);
+    expect(destroy(fx, q2.id)).toBe(0);
+    expect(destroy(fx, fx.viommuId)).toBe(0);
+    teardown(fx);
+  });
+
+  it("TRIGGER_VEVENT: needs the vIOMMU attachment, a virt_id and a SELFTEST queue", async () => {
+    const fx = await setup(true);
+    expect(triggerVevents(fx, 0, 1)).toBe(-errno.ENOENT);
+    // not attached through the vIOMMU
+    expect(triggerVevents(fx, fx.deviceId, 1)).toBe(-errno.ENOENT);
+    const v = vdeviceAlloc(fx, fx.viommuId, fx.deviceId, 0);
+    expect(v.rc).toBe(0);
+    expect(replace(fx, fx.nestedHwptId)).toBe(0);
+    // virt_id 0 does not report
+    expect(triggerVevents(fx, fx.deviceId, 1)).toBe(-errno.ENOENT);
+    expect(replace(fx, fx.ioasId)).toBe(0);
+    expect(destroy(fx, v.id)).toBe(0);
+    expect(vdeviceAlloc(fx, fx.viommuId, fx.deviceId, 7).rc).toBe(0);
+    expect(replace(fx, fx.nestedHwptId)).toBe(0);
+    // no queue of the selftest type
+    expect(triggerVevents(fx, fx.deviceId, 1)).toBe(-errno.EOPNOTSUPP);
+    teardown(fx);
+  });
+
+  it("read: whole events, sequence numbers, one lost-events header while full", async () => {
+    const fx = await queueFx(2);
+    expect(triggerVevents(fx, fx.deviceId, 1)).toBe(0);
+    const pfd = [{ fd: fx.q.fd, events: 0x1 | 0x40 }];
+    expect(fx.proc.poll(pfd, 0)).toBe(1);
+    expect(pfd[0].revents).toBe(0x1 | 0x40);
+    // too small for the header, then for the data: nothing read, nothing lost
+    expect(read(fx, 7)).toEqual([]);
+    expect(read(fx, 11)).toEqual([]);
+    expect(read(fx, 12)).toEqual(rec(0, 0, 0x99));
+    // four reports into a queue of two: two events, then the header (moved along, sequence 4)
+    expect(triggerVevents(fx, fx.deviceId, 4)).toBe(0);
+    expect(read(fx, 100)).toEqual([...rec(0, 1, 0x99), ...rec(0, 2, 0x99), ...rec(IOMMU_VEVENTQ_FLAG_LOST_EVENTS, 4)]);
+    expect(read(fx, 100)).toEqual([]);
+    // room again: the next event has the next sequence
+    expect(triggerVevents(fx, fx.deviceId, 1)).toBe(0);
+    expect(read(fx, 100)).toEqual(rec(0, 5, 0x99));
+    // one at a time: the events, then the header alone in 8 bytes (the loss was at report time)
+    expect(triggerVevents(fx, fx.deviceId, 3)).toBe(0);
+    expect(read(fx, 12)).toEqual(rec(0, 6, 0x99));
+    expect(read(fx, 12)).toEqual(rec(0, 7, 0x99));
+    expect(read(fx, 8)).toEqual(rec(IOMMU_VEVENTQ_FLAG_LOST_EVENTS, 8));
+    // an event first in line needs room for its data; the header behind it only its own size
+    expect(triggerVevents(fx, fx.deviceId, 3)).toBe(0);
+    expect(read(fx, 8)).toEqual([]);
+    expect(read(fx, 32)).toEqual([...rec(0, 9, 0x99), ...rec(0, 10, 0x99), ...rec(IOMMU_VEVENTQ_FLAG_LOST_EVENTS, 11)]);
+    expect(fx.proc.close(fx.q.fd)).toBe(0);
+    teardown(fx);
+  });
+
+  it("events left in the queue go with it; the fd keeps the context", async () => {
+    const fx = await queueFx(4);
+    expect(triggerVevents(fx, fx.deviceId, 3)).toBe(0);
+    expect(fx.proc.close(fx.fd)).toBe(0);
+    expect(fx.kernel.stats().iommufdContexts).toBe(1);
+    expect(fx.proc.close(fx.q.fd)).toBe(0);
+    expect(fx.kernel.stats().iommufdContexts).toBe(0);
+    expect(fx.kernel.stats().iommufdObjects).toBe(0);
   });
 });
