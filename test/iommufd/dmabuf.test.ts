@@ -4,10 +4,10 @@
 
 import { describe, it, expect } from "vitest";
 import { createKernel, O_RDWR, type Kernel } from "../../src/index.js";
-import { enableTestCmd } from "../../src/testing.js";
+import { enableTestCmd, failNth, failNthRemaining } from "../../src/testing.js";
 import {
   errno, PG, BUFFER_SIZE, IOMMU_TEST_CMD, IOMMU_HWPT_ALLOC, IOMMU_IOAS_MAP_FILE,
-  IOMMU_IOAS_COPY, FIXED, RW, DEFAULT_MEMORY_LIMIT,
+  IOMMU_IOAS_COPY, IOMMU_IOAS_ALLOC, FIXED, RW, DEFAULT_MEMORY_LIMIT, ioasAllocCmd,
   Cmd, io, ioasAlloc, destroy, unmap, hugeAlignedBuffer, mapFileCmd, copyCmd, hwptAllocCmd, mockDomainCmd,
   checkRefsCmd, memoryLimitCmd, createAccessCmd, accessRwCmd, mmapAnon, type Fixture,
 } from "./util.js";
@@ -227,5 +227,74 @@ describe.each(VARIANTS)("FIXTURE iommufd_ioas ($name)", (variant) => {
     }
     expect(fx.proc.close(mfd)).toBe(0);
     expect(fx.proc.close(dfd)).toBe(0);
+  });
+});
+
+// ---- fault injection: nothing of a dma-buf import is left after any failure -------------------
+
+describe("dmabuf: fail_nth sweep", () => {
+  it("DMABUF_GET, MAP_FILE into two domains, COPY, revoke, unmap: every injected failure leaves no object, pin or frame", async () => {
+    const kernel = await createKernel({ memoryBytes: 64 * MiB });
+    enableTestCmd(kernel);
+    /** One run; the failing step's name and rc, or "done". */
+    const run = (arm: () => void): { step: string; rc: number; remaining: number } => {
+      const proc = kernel.createProcess({ capIpcLock: true });
+      const fd = proc.open("/dev/iommu", O_RDWR);
+      expect(fd).toBeGreaterThanOrEqual(0);
+      const fx = { proc, fd };
+      let step = "done";
+      let rc = 0;
+      const s = (name: string, r: number): boolean => {
+        if (r < 0 && step === "done") { step = name; rc = r; }
+        return r >= 0;
+      };
+      const ioas = ioasAllocCmd();
+      const domains: Cmd[] = [mockDomainCmd(0), mockDomainCmd(0)];
+      if (s("IOAS_ALLOC", io(fx, IOMMU_IOAS_ALLOC, ioas))) {
+        const ioasId = ioas.g32(8);
+        const dst = ioasAllocCmd();
+        arm();
+        let ok = s("IOAS_ALLOC dst", io(fx, IOMMU_IOAS_ALLOC, dst));
+        for (const d of domains) ok = ok && s("MOCK_DOMAIN", io(fx, IOMMU_TEST_CMD, d.u32(8, ioasId)));
+        const dfd = ok ? io(fx, IOMMU_TEST_CMD, dmabufGetCmd(PG * 8)) : -1;
+        ok = ok && s("DMABUF_GET", dfd);
+        const m = mapFileCmd({ flags: RW, ioasId, fd: dfd, start: PG, length: PG * 4 });
+        ok = ok && s("MAP_FILE", io(fx, IOMMU_IOAS_MAP_FILE, m));
+        const cp = copyCmd({ flags: RW, dstIoasId: dst.g32(8), srcIoasId: ioasId, length: PG * 4, srcIova: m.g64(32) });
+        ok = ok && s("COPY", io(fx, IOMMU_IOAS_COPY, cp));
+        ok = ok && s("REVOKE", io(fx, IOMMU_TEST_CMD, dmabufRevokeCmd(dfd, true)));
+        ok = ok && s("UNMAP", unmap(fx, ioasId, m.g64(32), PG * 4).rc);
+        if (dfd > 0) expect(proc.close(dfd)).toBe(0);
+      }
+      const remaining = failNthRemaining(kernel);
+      failNth(kernel, 0);
+      expect(proc.close(fd), `close(iommufd) after ${step}`).toBe(0);
+      const st = kernel.stats();
+      expect(st.iommufdObjects, `objects left after ${step}`).toBe(0);
+      expect(st.pinnedPages, `pins left after ${step}`).toBe(0);
+      proc.kill();
+      return { step, rc, remaining };
+    };
+    run(() => {}); // warm-up
+    const baseline = kernel.stats().framesFree;
+    expect(run(() => {}).step).toBe("done");
+    expect(kernel.stats().framesFree).toBe(baseline);
+    let n = 1;
+    const failed = new Set<string>();
+    for (; n < 400; n++) {
+      const r = run(() => failNth(kernel, n));
+      expect(kernel.stats().framesFree, `n=${n}: frames after kill`).toBe(baseline);
+      if (r.remaining > 0) { expect(r.step, `n=${n}: un-injected run`).toBe("done"); break; }
+      if (r.step !== "done") {
+        // an allocation (ENOMEM), a user copy (EFAULT) or an object lookup (ENOENT) failed
+        expect([-errno.ENOMEM, -errno.EFAULT, -errno.ENOENT], `n=${n}: ${r.step}`).toContain(r.rc);
+        failed.add(r.step);
+      }
+    }
+    expect(n).toBeLessThan(400);
+    // the dma-buf's own pages and the import itself are among the failure points
+    expect(failed.has("DMABUF_GET")).toBe(true);
+    expect(failed.has("MAP_FILE")).toBe(true);
+    await kernel.close();
   });
 });
