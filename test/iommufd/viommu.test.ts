@@ -277,7 +277,7 @@ describe("vIOMMU object rules", () => {
     teardown(fx);
   });
 
-  it("VIOMMU_ALLOC: flags, the default type, a non-parent id, driver data", async () => {
+  it("VIOMMU_ALLOC: flags, the default type, ids of the wrong kind; nested HWPTs on a vIOMMU", async () => {
     const fx = await setup(true);
     const before = fx.kernel.stats().iommufdObjects;
     expect(viommuAlloc(fx, fx.deviceId, fx.hwptId, IOMMU_VIOMMU_TYPE_SELFTEST, 1).rc).toBe(-errno.EOPNOTSUPP);
