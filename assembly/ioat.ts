@@ -85,6 +85,9 @@ export const IOAT_XFERCAP_LOG2: u32 = 16;
 export const ENG_DOORBELL: u32 = 0;
 export const ENG_CMD: u32 = 4;
 export const ENG_RELOAD: u32 = 8;
+/** ENG_RELOAD bits: CHAINADDR written (the store clears ARMED), then a DMACOUNT write. */
+export const RELOAD_CHAIN: u32 = 1;
+export const RELOAD_ARMED: u32 = 2;
 export const ENG_COUNT: u32 = 12;
 export const ENG_NEXT: u32 = 16;
 export const ENG_DEV: u32 = 24;
@@ -200,14 +203,17 @@ export function ioat_run(bar: u32, eng: u32, budget: u32): u32 {
   }
   if (cmd) atomic.and<u32>(bar + CHANCMD, ~0xff);
 
-  // A CHAINADDR write restarts the chain there, from a suspended channel or a halted one
-  // whose errors were cleared; otherwise only an ACTIVE or DONE channel takes new work.
-  if (atomic.load<u32>(eng + ENG_RELOAD) && (st != IOAT_CHANSTS_HALTED || atomic.load<u32>(bar + CHANERR) == 0)) {
+  // A CHAINADDR write, once a DMACOUNT write arms it, restarts the chain there, from a
+  // suspended channel or a halted one whose errors were cleared; otherwise only an ACTIVE or
+  // DONE channel takes new work.
+  if (atomic.load<u32>(eng + ENG_RELOAD) == (RELOAD_CHAIN | RELOAD_ARMED) && (st != IOAT_CHANSTS_HALTED || atomic.load<u32>(bar + CHANERR) == 0)) {
     atomic.store<u32>(eng + ENG_RELOAD, 0);
     store<u64>(eng + ENG_NEXT, load<u64>(bar + CHAINADDR));
     store<u32>(eng + ENG_COUNT, 0);
     store<u32>(eng + ENG_FIRST, 1);
-    st = IOAT_CHANSTS_DONE;
+    // Work to do stays ACTIVE (the doorbell's write already showed it): a DONE here would let
+    // a driver polling CHANSTS take the chain for finished before its first descriptor.
+    st = (atomic.load<u32>(bar + CHANCMD) >>> 16) != 0 ? IOAT_CHANSTS_ACTIVE : IOAT_CHANSTS_DONE;
     setStatus(bar, lastAddr(eng), st);
   } else if (st == IOAT_CHANSTS_HALTED || st == IOAT_CHANSTS_SUSPENDED) {
     return 0;

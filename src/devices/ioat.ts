@@ -118,6 +118,8 @@ export class IoatRegisters {
   private readonly doorbell: number;
   private readonly cmdWord: number;
   private readonly reloadWord: number;
+  private readonly reloadChain: number;
+  private readonly reloadArmed: number;
 
   constructor(core: Core, readonly bar: number, readonly eng: number) {
     this.u8 = core.u8;
@@ -125,6 +127,8 @@ export class IoatRegisters {
     this.doorbell = (eng + core.c("ENG_DOORBELL")) >>> 2;
     this.cmdWord = (eng + core.c("ENG_CMD")) >>> 2;
     this.reloadWord = (eng + core.c("ENG_RELOAD")) >>> 2;
+    this.reloadChain = core.c("RELOAD_CHAIN");
+    this.reloadArmed = core.c("RELOAD_ARMED");
   }
 
   /** Power-on values of the register window (the rest of BAR0 is left as it is). */
@@ -148,7 +152,7 @@ export class IoatRegisters {
   /** A CPU store of `data` at BAR0 offset `off` (the caller clipped it to the BAR). */
   write(off: number, data: Uint8Array): void {
     const { u8, i32, bar } = this;
-    let cmd = 0, ring = false, reload = false;
+    let cmd = 0, ring = false, reload = false, doorbell = false;
     const end = off + data.length;
     for (let w = off & ~3; w < end; w += 4) {
       if (w >= REG_WINDOW) {
@@ -182,14 +186,37 @@ export class IoatRegisters {
         if (at < off || at >= end) continue;
         const k = kind[at];
         if (k === CMD) { cmd |= data[at - off] & mask[at]; ring = true; }
-        else if (k === DOORBELL) ring = true;
+        else if (k === DOORBELL) ring = doorbell = true;
         else if (k === CHAIN) reload = true;
       }
     }
-    // The engine reads CHAINADDR once it sees the reload (paired with its atomic load).
-    if (reload) Atomics.store(i32, this.reloadWord, 1);
+    // The engine reads CHAINADDR once it sees the reload armed by a DMACOUNT write after it
+    // (paired with its atomic load): a new chain waits for its own doorbell, never runs
+    // against the count the previous chain left in DMACOUNT.
+    if (reload) Atomics.store(i32, this.reloadWord, this.reloadChain);
+    if (doorbell) Atomics.or(i32, this.reloadWord, this.reloadArmed);
     if (cmd) Atomics.or(i32, this.cmdWord, cmd);
+    if (doorbell) this.activate();
     if (ring || reload) this.ring();
+  }
+
+  /**
+   * A doorbell that gives the channel work makes it ACTIVE at once, as the hardware's status
+   * does, so a driver polling CHANSTS right after never sees the state before it: before the
+   * ring, so the engine's pass after it ends the run with DONE (or HALTED).
+   */
+  private activate(): void {
+    const { i32 } = this;
+    const sts = (this.bar + CHAN + IOAT_CHANSTS_OFFSET) >>> 2;
+    const reload = Atomics.load(i32, this.reloadWord) === (this.reloadChain | this.reloadArmed);
+    const errs = Atomics.load(i32, (this.bar + CHAN + IOAT_CHANERR_OFFSET) >>> 2) !== 0;
+    for (;;) {
+      const old = Atomics.load(i32, sts);
+      const st = old & IOAT_CHANSTS_STATUS;
+      const takes = st === IOAT_CHANSTS_DONE || (reload && !(st === IOAT_CHANSTS_HALTED && errs));
+      if (!takes || st === IOAT_CHANSTS_ACTIVE) return;
+      if (Atomics.compareExchange(i32, sts, old, (old & ~IOAT_CHANSTS_STATUS) | IOAT_CHANSTS_ACTIVE) === old) return;
+    }
   }
 
   /** Wakes the engine (paired with the worker's Atomics.wait on the doorbell word). */
@@ -206,17 +233,21 @@ interface SpawnedWorker {
   gone(fn: () => void): void;
 }
 
-async function spawnWorker(data: unknown): Promise<SpawnedWorker> {
+// Node's Worker, loaded with this module (a driver on the kernel's thread may spin on a
+// register right after the open that spawns the worker: spawning must not wait for the event
+// loop). Hidden from bundlers: a browser build never reaches Node's module.
+const host = (globalThis as { process?: { versions?: { node?: string } } }).process;
+const NodeWorker = host?.versions?.node
+  ? (await import(/* @vite-ignore */ ["node", "worker_threads"].join(":")) as typeof import("node:worker_threads")).Worker
+  : null;
+
+function spawnWorker(data: unknown): SpawnedWorker {
   const here = import.meta.url;
   // Compiled, this module sits beside ioat_worker.js (dist/devices/, or the browser bundle's
   // directory); run from the sources (tests), the compiled worker is in dist/.
   const url = here.endsWith(".ts") ? new URL("../../dist/devices/ioat_worker.js", here) : new URL("./ioat_worker.js", here);
-  const proc = (globalThis as { process?: { versions?: { node?: string } } }).process;
-  if (proc?.versions?.node) {
-    // Hidden from bundlers: a browser build never reaches Node's module.
-    const spec = ["node", "worker_threads"].join(":");
-    const wt = await import(/* @vite-ignore */ spec) as typeof import("node:worker_threads");
-    const w = new wt.Worker(url, { workerData: data });
+  if (NodeWorker) {
+    const w = new NodeWorker(url, { workerData: data });
     w.unref();
     w.on("error", () => { /* the engine stops; the kernel keeps running */ });
     return { terminate: () => w.terminate(), gone: (fn) => { w.once("exit", fn); } };
@@ -244,7 +275,7 @@ export interface IoatWorkerData {
  */
 export class IoatEngine {
   readonly regs: IoatRegisters;
-  private worker: Promise<SpawnedWorker> | null = null;
+  private worker: SpawnedWorker | null = null;
   private readonly stopWord: number;
   private readonly devWord: number;
 
@@ -263,7 +294,6 @@ export class IoatEngine {
     if (!this.worker) {
       const data: IoatWorkerData = { init: this.workerInit(), bar: this.regs.bar, eng: this.eng, dev: index };
       this.worker = spawnWorker(data);
-      this.worker.catch(() => {});
     }
   }
 
@@ -277,12 +307,9 @@ export class IoatEngine {
     const w = this.worker;
     this.worker = null;
     if (!w) { gone?.(); return; }
-    void w.then((worker) => {
-      let done = false;
-      const once = () => { if (!done) { done = true; gone?.(); } };
-      worker.gone(once);
-      const t = setTimeout(() => void worker.terminate(), 1000);
-      (t as { unref?: () => void }).unref?.();
-    }, () => gone?.());
+    let done = false;
+    w.gone(() => { if (!done) { done = true; gone?.(); } });
+    const t = setTimeout(() => void w.terminate(), 1000);
+    (t as { unref?: () => void }).unref?.();
   }
 }
