@@ -113,6 +113,8 @@ export const FILE_DEV_END: u32 = FILE_DEV_BASE + GATE_SLOTS * 4;
 //   an order-1 frame: eventfd slot + 1 per vector, 0 = none)  @28 MSI capability host address
 //   @32 MSI-X capability host address  @36 MSI-X table host address (in BAR memory)  @40 PBA
 //   host address  @44 MSI-X table size. Written before the first grant, like the fields above.
+//   @48 the DMA engine's state page host address (ioat.ts ENG_*; 0: BAR0 is plain memory, a
+//   store there is just a store), so a worker's BAR0 pwrite reaches the register model.
 export const DEV_BASE: u32 = FILE_DEV_END;
 export const DEV_SLOTS: u32 = 1024;
 export const DEV_STRIDE: u32 = 64;
@@ -128,6 +130,7 @@ export const DEV_MSIX_CAP: u32 = 32;
 export const DEV_MSIX_TABLE: u32 = 36;
 export const DEV_MSIX_PBA: u32 = 40;
 export const DEV_MSIX_SIZE: u32 = 44;
+export const DEV_ENGINE: u32 = 48;
 /** The MSI-X maximum (table size field + 1): the trigger array is 8 KiB. */
 export const MSI_MAX_VECTORS: u32 = 2048;
 export const DEV_END: u32 = DEV_BASE + DEV_SLOTS * DEV_STRIDE;

@@ -6,6 +6,7 @@
 import { errno } from "./uapi/errno.js";
 import { VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_NUM_REGIONS, VFIO_PCI_OFFSET_SHIFT } from "./uapi/vfio.js";
 import { Core, type CoreInit } from "./wasm/core.js";
+import { IoatRegisters } from "./devices/ioat.js";
 import { configRw } from "./devices/pci_config.js";
 import { barRw, memoryEnabled } from "./devices/pci_bar.js";
 
@@ -99,7 +100,11 @@ export class DeviceFileIo {
   private readonly devBase: number;
   private readonly devStride: number;
 
-  constructor(core: Core) {
+  private readonly engine: number;
+  private readonly engines = new Map<number, IoatRegisters>();
+
+  constructor(private readonly core: Core) {
+    this.engine = core.c("DEV_ENGINE") / 4;
     this.mem = core.u8;
     this.u32 = core.u32;
     this.fileDev = core.c("FILE_DEV_BASE") >>> 2;
@@ -136,11 +141,21 @@ export class DeviceFileIo {
     const size = u32[line + this.bar0Size];
     if (off >= size) return -EINVAL;
     if (!memoryEnabled(mem, u32[line + this.config], u32[line + this.configSize])) return -EIO;
-    // The MSI-X table is excluded from read/write, as on the kernel's side.
+    // The MSI-X table is excluded from read/write, as on the kernel's side; an engine's
+    // register file takes the stores (its side effects) instead of memory.
     const bar = u32[line + this.bar0];
     const table = u32[line + this.msixTable];
     const x = table ? table - bar : 0;
-    return barRw(mem, bar, size, off, buf, write, x, table ? x + u32[line + this.msixSize] * 16 : 0);
+    const eng = u32[line + this.engine];
+    const sink = eng ? (o: number, data: Uint8Array) => this.registers(bar, eng).write(o, data) : undefined;
+    return barRw(mem, bar, size, off, buf, write, x, table ? x + u32[line + this.msixSize] * 16 : 0, sink);
+  }
+
+  /** The register model of the engine whose state page is `eng` (one per device, kept). */
+  private registers(bar: number, eng: number): IoatRegisters {
+    let r = this.engines.get(eng);
+    if (!r || r.bar !== bar) this.engines.set(eng, r = new IoatRegisters(this.core, bar, eng));
+    return r;
   }
 }
 

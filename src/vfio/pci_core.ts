@@ -151,7 +151,10 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
   /** Where worker threads find this function's state (src/vfio/vfio_main.ts publishes it). */
   sharedState(): DeviceSharedState {
     const cfg = this.kcore.core.x.frame_addr(this.cfgFrame) >>> 0;
-    const st: DeviceSharedState = { config: cfg, configSize: this.cfg.size, configMask: cfg + this.cfg.size, bar0: this.bar0Base, bar0Size: this.bars[0].size };
+    const st: DeviceSharedState = {
+      config: cfg, configSize: this.cfg.size, configMask: cfg + this.cfg.size, bar0: this.bar0Base, bar0Size: this.bars[0].size,
+      ...(this.engine ? { engine: this.engine.eng } : {}),
+    };
     const hw = this.msi?.hw;
     if (!hw) return st;
     const m = this.model.msix;

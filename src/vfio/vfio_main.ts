@@ -65,6 +65,8 @@ export interface DeviceSharedState {
   config: number; configSize: number; configMask: number; bar0: number; bar0Size: number;
   /** MSI/MSI-X (host addresses; absent without them): trigger words, capabilities, table, PBA. */
   irqCtx?: number; msiCap?: number; msixCap?: number; msixTable?: number; msixPba?: number; msixSize?: number;
+  /** The DMA engine's state page (src/devices/ioat.ts), absent when BAR0 is plain memory. */
+  engine?: number;
 }
 
 /** A vfio_device_set: devices that share a reset domain (one lock, one open_count sum). */
@@ -299,6 +301,7 @@ export class Vfio {
     c.u32[line + c.c("DEV_MSIX_TABLE") / 4] = st?.msixTable ?? 0;
     c.u32[line + c.c("DEV_MSIX_PBA") / 4] = st?.msixPba ?? 0;
     c.u32[line + c.c("DEV_MSIX_SIZE") / 4] = st?.msixSize ?? 0;
+    c.u32[line + c.c("DEV_ENGINE") / 4] = st?.engine ?? 0;
     // Paired with the atomic load in dev_dma (assembly/dma.ts).
     Atomics.store(c.u32, line + c.c("DEV_DOMAIN") / 4, 0);
     iommuDev.publishDomain = (h: number) => { Atomics.store(c.u32, line + c.c("DEV_DOMAIN") / 4, h >>> 0); };
