@@ -1,7 +1,9 @@
 // iommufd_access (drivers/iommu/iommufd/device.c): an in-kernel user of an IOAS with no IOMMU
 // behind it — an emulated device such as an mdev. It pins pages by IOVA, or reads and writes
 // through the IOAS with the CPU, and it must give pins back when userspace unmaps them (its
-// unmap callback).
+// unmap callback). An internal access (iommufd_access_create_internal, the HW queue's) has no
+// driver ops and holds no context reference; its pins lock their areas against IOAS_UNMAP
+// (area num_locks) instead of being given back.
 
 import { errno } from "../uapi/errno.js";
 import type { IoptArea } from "./io_pagetable.js";
@@ -28,7 +30,7 @@ export class IommufdAccess extends IommufdObject {
   /** PAGE_SIZE for pinning users (their pins are whole pages), else 1. */
   readonly iovaAlignment: bigint;
 
-  constructor(readonly ctx: IommufdCtx, readonly ops: AccessOps) {
+  constructor(readonly ctx: IommufdCtx, readonly ops: AccessOps, readonly internal = false) {
     super();
     this.iovaAlignment = ops.needsPinPages ? PAGE : 1n;
   }
@@ -37,6 +39,11 @@ export class IommufdAccess extends IommufdObject {
   changeIoas(ioasId: number): number {
     const ioas = this.ctx.getIoas(ioasId);
     if (typeof ioas === "number") return ioas;
+    return this.moveTo(ioas);
+  }
+
+  /** iommufd_access_change_ioas to a known IOAS (EADDRINUSE on alignment). */
+  moveTo(ioas: Ioas): number {
     if (ioas === this.ioas) return 0;
     ioas.iopt.accessAlignments.push(this.iovaAlignment);
     const rc = ioas.iopt.recalcAlignment();
@@ -51,11 +58,12 @@ export class IommufdAccess extends IommufdObject {
     return 0;
   }
 
-  private detachIoas(): void {
+  /** iommufd_access_detach. */
+  detachIoas(): void {
     const old = this.ioas;
     if (!old) return;
-    // Everything pinned through the old IOAS goes first.
-    this.ops.unmap(0n, 1n << 64n);
+    // Everything pinned through the old IOAS goes first (an internal user unpinned already).
+    if (!this.internal) this.ops.unmap(0n, 1n << 64n);
     old.accesses.splice(old.accesses.indexOf(this), 1);
     old.iopt.accessAlignments.splice(old.iopt.accessAlignments.indexOf(this.iovaAlignment), 1);
     old.iopt.recalcAlignment();
@@ -74,7 +82,8 @@ export class IommufdAccess extends IommufdObject {
     if (!this.ioas) return -errno.ENOENT;
     const out: Piece[] = [];
     const rc = this.ioas.iopt.forEachContigArea(iova, lastIova, (area, cur, last) => {
-      if (write && !area.prot.write) return -errno.EPERM;
+      // check_area_prot: a write needs IOMMU_WRITE, anything else IOMMU_READ
+      if (write ? !area.prot.write : !area.prot.read) return -errno.EPERM;
       const startByte = area.startByteOf(cur);
       out.push({
         area, startByte, bytes: last - cur + 1n,
@@ -98,6 +107,7 @@ export class IommufdAccess extends IommufdObject {
       const rc = p.area.pages!.pinRange(p.first, p.last);
       if (rc < 0) return this.unpinPieces(done, rc);
       p.area.numAccesses++;
+      if (this.internal) p.area.numLocks++;
       done.push(p);
       for (let i = p.first; i <= p.last; i++) frames.push(p.area.pages!.frameAt(i));
     }
@@ -108,6 +118,7 @@ export class IommufdAccess extends IommufdObject {
     for (const p of pieces) {
       p.area.pages!.unpinRange(p.first, p.last);
       p.area.numAccesses--;
+      if (this.internal) p.area.numLocks--;
     }
     return rc;
   }
@@ -150,7 +161,7 @@ export class IommufdAccess extends IommufdObject {
 
   destroy(): void {
     this.detachIoas();
-    this.ctx.kcore.fput(this.ctx.file);
+    if (!this.internal) this.ctx.kcore.fput(this.ctx.file);
   }
 }
 
@@ -171,7 +182,20 @@ export function accessCreate(ctx: IommufdCtx, ops: AccessOps, ioasId: number): I
   return access;
 }
 
-/** iommufd_access_destroy. */
+/**
+ * iommufd_access_create_internal: a published ACCESS object (it takes an id) with the
+ * creator's reference, page alignment, no ops and no context reference. ENOMEM.
+ */
+export function accessCreateInternal(ctx: IommufdCtx): IommufdAccess | number {
+  const access = new IommufdAccess(ctx, { needsPinPages: true, unmap: () => {} }, true);
+  const rc = ctx.objectAlloc(access, false);
+  if (rc < 0) return rc;
+  access.users++;
+  ctx.objectFinalize(access);
+  return access;
+}
+
+/** iommufd_access_destroy (and iommufd_access_destroy_internal). */
 export function accessDestroy(access: IommufdAccess): void {
   access.users--;
   access.ctx.objects.remove(access.id);

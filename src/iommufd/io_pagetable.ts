@@ -20,6 +20,8 @@ export class IoptArea implements Interval {
   pages: IoptPages | null = null;
   /** Pins held on it by accesses: an unmap must ask them to let go first. */
   numAccesses = 0;
+  /** Those of them held by internal accesses (a HW queue's): no unmap until they go. */
+  numLocks = 0;
   constructor(
     public start: bigint,
     public last: bigint,
@@ -193,8 +195,9 @@ export class IoPagetable {
   }
 
   /**
-   * iopt_unmap_iova_range: removes every area inside [start, last], lowest first. An area that
-   * sticks out of the range stops it with ENOENT (the earlier ones stay removed). Returns the
+   * iopt_unmap_iova_range: removes every area inside [start, last], lowest first. An area still
+   * being created, or locked by an internal access, stops it with EBUSY; one that sticks out
+   * of the range with ENOENT (the earlier ones stay removed, in both cases). Returns the
    * bytes unmapped and the result: `emptyRc` when the range met no area at all (ENOENT for
    * IOAS_UNMAP; 0 for unmap-all and for the type1 compat unmap, which succeed on nothing).
    */
@@ -204,6 +207,7 @@ export class IoPagetable {
       const area = this.firstArea(start, last);
       if (!area) break;
       if (!area.pages) return { rc: -errno.EBUSY, unmapped };
+      if (area.numLocks > 0) return { rc: -errno.EBUSY, unmapped };
       if (area.start < start || area.last > last) return { rc: -errno.ENOENT, unmapped };
       if (area.numAccesses > 0) {
         this.notifyAccessUnmap(area.start, area.length);

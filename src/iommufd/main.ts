@@ -8,7 +8,7 @@ import {
   IOMMU_HWPT_INVALIDATE, IOMMU_HWPT_SET_DIRTY_TRACKING, IOMMU_IOAS_ALLOC, IOMMU_IOAS_ALLOW_IOVAS,
   IOMMU_IOAS_CHANGE_PROCESS, IOMMU_IOAS_COPY, IOMMU_IOAS_IOVA_RANGES, IOMMU_IOAS_MAP,
   IOMMU_IOAS_MAP_FILE, IOMMU_IOAS_UNMAP, IOMMU_OPTION, IOMMU_VFIO_IOAS, IOMMU_FAULT_QUEUE_ALLOC,
-  IOMMU_VIOMMU_ALLOC, IOMMU_VDEVICE_ALLOC, IOMMU_VEVENTQ_ALLOC,
+  IOMMU_VIOMMU_ALLOC, IOMMU_VDEVICE_ALLOC, IOMMU_VEVENTQ_ALLOC, IOMMU_HW_QUEUE_ALLOC,
 } from "../uapi/ioctl.js";
 import {
   IOMMU_OPTION_HUGE_PAGES, IOMMU_OPTION_OP_GET, IOMMU_OPTION_OP_SET, IOMMU_OPTION_RLIMIT_MODE,
@@ -16,7 +16,7 @@ import {
   iommu_hwpt_invalidate, iommu_hwpt_set_dirty_tracking, iommu_ioas_alloc, iommu_ioas_allow_iovas,
   iommu_ioas_change_process, iommu_ioas_copy, iommu_ioas_iova_ranges, iommu_ioas_map,
   iommu_ioas_map_file, iommu_ioas_unmap, iommu_option, iommu_vfio_ioas, iommu_fault_alloc,
-  iommu_viommu_alloc, iommu_vdevice_alloc, iommu_veventq_alloc,
+  iommu_viommu_alloc, iommu_vdevice_alloc, iommu_veventq_alloc, iommu_hw_queue_alloc,
 } from "../uapi/iommufd.js";
 import { MISC_MAJOR, S_IFCHR, makedev } from "../uapi/posix.js";
 import type { StructLayout } from "../uapi/struct.js";
@@ -35,7 +35,7 @@ import { IommufdObject, ObjectTable, type ObjType } from "./object.js";
 import { IoptPages, type PagesSource, type PinContext } from "./pages.js";
 import { DEFAULT_MEMORY_LIMIT } from "./selftest.js";
 import { vfioCompatIoctl, vfioIoasIoctl } from "./vfio_compat.js";
-import { vdeviceAlloc, veventqAlloc, viommuAlloc } from "./viommu.js";
+import { hwQueueAlloc, vdeviceAlloc, veventqAlloc, viommuAlloc } from "./viommu.js";
 import type { IommufdGroup } from "./device.js";
 import type { IommuCaps } from "../iommu/device.js";
 import { allocDomain, type DomainOptions, type IommuDomain } from "../iommu/domain.js";
@@ -86,6 +86,7 @@ export class Iommufd {
       op(IOMMU_VIOMMU_ALLOC, "IOMMU_VIOMMU_ALLOC", iommu_viommu_alloc, viommuAlloc),
       op(IOMMU_VDEVICE_ALLOC, "IOMMU_VDEVICE_ALLOC", iommu_vdevice_alloc, vdeviceAlloc),
       op(IOMMU_VEVENTQ_ALLOC, "IOMMU_VEVENTQ_ALLOC", iommu_veventq_alloc, veventqAlloc),
+      op(IOMMU_HW_QUEUE_ALLOC, "IOMMU_HW_QUEUE_ALLOC", iommu_hw_queue_alloc, hwQueueAlloc),
     ]);
     this.fops = {
       kind: "iommufd",

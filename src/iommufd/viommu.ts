@@ -3,7 +3,9 @@
 // its virtual id in a vIOMMU, and the mock's vIOMMU ops (cache invalidation of its devices'
 // 4-slot caches). Lifetimes as the kernel's: the vIOMMU holds its parent HWPT, a vDEVICE holds
 // its vIOMMU and its device, a nested HWPT made on a vIOMMU holds the vIOMMU; unbinding a
-// device with a vDEVICE destroys the vDEVICE and tombstones its id.
+// device with a vDEVICE destroys the vDEVICE and tombstones its id. HW queues (IOMMU_HW_QUEUE_ALLOC)
+// pin their guest queue memory through an internal access on the parent's IOAS, hold the
+// vIOMMU, and (the mock's rule) queue n holds queue n-1.
 
 import { errno } from "../uapi/errno.js";
 import {
@@ -11,14 +13,18 @@ import {
   IOMMU_VIOMMU_TYPE_SELFTEST, MOCK_DEV_CACHE_ID_MAX, iommu_vdevice_alloc, iommu_viommu_alloc,
   iommu_viommu_invalidate_selftest, IOMMU_VEVENTQ_FLAG_LOST_EVENTS, IOMMU_VEVENTQ_TYPE_DEFAULT,
   IOMMU_VEVENTQ_TYPE_SELFTEST, iommu_veventq_alloc, iommu_viommu_event_selftest, iommufd_vevent_header,
+  IOMMU_HW_QUEUE_TYPE_DEFAULT, IOMMU_HW_QUEUE_TYPE_SELFTEST, IOMMU_TEST_HW_QUEUE_MAX, MOCK_PAGE_SIZE,
+  iommu_hw_queue_alloc,
 } from "../uapi/iommufd.js";
 import { O_RDWR, POLLIN, POLLRDNORM } from "../uapi/posix.js";
 import type { File, FileOperations } from "../kernel/file.js";
 import type { UCmd } from "../kernel/ioctl.js";
 import type { IommuDevice } from "../iommu/device.js";
 import type { IommufdDevice } from "./device.js";
+import { accessCreateInternal, accessDestroy, type IommufdAccess } from "./access.js";
 import { HwptNested, type Hwpt, type HwptPaging } from "./hw_pagetable.js";
 import { fields } from "./ioas.js";
+import { addOverflow, PAGE_SIZE } from "./iova.js";
 import { IommufdObject } from "./object.js";
 import type { IommufdCtx } from "./main.js";
 
@@ -41,6 +47,8 @@ export class Viommu extends IommufdObject {
   readonly vdevs = new Map<bigint, Vdevice>();
   /** Its event queues, one per type (viommu->veventqs). */
   readonly veventqs: Veventq[] = [];
+  /** The mock's HW queue slots (mock_viommu.hw_queue). */
+  readonly hwQueues: (HwQueue | null)[] = new Array<HwQueue | null>(IOMMU_TEST_HW_QUEUE_MAX).fill(null);
 
   constructor(readonly ctx: IommufdCtx, readonly hwpt: HwptPaging, readonly viommuType: number) {
     super();
@@ -362,4 +370,140 @@ export function noteMockAttach(idev: IommufdDevice, hwpt: Hwpt | null): void {
   const id = viommu ? viommu.vdevIdOf(idev) : 0n;
   dev.viommu = viommu;
   dev.vdevId = typeof id === "number" ? 0n : id;
+}
+
+// ---------------------------------------------------------------------------------------------
+// HW queues (viommu.c iommufd_hw_queue_*, the mock's in selftest.c): a queue in guest memory
+// that the hardware reads by physical address. Its pages are pinned by an internal access on
+// the parent HWPT's IOAS, so they must be physically contiguous and cannot be unmapped while
+// the queue lives (IOAS_UNMAP gives EBUSY). The mock takes indexes 0..IOMMU_TEST_HW_QUEUE_MAX-1
+// in order; queue n depends on queue n-1 (iommufd_hw_queue_depend), so it must go first.
+
+const PAGE = BigInt(PAGE_SIZE);
+/** kvcalloc refuses more than INT_MAX bytes (kvmalloc_node): the page array's limit. */
+const KVMALLOC_MAX = 0x7fffffffn;
+
+/** struct iommufd_hw_queue with the mock's struct mock_hw_queue. */
+export class HwQueue extends IommufdObject {
+  readonly type = "hw_queue" as const;
+  /** Set once the queue's memory is pinned; the queue then holds a user of it. */
+  viommu: Viommu | null = null;
+  access: IommufdAccess | null = null;
+  baseAddr = 0n;
+  length = 0n;
+  /** mock_hw_queue: its slot and the queue it depends on, once the mock's init succeeded. */
+  index = -1;
+  prev: HwQueue | null = null;
+  private mockInit = false;
+
+  constructor(readonly queueType: number) { super(); }
+
+  /** mock_hw_queue_init_phys: index < MAX (EINVAL), free (EEXIST), after its predecessor (EIO), base_pa right (EFAULT). */
+  initPhys(viommu: Viommu, index: number, basePa: number): number {
+    if (index >= IOMMU_TEST_HW_QUEUE_MAX) return -errno.EINVAL;
+    if (viommu.hwQueues[index]) return -errno.EEXIST;
+    const prev = index ? viommu.hwQueues[index - 1] : null;
+    if (index && !prev) return -errno.EIO;
+    // The mock checks the core's translation against its own page table, which answers per
+    // MOCK_PAGE_SIZE unit (mock_domain_iova_to_phys): a base inside a unit never matches.
+    const unit = this.baseAddr - this.baseAddr % BigInt(MOCK_PAGE_SIZE);
+    if (basePa !== viommu.hwpt.domain.iovaToPhys(unit)) return -errno.EFAULT;
+    if (prev) prev.users++;
+    this.prev = prev;
+    this.index = index;
+    viommu.hwQueues[index] = this;
+    this.mockInit = true;
+    return 0;
+  }
+
+  /** iommufd_hw_queue_destroy: the mock's slot and dependency, the pin and its access, the vIOMMU. */
+  destroy(): void {
+    if (this.mockInit) {
+      this.viommu!.hwQueues[this.index] = null;
+      if (this.prev) this.prev.users--;
+      this.mockInit = false;
+    }
+    if (this.access) {
+      // iommufd_hw_queue_destroy_access: the same page-aligned range the pin took
+      const aligned = this.baseAddr - this.baseAddr % PAGE;
+      const span = this.length + (this.baseAddr - aligned);
+      this.access.unpinPages(aligned, (span + PAGE - 1n) / PAGE * PAGE);
+      this.access.detachIoas();
+      accessDestroy(this.access);
+      this.access = null;
+    }
+    if (this.viommu) this.viommu.users--;
+  }
+}
+
+/**
+ * iommufd_hw_queue_alloc_phys: an internal access on the vIOMMU's parent IOAS pins the pages
+ * under [iova, iova+length) rounded out to pages: ERANGE when the rounding overflows, ENOMEM for
+ * the page array (kvcalloc; refused past INT_MAX bytes) or the access, the pin's errors (ENOENT
+ * for a hole, EPERM for an area that is not readable), EFAULT when the frames are not
+ * physically contiguous. Returns the access and the physical address of `iova`.
+ */
+function hwQueueAllocPhys(viommu: Viommu, iova: bigint, length: bigint): { access: IommufdAccess; basePa: number } | number {
+  const ctx = viommu.ctx;
+  const offset = iova % PAGE;
+  const aligned = iova - offset;
+  const span = addOverflow(offset, length);
+  if (span === null) return -errno.ERANGE;
+  const rounded = addOverflow(span, PAGE - 1n);
+  if (rounded === null) return -errno.ERANGE;
+  const npages = rounded / PAGE;
+  if (npages * 8n > KVMALLOC_MAX || ctx.shouldFail()) return -errno.ENOMEM;
+  const access = accessCreateInternal(ctx);
+  if (typeof access === "number") return access;
+  let rc = access.moveTo(viommu.hwpt.ioas);
+  if (rc < 0) { accessDestroy(access); return rc; }
+  const frames = access.pinPages(aligned, npages * PAGE, false);
+  if (typeof frames === "number") rc = frames;
+  else {
+    for (let i = 1; i < frames.length && rc === 0; i++) if (frames[i] !== frames[i - 1] + 1) rc = -errno.EFAULT;
+    if (rc < 0) access.unpinPages(aligned, npages * PAGE);
+  }
+  if (rc < 0 || typeof frames === "number") {
+    access.detachIoas();
+    accessDestroy(access);
+    return rc;
+  }
+  return { access, basePa: frames[0] * PAGE_SIZE + Number(offset) };
+}
+
+/**
+ * IOMMU_HW_QUEUE_ALLOC, in iommufd_hw_queue_alloc_ioctl's order: flags or the DEFAULT type
+ * (EOPNOTSUPP), a zero length (EINVAL), iova + length - 1 past 2^64 (EOVERFLOW), the vIOMMU
+ * (ENOENT), a type the mock's vIOMMU has queues of (EOPNOTSUPP: IOMMU_HW_QUEUE_TYPE_SELFTEST),
+ * the object (ENOMEM), the pinned memory (hwQueueAllocPhys), then the mock's init at the
+ * index. Any failure after the object destroys it with what it holds.
+ */
+export function hwQueueAlloc(ctx: IommufdCtx, ucmd: UCmd): number {
+  const c = fields(ucmd, iommu_hw_queue_alloc);
+  const type = c.u("type");
+  if (c.u("flags") || type === IOMMU_HW_QUEUE_TYPE_DEFAULT) return -errno.EOPNOTSUPP;
+  const length = c.u64("length");
+  if (!length) return -errno.EINVAL;
+  const iova = c.u64("nesting_parent_iova");
+  if (addOverflow(iova, length - 1n) === null) return -errno.EOVERFLOW;
+  const viommu = ctx.getObject(c.u("viommu_id"), "viommu") as Viommu | number;
+  if (typeof viommu === "number") return viommu;
+  if (type !== IOMMU_HW_QUEUE_TYPE_SELFTEST) return -errno.EOPNOTSUPP;
+  const q = new HwQueue(type);
+  let rc = ctx.objectAlloc(q, false);
+  if (rc < 0) return rc;
+  const phys = hwQueueAllocPhys(viommu, iova, length);
+  if (typeof phys === "number") { ctx.objectAbort(q); return phys; }
+  q.viommu = viommu;
+  viommu.users++;
+  q.access = phys.access;
+  q.length = length;
+  q.baseAddr = iova;
+  rc = q.initPhys(viommu, c.u("index"), phys.basePa);
+  if (rc < 0) { ctx.objectAbort(q); return rc; }
+  c.set("out_hw_queue_id", q.id);
+  rc = ucmd.respond();
+  if (rc < 0) { ctx.objectAbort(q); return rc; }
+  ctx.objectFinalize(q);
+  return 0;
 }

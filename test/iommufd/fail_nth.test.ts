@@ -19,6 +19,7 @@ import {
 import { IOMMU_FAULT_QUEUE_ALLOC, IOMMU_HWPT_FAULT_ID_VALID } from "./iopf_util.js";
 import {
   IOMMU_VDEVICE_ALLOC, IOMMU_VEVENTQ_ALLOC, IOMMU_VEVENTQ_TYPE_SELFTEST, IOMMU_VIOMMU_ALLOC, IOMMU_VIOMMU_TYPE_SELFTEST,
+  IOMMU_HW_QUEUE_ALLOC, IOMMU_HW_QUEUE_TYPE_SELFTEST,
 } from "./viommu_util.js";
 
 const BUFFER_SIZE = 2 * 1024 * 1024;
@@ -162,8 +163,6 @@ describe("FIXTURE basic_fail_nth", () => {
 // until a run never consumes its failure. After every run: the access fd (which holds the
 // iommufd context) and the iommufd are closed (both must return 0), no object and no pin may
 // be left, and after the process is killed every frame and committed page is back.
-// fail_nth.device runs up to the vEVENTQ; the HW queue step of newer kernels is not here
-// (HW queues are not emulated yet).
 
 const MOCK_BUFFER_SIZE = 2 * 1024 * 1024;
 const SMALL_MAP = 262144;
@@ -377,6 +376,9 @@ const MOCK_SWEEPS: [string, MockBody][] = [
     r.step("VIOMMU_ALLOC", r.ioctl(IOMMU_VIOMMU_ALLOC, v));
     const viommuId = v.g32(20);
     r.step("VDEVICE_ALLOC", r.ioctl(IOMMU_VDEVICE_ALLOC, new Cmd(24).u32(0, 24).u32(4, viommuId).u32(8, idevId)));
+    // index 0 over the page mapped at MOCK_APERTURE_START in the parent's IOAS
+    const hq = new Cmd(40).u32(0, 40).u32(8, viommuId).u32(12, IOMMU_HW_QUEUE_TYPE_SELFTEST).u64(24, MOCK_APERTURE_START).u64(32, PG);
+    r.step("HW_QUEUE_ALLOC", r.ioctl(IOMMU_HW_QUEUE_ALLOC, hq));
     const f = new Cmd(16).u32(0, 16);
     r.step("FAULT_QUEUE_ALLOC", r.ioctl(IOMMU_FAULT_QUEUE_ALLOC, f));
     r.step("close(fault fd)", r.proc.close(f.g32(12)));

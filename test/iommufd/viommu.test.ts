@@ -1,7 +1,7 @@
 // FIXTURE(iommufd_viommu) of tools/testing/selftests/iommu/iommufd.c, both variants (no_viommu,
 // mock_viommu): vIOMMU and vDEVICE objects on the mock IOMMU, nested HWPTs on a vIOMMU, the
-// vIOMMU's cache invalidation (checked with IOMMU_TEST_OP_DEV_CHECK_CACHE), and the tombstone
-// a vDEVICE leaves when its device is unbound first. Literals from include/uapi/linux/iommufd.h
+// vIOMMU's cache invalidation (checked with IOMMU_TEST_OP_DEV_CHECK_CACHE), the tombstone
+// a vDEVICE leaves when its device is unbound first, and HW queues (IOMMU_HW_QUEUE_ALLOC). Literals from include/uapi/linux/iommufd.h
 // and iommufd_test.h (x86_64); nothing is read from src/uapi.
 
 import { describe, it, expect } from "vitest";
@@ -10,11 +10,13 @@ import {
   errno, PG, IOMMU_DESTROY, IOMMU_HWPT_ALLOC, IOMMU_HWPT_INVALIDATE, IOMMU_TEST_CMD, IOMMU_HWPT_ALLOC_NEST_PARENT,
   IOMMU_HWPT_DATA_SELFTEST, IOMMU_TEST_IOTLB_DEFAULT, Cmd, cmd, io, openFixture, teardown, ioasAlloc, destroyCmd,
   hwptAllocCmd, hwptInvalidateCmd, mockDomainCmd, mockDomainReplaceCmd, mmapAnon, type Fixture,
+  MOCK_APERTURE_START, hugeAlignedBuffer, mapAuto, unmap, IOMMU_IOAS_MAP, mapCmd, RW, FIXED, WRITE,
 } from "./util.js";
 import { IOMMU_HWPT_FAULT_ID_VALID, faultAllocOk, hwptAllocIopf, triggerIopfAndRespond } from "./iopf_util.js";
 import {
   IOMMU_VIOMMU_TYPE_SELFTEST, IOMMU_VEVENTQ_TYPE_SELFTEST, IOMMU_VEVENTQ_FLAG_LOST_EVENTS, VEVENT_HDR, VEVENT_SELFTEST,
   readVevents, triggerVevents, vdeviceAlloc, veventqAlloc, viommuAlloc,
+  IOMMU_HW_QUEUE_TYPE_DEFAULT, IOMMU_HW_QUEUE_TYPE_SELFTEST, IOMMU_TEST_HW_QUEUE_MAX, hwQueueAlloc,
 } from "./viommu_util.js";
 
 const IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST = 0xdeadbeef;
@@ -242,6 +244,56 @@ describe.each(VARIANTS)("FIXTURE iommufd_viommu, variant %s", (variant, hasViomm
     expect(ioasAlloc(fx)).not.toBe(v.id);
     teardown(fx);
   });
+
+  // (the kernel SKIPs it for no_viommu)
+  if (hasViommu) it(`iommufd_viommu.hw_queue (${variant})`, async () => {
+    const fx = await setup(hasViommu);
+    const buffer = hugeAlignedBuffer(fx.proc);
+    const SELF = IOMMU_HW_QUEUE_TYPE_SELFTEST;
+    let iova = BigInt(MOCK_APERTURE_START);
+    const q = (type: number, index: number, base: bigint, length: number | bigint) => hwQueueAlloc(fx, fx.viommuId, type, index, base, length);
+    // IOMMU_HW_QUEUE_TYPE_DEFAULT
+    expect(q(IOMMU_HW_QUEUE_TYPE_DEFAULT, 0, iova, PG).rc).toBe(-errno.EOPNOTSUPP);
+    // queue address and length
+    expect(q(SELF, 0, iova, 0).rc).toBe(-errno.EINVAL);
+    expect(q(SELF, 0, 0xffff_ffff_ffff_ffffn, PG).rc).toBe(-errno.EOVERFLOW);
+    // nothing mapped there
+    expect(q(SELF, 0, iova, PG).rc).toBe(-errno.ENOENT);
+
+    // two pages, each its own mapping
+    const m1 = mapAuto(fx, fx.ioasId, buffer, PG);
+    expect(m1.rc).toBe(0);
+    iova = m1.iova;
+    const m2 = mapAuto(fx, fx.ioasId, buffer + PG, PG);
+    expect(m2.rc).toBe(0);
+    const iova2 = m2.iova;
+
+    // index 1 and index MAX: indexes start at 0
+    expect(q(SELF, 1, iova, PG).rc).toBe(-errno.EIO);
+    expect(q(SELF, IOMMU_TEST_HW_QUEUE_MAX, iova, PG).rc).toBe(-errno.EINVAL);
+
+    // index 0 owns the page at iova
+    const q0 = q(SELF, 0, iova, PG);
+    expect(q0.rc).toBe(0);
+    // the index is taken
+    expect(q(SELF, 0, iova, PG).rc).toBe(-errno.EEXIST);
+    // the pinned page cannot be unmapped; the other one can
+    expect(unmap(fx, fx.ioasId, iova, PG).rc).toBe(-errno.EBUSY);
+    expect(unmap(fx, fx.ioasId, iova2, PG).rc).toBe(0);
+
+    // index 1, unaligned: the second half of the page
+    const q1 = q(SELF, 1, iova + BigInt(PG / 2), PG / 2);
+    expect(q1.rc).toBe(0);
+    // index 0 is held by index 1
+    expect(destroy(fx, q0.id)).toBe(-errno.EBUSY);
+
+    // destroyed in descending order
+    expect(destroy(fx, q1.id)).toBe(0);
+    expect(destroy(fx, q0.id)).toBe(0);
+    // the first page can be unmapped now
+    expect(unmap(fx, fx.ioasId, iova, PG).rc).toBe(0);
+    teardown(fx);
+  });
 });
 
 describe("vIOMMU object rules", () => {
@@ -417,3 +469,161 @@ describe("vEVENTQ", () => {
     expect(fx.kernel.stats().iommufdObjects).toBe(0);
   });
 });
+
+describe("HW queue rules", () => {
+  const SELF = IOMMU_HW_QUEUE_TYPE_SELFTEST;
+  const U64_MAX = 0xffff_ffff_ffff_ffffn;
+  const objects = (fx: Fixture): number => fx.kernel.stats().iommufdObjects;
+
+  it("HW_QUEUE_ALLOC: the order of the checks; a failure leaves nothing", async () => {
+    const fx = await setup(true);
+    const start = BigInt(MOCK_APERTURE_START);
+    const before = objects(fx);
+    // flags, then the DEFAULT type, then the length, then the range: all before the vIOMMU
+    expect(hwQueueAlloc(fx, 0, SELF, 0, 0, 0, 1).rc).toBe(-errno.EOPNOTSUPP);
+    expect(hwQueueAlloc(fx, 0, IOMMU_HW_QUEUE_TYPE_DEFAULT, 0, 0, 0).rc).toBe(-errno.EOPNOTSUPP);
+    expect(hwQueueAlloc(fx, 0, SELF, 0, U64_MAX, 0).rc).toBe(-errno.EINVAL);
+    expect(hwQueueAlloc(fx, 0, SELF, 0, U64_MAX, 2).rc).toBe(-errno.EOVERFLOW);
+    // the vIOMMU: id 0, an id of another kind
+    expect(hwQueueAlloc(fx, 0, SELF, 0, start, PG).rc).toBe(-errno.ENOENT);
+    expect(hwQueueAlloc(fx, fx.hwptId, SELF, 0, start, PG).rc).toBe(-errno.ENOENT);
+    // then a type the mock's vIOMMU has queues of (IOMMU_HW_QUEUE_TYPE_TEGRA241_CMDQV is not)
+    expect(hwQueueAlloc(fx, 0, 1, 0, start, PG).rc).toBe(-errno.ENOENT);
+    expect(hwQueueAlloc(fx, fx.viommuId, 1, 0, start, PG).rc).toBe(-errno.EOPNOTSUPP);
+    // rounding the range out to whole pages overflows
+    expect(hwQueueAlloc(fx, fx.viommuId, SELF, 0, 1, U64_MAX).rc).toBe(-errno.ERANGE);
+    expect(hwQueueAlloc(fx, fx.viommuId, SELF, 0, 0, U64_MAX).rc).toBe(-errno.ERANGE);
+    // the page array: more than INT_MAX bytes of pointers cannot be had; one page less is
+    // looked up (and is not mapped)
+    expect(hwQueueAlloc(fx, fx.viommuId, SELF, 0, start, 1n << 40n).rc).toBe(-errno.ENOMEM);
+    expect(hwQueueAlloc(fx, fx.viommuId, SELF, 0, start, (1n << 40n) - BigInt(PG)).rc).toBe(-errno.ENOENT);
+    // the memory before the index
+    expect(hwQueueAlloc(fx, fx.viommuId, SELF, IOMMU_TEST_HW_QUEUE_MAX, start, PG).rc).toBe(-errno.ENOENT);
+    const buffer = hugeAlignedBuffer(fx.proc);
+    const m = mapAuto(fx, fx.ioasId, buffer, PG);
+    expect(m.rc).toBe(0);
+    expect(hwQueueAlloc(fx, fx.viommuId, SELF, IOMMU_TEST_HW_QUEUE_MAX, m.iova, PG).rc).toBe(-errno.EINVAL);
+    expect(hwQueueAlloc(fx, fx.viommuId, SELF, 1, m.iova, PG).rc).toBe(-errno.EIO);
+    // none of these kept an object or a lock
+    expect(objects(fx)).toBe(before);
+    expect(unmap(fx, fx.ioasId, m.iova, PG).rc).toBe(0);
+    teardown(fx);
+  });
+
+  it("a queue holds its vIOMMU and its internal access, which takes the next id", async () => {
+    const fx = await setup(true);
+    const buffer = hugeAlignedBuffer(fx.proc);
+    const m = mapAuto(fx, fx.ioasId, buffer, PG);
+    expect(m.rc).toBe(0);
+    const before = objects(fx);
+    const q0 = hwQueueAlloc(fx, fx.viommuId, SELF, 0, m.iova, PG);
+    expect(q0.rc).toBe(0);
+    expect(objects(fx)).toBe(before + 2);
+    // the access is an object userspace cannot destroy: its queue holds it
+    expect(destroy(fx, q0.id + 1)).toBe(-errno.EBUSY);
+    const ioas = ioasAlloc(fx);
+    expect(ioas).toBe(q0.id + 2);
+    expect(destroy(fx, ioas)).toBe(0);
+    // the vIOMMU outlives its queues (and its nested HWPT)
+    expect(destroy(fx, fx.viommuId)).toBe(-errno.EBUSY);
+    expect(destroy(fx, fx.nestedHwptId)).toBe(0);
+    expect(destroy(fx, fx.viommuId)).toBe(-errno.EBUSY);
+    expect(destroy(fx, q0.id)).toBe(0);
+    expect(objects(fx)).toBe(before - 1);
+    // both ids are free again (after the nested HWPT's)
+    expect(ioasAlloc(fx)).toBe(fx.nestedHwptId);
+    expect(ioasAlloc(fx)).toBe(q0.id);
+    expect(ioasAlloc(fx)).toBe(q0.id + 1);
+    expect(destroy(fx, fx.viommuId)).toBe(0);
+    teardown(fx);
+  });
+
+  it("queue memory: physically contiguous pages, readable, on a unit the mock translates", async () => {
+    const fx = await setup(true);
+    const buffer = hugeAlignedBuffer(fx.proc);
+    const frame = (va: number): number => fx.proc.mm.frameOf(va);
+    // pages 1 and 0 faulted in that order, mapped one after the other at fixed IOVAs
+    expect(fx.proc.writeMemory(buffer + PG, new Uint8Array([1]))).toBe(0);
+    expect(fx.proc.writeMemory(buffer, new Uint8Array([1]))).toBe(0);
+    expect(frame(buffer + PG)).not.toBe(frame(buffer) + 1);
+    const at = BigInt(MOCK_APERTURE_START);
+    expect(mapFixedRw(fx, buffer, PG, at)).toBe(0);
+    expect(mapFixedRw(fx, buffer + PG, PG, at + BigInt(PG))).toBe(0);
+    expect(hwQueueAlloc(fx, fx.viommuId, SELF, 0, at, 2 * PG).rc).toBe(-errno.EFAULT);
+    // (a queue within the second half of page 0 reaching into page 1 needs both)
+    expect(hwQueueAlloc(fx, fx.viommuId, SELF, 0, at + BigInt(PG / 2), PG).rc).toBe(-errno.EFAULT);
+    // pages 2 and 3 faulted in order, one mapping
+    expect(fx.proc.writeMemory(buffer + 2 * PG, new Uint8Array(2 * PG))).toBe(0);
+    expect(frame(buffer + 3 * PG)).toBe(frame(buffer + 2 * PG) + 1);
+    const m = mapAuto(fx, fx.ioasId, buffer + 2 * PG, 2 * PG);
+    expect(m.rc).toBe(0);
+    // a base inside a MOCK_PAGE_SIZE unit: the mock's translation of it is the unit's start
+    expect(hwQueueAlloc(fx, fx.viommuId, SELF, 0, m.iova + 8n, 64).rc).toBe(-errno.EFAULT);
+    expect(hwQueueAlloc(fx, fx.viommuId, SELF, 0, m.iova + BigInt(PG / 2) + 8n, 64).rc).toBe(-errno.EFAULT);
+    const q0 = hwQueueAlloc(fx, fx.viommuId, SELF, 0, m.iova + BigInt(PG / 2), 2 * PG - PG / 2);
+    expect(q0.rc).toBe(0);
+    // a write-only mapping cannot be read by the queue
+    const w = mapAuto(fx, fx.ioasId, buffer + 4 * PG, PG, WRITE);
+    expect(w.rc).toBe(0);
+    expect(hwQueueAlloc(fx, fx.viommuId, SELF, 1, w.iova, PG).rc).toBe(-errno.EPERM);
+    expect(unmap(fx, fx.ioasId, w.iova, PG).rc).toBe(0);
+    // the two pages at `at` were never locked
+    expect(unmap(fx, fx.ioasId, at, 2 * PG).rc).toBe(0);
+    expect(destroy(fx, q0.id)).toBe(0);
+    teardown(fx);
+  });
+
+  it("IOAS_UNMAP of a locked area: EBUSY before ENOENT, the areas before it are gone", async () => {
+    const fx = await setup(true);
+    const buffer = hugeAlignedBuffer(fx.proc);
+    const at = BigInt(MOCK_APERTURE_START);
+    expect(mapFixedRw(fx, buffer, PG, at)).toBe(0);
+    expect(mapFixedRw(fx, buffer + PG, 2 * PG, at + BigInt(PG))).toBe(0);
+    expect(mapFixedRw(fx, buffer + 3 * PG, PG, at + BigInt(3 * PG))).toBe(0);
+    const q0 = hwQueueAlloc(fx, fx.viommuId, SELF, 0, at + BigInt(PG), PG);
+    expect(q0.rc).toBe(0);
+    // a range that would split the locked area: the lock is seen first
+    expect(unmap(fx, fx.ioasId, at + BigInt(PG), PG).rc).toBe(-errno.EBUSY);
+    // unmapping everything removes the first area, then stops at the locked one
+    expect(unmap(fx, fx.ioasId, 0, U64_MAX).rc).toBe(-errno.EBUSY);
+    expect(unmap(fx, fx.ioasId, at, PG).rc).toBe(-errno.ENOENT);
+    expect(unmap(fx, fx.ioasId, at + BigInt(3 * PG), PG).rc).toBe(0);
+    // (while it lives the pin is the queue's alone: nothing else can give it back)
+    expect(unmap(fx, fx.ioasId, at + BigInt(PG), 2 * PG).rc).toBe(-errno.EBUSY);
+    expect(destroy(fx, q0.id)).toBe(0);
+    expect(unmap(fx, fx.ioasId, 0, U64_MAX)).toEqual({ rc: 0, length: BigInt(2 * PG) });
+    teardown(fx);
+  });
+
+  it("the access's page alignment: EADDRINUSE over a sub-page area, sub-page maps refused while a queue lives", async () => {
+    const fx = await setup(true);
+    const buffer = hugeAlignedBuffer(fx.proc);
+    const at = BigInt(MOCK_APERTURE_START);
+    expect(mapFixedRw(fx, buffer, PG, at)).toBe(0);
+    // the mock domain maps 2 KiB units: half a page is a valid area
+    expect(mapFixedRw(fx, buffer + PG + PG / 2, PG / 2, at + BigInt(PG + PG / 2))).toBe(0);
+    const before = objects(fx);
+    expect(hwQueueAlloc(fx, fx.viommuId, SELF, 0, at, PG).rc).toBe(-errno.EADDRINUSE);
+    expect(objects(fx)).toBe(before);
+    expect(unmap(fx, fx.ioasId, at + BigInt(PG + PG / 2), PG / 2).rc).toBe(0);
+    const q0 = hwQueueAlloc(fx, fx.viommuId, SELF, 0, at, PG);
+    expect(q0.rc).toBe(0);
+    expect(mapFixedRw(fx, buffer + PG + PG / 2, PG / 2, at + BigInt(PG + PG / 2))).toBe(-errno.EINVAL);
+    expect(destroy(fx, q0.id)).toBe(0);
+    expect(mapFixedRw(fx, buffer + PG + PG / 2, PG / 2, at + BigInt(PG + PG / 2))).toBe(0);
+    teardown(fx);
+  });
+
+  it("closing the context frees dependent queues, their accesses and pins", async () => {
+    const fx = await setup(true);
+    const buffer = hugeAlignedBuffer(fx.proc);
+    const m = mapAuto(fx, fx.ioasId, buffer, PG);
+    expect(m.rc).toBe(0);
+    expect(hwQueueAlloc(fx, fx.viommuId, SELF, 0, m.iova, PG).rc).toBe(0);
+    expect(hwQueueAlloc(fx, fx.viommuId, SELF, 1, m.iova, PG).rc).toBe(0);
+    teardown(fx);
+  });
+});
+
+const mapFixedRw = (fx: Fixture, va: number, length: number, iova: bigint): number =>
+  io(fx, IOMMU_IOAS_MAP, mapCmd({ flags: RW | FIXED, ioasId: (fx as ViommuFx).ioasId, userVa: va, length, iova }));

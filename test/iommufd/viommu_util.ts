@@ -70,3 +70,16 @@ export function readVevents(fx: Fixture, fd: number, n: number, virtId: number, 
   }
   return 0;
 }
+
+export const IOMMU_HW_QUEUE_ALLOC = 0x3b94;
+export const IOMMU_HW_QUEUE_TYPE_DEFAULT = 0;
+export const IOMMU_HW_QUEUE_TYPE_SELFTEST = 0xdeadbeef;
+export const IOMMU_TEST_HW_QUEUE_MAX = 2;
+
+// struct iommu_hw_queue_alloc { size, flags, viommu_id, type, index, out_hw_queue_id,
+//   nesting_parent_iova u64, length u64 } (40)
+export function hwQueueAlloc(fx: Fixture, viommuId: number, type: number, index: number, iova: number | bigint,
+  length: number | bigint, flags = 0): { rc: number; id: number } {
+  const c = cmd(40).u32(4, flags).u32(8, viommuId).u32(12, type).u32(16, index).u64(24, iova).u64(32, length);
+  return { rc: io(fx, IOMMU_HW_QUEUE_ALLOC, c), id: c.g32(20) };
+}
