@@ -105,6 +105,11 @@ export class Machine implements Kernel {
     const groupId = cfg.iommuGroup ?? this.groups.freshId();
     if (!Number.isInteger(groupId) || groupId < 0) throw new TypeError(`bad iommuGroup ${cfg.iommuGroup}`);
     const caps = iommuCaps(cfg.iommu);
+    const bar0Size = cfg.bar0Size ?? modelBar0Size[cfg.model] ?? 4096;
+    // Naturally aligned inside the device's 64 KiB BAR0 slot.
+    if (typeof bar0Size !== "number" || !Number.isInteger(bar0Size) || bar0Size < 4096 || bar0Size > 0x10000 || (bar0Size & (bar0Size - 1)) !== 0) {
+      throw new RangeError(`bad bar0Size ${String(cfg.bar0Size)} (a power of two from 4096 to 65536)`);
+    }
     const dir = this.pci.add(cfg.bdf, ids, null);
     const group = this.groups.add(groupId, { bdf: cfg.bdf, sysfsDir: dir });
     let bound: string | null = null;
@@ -118,7 +123,7 @@ export class Machine implements Kernel {
       // vfio-pci manages DMA itself (driver_managed_dma): binding it claims nothing.
       const index = this.vfio.nextIndexHint();
       pciCore = new VfioPciCoreDevice(this.kcore, {
-        ids, bar0Size: modelBar0Size[cfg.model] ?? 4096, bar0Address: BAR0_BASE + index * 0x10000,
+        ids, bar0Size, bar0Address: BAR0_BASE + index * 0x10000,
         ...modelIrqs[cfg.model],
         engine: modelEngine[cfg.model],
       });

@@ -54,7 +54,7 @@ const PAGES_PER_REGION = REGION_SPAN / PAGE_SIZE;
 /** What a model gives the vfio-pci face: its ids and BAR0 (a small MMIO window). */
 export interface PciFunctionModel {
   readonly ids: PciIds;
-  /** BAR0 size in bytes (a power of two, at most a page here: one frame backs it). */
+  /** BAR0 size in bytes (a power of two from 4 KiB to 64 KiB: one block of frames backs it). */
   readonly bar0Size: number;
   /** The address firmware assigned to BAR0. */
   readonly bar0Address: number;
@@ -121,7 +121,7 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
     }
     if (model.pcie) caps.push(expCapability(EXP_CAP_OFFSET));
     this.cfg = new PciConfigSpace(model.ids, this.bars, cfgSize, kcore.core.u8.subarray(at, at + cfgBytes), caps);
-    const f = kcore.core.x.frame_alloc(0) >>> 0;
+    const f = kcore.core.x.frame_alloc(Math.log2(this.bar0Pages)) >>> 0;
     if (f === 0xffffffff) throw new Error("vfio-pci: no frame left for BAR0");
     this.bar0Frame = f;
     if (caps.length) {
@@ -171,9 +171,12 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
 
   private get bar0Base(): number { return this.kcore.core.x.frame_addr(this.bar0Frame) >>> 0; }
 
+  /** Frames behind BAR0 (a sub-page BAR still takes a whole one). */
+  private get bar0Pages(): number { return Math.max(1, this.model.bar0Size / PAGE_SIZE); }
+
   /** BAR0 at power-on: zeros, the MSI-X vectors masked. */
   private clearBar0(): void {
-    this.kcore.core.u8.fill(0, this.bar0Base, this.bar0Base + PAGE_SIZE);
+    this.kcore.core.u8.fill(0, this.bar0Base, this.bar0Base + this.bar0Pages * PAGE_SIZE);
     this.msi?.hw.resetTable();
     // A function reset: the engine halts and its registers read their power-on values.
     this.engine?.regs.reset();
@@ -185,7 +188,8 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
     // Worker file operations read these frames inside grace-period sections.
     synchronizeDma(this.kcore, "device_release");
     const x = this.kcore.core.x;
-    const frames = [this.bar0Frame, this.cfgFrame, this.irqFrame, this.engineFrame].filter((f) => f >= 0);
+    const bar0 = Array.from({ length: this.bar0Pages }, (_, i) => this.bar0Frame + i);
+    const frames = [...bar0, this.cfgFrame, this.irqFrame, this.engineFrame].filter((f) => f >= 0);
     this.bar0Frame = -1;
     this.cfgFrame = -1;
     this.irqFrame = -1;
@@ -635,10 +639,11 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
     const start = (req.pgoff % PAGES_PER_REGION) * PAGE_SIZE;
     if (start + req.length > physLen) return -errno.EINVAL;
     const frame = this.bar0Frame;
+    const pages = this.bar0Pages;
     const base = index * PAGES_PER_REGION;
     const engine = this.engine;
     return {
-      frameAt: (pgoff: number) => (pgoff - base === 0 && frame >= 0 ? frame : -errno.EFAULT),
+      frameAt: (pgoff: number) => (pgoff - base >= 0 && pgoff - base < pages && frame >= 0 ? frame + pgoff - base : -errno.EFAULT),
       // Stores through the mapping reach the engine's registers (MMIO).
       ...(engine ? { mmioWrite: (off: number, data: Uint8Array) => engine.regs.write(off - base * PAGE_SIZE, data) } : {}),
     };
