@@ -68,6 +68,17 @@ export class IoptPages {
   private readonly chunks = new Map<number, PinChunk>();
   /** Pages pinned now, and charged to the owner under accountMode. */
   npinned = 0;
+  /**
+   * type1's vaddr_get_pfns: a page GUP refuses because it lies in a VM_PFNMAP mapping is
+   * taken by its pfn (follow_fault_pfn) instead. Such a pfn is reserved (device memory):
+   * neither pinned nor charged, and not in npinned. iommufd never does this (EFAULT).
+   */
+  followPfnmap = false;
+  /** Indices holding a reserved pfn (followPfnmap), and how many; null until the first. */
+  private rsvd: Set<number> | null = null;
+  nreserved = 0;
+  /** Whether the last pinOne took a reserved pfn. */
+  private lastRsvd = false;
 
   constructor(
     readonly source: PagesSource,
@@ -119,7 +130,7 @@ export class IoptPages {
   /**
    * Makes pages [first, last] pinned for one more user: pages nobody pinned yet are faulted in
    * (for write when the pages are writable) and charged to the owner. EFAULT for memory that
-   * is not there, EINVAL for a file range past its end or a file that cannot be pinned, ENOMEM
+   * is not there or cannot be pinned (a VM_PFNMAP mmap; followPfnmap takes it by pfn), EINVAL for a file range past its end or a file that cannot be pinned, ENOMEM
    * over RLIMIT_MEMLOCK or on an injected allocation failure. On failure nothing changes.
    */
   pinRange(first: number, last: number): number {
@@ -129,6 +140,8 @@ export class IoptPages {
     // Pass 1: take a frame reference on every page nobody pins yet (nothing recorded yet).
     const fresh = scratchFor(last - first + 1);
     let n = 0;
+    // A reserved pfn (followPfnmap) is kept in `fresh` as -(frame + 2): not charged, not a pin.
+    let nr = 0;
     let c: PinChunk | undefined;
     let rc = 0;
     for (let i = first; i <= last; i++) {
@@ -136,11 +149,11 @@ export class IoptPages {
       if (c && c.s[CHUNK + (i & (CHUNK - 1))] > 0) continue;
       const f = this.pinOne(i);
       if (f < 0) { rc = f; break; }
-      fresh[n++] = f;
+      if (this.lastRsvd) { fresh[n++] = -f - 2; nr++; } else fresh[n++] = f;
     }
-    if (rc === 0) rc = this.charge(n);
+    if (rc === 0) rc = this.charge(n - nr);
     if (rc < 0) {
-      for (let k = 0; k < n; k++) x.frame_put(fresh[k]);
+      for (let k = 0; k < n; k++) x.frame_put(fresh[k] < 0 ? -fresh[k] - 2 : fresh[k]);
       return rc;
     }
     // Pass 2: record them, and one more user on every page of the range.
@@ -148,10 +161,21 @@ export class IoptPages {
     for (let i = first; i <= last; i++) {
       if ((i & (CHUNK - 1)) === 0 || i === first) c = this.chunk(i, true);
       const j = i & (CHUNK - 1);
-      if (c!.s[CHUNK + j]++ === 0) { c!.s[j] = fresh[k++] + 1; c!.pinned++; }
+      if (c!.s[CHUNK + j]++ === 0) {
+        let f = fresh[k++];
+        if (f < 0) { f = -f - 2; (this.rsvd ??= new Set()).add(i); }
+        c!.s[j] = f + 1;
+        c!.pinned++;
+      }
     }
-    this.npinned += n;
-    this.pin.notePinned(fresh, 1, n);
+    if (nr > 0) {
+      // Only the pinned pages go to the ledger: the reserved ones leave the list.
+      let w = 0;
+      for (let r = 0; r < n; r++) if (fresh[r] >= 0) fresh[w++] = fresh[r];
+      this.nreserved += nr;
+    }
+    this.npinned += n - nr;
+    this.pin.notePinned(fresh, 1, n - nr);
     return 0;
   }
 
@@ -165,7 +189,11 @@ export class IoptPages {
       const j = i & (CHUNK - 1);
       if (!c || c.s[CHUNK + j] === 0) throw new Error(`iopt_pages: unpin of page ${i} that is not pinned`);
       if (--c.s[CHUNK + j] > 0) continue;
-      gone[n++] = c.s[j] - 1;
+      if (this.rsvd?.delete(i)) {
+        // A reserved pfn: only the emulator's frame reference goes (nothing was pinned).
+        this.pin.core.x.frame_put(c.s[j] - 1);
+        this.nreserved--;
+      } else gone[n++] = c.s[j] - 1;
       c.s[j] = 0;
       if (--c.pinned === 0) {
         this.chunks.delete(i >>> CHUNK_SHIFT);
@@ -200,11 +228,21 @@ export class IoptPages {
   /** Takes one frame reference on the page behind index `i`; the frame or -errno. */
   private pinOne(i: number): number {
     const src = this.source;
+    this.lastRsvd = false;
     if (src.kind === "user") {
-      // A long-term pin: faulted in for write when writable, private file pages unshared.
-      const leaf = src.mm.faultIn(Number(src.uptr) + i * PAGE_SIZE, this.writable, true);
+      // A long-term pin: faulted in for write when writable, private file pages unshared;
+      // EFAULT for device memory (VM_PFNMAP), which GUP cannot pin.
+      const at = Number(src.uptr) + i * PAGE_SIZE;
+      let leaf = src.mm.gupLeaf(at, this.writable);
+      if (leaf < 0 && this.followPfnmap) {
+        // vaddr_get_pfns: GUP failed, so a VM_PFNMAP mapping there is walked for its pfn.
+        leaf = src.mm.followPfn(at, this.writable);
+        this.lastRsvd = leaf >= 0;
+      }
       if (leaf < 0) return leaf;
       const f = Math.floor(leaf / PAGE_SIZE);
+      // A reserved pfn keeps a frame reference too, so that a device's BAR frame stays
+      // allocated while an IOMMU maps it, whatever happens to the device.
       this.pin.core.x.frame_get(f);
       return f;
     }
@@ -262,7 +300,9 @@ export class IoptPages {
   put(): void {
     if (--this.refs > 0) return;
     // Every user unpins before it lets go of the pages; a pin left here would leak a frame.
-    if (this.npinned !== 0) throw new Error(`iopt_pages released with ${this.npinned} pages still pinned`);
+    if (this.npinned !== 0 || this.nreserved !== 0) {
+      throw new Error(`iopt_pages released with ${this.npinned + this.nreserved} pages still pinned`);
+    }
     this.onRelease();
   }
 }

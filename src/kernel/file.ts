@@ -28,6 +28,13 @@ export interface FileMapping {
    * to the device's register model instead of plain memory (loads still read the page).
    */
   mmioWrite?(off: number, data: Uint8Array): void;
+  /**
+   * Device memory mapped by page frame (the kernel's VM_IO | VM_PFNMAP, as vfio-pci's BAR mmap
+   * sets): no struct page behind it, so get_user_pages refuses it (EFAULT) and only a pfn
+   * walk (type1's follow_fault_pfn) reaches it, as a reserved pfn that is neither pinned nor
+   * charged.
+   */
+  readonly pfnmap?: boolean;
   /** Called once for every VMA that maps the file, and when it goes away. */
   attach?(mm: object): void;
   detach?(mm: object): void;

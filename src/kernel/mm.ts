@@ -5,10 +5,11 @@
 // deterministic) and populated with zeroed frames on first touch, or at once with
 // MAP_POPULATE. MAP_HUGETLB takes naturally aligned 2 MiB / 1 GiB frames at mmap. munmap drops
 // the mapping's frame references; a pinned frame stays allocated until its pin is dropped, as
-// on Linux. fork() copies an address space (forkInto): MAP_SHARED anonymous memory then gets a
-// shmem-like object (SharedAnon) both sides fault from; private memory is copied at once. A
-// torn-down mm (its process exited) answers every fault and pin with EFAULT. Everything here
-// runs on the kernel thread.
+// on Linux. A device's BAR mapped by a driver is VM_IO | VM_PFNMAP (Vma.pfnmap): CPU accesses
+// reach it, long-term pins (GUP) do not. fork() copies an address space (forkInto): MAP_SHARED
+// anonymous memory then gets a shmem-like object (SharedAnon) both sides fault from; private
+// memory is copied at once. A torn-down mm (its process exited) answers every fault and pin
+// with EFAULT. Everything here runs on the kernel thread.
 
 import { errno } from "../uapi/errno.js";
 import {
@@ -64,6 +65,8 @@ export interface Vma {
   charged: number;
   /** Not counted anywhere (the ioctlBuf scratch area). */
   internal?: boolean;
+  /** VM_IO | VM_PFNMAP: the mapping's FileMapping is device memory (FileMapping.pfnmap). */
+  pfnmap?: boolean;
 }
 
 // Flags MAP_SHARED_VALIDATE accepts on a file mapping: the kernel's LEGACY_MAP_MASK (with
@@ -276,6 +279,7 @@ export class Mm {
     const vma: Vma = {
       start, end: start + len, prot, flags, kind, mapping: mapping ?? undefined,
       pgoff: offset / PAGE_SIZE, pageSize, charged: charge, internal,
+      ...(mapping?.pfnmap ? { pfnmap: true } : {}),
     };
     this.insertVma(vma);
     mapping?.attach?.(this);
@@ -435,6 +439,36 @@ export class Mm {
     return f;
   }
 
+  /**
+   * The page at `addr` for a long-term pin (pin_user_pages with FOLL_LONGTERM): check_vma_flags
+   * refuses a VM_IO | VM_PFNMAP mapping with EFAULT (device memory has no page to pin), before
+   * anything is faulted; otherwise the page faulted in as a pin needs it (for write if `write`,
+   * a private file page unshared). The leaf word, or -EFAULT; no reference is taken.
+   */
+  gupLeaf(addr: number, write: boolean): number {
+    if (this.findVma(addr)?.pfnmap) return -errno.EFAULT;
+    return this.faultIn(addr, write, true);
+  }
+
+  /**
+   * follow_fault_pfn, type1's way into a VM_PFNMAP mapping that GUP refused: the pfn mapped at
+   * `addr`, faulted in first if it is not (fixup_user_fault, so a write needs a writable
+   * mapping). The leaf word, or -EFAULT when `addr` is not in a pfnmap or the fault fails.
+   */
+  followPfn(addr: number, write: boolean): number {
+    if (!this.findVma(addr)?.pfnmap) return -errno.EFAULT;
+    return this.faultIn(addr, write);
+  }
+
+  /** Pages of [addr, addr + len) that lie in VM_PFNMAP mappings. */
+  pfnmapPages(addr: number, len: number): number {
+    let n = 0;
+    for (const v of this.vmas) {
+      if (v.pfnmap && v.start < addr + len && addr < v.end) n += (Math.min(v.end, addr + len) - Math.max(v.start, addr)) / PAGE_SIZE;
+    }
+    return n;
+  }
+
   /** The frame behind user address `addr`, faulted in for reading (get_user_pages), or -EFAULT. */
   frameOf(addr: number): number {
     const leaf = this.faultIn(addr, false);
@@ -540,7 +574,7 @@ export class Mm {
     if (this.isDead) return -errno.EFAULT;
     const frames: number[] = [];
     for (let i = 0; i < npages; i++) {
-      const leaf = this.faultIn(addr + i * PAGE_SIZE, write, true);
+      const leaf = this.gupLeaf(addr + i * PAGE_SIZE, write);
       if (leaf < 0) {
         unpinFrames(this.core, frames);
         return leaf;

@@ -643,6 +643,8 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
     const base = index * PAGES_PER_REGION;
     const engine = this.engine;
     return {
+      // vfio_pci_core_mmap marks the VMA VM_IO | VM_PFNMAP: BAR pages are not pinnable memory.
+      pfnmap: true,
       frameAt: (pgoff: number) => (pgoff - base >= 0 && pgoff - base < pages && frame >= 0 ? frame + pgoff - base : -errno.EFAULT),
       // Stores through the mapping reach the engine's registers (MMIO).
       ...(engine ? { mmioWrite: (off: number, data: Uint8Array) => engine.regs.write(off - base * PAGE_SIZE, data) } : {}),

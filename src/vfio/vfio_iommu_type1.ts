@@ -1,6 +1,7 @@
 // The type1 IOMMU backend of the legacy container (drivers/vfio/vfio_iommu_type1.c): the tree
-// of user DMA mappings (vfio_dma), pinned once each with RLIMIT_MEMLOCK charged per mm, and
-// mirrored into one IOMMU domain per IOMMU kind among the attached groups. v1 and v2 differ
+// of user DMA mappings (vfio_dma), pinned once each with RLIMIT_MEMLOCK charged per mm (device
+// memory, a BAR's VM_PFNMAP mmap, taken by pfn instead: reserved, neither pinned nor charged),
+// and mirrored into one IOMMU domain per IOMMU kind among the attached groups. v1 and v2 differ
 // only in UNMAP_DMA: v2 refuses a range that bisects a mapping; v1 removes every mapping that
 // starts inside the range and stops at one that starts before it (SPEC.md §3.4).
 //
@@ -389,15 +390,20 @@ export class VfioIommuType1 {
     if (size / PAGE > BigInt(Number.MAX_SAFE_INTEGER)) return -errno.ENOMEM;
     const npages = Number(size / PAGE);
     const pages = new IoptPages({ kind: "user", mm: proc.mm, uptr: vaddr }, npages, write, proc, this.pinCtx, () => {});
-    // type1 charges locked_vm of the mapping task's mm (CAP_IPC_LOCK: nothing is charged).
+    // type1 charges locked_vm of the mapping task's mm (CAP_IPC_LOCK: nothing is charged),
+    // and takes device memory (VM_PFNMAP, a BAR mmap) by pfn, uncharged (vaddr_get_pfns).
     if (pages.accountMode === "user") pages.accountMode = "mm";
+    pages.followPfnmap = true;
     const dma: VfioDma = { iova, size, vaddr, read, write, pages, pinned: false, vaddrInvalid: false, dirty: this.dirtyTracking };
     this.dmaAvail--;
     this.insert(dma);
     if (this.domains.length > 0) {
       // The limit check the kernel makes page by page while pinning, made up front so that
       // a mapping far over the limit fails without faulting in its pages first.
-      let rc = pages.accountMode === "mm" && proc.mm.lockedVm + npages > proc.memlockPages ? -errno.ENOMEM : 0;
+      // Reserved pfns (a BAR's) are never charged, so they do not count here either.
+      const chargeable = () => npages - proc.mm.pfnmapPages(Number(vaddr), Number(size));
+      let rc = pages.accountMode === "mm" && proc.mm.lockedVm + npages > proc.memlockPages &&
+        proc.mm.lockedVm + chargeable() > proc.memlockPages ? -errno.ENOMEM : 0;
       if (rc === 0) rc = pages.pinRange(0, npages - 1);
       if (rc === 0) {
         dma.pinned = true;

@@ -1,0 +1,177 @@
+// A BAR's mmap is VM_IO | VM_PFNMAP (vfio_pci_core_mmap): device memory with no page behind it.
+// iommufd pins through GUP, which refuses such a VMA (check_vma_flags: EFAULT) whenever pages
+// are needed: at IOAS_MAP when a domain is attached, at the attach that fills a new domain
+// otherwise. Legacy type1 falls back to the VMA's pfn (vaddr_get_pfns / follow_fault_pfn): a
+// reserved pfn, mapped into the IOMMU (the IOVA reaches the BAR: peer-to-peer) but neither
+// pinned nor charged to RLIMIT_MEMLOCK.
+
+import { describe, expect, it } from "vitest";
+import {
+  MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, O_RDWR, PROT_READ, PROT_WRITE, type Kernel, type Process,
+} from "../../src/index.js";
+import { attach, bind, boot, errno, ioasAlloc, ioasMapArg, IOMMU_IOAS_MAP, IOMMU_IOAS_UNMAP, openIommufd, struct } from "./util.js";
+import { legacyOpen, mapDma, MAP_READ, unmapDma, VFIO_TYPE1_IOMMU, VFIO_TYPE1v2_IOMMU } from "./legacy_util.js";
+
+const BDF = "0000:00:04.0";
+const PG = 4096;
+const BAR = 0x4000; // BAR0: 4 pages
+const IOVA = 0x100000;
+
+async function bootBar(): Promise<Kernel> {
+  return boot([{ bdf: BDF, model: "memcpy", bar0Size: BAR }]);
+}
+
+const groupOf = (p: Process) => Number((p.readlink(`/sys/bus/pci/devices/${BDF}/iommu_group`) as string).split("/").pop());
+
+/** The BAR mmap'd (region 0 at offset 0), at `at` when given. */
+function mapBar(p: Process, d: number, len = BAR, prot = PROT_READ | PROT_WRITE, at = 0): number {
+  const v = p.mmap(at, len, prot, MAP_SHARED | (at ? MAP_FIXED : 0), d, 0);
+  expect(v).toBeGreaterThan(0);
+  return v;
+}
+
+/** One anonymous page right below a BAR mmap: a user range that is half memory, half BAR. */
+function anonThenBar(p: Process, d: number): number {
+  const r = p.mmap(0, PG + BAR, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  expect(r).toBeGreaterThan(0);
+  expect(p.writeMemory(r, new Uint8Array([1]))).toBe(0);
+  mapBar(p, d, BAR, PROT_READ | PROT_WRITE, r + PG);
+  return r;
+}
+
+const ioasUnmap = (p: Process, i: number, ioas: number, iova: number, len: number) =>
+  p.ioctlBuf(i, IOMMU_IOAS_UNMAP, struct(24, [[0, 4, 24], [4, 4, ioas], [8, 8, iova], [16, 8, len]]));
+
+describe("BAR mmaps are not pinnable (iommufd)", () => {
+  it("IOAS_MAP with a domain attached: EFAULT for a BAR range and for one half anonymous, half BAR; nothing pinned, the IOVA stays free", async () => {
+    const k = await bootBar();
+    const p = k.createProcess();
+    const i = openIommufd(p);
+    const ioas = ioasAlloc(p, i);
+    const d = p.open("/dev/vfio/devices/vfio0", O_RDWR);
+    expect(bind(p, d, i)).toBeGreaterThan(0);
+    expect(attach(p, d, ioas)).toBeGreaterThan(0);
+    const bar = mapBar(p, d);
+    expect(p.ioctlBuf(i, IOMMU_IOAS_MAP, ioasMapArg(ioas, bar, BAR, IOVA))).toBe(-errno.EFAULT);
+    expect(p.ioctlBuf(i, IOMMU_IOAS_MAP, ioasMapArg(ioas, bar + PG, PG, IOVA))).toBe(-errno.EFAULT);
+    const mixed = anonThenBar(p, d);
+    expect(p.ioctlBuf(i, IOMMU_IOAS_MAP, ioasMapArg(ioas, mixed, PG + BAR, IOVA))).toBe(-errno.EFAULT);
+    // The anonymous page pinned before the BAR was reached went back with the failure.
+    expect(k.stats().pinnedPages).toBe(0);
+    expect(ioasUnmap(p, i, ioas, IOVA, PG + BAR)).toBe(-errno.ENOENT);
+    // The anonymous part alone maps (and pins) at the same IOVA.
+    expect(p.ioctlBuf(i, IOMMU_IOAS_MAP, ioasMapArg(ioas, mixed, PG, IOVA))).toBe(0);
+    expect(k.stats().pinnedPages).toBe(1);
+    // A CPU access through the mmap is fine: only pinning is refused.
+    expect(p.writeMemory(bar, new Uint8Array([0x5a]))).toBe(0);
+    const b = new Uint8Array(1);
+    expect(p.pread(d, b, 0)).toBe(1);
+    expect(b[0]).toBe(0x5a);
+    await k.close();
+  });
+
+  it("IOAS_MAP with no domain defers pinning: the map succeeds, the attach that would pin gets EFAULT, and succeeds once the area is gone", async () => {
+    const k = await bootBar();
+    const p = k.createProcess();
+    const i = openIommufd(p);
+    const ioas = ioasAlloc(p, i);
+    const d = p.open("/dev/vfio/devices/vfio0", O_RDWR);
+    expect(bind(p, d, i)).toBeGreaterThan(0);
+    const bar = mapBar(p, d);
+    expect(p.ioctlBuf(i, IOMMU_IOAS_MAP, ioasMapArg(ioas, bar, BAR, IOVA))).toBe(0);
+    expect(k.stats().pinnedPages).toBe(0);
+    const objects = k.stats().iommufdObjects;
+    expect(attach(p, d, ioas)).toBe(-errno.EFAULT);
+    // The automatic domain was not kept.
+    expect(k.stats().iommufdObjects).toBe(objects);
+    expect(k.stats().pinnedPages).toBe(0);
+    expect(ioasUnmap(p, i, ioas, IOVA, BAR)).toBe(0);
+    expect(attach(p, d, ioas)).toBeGreaterThan(0);
+    await k.close();
+  });
+});
+
+describe("BAR mmaps under legacy type1", () => {
+  for (const [name, type] of [["type1", VFIO_TYPE1_IOMMU], ["type1v2", VFIO_TYPE1v2_IOMMU]] as const) {
+    it(`${name}, RLIMIT_MEMLOCK=0: MAP_DMA of a BAR mmap succeeds unpinned and uncharged; anonymous memory gets ENOMEM`, async () => {
+      const k = await bootBar();
+      const free0 = k.stats().framesFree;
+      const p = k.createProcess({ memlockBytes: 0 });
+      const { c, g, d } = legacyOpen(p, "/dev/vfio/vfio", groupOf(p), BDF, type);
+      const bar = mapBar(p, d);
+      expect(mapDma(p, c, bar, IOVA, BAR)).toBe(0);
+      expect(k.stats().pinnedPages).toBe(0);
+      // Part of the BAR again, at another IOVA: still nothing charged.
+      expect(mapDma(p, c, bar + PG, IOVA + 0x10000, PG)).toBe(0);
+      const anon = p.mmap(0, PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      expect(mapDma(p, c, anon, IOVA + 0x20000, PG)).toBe(-errno.ENOMEM);
+      // Half anonymous, half BAR: the anonymous page needs the charge the limit refuses.
+      const mixed = anonThenBar(p, d);
+      expect(mapDma(p, c, mixed, IOVA + 0x40000, PG + BAR)).toBe(-errno.ENOMEM);
+      expect(k.stats().pinnedPages).toBe(0);
+      expect(unmapDma(p, c, IOVA, BAR)).toEqual({ rc: 0, size: BigInt(BAR) });
+      expect(unmapDma(p, c, IOVA + 0x10000, PG)).toEqual({ rc: 0, size: BigInt(PG) });
+      p.close(d); p.close(g); p.close(c);
+      p.kill();
+      // Every frame is back: the BAR's frames were referenced while mapped, never leaked.
+      expect(k.stats().framesFree).toBe(free0);
+      await k.close();
+    });
+  }
+
+  it("a range half anonymous, half BAR charges only the anonymous page", async () => {
+    const k = await bootBar();
+    const p = k.createProcess({ memlockBytes: PG });
+    const { c, d } = legacyOpen(p, "/dev/vfio/vfio", groupOf(p), BDF, VFIO_TYPE1v2_IOMMU);
+    const mixed = anonThenBar(p, d);
+    expect(mapDma(p, c, mixed, IOVA, PG + BAR)).toBe(0);
+    expect(k.stats().pinnedPages).toBe(1);
+    // The one page of the limit is used up by the anonymous page.
+    const anon = p.mmap(0, PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    expect(mapDma(p, c, anon, IOVA + 0x10000, PG)).toBe(-errno.ENOMEM);
+    expect(unmapDma(p, c, IOVA, PG + BAR)).toEqual({ rc: 0, size: BigInt(PG + BAR) });
+    expect(k.stats().pinnedPages).toBe(0);
+    expect(mapDma(p, c, anon, IOVA + 0x10000, PG)).toBe(0);
+    await k.close();
+  });
+
+  it("device DMA through the mapping reaches the BAR (peer-to-peer), and still does after the BAR is munmap'd", async () => {
+    const k = await bootBar();
+    const p = k.createProcess({ memlockBytes: 0 });
+    const { c, d } = legacyOpen(p, "/dev/vfio/vfio", groupOf(p), BDF, VFIO_TYPE1v2_IOMMU);
+    const h = k.device(BDF)!;
+    const bar = mapBar(p, d);
+    const pattern = Uint8Array.from({ length: 64 }, (_, j) => j * 7 + 3);
+    expect(p.pwrite(d, pattern, 0x2000)).toBe(64);
+    expect(mapDma(p, c, bar, IOVA, BAR)).toBe(0);
+    const got = new Uint8Array(64);
+    expect(h.dmaRead(IOVA + 0x2000, got)).toBe(0);
+    expect(got).toEqual(pattern);
+    // A device write lands in the BAR: the user's mmap and pread see it.
+    expect(h.dmaWrite(IOVA + 0x3000, Uint8Array.of(0xde, 0xad))).toBe(0);
+    const b = new Uint8Array(2);
+    expect(p.readMemory(bar + 0x3000, b)).toBe(0);
+    expect(b).toEqual(Uint8Array.of(0xde, 0xad));
+    expect(p.pread(d, b, 0x3000)).toBe(2);
+    expect(b).toEqual(Uint8Array.of(0xde, 0xad));
+    // type1 holds the pfn, not the VMA: the munmap leaves the IOMMU mapping as it is.
+    expect(p.munmap(bar, BAR)).toBe(0);
+    expect(h.dmaRead(IOVA + 0x2000, got.fill(0))).toBe(0);
+    expect(got).toEqual(pattern);
+    expect(unmapDma(p, c, IOVA, BAR)).toEqual({ rc: 0, size: BigInt(BAR) });
+    expect(h.dmaRead(IOVA + 0x2000, got)).toBe(-errno.EFAULT);
+    await k.close();
+  });
+
+  it("follow_fault_pfn needs a writable mapping for a writable MAP_DMA: EFAULT on a read-only BAR mmap, which maps read-only", async () => {
+    const k = await bootBar();
+    const p = k.createProcess({ memlockBytes: 0 });
+    const { c, d } = legacyOpen(p, "/dev/vfio/vfio", groupOf(p), BDF, VFIO_TYPE1v2_IOMMU);
+    const ro = mapBar(p, d, BAR, PROT_READ);
+    expect(mapDma(p, c, ro, IOVA, BAR)).toBe(-errno.EFAULT);
+    expect(mapDma(p, c, ro, IOVA, BAR, MAP_READ)).toBe(0);
+    expect(k.device(BDF)!.dmaWrite(IOVA, Uint8Array.of(1))).toBe(-errno.EFAULT);
+    expect(k.stats().pinnedPages).toBe(0);
+    await k.close();
+  });
+});
