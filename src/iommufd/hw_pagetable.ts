@@ -157,12 +157,12 @@ export type Hwpt = HwptPaging | HwptNested;
  * mock_domain_alloc_nested's user data: struct iommu_hwpt_selftest read with
  * iommu_copy_struct_from_user semantics (type, then min <= data_len <= sizeof, then the copy).
  */
-function copyUserData(ucmd: UCmd, type: number, uptr: number, len: number, wantType: number,
-  layout: StructLayout): Uint8Array | number {
+export function copyUserData(ucmd: UCmd, type: number, uptr: number, len: number, wantType: number,
+  layout: StructLayout, minSize = layout.minSize): Uint8Array | number {
   if (type !== wantType) return -errno.EINVAL;
   // Shorter than the first version of the struct, or longer than this kernel's: EINVAL (unlike
   // copy_struct_from_user's E2BIG, the helper refuses any extra length).
-  if (len < layout.minSize || len > layout.size) return -errno.EINVAL;
+  if (len < minSize || len > layout.size) return -errno.EINVAL;
   const b = ucmd.copyFromUser(uptr, len);
   if (typeof b === "number") return -errno.EFAULT;
   const out = new Uint8Array(layout.size);

@@ -1,6 +1,7 @@
 // /dev/iommu (drivers/iommu/iommufd/main.c): the misc device, one iommufd context per open
-// file, the object table, IOMMU_DESTROY and IOMMU_OPTION, and the ioctl table that sends
-// everything else to its module. Numbers outside the table go to the VFIO compat layer.
+// file, the object table, IOMMU_DESTROY and IOMMU_OPTION, the ioctl table that sends
+// everything else to its module (numbers outside it go to the VFIO compat layer), and mmap of
+// the regions drivers register in the file's offset space (ictx->mt_mmap).
 
 import { errno } from "../uapi/errno.js";
 import {
@@ -18,9 +19,10 @@ import {
   iommu_ioas_map_file, iommu_ioas_unmap, iommu_option, iommu_vfio_ioas, iommu_fault_alloc,
   iommu_viommu_alloc, iommu_vdevice_alloc, iommu_veventq_alloc, iommu_hw_queue_alloc,
 } from "../uapi/iommufd.js";
-import { MISC_MAJOR, S_IFCHR, makedev } from "../uapi/posix.js";
+import { MISC_MAJOR, PROT_EXEC, S_IFCHR, makedev } from "../uapi/posix.js";
 import type { StructLayout } from "../uapi/struct.js";
-import type { File, FileOperations } from "../kernel/file.js";
+import type { File, FileMapping, FileOperations, MmapRequest } from "../kernel/file.js";
+import { PAGE_SIZE } from "../kernel/mm.js";
 import { IommufdIoctlTable, type IommufdIoctlOp, type UCmd } from "../kernel/ioctl.js";
 import type { KernelCore } from "../kernel/kernel.js";
 import { SlotAllocator } from "../kernel/slots.js";
@@ -93,6 +95,7 @@ export class Iommufd {
       ioctl: (file, cmd, arg, proc) => this.table.dispatch(proc, file, cmd, arg,
         (c, a) => vfioCompatIoctl(ctxOf(file), proc, c, a)),
       release: (file) => ctxOf(file).release(),
+      mmap: (file, req) => ctxOf(file).mmap(req),
     };
     const rdev = makedev(MISC_MAJOR, IOMMU_MINOR);
     kcore.vfs.addChr("/dev/iommu", rdev, 0o660, (proc, flags, path) => this.open(proc, flags, path, "user"));
@@ -147,9 +150,17 @@ export class Iommufd {
 
 const ctxOf = (file: File): IommufdCtx => file.priv as IommufdCtx;
 
+/**
+ * struct iommufd_mmap: `length` bytes of physically contiguous frames from `frame`, mapped at
+ * file offset `start`; each VMA over it holds a user of `owner`.
+ */
+export interface IommufdMmap { readonly owner: IommufdObject; readonly start: number; readonly length: number; readonly frame: number }
+
 /** struct iommufd_ctx. */
 export class IommufdCtx {
   readonly objects = new ObjectTable();
+  /** ictx->mt_mmap: the registered regions, by start offset. */
+  private readonly mmaps: IommufdMmap[] = [];
   /** The IOAS the VFIO compat ioctls act on (IOMMU_VFIO_IOAS). */
   vfioIoas: Ioas | null = null;
   /** iommufd_group per iommu_group number with bound devices. */
@@ -239,6 +250,49 @@ export class IommufdCtx {
       moved.push({ p, from });
     }
     return 0;
+  }
+
+  // ---- mmap regions ------------------------------------------------------------------------
+
+  /**
+   * _iommufd_alloc_mmap: registers `length` bytes from `frame` for `owner` at the lowest free
+   * offset from PAGE_SIZE (offset 0 is never handed out). EINVAL for a length that is not
+   * whole pages, ENOMEM (the immap, the tree node). Returns the offset.
+   */
+  allocMmap(owner: IommufdObject, frame: number, length: number): number {
+    if (!length || length % PAGE_SIZE) return -errno.EINVAL;
+    if (this.shouldFail() || this.shouldFail()) return -errno.ENOMEM;
+    let at = PAGE_SIZE;
+    let i = 0;
+    for (; i < this.mmaps.length && this.mmaps[i].start - at < length; i++) at = this.mmaps[i].start + this.mmaps[i].length;
+    this.mmaps.splice(i, 0, { owner, start: at, length, frame });
+    return at;
+  }
+
+  /** _iommufd_destroy_mmap. */
+  destroyMmap(owner: IommufdObject, offset: number): void {
+    const i = this.mmaps.findIndex((m) => m.start === offset && m.owner === owner);
+    if (i >= 0) this.mmaps.splice(i, 1);
+  }
+
+  /**
+   * iommufd_fops_mmap: a shared (EINVAL), non-executable (EPERM) mapping of exactly one
+   * registered region, from its start (ENXIO otherwise). Each VMA holds a user of the region's
+   * owner, and the file (vm_file), until it is unmapped.
+   */
+  mmap(req: MmapRequest): FileMapping | number {
+    if (!req.shared) return -errno.EINVAL;
+    if (req.prot & PROT_EXEC) return -errno.EPERM;
+    const off = req.pgoff * PAGE_SIZE;
+    const m = this.mmaps.find((r) => off >= r.start && off - r.start < r.length);
+    if (!m || m.start !== off || req.length !== m.length) return -errno.ENXIO;
+    const first = req.pgoff;
+    const pages = m.length / PAGE_SIZE;
+    return {
+      frameAt: (pgoff) => (pgoff >= first && pgoff - first < pages ? m.frame + (pgoff - first) : -errno.EFAULT),
+      attach: () => { m.owner.users++; this.file.refs++; },
+      detach: () => { m.owner.users--; this.kcore.fput(this.file); },
+    };
   }
 
   /** iommufd_fops_release: destroy everything, leaves first. */

@@ -14,7 +14,7 @@ import {
   iommu_viommu_invalidate_selftest, IOMMU_VEVENTQ_FLAG_LOST_EVENTS, IOMMU_VEVENTQ_TYPE_DEFAULT,
   IOMMU_VEVENTQ_TYPE_SELFTEST, iommu_veventq_alloc, iommu_viommu_event_selftest, iommufd_vevent_header,
   IOMMU_HW_QUEUE_TYPE_DEFAULT, IOMMU_HW_QUEUE_TYPE_SELFTEST, IOMMU_TEST_HW_QUEUE_MAX, MOCK_PAGE_SIZE,
-  iommu_hw_queue_alloc,
+  iommu_hw_queue_alloc, iommu_viommu_selftest,
 } from "../uapi/iommufd.js";
 import { O_RDWR, POLLIN, POLLRDNORM } from "../uapi/posix.js";
 import type { File, FileOperations } from "../kernel/file.js";
@@ -22,7 +22,7 @@ import type { UCmd } from "../kernel/ioctl.js";
 import type { IommuDevice } from "../iommu/device.js";
 import type { IommufdDevice } from "./device.js";
 import { accessCreateInternal, accessDestroy, type IommufdAccess } from "./access.js";
-import { HwptNested, type Hwpt, type HwptPaging } from "./hw_pagetable.js";
+import { copyUserData, HwptNested, type Hwpt, type HwptPaging } from "./hw_pagetable.js";
 import { fields } from "./ioas.js";
 import { addOverflow, PAGE_SIZE } from "./iova.js";
 import { IommufdObject } from "./object.js";
@@ -65,7 +65,57 @@ export class Viommu extends IommufdObject {
 
   findVeventq(type: number): Veventq | undefined { return this.veventqs.find((q) => q.queueType === type); }
 
+  /** mock_viommu: its two zeroed pages for user data and their region of the file's offsets. */
+  page = -1;
+  mmapOffset = 0;
+  /** Set once mock_viommu_init succeeded (viommu->ops): only then does the mock's destroy run. */
+  private mockInit = false;
+
+  /**
+   * mock_viommu_init: with user data (struct iommu_viommu_selftest, iommu_copy_struct_from_user:
+   * at least up to out_data, at most sizeof: EINVAL; EFAULT), two zeroed pages (ENOMEM) are
+   * registered for mmap (allocMmap), the first word set to in_data, and out_data = in_data,
+   * out_mmap_offset and out_mmap_length (two pages) copied back over data_len bytes.
+   */
+  init(ucmd: UCmd, uptr: number, len: number): number {
+    if (len) {
+      const L = iommu_viommu_selftest;
+      const data = copyUserData(ucmd, this.viommuType, uptr, len, IOMMU_VIOMMU_TYPE_SELFTEST, L,
+        L.fields.out_data.off + L.fields.out_data.size);
+      if (typeof data === "number") return data;
+      const core = this.ctx.kcore.core;
+      const page = core.x.frame_alloc(1) >>> 0;
+      if (page === 0xffffffff) return -errno.ENOMEM;
+      const freePage = (): void => { core.x.frame_put(page); core.x.frame_put(page + 1); };
+      const offset = this.ctx.allocMmap(this, page, 2 * PAGE_SIZE);
+      if (offset < 0) { freePage(); return offset; }
+      const dv = new DataView(data.buffer);
+      const inData = dv.getUint32(L.fields.in_data.off, true);
+      new DataView(core.u8.buffer, core.u8.byteOffset + (core.x.frame_addr(page) >>> 0), 4).setUint32(0, inData, true);
+      dv.setUint32(L.fields.out_data.off, inData, true);
+      dv.setBigUint64(L.fields.out_mmap_offset.off, BigInt(offset), true);
+      dv.setBigUint64(L.fields.out_mmap_length.off, BigInt(2 * PAGE_SIZE), true);
+      // iommu_copy_struct_to_user: data_len bytes of it (never more than sizeof, checked above)
+      if (ucmd.copyToUser(uptr, data.subarray(0, len)) < 0) {
+        this.ctx.destroyMmap(this, offset);
+        freePage();
+        return -errno.EFAULT;
+      }
+      this.page = page;
+      this.mmapOffset = offset;
+    }
+    this.mockInit = true;
+    return 0;
+  }
+
   destroy(): void {
+    if (this.mockInit) {
+      // mock_viommu_destroy
+      if (this.mmapOffset) this.ctx.destroyMmap(this, this.mmapOffset);
+      if (this.page >= 0) { this.ctx.kcore.core.x.frame_put(this.page); this.ctx.kcore.core.x.frame_put(this.page + 1); }
+      this.page = -1;
+      this.mockInit = false;
+    }
     // Drops the parent reference taken at allocation (iommufd_viommu_destroy).
     this.hwpt.users--;
   }
@@ -102,7 +152,7 @@ export class Vdevice extends IommufdObject {
  * IOMMU_VIOMMU_ALLOC, in iommufd_viommu_alloc_ioctl's order: flags or the DEFAULT type
  * (EOPNOTSUPP), the device (ENOENT), a driver with vIOMMU support and this type (EOPNOTSUPP:
  * only the mock, only IOMMU_VIOMMU_TYPE_SELFTEST), the paging HWPT (ENOENT), a nest parent
- * (EINVAL), the object (ENOMEM), then the mock's viommu_init.
+ * (EINVAL), the object (ENOMEM), then the mock's viommu_init (with data_len: its user data).
  */
 export function viommuAlloc(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_viommu_alloc);
@@ -118,10 +168,8 @@ export function viommuAlloc(ctx: IommufdCtx, ucmd: UCmd): number {
   let rc = ctx.objectAlloc(viommu, false);
   if (rc < 0) return rc;
   hwpt.users++;
-  // mock_viommu_init with user data (struct iommu_viommu_selftest) also maps a page for the
-  // user through the iommufd file (iommufd_viommu_alloc_mmap), which this emulator's
-  // /dev/iommu does not offer: driver data is refused rather than half-handled.
-  if (c.u("data_len")) { ctx.objectAbort(viommu); return -errno.EOPNOTSUPP; }
+  rc = viommu.init(ucmd, Number(c.u64("data_uptr")), c.u("data_len"));
+  if (rc < 0) { ctx.objectAbort(viommu); return rc; }
   c.set("out_viommu_id", viommu.id);
   rc = ucmd.respond();
   if (rc < 0) { ctx.objectAbort(viommu); return rc; }

@@ -391,6 +391,25 @@ const MOCK_SWEEPS: [string, MockBody][] = [
     r.step("VEVENTQ_ALLOC", r.ioctl(IOMMU_VEVENTQ_ALLOC, q));
     r.step("close(veventq fd)", r.proc.close(q.g32(24)));
   }],
+  // (not a sweep of iommufd_fail_nth.c) a vIOMMU with user data: its pages, its mmap region
+  ["vIOMMU user data and its mmap", (r, arm) => {
+    mOpen(r);
+    const ioasId = mIoasAlloc(r);
+    const md = mockDomainCmd(ioasId);
+    r.step("MOCK_DOMAIN", r.ioctl(IOMMU_TEST_CMD, md));
+    const idevId = md.g32(24);
+    const p = hwptAllocCmd({ devId: idevId, ptId: ioasId, flags: IOMMU_HWPT_ALLOC_NEST_PARENT });
+    r.step("HWPT_ALLOC nest parent", r.ioctl(IOMMU_HWPT_ALLOC, p));
+    // struct iommu_viommu_selftest { in_data } on the stack
+    r.step("write data", r.proc.writeMemory(r.tmp, new Cmd(24).u32(0, 0xbeef).buf));
+    arm();
+    const v = new Cmd(40).u32(0, 40).u32(8, IOMMU_VIOMMU_TYPE_SELFTEST).u32(12, idevId).u32(16, p.g32(16)).u32(24, 24).u64(32, r.tmp);
+    r.step("VIOMMU_ALLOC with data", r.ioctl(IOMMU_VIOMMU_ALLOC, v));
+    const at = r.proc.mmap(0, 2 * PG, PROT_READ | PROT_WRITE, MAP_SHARED, r.fd, PG);
+    r.step("mmap", at < 0 ? at : 0);
+    r.step("munmap", r.proc.munmap(at, 2 * PG));
+    mDestroy(r, v.g32(20), "DESTROY(viommu)");
+  }],
 ];
 
 /**

@@ -6,11 +6,12 @@
 
 import { describe, it, expect } from "vitest";
 import { enableTestCmd } from "../../src/testing.js";
+import { MAP_PRIVATE, MAP_SHARED, PROT_EXEC, PROT_READ, PROT_WRITE } from "../../src/index.js";
 import {
   errno, PG, IOMMU_DESTROY, IOMMU_HWPT_ALLOC, IOMMU_HWPT_INVALIDATE, IOMMU_TEST_CMD, IOMMU_HWPT_ALLOC_NEST_PARENT,
   IOMMU_HWPT_DATA_SELFTEST, IOMMU_TEST_IOTLB_DEFAULT, Cmd, cmd, io, openFixture, teardown, ioasAlloc, destroyCmd,
   hwptAllocCmd, hwptInvalidateCmd, mockDomainCmd, mockDomainReplaceCmd, mmapAnon, type Fixture,
-  MOCK_APERTURE_START, hugeAlignedBuffer, mapAuto, unmap, IOMMU_IOAS_MAP, mapCmd, RW, FIXED, WRITE,
+  MOCK_APERTURE_START, expectNoLeaks, hugeAlignedBuffer, mapAuto, unmap, IOMMU_IOAS_MAP, mapCmd, RW, FIXED, WRITE,
 } from "./util.js";
 import { IOMMU_HWPT_FAULT_ID_VALID, faultAllocOk, hwptAllocIopf, triggerIopfAndRespond } from "./iopf_util.js";
 import {
@@ -71,6 +72,27 @@ function nestedAlloc(fx: ViommuFx, ptId: number, flags = 0, dataType = IOMMU_HWP
 }
 
 const destroy = (fx: Fixture, id: number): number => io(fx, IOMMU_DESTROY, destroyCmd(id));
+
+/** The struct iommu_viommu_selftest the kernel wrote back at `at`. */
+function readData(fx: Fixture, at: number): { inData: number; outData: number; mmapOffset: number; mmapLength: number } {
+  const b = new Uint8Array(24);
+  expect(fx.proc.readMemory(at, b)).toBe(0);
+  const dv = new DataView(b.buffer);
+  return {
+    inData: dv.getUint32(0, true), outData: dv.getUint32(4, true),
+    mmapOffset: Number(dv.getBigUint64(8, true)), mmapLength: Number(dv.getBigUint64(16, true)),
+  };
+}
+
+/** mmap(NULL, length, prot, flags, iommufd, offset). */
+const mmapIommufd = (fx: Fixture, length: number, offset: number, prot = PROT_READ | PROT_WRITE, flags = MAP_SHARED): number =>
+  fx.proc.mmap(0, length, prot, flags, fx.fd, offset);
+
+function readU32(fx: Fixture, at: number): number {
+  const b = new Uint8Array(4);
+  expect(fx.proc.readMemory(at, b)).toBe(0);
+  return new DataView(b.buffer).getUint32(0, true);
+}
 const replace = (fx: ViommuFx, ptId: number): number => io(fx, IOMMU_TEST_CMD, mockDomainReplaceCmd(fx.stdevId, ptId));
 
 /** _test_cmd_viommu_invalidate: reqs written at a scratch page (or a NULL uptr); entry_num in/out. */
@@ -242,6 +264,33 @@ describe.each(VARIANTS)("FIXTURE iommufd_viommu, variant %s", (variant, hasViomm
     expect(destroy(fx, v.id)).toBe(-errno.ENOENT);
     // (the id stays taken: the next object gets another)
     expect(ioasAlloc(fx)).not.toBe(v.id);
+    teardown(fx);
+  });
+
+  // (the kernel SKIPs it for no_viommu)
+  if (hasViommu) it(`iommufd_viommu.viommu_alloc_with_data (${variant})`, async () => {
+    const fx = await setup(hasViommu);
+    // struct iommu_viommu_selftest { in_data = 0xbeef }
+    const data = mmapAnon(fx.proc, PG);
+    expect(fx.proc.writeMemory(data, new Cmd(24).u32(0, 0xbeef).buf)).toBe(0);
+    const v = viommuAlloc(fx, fx.deviceId, fx.hwptId, IOMMU_VIOMMU_TYPE_SELFTEST, 0, data, 24);
+    expect(v.rc).toBe(0);
+    fx.viommuId = v.id;
+    const out = readData(fx, data);
+    expect(out.outData).toBe(0xbeef);
+    const [len, off] = [out.mmapLength, out.mmapOffset];
+    // offset and length cannot be changed
+    expect(mmapIommufd(fx, len, off + PG)).toBe(-errno.ENXIO);
+    expect(mmapIommufd(fx, len, off + 2 * PG)).toBe(-errno.ENXIO);
+    expect(mmapIommufd(fx, len / 2, off)).toBe(-errno.ENXIO);
+    expect(mmapIommufd(fx, len * 2, off)).toBe(-errno.ENXIO);
+    // the loopback: the page holds in_data
+    const at = mmapIommufd(fx, len, off);
+    expect(at).toBeGreaterThan(0);
+    expect(readU32(fx, at)).toBe(0xbeef);
+    // the owner of the mapped region is held by the mapping
+    expect(destroy(fx, fx.viommuId)).toBe(-errno.EBUSY);
+    expect(fx.proc.munmap(at, len)).toBe(0);
     teardown(fx);
   });
 
@@ -467,6 +516,96 @@ describe("vEVENTQ", () => {
     expect(fx.proc.close(fx.q.fd)).toBe(0);
     expect(fx.kernel.stats().iommufdContexts).toBe(0);
     expect(fx.kernel.stats().iommufdObjects).toBe(0);
+  });
+});
+
+describe("vIOMMU user data and its mmap", () => {
+  const SELF = IOMMU_VIOMMU_TYPE_SELFTEST;
+  const objects = (fx: Fixture): number => fx.kernel.stats().iommufdObjects;
+  /** A struct iommu_viommu_selftest { in_data } in user memory, the rest 0xff. */
+  function dataAt(fx: Fixture, inData: number): number {
+    const at = mmapAnon(fx.proc, PG);
+    const c = new Cmd(32);
+    c.buf.fill(0xff);
+    c.u32(0, inData);
+    expect(fx.proc.writeMemory(at, c.buf)).toBe(0);
+    return at;
+  }
+
+  it("data_len: from offsetofend(out_data) to sizeof, a readable pointer; a failure leaves nothing", async () => {
+    const fx = await setup(true);
+    const data = dataAt(fx, 0x1234);
+    const before = objects(fx);
+    const frames = fx.kernel.stats().framesFree;
+    expect(viommuAlloc(fx, fx.deviceId, fx.hwptId, SELF, 0, data, 7).rc).toBe(-errno.EINVAL);
+    expect(viommuAlloc(fx, fx.deviceId, fx.hwptId, SELF, 0, data, 25).rc).toBe(-errno.EINVAL);
+    expect(viommuAlloc(fx, fx.deviceId, fx.hwptId, SELF, 0, 0, 24).rc).toBe(-errno.EFAULT);
+    // a pointer without a length is no data at all
+    expect(viommuAlloc(fx, fx.deviceId, fx.hwptId, SELF, 0, 0, 0).rc).toBe(0);
+    expect(objects(fx)).toBe(before + 1);
+    expect(destroy(fx, before + 1)).toBe(0);
+    expect(objects(fx)).toBe(before);
+    expect(fx.kernel.stats().framesFree).toBe(frames);
+    // 8 bytes: only in_data and out_data are written back; the region exists all the same
+    const v = viommuAlloc(fx, fx.deviceId, fx.hwptId, SELF, 0, data, 8);
+    expect(v.rc).toBe(0);
+    const b = new Uint8Array(24);
+    expect(fx.proc.readMemory(data, b)).toBe(0);
+    expect([...b.subarray(0, 8)]).toEqual([0x34, 0x12, 0, 0, 0x34, 0x12, 0, 0]);
+    expect(b.subarray(8).every((x) => x === 0xff)).toBe(true);
+    const at = mmapIommufd(fx, 2 * PG, PG);
+    expect(at).toBeGreaterThan(0);
+    expect(readU32(fx, at)).toBe(0x1234);
+    // (the second page is zeroed)
+    expect(readU32(fx, at + PG)).toBe(0);
+    expect(fx.proc.munmap(at, 2 * PG)).toBe(0);
+    // the pages go with the vIOMMU
+    expect(destroy(fx, v.id)).toBe(0);
+    expect(fx.kernel.stats().framesFree).toBe(frames);
+    teardown(fx);
+  });
+
+  it("offsets: from PAGE_SIZE up, the lowest free range; mmap must be shared and not executable", async () => {
+    const fx = await setup(true);
+    const d1 = dataAt(fx, 1), d2 = dataAt(fx, 2), d3 = dataAt(fx, 3);
+    const v1 = viommuAlloc(fx, fx.deviceId, fx.hwptId, SELF, 0, d1, 24);
+    const v2 = viommuAlloc(fx, fx.deviceId, fx.hwptId, SELF, 0, d2, 24);
+    expect([v1.rc, v2.rc]).toEqual([0, 0]);
+    expect(readData(fx, d1).mmapOffset).toBe(PG);
+    expect(readData(fx, d2).mmapOffset).toBe(3 * PG);
+    expect(destroy(fx, v1.id)).toBe(0);
+    const v3 = viommuAlloc(fx, fx.deviceId, fx.hwptId, SELF, 0, d3, 24);
+    expect(v3.rc).toBe(0);
+    expect(readData(fx, d3).mmapOffset).toBe(PG);
+    // offset 0 is nobody's; the first page after a region neither
+    expect(mmapIommufd(fx, 2 * PG, 0)).toBe(-errno.ENXIO);
+    expect(mmapIommufd(fx, 2 * PG, 5 * PG)).toBe(-errno.ENXIO);
+    expect(mmapIommufd(fx, 2 * PG, PG, PROT_READ | PROT_WRITE, MAP_PRIVATE)).toBe(-errno.EINVAL);
+    expect(mmapIommufd(fx, 2 * PG, PG, PROT_READ | PROT_EXEC)).toBe(-errno.EPERM);
+    const at = mmapIommufd(fx, 2 * PG, 3 * PG);
+    expect(readU32(fx, at)).toBe(2);
+    expect(fx.proc.munmap(at, 2 * PG)).toBe(0);
+    teardown(fx);
+  });
+
+  it("each VMA over the region holds its vIOMMU, and the context", async () => {
+    const fx = await setup(true);
+    const data = dataAt(fx, 0xbeef);
+    const v = viommuAlloc(fx, fx.deviceId, fx.hwptId, SELF, 0, data, 24);
+    expect(v.rc).toBe(0);
+    const at = mmapIommufd(fx, 2 * PG, PG);
+    expect(at).toBeGreaterThan(0);
+    // split in two by unmapping the first page: the second still holds the vIOMMU
+    expect(fx.proc.munmap(at, PG)).toBe(0);
+    expect(destroy(fx, v.id)).toBe(-errno.EBUSY);
+    // closing the fd leaves the context to the mapping
+    expect(fx.proc.close(fx.fd)).toBe(0);
+    expect(fx.kernel.stats().iommufdContexts).toBe(1);
+    expect(fx.kernel.stats().iommufdObjects).toBeGreaterThan(0);
+    expect(readU32(fx, at + PG)).toBe(0);
+    expect(fx.proc.munmap(at + PG, PG)).toBe(0);
+    expect(fx.kernel.stats().iommufdContexts).toBe(0);
+    expectNoLeaks(fx.kernel);
   });
 });
 

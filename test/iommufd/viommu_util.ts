@@ -11,8 +11,8 @@ export const IOMMU_VIOMMU_TYPE_SELFTEST = 0xdeadbeef;
 // struct iommu_viommu_alloc { size, flags, type, dev_id, hwpt_id, out_viommu_id, data_len,
 //   __reserved, data_uptr u64 } (40)
 export function viommuAlloc(fx: Fixture, devId: number, hwptId: number, type = IOMMU_VIOMMU_TYPE_SELFTEST,
-  flags = 0): { rc: number; id: number } {
-  const c = cmd(40).u32(4, flags).u32(8, type).u32(12, devId).u32(16, hwptId);
+  flags = 0, dataUptr: number | bigint = 0, dataLen = 0): { rc: number; id: number } {
+  const c = cmd(40).u32(4, flags).u32(8, type).u32(12, devId).u32(16, hwptId).u32(24, dataLen).u64(32, dataUptr);
   return { rc: io(fx, IOMMU_VIOMMU_ALLOC, c), id: c.g32(20) };
 }
 
