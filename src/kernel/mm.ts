@@ -550,8 +550,12 @@ export class Mm {
     if (this.hasMmio) {
       const v = this.findVma(addr);
       if (v?.mapping?.mmioWrite && data.length > 0) {
-        // A store to a device's register page: the device sees it (MMIO), within one VMA.
+        // A store to a device's register page: the device sees it (MMIO), within one VMA,
+        // once every page of it faults in (a BAR with memory decoding off does not).
         if (addr + data.length > v.end || !(v.prot & PROT_WRITE)) return -errno.EFAULT;
+        for (let a = addr - (addr % PAGE_SIZE); a < addr + data.length; a += PAGE_SIZE) {
+          if (this.faultIn(a, true) < 0) return -errno.EFAULT;
+        }
         v.mapping.mmioWrite(v.pgoff * PAGE_SIZE + (addr - v.start), data);
         return 0;
       }

@@ -22,10 +22,10 @@ import {
   VFIO_REGION_INFO_FLAG_WRITE, vfio_device_info, vfio_irq_info, vfio_irq_set, vfio_region_info,
 } from "../uapi/vfio.js";
 import { EventFd, eventfdFops } from "../kernel/eventfd.js";
-import type { File, FileMapping, MmapRequest } from "../kernel/file.js";
+import { Mappers, type File, type FileMapping, type MmapRequest } from "../kernel/file.js";
 import { vfioCopyIn } from "../kernel/ioctl.js";
 import type { KernelCore } from "../kernel/kernel.js";
-import { PAGE_SIZE } from "../kernel/mm.js";
+import { PAGE_SIZE, type Mm } from "../kernel/mm.js";
 import type { Process } from "../kernel/process.js";
 import {
   configStorageBytes, PCI_CFG_SPACE_EXP_SIZE, PCI_CFG_SPACE_SIZE, PCI_COMMAND, PCI_COMMAND_IO, PCI_COMMAND_MEMORY,
@@ -97,6 +97,8 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
   private irqFrame = -1;
   /** MSI and MSI-X: the function's hardware and vfio-pci's state over it. */
   readonly msi: VfioPciMsi | null = null;
+  /** Every live mmap of a BAR, with the address spaces mapping it (zapped with memory off). */
+  private readonly barMaps = new Set<{ mapping: FileMapping; mappers: Mappers<Mm> }>();
   /** The DMA engine behind BAR0 and the frame of its state (null: BAR0 is plain memory). */
   private engine: IoatEngine | null = null;
   private engineFrame = -1;
@@ -545,6 +547,8 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
       const cmd = data[0] | (len > 1 ? data[1] << 8 : 0);
       const m = PCI_COMMAND_MEMORY | PCI_COMMAND_IO;
       cfg.vset16(PCI_COMMAND, (cfg.vget16(PCI_COMMAND) & ~m) | (cmd & m));
+      // vfio_pci_zap_bars: with memory decoding off, no BAR mmap keeps a page; faults fail.
+      if (!(cmd & PCI_COMMAND_MEMORY)) this.zapBars();
     }
     const pm = cfg.findCapability(1);
     // vfio_pm_config_write: a write starting at PMCSR sets the power state (D0 and D3hot here).
@@ -642,12 +646,30 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
     const pages = this.bar0Pages;
     const base = index * PAGES_PER_REGION;
     const engine = this.engine;
-    return {
+    const mappers = new Mappers<Mm>();
+    const mapping: FileMapping = {
       // vfio_pci_core_mmap marks the VMA VM_IO | VM_PFNMAP: BAR pages are not pinnable memory.
       pfnmap: true,
-      frameAt: (pgoff: number) => (pgoff - base >= 0 && pgoff - base < pages && frame >= 0 ? frame + pgoff - base : -errno.EFAULT),
+      // vfio_pci_mmap_huge_fault: SIGBUS (EFAULT here) while memory decoding is off.
+      frameAt: (pgoff: number) => (pgoff - base >= 0 && pgoff - base < pages && frame >= 0 && this.memoryOn
+        ? frame + pgoff - base : -errno.EFAULT),
       // Stores through the mapping reach the engine's registers (MMIO).
       ...(engine ? { mmioWrite: (off: number, data: Uint8Array) => engine.regs.write(off - base * PAGE_SIZE, data) } : {}),
+      attach: (mm: object) => { mappers.add(mm as Mm); this.barMaps.add(entry); },
+      detach: (mm: object) => { if (mappers.remove(mm as Mm)) this.barMaps.delete(entry); },
     };
+    const entry = { mapping, mappers };
+    return mapping;
+  }
+
+  /** __vfio_pci_memory_enabled, false once the function is gone. */
+  private get memoryOn(): boolean {
+    if (this.cfgFrame < 0) return false;
+    return memoryEnabled(this.kcore.core.u8, this.kcore.core.x.frame_addr(this.cfgFrame) >>> 0, this.cfg.size);
+  }
+
+  /** vfio_pci_zap_bars: every page of every BAR mmap leaves its page tables (refaulted later). */
+  private zapBars(): void {
+    for (const { mapping, mappers } of this.barMaps) for (const mm of mappers.keys()) mm.zapFilePages(mapping, 0);
   }
 }

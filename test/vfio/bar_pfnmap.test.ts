@@ -175,3 +175,39 @@ describe("BAR mmaps under legacy type1", () => {
     await k.close();
   });
 });
+
+describe("BAR mmaps while memory decoding is off", () => {
+  const CFG = 7 * 2 ** 40;
+  const setCommand = (p: Process, d: number, cmd: number) => expect(p.pwrite(d, Uint8Array.of(cmd & 0xff, cmd >> 8), CFG + 4)).toBe(2);
+
+  it("clearing COMMAND.MEMORY zaps the mmap: loads, stores and type1's pfn walk fault (SIGBUS: EFAULT) until it is set again", async () => {
+    const k = await bootBar();
+    const p = k.createProcess({ memlockBytes: 0 });
+    const { c, d } = legacyOpen(p, "/dev/vfio/vfio", groupOf(p), BDF, VFIO_TYPE1v2_IOMMU);
+    const bar = mapBar(p, d);
+    expect(p.writeMemory(bar + PG, Uint8Array.of(0x77))).toBe(0);
+    const b = new Uint8Array(1);
+    setCommand(p, d, 0x04); // bus master only
+    expect(p.readMemory(bar + PG, b)).toBe(-errno.EFAULT);
+    expect(p.writeMemory(bar, Uint8Array.of(1))).toBe(-errno.EFAULT);
+    expect(mapDma(p, c, bar, IOVA, BAR)).toBe(-errno.EFAULT);
+    expect(k.stats().pinnedPages).toBe(0);
+    setCommand(p, d, 0x06);
+    expect(p.readMemory(bar + PG, b)).toBe(0);
+    expect(b[0]).toBe(0x77);
+    expect(mapDma(p, c, bar, IOVA, BAR)).toBe(0);
+    await k.close();
+  });
+
+  it("the ioat model's register stores through the mmap fault too", async () => {
+    const k = await boot([{ bdf: BDF, model: "ioat" }]);
+    const p = k.createProcess();
+    const { d } = legacyOpen(p, "/dev/vfio/vfio", groupOf(p), BDF, VFIO_TYPE1v2_IOMMU);
+    const bar = mapBar(p, d, PG);
+    setCommand(p, d, 0x04);
+    expect(p.writeMemory(bar + 0x80, Uint8Array.of(0, 0))).toBe(-errno.EFAULT);
+    setCommand(p, d, 0x06);
+    expect(p.writeMemory(bar + 0x80, Uint8Array.of(0, 0))).toBe(0);
+    await k.close();
+  });
+});
