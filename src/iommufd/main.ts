@@ -278,7 +278,7 @@ export class IommufdCtx {
   /**
    * iommufd_fops_mmap: a shared (EINVAL), non-executable (EPERM) mapping of exactly one
    * registered region, from its start (ENXIO otherwise). Each VMA holds a user of the region's
-   * owner, and the file (vm_file), until it is unmapped.
+   * owner, and the file (vm_file), until it is unmapped; it is a pfn mapping (GUP refuses it).
    */
   mmap(req: MmapRequest): FileMapping | number {
     if (!req.shared) return -errno.EINVAL;
@@ -289,6 +289,8 @@ export class IommufdCtx {
     const first = req.pgoff;
     const pages = m.length / PAGE_SIZE;
     return {
+      // io_remap_pfn_range: VM_IO | VM_PFNMAP, so nothing pins these pages through the mapping
+      pfnmap: true,
       frameAt: (pgoff) => (pgoff >= first && pgoff - first < pages ? m.frame + (pgoff - first) : -errno.EFAULT),
       attach: () => { m.owner.users++; this.file.refs++; },
       detach: () => { m.owner.users--; this.kcore.fput(this.file); },

@@ -584,6 +584,8 @@ describe("vIOMMU user data and its mmap", () => {
     expect(mmapIommufd(fx, 2 * PG, PG, PROT_READ | PROT_EXEC)).toBe(-errno.EPERM);
     const at = mmapIommufd(fx, 2 * PG, 3 * PG);
     expect(readU32(fx, at)).toBe(2);
+    // a pfn mapping: IOAS_MAP of it pins nothing (the IOAS has a mock domain: EFAULT at map)
+    expect(mapAuto(fx, fx.ioasId, at, PG).rc).toBe(-errno.EFAULT);
     expect(fx.proc.munmap(at, 2 * PG)).toBe(0);
     teardown(fx);
   });
