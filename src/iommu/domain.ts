@@ -1,13 +1,31 @@
 // IOMMU domains (the kernel's struct iommu_domain): a page table in the wasm core that device
-// DMA is translated through. iommufd mirrors IOAS areas into them (io_pagetable.ts IoDomain).
+// DMA is translated through. iommufd mirrors IOAS areas into them through IoDomain, the
+// contract defined here (the IOMMU core depends on no user of it).
 
 import { errno } from "../uapi/errno.js";
-import type { IoDomain } from "../iommufd/io_pagetable.js";
 import type { KernelCore } from "../kernel/kernel.js";
 import type { IommuCaps } from "./device.js";
 import { synchronizeDma } from "../kernel/grace.js";
 import { PAGE_SIZE } from "../kernel/mm.js";
 import type { Core, CoreExports } from "../wasm/core.js";
+
+/** IOMMU_READ / IOMMU_WRITE of a mapping. */
+export interface IommuProt { read: boolean; write: boolean }
+
+/**
+ * An IOMMU domain as the io_pagetable drives it (WasmDomain below implements it in wasm):
+ * map and unmap runs of physically contiguous bytes. `phys` is a byte offset in the frame pool.
+ */
+export interface IoDomain {
+  /** Bit n set: 2^n-byte IO pages are supported (the smallest one sets the alignment). */
+  readonly pgsizeBitmap: bigint;
+  readonly apertureStart: bigint;
+  readonly apertureEnd: bigint;
+  /** 0 or -errno; a failed call leaves nothing of itself mapped. */
+  map(iova: bigint, phys: number, length: number, prot: IommuProt, allowLarge: boolean): number;
+  /** Unmaps [iova, iova+length) that earlier map calls covered. */
+  unmap(iova: bigint, length: number): void;
+}
 
 export interface DomainOptions {
   /** IOMMU_HWPT_ALLOC_DIRTY_TRACKING: the domain can record dirty IO pages. */
@@ -78,7 +96,7 @@ class WasmDomain implements IommuDomain {
     this.protWrite = core.c("IOMMU_WRITE");
   }
 
-  map(iova: bigint, phys: number, length: number, prot: { read: boolean; write: boolean }, allowLarge: boolean): number {
+  map(iova: bigint, phys: number, length: number, prot: IommuProt, allowLarge: boolean): number {
     const unit = 1 << this.shift;
     // The IO page divides 2^32: the low half of the IOVA tells its alignment.
     const lo = iovaLo(iova);

@@ -4,6 +4,7 @@
 // The placement and unmap rules here are the kernel's, errno for errno (SPEC.md §4).
 
 import { errno } from "../uapi/errno.js";
+import type { IoDomain, IommuProt } from "../iommu/domain.js";
 import {
   addOverflow, holes, HPAGE_SIZE, intersects, lowestBit, PAGE_SIZE, pow2ceil,
   ULONG_MAX, usedSpans, type Interval,
@@ -12,8 +13,6 @@ import type { IoptPages } from "./pages.js";
 import type { DmabufAttachment, DmabufTrack } from "./dmabuf.js";
 
 const PAGE = BigInt(PAGE_SIZE);
-
-export interface IommuProt { read: boolean; write: boolean }
 
 export class IoptArea implements Interval {
   /** null while the map that creates it is in progress (an UNMAP that meets it gets EBUSY). */
@@ -37,21 +36,6 @@ export class IoptArea implements Interval {
 }
 
 export interface Reserved extends Interval { owner: unknown }
-
-/**
- * An IOMMU domain as the io_pagetable drives it (src/iommu/domain.ts implements it in wasm):
- * map and unmap runs of physically contiguous bytes. `phys` is a byte offset in the frame pool.
- */
-export interface IoDomain {
-  /** Bit n set: 2^n-byte IO pages are supported (the smallest one sets the alignment). */
-  readonly pgsizeBitmap: bigint;
-  readonly apertureStart: bigint;
-  readonly apertureEnd: bigint;
-  /** 0 or -errno; a failed call leaves nothing of itself mapped. */
-  map(iova: bigint, phys: number, length: number, prot: IommuProt, allowLarge: boolean): number;
-  /** Unmaps [iova, iova+length) that earlier map calls covered. */
-  unmap(iova: bigint, length: number): void;
-}
 
 /** One slice of pages to map (struct iopt_pages_list). */
 export interface PagesSlice { pages: IoptPages; startByte: bigint; length: bigint }
