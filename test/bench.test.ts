@@ -1,6 +1,6 @@
 // The benchmark harness (`vfio-emu bench`, src/bench/main.mjs, PERF.md "How the numbers come out"):
 // a quick run prints one JSON document in PERF.md's schema with every single-thread figure
-// T1-T8 and the thread and gate figures T11, T12, T15, T16, T17, and a machine without a C
+// T1-T8, the thread and gate figures T11, T12, T15, T16, T17 and the ioat engine's T13, T14, and a machine without a C
 // compiler gets null C baselines with a reason instead of a crash. The harness ships in the
 // package: an unpacked tarball runs it.
 import { describe, it, expect } from "vitest";
@@ -12,8 +12,11 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { join } from "node:path";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
-const FIGURES = ["T1", "T2", "T3", "T4", "T5", "T6", "T7", "T8", "T9", "T10", "T11", "T12", "T15", "T16", "T17"];
-const BASELINES = ["W", "C", "Ct", "TS"];
+const FIGURES = ["T1", "T2", "T3", "T4", "T5", "T6", "T7", "T8", "T9", "T10", "T11", "T12", "T13", "T14", "T15", "T16", "T17"];
+// PERF.md's four, and the engine figures' own: DP (T13: the same copies by the data plane
+// alone, no engine) and RT (T14: a bare thread round trip with the engine worker's wake-up).
+const BASELINES = ["W", "C", "Ct", "TS", "DP", "RT"];
+const RATIOS = ["W", "C", "Ct", "DP", "RT"];
 const twoCpus = () => (availableParallelism?.() ?? cpus().length) >= 2;
 
 async function quickJson(args: string[] = [], env: Record<string, string> = {}): Promise<any> {
@@ -64,7 +67,7 @@ function expectSchema(doc: any): void {
       if (b !== null) expectSummary(b);
     }
     for (const [k, r] of Object.entries(f.ratios)) {
-      expect(["W", "C", "Ct"]).toContain(k);
+      expect(RATIOS).toContain(k);
       expect(r === null || (Number.isFinite(r as number) && (r as number) > 0)).toBe(true);
       if (r === null) expect(f.baselines[k]).toBeNull();
     }
@@ -139,6 +142,27 @@ describe("vfio-emu bench --quick --json", () => {
     expect(byId.T17.bars).toEqual([{ abs: "%", max: 1 }]);
     // "0 % when off" is a fact about build/core.wasm, checked and reported, not measured.
     expect(byId.T17.reason).toMatch(/build\/core\.wasm has STATS_ENABLED = 0/);
+  }, 60_000);
+
+  it("measures the ioat engine's T13 (batched submission, vs DP) and T14 (submit -> completion, vs RT) in ns with their bars", async () => {
+    const doc = await quickDefault();
+    const byId = Object.fromEntries(doc.figures.map((f: any) => [f.id, f]));
+    const t13 = byId.T13, t14 = byId.T14;
+    for (const f of [t13, t14]) {
+      expect(f.unit).toBe("ns");
+      expect(f.subject.median).toBeGreaterThan(0);
+      expect(f.holds).toBeNull();
+    }
+    expect(t13.bars).toEqual([{ abs: "ns", max: 100 }]);
+    expect(Object.keys(t13.baselines)).toEqual(["DP"]);
+    expectSummary(t13.baselines.DP);
+    expect(t13.ratios.DP).toBeGreaterThan(0);
+    expect(t13.reason).toMatch(/32 descriptors per doorbell, up to 512 in flight, \d+ per trial/);
+    expect(t14.bars).toEqual([{ abs: "ns", max: 50_000 }]);
+    expect(Object.keys(t14.baselines)).toEqual(["RT"]);
+    expectSummary(t14.baselines.RT);
+    expect(t14.ratios.RT).toBeGreaterThan(0);
+    expect(t14.reason).toMatch(/by the MSI-X eventfd \(poll \+ read\) median [\d.]+ us, polled after 2 ms idle \(the engine asleep\) median [\d.]+ us/);
   }, 60_000);
 
   it("T11 is not judged (null, with the reason) where C itself scales below 1.8x on the same copies", async () => {

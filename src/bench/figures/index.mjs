@@ -27,5 +27,6 @@ import threads from "./threads.mjs";
 import grace from "./grace.mjs";
 import gate from "./gate.mjs";
 import stats from "./stats.mjs";
+import engine from "./engine.mjs";
 
-export default [...copy, ...iotlb, ...pagetable, ...control, ...threads, ...grace, ...gate, ...stats];
+export default [...copy, ...iotlb, ...pagetable, ...control, ...threads, ...engine, ...grace, ...gate, ...stats];
