@@ -10,7 +10,7 @@
 // here unless the caller already is in one, and refreshed at least every 64 KiB.
 
 import { EFAULT, EINVAL, iova64 } from "./iopt";
-import { DEV_BASE, DEV_SLOTS, DEV_STRIDE, DEV_DOMAIN } from "./layout";
+import { DEV_BASE, DEV_SLOTS, DEV_STRIDE, DEV_DOMAIN, DEV_NONE } from "./layout";
 import { xlate, xlateBegin, tAvail, iotlb_slot, XLATE_HOST } from "./iotlb";
 import { faultRecord } from "./fault";
 import { epoch_enter, epoch_exit, epochActive } from "./epoch";
@@ -19,6 +19,11 @@ const EPOCH_CHUNK: u32 = 65536;
 let budget: u32 = EPOCH_CHUNK; // bytes left before the next epoch refresh
 // Which side the last failed copy faulted on (true: the destination, a write); this thread's.
 let copyFaultWrite: bool = false;
+// The last faulting transfer of this thread (each thread has its own instance, so its own
+// globals): the bytes it moved before the fault, and the number of the record it wrote. The
+// caller reads them right after the -EFAULT, so another thread's faults never get in between.
+let faultDone: u32 = 0;
+let faultSeq: u32 = 0;
 
 // dma_batch descriptor: DMA_DESC_SIZE bytes in shared memory.
 export const DMA_DESC_OP: u32 = 0;
@@ -87,7 +92,8 @@ const IDENTITY_LIMIT: u64 = 0x100000000; // the identity domain's aperture: the 
     } else {
       h = xlate(dom, at, write, want(n));
       if (h < XLATE_HOST) {
-        faultRecord(dom, at, write, h, iotlb_slot());
+        faultDone = done;
+        faultSeq = faultRecord(dom, at, write, h, iotlb_slot());
         return -EFAULT;
       }
       if (tAvail < n) n = tAvail;
@@ -125,14 +131,16 @@ const IDENTITY_LIMIT: u64 = 0x100000000; // the identity domain's aperture: the 
       from = xlate(dom, s, false, w);
       if (from < XLATE_HOST) {
         copyFaultWrite = false;
-        faultRecord(dom, s, false, from, iotlb_slot());
+        faultDone = done;
+        faultSeq = faultRecord(dom, s, false, from, iotlb_slot());
         return -EFAULT;
       }
       if (tAvail < n) n = tAvail;
       to = xlate(dom, d, true, w);
       if (to < XLATE_HOST) {
         copyFaultWrite = true;
-        faultRecord(dom, d, true, to, iotlb_slot());
+        faultDone = done;
+        faultSeq = faultRecord(dom, d, true, to, iotlb_slot());
         return -EFAULT;
       }
       if (tAvail < n) n = tAvail;
@@ -156,6 +164,20 @@ export function copy(dom: u32, src: u64, dst: u64, len: u32): i32 {
 /** After copy() returned -EFAULT: true when the destination (a device write) faulted. */
 export function copyFaultedOnWrite(): bool {
   return copyFaultWrite;
+}
+
+/**
+ * After a transfer of this thread returned -EFAULT: the bytes it moved before the faulting
+ * IOVA (a read delivered them, a write stored them). The one partial-transfer rule that every
+ * caller hands on (src/iommu/dma.ts deviceDma).
+ */
+export function dma_fault_done(): u32 {
+  return faultDone;
+}
+
+/** After a transfer of this thread returned -EFAULT: the number of its fault record (fault_rec). */
+export function dma_fault_seq(): u32 {
+  return faultSeq;
 }
 
 /** Opens a grace-period read section unless one is open (paired with dmaSectionEnd). */
@@ -249,16 +271,18 @@ export function dma_batch(desc: u32, count: u32): i32 {
 }
 
 /**
- * A device's DMA from any thread (DeviceHandle / worker `device(index)`): the device's domain
- * is loaded inside this call's grace-period section, so a detach that returned is never
- * bypassed. `write`: the device writes memory. 0 or -EFAULT.
+ * A device's DMA from any thread (DeviceHandle and worker `device(index)` alike, through
+ * src/iommu/dma.ts deviceDma): the device's domain is loaded from its published word inside
+ * this call's grace-period section, so a detach that returned is never bypassed. A device
+ * without a line in the table (DEV_NONE: no vfio index) has no domain: blocked. `write`: the
+ * device writes memory. 0 or -EFAULT.
  */
 export function dev_dma(dev: u32, iova_lo: u32, iova_hi: u32, host: u32, len: u32, write: u32): i32 {
-  if (dev >= DEV_SLOTS) return -EINVAL;
+  if (dev >= DEV_SLOTS && dev != DEV_NONE) return -EINVAL;
   const own = begin();
   // Paired with the atomic stores of attach / detach / replace (publishDomain in
   // src/vfio/vfio_main.ts), each made before its grace period (src/kernel/grace.ts).
-  const dom = atomic.load<u32>(DEV_BASE + dev * DEV_STRIDE + DEV_DOMAIN);
+  const dom = dev == DEV_NONE ? 0 : atomic.load<u32>(DEV_BASE + dev * DEV_STRIDE + DEV_DOMAIN);
   const rc = xfer(dom, iova64(iova_lo, iova_hi), host, len, write != 0);
   end(own);
   return rc;

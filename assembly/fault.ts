@@ -24,7 +24,8 @@ export const FAULT_DOM: u32 = 16;
 export const FAULT_SERIAL: u32 = 20;
 export const FAULT_SLOT: u32 = 24;
 
-export function faultRecord(dom: u32, iova: u64, write: bool, reason: u32, slot: u32): void {
+/** Appends one record; returns its number (fault_rec's `i`). */
+export function faultRecord(dom: u32, iova: u64, write: bool, reason: u32, slot: u32): u32 {
   stat_inc(STAT_DMA_FAULTS);
   const i = atomic.add<u32>(FAULT_HEAD, 1);
   const r = FAULT_RECS + (i & (FAULT_SLOTS - 1)) * FAULT_REC_SIZE;
@@ -36,6 +37,7 @@ export function faultRecord(dom: u32, iova: u64, write: bool, reason: u32, slot:
   store<u32>(r + FAULT_SERIAL, domainKnown(dom) ? atomic.load<u32>(dom + DOM_SERIAL) : 0);
   store<u32>(r + FAULT_SLOT, slot);
   atomic.store<u32>(r + FAULT_SEQ, i + 1); // publish; paired with fault_rec
+  return i;
 }
 
 /** Records ever written (the head). */

@@ -38,7 +38,7 @@ export {
 export {
   DMA_DESC_OP, DMA_DESC_DOM, DMA_DESC_SRC_LO, DMA_DESC_SRC_HI, DMA_DESC_DST_LO, DMA_DESC_DST_HI, DMA_DESC_LEN,
   DMA_DESC_STATUS, DMA_DESC_SIZE, DMA_OP_READ, DMA_OP_WRITE, DMA_OP_COPY,
-  dma_read, dma_write, dma_copy, dma_batch, dev_dma,
+  dma_read, dma_write, dma_copy, dma_batch, dev_dma, dma_fault_done, dma_fault_seq,
 } from "./dma";
 export * from "./bench";
 // The I/OAT channel engine (device workers).

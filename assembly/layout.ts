@@ -134,6 +134,8 @@ export const DEV_ENGINE: u32 = 48;
 /** The MSI-X maximum (table size field + 1): the trigger array is 8 KiB. */
 export const MSI_MAX_VECTORS: u32 = 2048;
 export const DEV_END: u32 = DEV_BASE + DEV_SLOTS * DEV_STRIDE;
+/** dev_dma's device number for a function with no line here (no vfio index): blocked. */
+export const DEV_NONE: u32 = 0xffffffff;
 
 // ---- per-worker-slot bounce buffers for DMA to and from memory outside the pool ------------
 export const BOUNCE_BASE: u32 = DEV_END;

@@ -9,6 +9,7 @@ import { Core, type CoreInit } from "./wasm/core.js";
 import { IoatRegisters } from "./devices/ioat.js";
 import { configRw } from "./devices/pci_config.js";
 import { barRw, memoryEnabled } from "./devices/pci_bar.js";
+import { deviceDma, dmaPort, type DmaPort } from "./iommu/dma.js";
 
 export { Core };
 export type { CoreInit };
@@ -47,13 +48,11 @@ interface WorkerExports {
   epoch_enter(): void;
   epoch_exit(): void;
   gate_check(slot: number, gen: number): number;
-  dev_dma(dev: number, iovaLo: number, iovaHi: number, host: number, len: number, write: number): number;
 }
 
 const { EINVAL, EFAULT, EBUSY, EIO } = errno;
 /** A region's file offset: index * REGION_SPAN + offset (vfio-pci's index << 40). */
 const REGION_SPAN = 2 ** VFIO_PCI_OFFSET_SHIFT;
-const U32 = 2 ** 32;
 
 /** Instantiates the data-plane core in this thread over the memory of `init`. */
 export function attachCore(init: CoreInit): Promise<Core> {
@@ -161,13 +160,11 @@ export class DeviceFileIo {
 
 class Context implements WorkerContext {
   private detached = false;
-  private readonly bounce: number;
-  private readonly bounceBytes: number;
+  private readonly port: DmaPort;
   private readonly io: DeviceFileIo;
 
   constructor(readonly core: Core, private readonly x: WorkerExports, readonly slot: number) {
-    this.bounceBytes = core.c("BOUNCE_BYTES");
-    this.bounce = core.c("BOUNCE_BASE") + slot * this.bounceBytes;
+    this.port = dmaPort(core, slot);
     this.io = new DeviceFileIo(core);
   }
 
@@ -210,37 +207,12 @@ class Context implements WorkerContext {
   }
 
   /**
-   * Device DMA through the device's current domain (dev_dma loads it in its own section), one
-   * bounce buffer at a time. The IOVA travels as two u32 halves, advanced with a carry (mod 2^64).
+   * Device DMA through the device's published domain (dev_dma loads it in its own section),
+   * one bounce buffer at a time: the kernel thread's DeviceHandle DMA, the same function.
    */
   private dma(index: number, iova: number | bigint, buf: Uint8Array, write: boolean): number {
     this.live();
-    let lo: number;
-    let hi: number;
-    if (typeof iova === "number" && iova >= 0 && Number.isSafeInteger(iova)) {
-      lo = iova % U32;
-      hi = (iova - lo) / U32;
-    } else {
-      const at = typeof iova === "bigint" ? iova : BigInt(iova);
-      lo = Number(at & 0xffffffffn);
-      hi = Number((at >> 32n) & 0xffffffffn);
-    }
-    const mem = this.core.u8;
-    const bounce = this.bounce;
-    for (let done = 0; done < buf.length;) {
-      const n = Math.min(this.bounceBytes, buf.length - done);
-      if (write) mem.set(n === buf.length ? buf : buf.subarray(done, done + n), bounce);
-      const rc = this.x.dev_dma(index, lo, hi, bounce, n, write ? 1 : 0);
-      if (!write && rc === 0) buf.set(mem.subarray(bounce, bounce + n), done);
-      if (rc < 0) return rc;
-      done += n;
-      lo += n;
-      if (lo >= U32) {
-        lo -= U32;
-        hi = (hi + 1) >>> 0;
-      }
-    }
-    return 0;
+    return deviceDma(this.port, index, iova, buf, write);
   }
 
   detach(): void {

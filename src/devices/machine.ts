@@ -2,7 +2,7 @@
 // driver on the DMA API), BAR placement, and the DeviceHandle each present function gets.
 // src/index.ts gives it its public face (createKernel).
 
-import { deviceDma, type FaultRecord } from "../iommu/dma.js";
+import { deviceDma, dmaPort, type DmaPort, type FaultRecord } from "../iommu/dma.js";
 import { GroupDevice, iommuCaps, IommuGroups, type IommuGroup } from "../iommu/iommu_group.js";
 import { Iommufd } from "../iommufd/main.js";
 import { modelBar0Size, modelEngine, modelIds, modelIrqs } from "./models.js";
@@ -54,9 +54,11 @@ class PciDevice implements DeviceHandle {
   private dma(iova: number | bigint, buf: Uint8Array, write: boolean): number {
     if (!(buf instanceof Uint8Array)) throw new TypeError("the DMA buffer must be a Uint8Array");
     const at = toIova(iova);
-    // The domain the device translates through: its iommufd attachment (cdev, or a group
-    // with an iommufd), else its group's legacy container domain (VfioDevice.domainHandle).
-    return deviceDma(this.kernel.kcore, this.vdev?.domainHandle ?? 0, at, buf, write, this.faultLog);
+    // As a worker's DMA (the same function): through the domain published in the device's
+    // line of the shared table by every attach, detach and replace, iommufd or type1. A
+    // function without a line (no vfio-pci, or an index past DEV_SLOTS) is blocked.
+    const i = this.vdev ? this.vdev.index : -1;
+    return deviceDma(this.kernel.dmaPort, i < this.kernel.devSlots ? i : -1, at, buf, write, this.faultLog);
   }
 
   dmaRead(iova: number | bigint, out: Uint8Array): number { return this.dma(iova, out, false); }
@@ -79,8 +81,13 @@ export class Machine implements Kernel {
   /** Devices unplugged whose release is pending (their last file is still open). */
   private readonly leaving = new Set<string>();
   private closed = false;
+  /** The kernel thread's device-DMA port: worker slot 0's bounce buffer. */
+  readonly dmaPort: DmaPort;
+  readonly devSlots: number;
 
   constructor(readonly kcore: KernelCore, readonly config: KernelConfig) {
+    this.dmaPort = dmaPort(kcore.core, 0);
+    this.devSlots = kcore.core.c("DEV_SLOTS");
     this.pci = new PciBus(kcore.vfs);
     this.groups = new IommuGroups(kcore.vfs);
     this.iommufd = new Iommufd(kcore);

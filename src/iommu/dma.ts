@@ -1,12 +1,14 @@
-// Device DMA from the kernel's thread (DeviceHandle.dmaRead/dmaWrite): the bytes go through a
-// bounce buffer in the frame pool, and the wasm core translates every page through the
-// device's domain (assembly/dma.ts). A fault stops the transfer after the bytes before it and
-// leaves one record, which is read back here from the core's fault ring.
+// Device DMA, the one path for every thread: DeviceHandle.dmaRead/dmaWrite on the kernel's
+// thread and WorkerDevice.dmaRead/dmaWrite in a worker both come here. The bytes go through
+// the calling thread's bounce buffer (layout.ts BOUNCE_*: slot 0 is the kernel thread's, a
+// worker has its slot's), and wasm's dev_dma translates every page through the domain the
+// device's published word names (layout.ts DEV_DOMAIN, assembly/dma.ts), loaded inside the
+// call's grace-period section. A fault stops the transfer after the bytes before it (a read
+// hands those over, a write has stored them) and leaves one fault record, found by the number
+// this thread's core kept for it (never "the newest record", which another thread may own).
 
 import { errno } from "../uapi/errno.js";
-import type { KernelCore } from "../kernel/kernel.js";
-import { PAGE_SIZE } from "../kernel/mm.js";
-import { iovaHi, iovaLo } from "./domain.js";
+import type { Core } from "../wasm/core.js";
 
 export interface FaultRecord {
   readonly iova: bigint;
@@ -14,81 +16,91 @@ export interface FaultRecord {
   readonly reason: "unmapped" | "perm" | "blocked";
 }
 
-/** Bytes per bounce: 16 frames. */
-const BOUNCE_ORDER = 4;
-const BOUNCE_BYTES = PAGE_SIZE << BOUNCE_ORDER;
+/** A thread's way into device DMA: its core and its bounce buffer. */
+export interface DmaPort {
+  readonly core: Core;
+  readonly bounce: number;
+  readonly bounceBytes: number;
+  /** dev_dma's device number for a function with no vfio index (blocked). */
+  readonly none: number;
+}
 
-function reasonOf(kcore: KernelCore, code: number): FaultRecord["reason"] {
-  const c = kcore.core;
-  if (code === c.c("FAULT_REASON_PERM")) return "perm";
-  if (code === c.c("FAULT_REASON_BLOCKED")) return "blocked";
+/** The port of worker slot `slot` (0: the kernel's thread). */
+export function dmaPort(core: Core, slot: number): DmaPort {
+  const bounceBytes = core.c("BOUNCE_BYTES");
+  return { core, bounce: core.c("BOUNCE_BASE") + slot * bounceBytes, bounceBytes, none: core.c("DEV_NONE") | 0 };
+}
+
+const U32 = 2 ** 32;
+
+function reasonOf(core: Core, code: number): FaultRecord["reason"] {
+  if (code === core.c("FAULT_REASON_PERM")) return "perm";
+  if (code === core.c("FAULT_REASON_BLOCKED")) return "blocked";
   // Unmapped, or outside the domain's aperture: nothing translates there.
   return "unmapped";
 }
 
-/** The newest fault record, as the device sees it. */
-function lastFault(kcore: KernelCore): FaultRecord | null {
-  const c = kcore.core;
-  const x = c.x;
-  const head = x.fault_head() >>> 0;
-  if (head === 0) return null;
-  const r = x.fault_rec(head - 1) >>> 0;
+/** Fault record number `seq` of the ring, or null once the ring has overwritten it. */
+export function faultRecordAt(core: Core, seq: number): FaultRecord | null {
+  const r = core.x.fault_rec(seq) >>> 0;
   if (r === 0) return null;
-  const lo = c.u32[(r + c.c("FAULT_IOVA_LO")) >>> 2];
-  const hi = c.u32[(r + c.c("FAULT_IOVA_HI")) >>> 2];
-  const flags = c.u32[(r + c.c("FAULT_FLAGS")) >>> 2];
-  return {
+  const u32 = core.u32;
+  const lo = u32[(r + core.c("FAULT_IOVA_LO")) >>> 2];
+  const hi = u32[(r + core.c("FAULT_IOVA_HI")) >>> 2];
+  const flags = u32[(r + core.c("FAULT_FLAGS")) >>> 2];
+  const rec: FaultRecord = {
     iova: (BigInt(hi) << 32n) | BigInt(lo),
-    write: (flags & c.c("FAULT_F_WRITE")) !== 0,
-    reason: reasonOf(kcore, flags >>> 8),
+    write: (flags & core.c("FAULT_F_WRITE")) !== 0,
+    reason: reasonOf(core, flags >>> 8),
   };
+  // A producer may have lapped the ring while the fields were read.
+  return core.x.fault_rec(seq) >>> 0 === r ? rec : null;
 }
 
 /**
- * One device transfer of `buf` at `iova` through domain `dom` (0: blocked). 0, or -EFAULT
- * with the fault appended to `faults` (the bytes before it have moved).
+ * One transfer of `buf` by vfio device `dev` (-1: a function without one) at `iova` (a u64,
+ * validated by the caller; carried as two u32 halves, mod 2^64). 0, or -EFAULT: the bytes
+ * before the faulting IOVA have moved (into `buf` for a read), the rest of `buf` or of memory
+ * is untouched, and the fault's record is appended to `faults` when one is given.
  */
-export function deviceDma(kcore: KernelCore, dom: number, iova: bigint, buf: Uint8Array, write: boolean,
-  faults: FaultRecord[]): number {
-  const core = kcore.core;
-  const x = core.x;
-  if (buf.length === 0) return 0;
-  const frame = x.frame_alloc(BOUNCE_ORDER) >>> 0;
-  if (frame === 0xffffffff) return -errno.ENOMEM;
-  const bounce = core.poolBase + frame * PAGE_SIZE;
-  try {
-    for (let done = 0; done < buf.length;) {
-      const n = Math.min(BOUNCE_BYTES, buf.length - done);
-      const at = iova + BigInt(done);
-      const lo = iovaLo(at);
-      const hi = iovaHi(at);
-      let rc: number;
-      if (write) {
-        core.u8.set(buf.subarray(done, done + n), bounce);
-        rc = x.dma_write(dom, lo, hi, bounce, n);
-      } else {
-        rc = x.dma_read(dom, lo, hi, bounce, n);
-        // On a fault the bytes before it arrived: hand over what the bounce holds of them.
-        const got = rc < 0 ? faultOffset(kcore, at, n) : n;
-        buf.set(core.u8.subarray(bounce, bounce + got), done);
-      }
-      if (rc < 0) {
-        const f = lastFault(kcore);
-        if (f) faults.push(f);
-        return -errno.EFAULT;
-      }
-      done += n;
-    }
-    return 0;
-  } finally {
-    for (let i = 0; i < 1 << BOUNCE_ORDER; i++) x.frame_put(frame + i);
+export function deviceDma(port: DmaPort, dev: number, iova: number | bigint, buf: Uint8Array, write: boolean,
+  faults?: FaultRecord[]): number {
+  let lo: number;
+  let hi: number;
+  if (typeof iova === "number" && iova >= 0 && Number.isSafeInteger(iova)) {
+    lo = iova % U32;
+    hi = (iova - lo) / U32;
+  } else {
+    const at = typeof iova === "bigint" ? iova : BigInt(iova);
+    lo = Number(at & 0xffffffffn);
+    hi = Number((at >> 32n) & 0xffffffffn);
   }
-}
-
-/** How many bytes of a faulted read of `n` bytes at `at` had arrived: up to the fault's IOVA. */
-function faultOffset(kcore: KernelCore, at: bigint, n: number): number {
-  const f = lastFault(kcore);
-  if (!f || f.iova < at) return 0;
-  const off = f.iova - at;
-  return off > BigInt(n) ? n : Number(off);
+  const core = port.core;
+  const x = core.x;
+  const mem = core.u8;
+  const bounce = port.bounce;
+  const d = dev < 0 ? port.none : dev;
+  for (let done = 0; done < buf.length;) {
+    const n = Math.min(port.bounceBytes, buf.length - done);
+    if (write) mem.set(n === buf.length ? buf : buf.subarray(done, done + n), bounce);
+    const rc = x.dev_dma(d, lo, hi, bounce, n, write ? 1 : 0);
+    if (rc < 0) {
+      if (rc !== -errno.EFAULT) return rc;
+      // The partial-transfer rule, the same for every caller: what moved before the fault.
+      if (!write) buf.set(mem.subarray(bounce, bounce + x.dma_fault_done()), done);
+      if (faults) {
+        const f = faultRecordAt(core, x.dma_fault_seq());
+        if (f) faults.push(f);
+      }
+      return rc;
+    }
+    if (!write) buf.set(mem.subarray(bounce, bounce + n), done);
+    done += n;
+    lo += n;
+    if (lo >= U32) {
+      lo -= U32;
+      hi = (hi + 1) >>> 0;
+    }
+  }
+  return 0;
 }

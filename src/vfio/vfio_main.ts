@@ -302,9 +302,11 @@ export class Vfio {
     c.u32[line + c.c("DEV_MSIX_PBA") / 4] = st?.msixPba ?? 0;
     c.u32[line + c.c("DEV_MSIX_SIZE") / 4] = st?.msixSize ?? 0;
     c.u32[line + c.c("DEV_ENGINE") / 4] = st?.engine ?? 0;
-    // Paired with the atomic load in dev_dma (assembly/dma.ts).
-    Atomics.store(c.u32, line + c.c("DEV_DOMAIN") / 4, 0);
+    // Paired with the atomic load in dev_dma (assembly/dma.ts). A device that joins a group
+    // already attached to a legacy container's domain is attached to it at once, as
+    // __iommu_probe_device attaches a new device to group->domain.
     iommuDev.publishDomain = (h: number) => { Atomics.store(c.u32, line + c.c("DEV_DOMAIN") / 4, h >>> 0); };
+    iommuDev.publishDomain(dev.domainHandle);
   }
 
   /**
@@ -347,6 +349,9 @@ export class Vfio {
 
   /** The device's release: leaves its set and group, gives its index back. */
   private release(dev: VfioDevice): void {
+    // Out of its group: its line no longer names a domain (nothing frees one here, so no
+    // grace period; the domain's own free waits one out).
+    dev.iommuDev.publishDomain?.(0);
     dev.devSet.devices.delete(dev);
     if (dev.devSet.devices.size === 0) this.devSets.delete(dev.devSet.key);
     this.groups.removeDevice(dev.group, dev);

@@ -79,6 +79,11 @@ export interface CoreExports {
   dma_write(dom: number, iovaLo: number, iovaHi: number, src: number, len: number): number;
   dma_copy(dom: number, srcLo: number, srcHi: number, dstLo: number, dstHi: number, len: number): number;
   dma_batch(desc: number, count: number): number;
+  /** A device's DMA through its published domain word (DEV_NONE: blocked). */
+  dev_dma(dev: number, iovaLo: number, iovaHi: number, host: number, len: number, write: number): number;
+  /** After this thread's -EFAULT: bytes moved before the fault, and its fault record's number. */
+  dma_fault_done(): number;
+  dma_fault_seq(): number;
 }
 
 /** What a worker needs to join: structured-cloneable. */
