@@ -4,11 +4,9 @@
 // file operations on device files and device DMA, never touching the control plane.
 
 import { errno } from "./uapi/errno.js";
-import { VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_NUM_REGIONS, VFIO_PCI_OFFSET_SHIFT } from "./uapi/vfio.js";
 import { Core, type CoreInit } from "./wasm/core.js";
 import { IoatRegisters } from "./devices/ioat.js";
-import { configRw } from "./devices/pci_config.js";
-import { barRw, memoryEnabled } from "./devices/pci_bar.js";
+import { pciRw, type PciRwState } from "./devices/pci_rw.js";
 import { deviceDma, dmaPort, type DmaPort } from "./iommu/dma.js";
 
 export { Core };
@@ -50,9 +48,7 @@ interface WorkerExports {
   gate_check(slot: number, gen: number): number;
 }
 
-const { EINVAL, EFAULT, EBUSY, EIO } = errno;
-/** A region's file offset: index * REGION_SPAN + offset (vfio-pci's index << 40). */
-const REGION_SPAN = 2 ** VFIO_PCI_OFFSET_SHIFT;
+const { EINVAL, EBUSY } = errno;
 
 /** Instantiates the data-plane core in this thread over the memory of `init`. */
 export function attachCore(init: CoreInit): Promise<Core> {
@@ -100,7 +96,9 @@ export class DeviceFileIo {
   private readonly devStride: number;
 
   private readonly engine: number;
-  private readonly engines = new Map<number, IoatRegisters>();
+  private readonly engines = new Map<number, { regs: IoatRegisters; sink: (off: number, data: Uint8Array) => void }>();
+  /** The device the current rw reaches (one object, refilled per call: nothing allocated). */
+  private readonly state: PciRwState;
 
   constructor(private readonly core: Core) {
     this.engine = core.c("DEV_ENGINE") / 4;
@@ -115,6 +113,7 @@ export class DeviceFileIo {
     this.bar0Size = core.c("DEV_BAR0_SIZE") / 4;
     this.msixTable = core.c("DEV_MSIX_TABLE") / 4;
     this.msixSize = core.c("DEV_MSIX_SIZE") / 4;
+    this.state = { mem: this.mem, config: 0, configSize: 0, bar0: 0, bar0Size: 0, msixStart: 0, msixEnd: 0 };
   }
 
   /** pos: region index * 2^40 + offset. Bytes transferred, or -errno. */
@@ -124,38 +123,32 @@ export class DeviceFileIo {
     if (dev < 0) return -EINVAL;
     if (buf.length === 0) return 0;
     const line = (this.devBase + dev * this.devStride) >>> 2;
-    const index = Math.floor(pos / REGION_SPAN);
-    const off = pos % REGION_SPAN;
-    if (index >= VFIO_PCI_NUM_REGIONS) return -EINVAL;
-    const mem = this.mem;
-    if (index === VFIO_PCI_CONFIG_REGION_INDEX) {
-      const size = u32[line + this.configSize];
-      if (off >= size || off + buf.length > size) return -EFAULT;
-      // Through vfio-pci's permissions, as on the kernel's side. The registers with side
-      // effects (power state, MSI flags, PCIe FLR) act only when written on the kernel's thread.
-      configRw(mem, u32[line + this.config], size, off, buf, write);
-      return buf.length;
-    }
-    if (index !== 0) return -EINVAL;
-    const size = u32[line + this.bar0Size];
-    if (off >= size) return -EINVAL;
-    if (!memoryEnabled(mem, u32[line + this.config], u32[line + this.configSize])) return -EIO;
-    // The MSI-X table is excluded from read/write, as on the kernel's side; an engine's
-    // register file takes the stores (its side effects) instead of memory.
-    const bar = u32[line + this.bar0];
+    // vfio-pci's rw, the kernel thread's own (devices/pci_rw.ts), over the published line.
+    // The registers with side effects (power state, MSI flags, PCIe FLR) act only when
+    // written on the kernel's thread; an engine's register file takes BAR0 stores here too.
+    const s = this.state;
+    s.config = u32[line + this.config];
+    s.configSize = u32[line + this.configSize];
+    s.bar0 = u32[line + this.bar0];
+    s.bar0Size = u32[line + this.bar0Size];
     const table = u32[line + this.msixTable];
-    const x = table ? table - bar : 0;
+    s.msixStart = table ? table - s.bar0 : 0;
+    s.msixEnd = table ? s.msixStart + u32[line + this.msixSize] * 16 : 0;
     const eng = u32[line + this.engine];
-    const sink = eng ? (o: number, data: Uint8Array) => this.registers(bar, eng).write(o, data) : undefined;
-    return barRw(mem, bar, size, off, buf, write, x, table ? x + u32[line + this.msixSize] * 16 : 0, sink);
+    s.barSink = eng ? this.registers(s.bar0, eng).sink : undefined;
+    return pciRw(s, buf, pos, write);
   }
 
   /** The register model of the engine whose state page is `eng` (one per device, kept). */
-  private registers(bar: number, eng: number): IoatRegisters {
+  private registers(bar: number, eng: number): { regs: IoatRegisters; sink: (off: number, data: Uint8Array) => void } {
     let r = this.engines.get(eng);
-    if (!r || r.bar !== bar) this.engines.set(eng, r = new IoatRegisters(this.core, bar, eng));
+    if (!r || r.regs.bar !== bar) {
+      const regs = new IoatRegisters(this.core, bar, eng);
+      this.engines.set(eng, r = { regs, sink: (o, data) => regs.write(o, data) });
+    }
     return r;
   }
+
 }
 
 class Context implements WorkerContext {

@@ -18,7 +18,7 @@ import {
   VFIO_PCI_ERR_IRQ_INDEX, VFIO_PCI_INDEX_TO_OFFSET, VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX,
   VFIO_PCI_MSI_IRQ_INDEX, VFIO_PCI_NUM_IRQS,
   VFIO_PCI_NUM_REGIONS, VFIO_PCI_OFFSET_SHIFT, VFIO_PCI_REQ_IRQ_INDEX, VFIO_PCI_ROM_REGION_INDEX,
-  VFIO_PCI_VGA_REGION_INDEX, VFIO_REGION_INFO_CAP_MSIX_MAPPABLE, VFIO_REGION_INFO_FLAG_CAPS, VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ,
+  VFIO_REGION_INFO_CAP_MSIX_MAPPABLE, VFIO_REGION_INFO_FLAG_CAPS, VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ,
   VFIO_REGION_INFO_FLAG_WRITE, vfio_device_info, vfio_irq_info, vfio_irq_set, vfio_region_info,
 } from "../uapi/vfio.js";
 import { EventFd, eventfdFops } from "../kernel/eventfd.js";
@@ -41,7 +41,8 @@ import {
   type MsiModel, type MsixModel,
 } from "../devices/msix.js";
 import { VfioPciMsi } from "./pci_intrs.js";
-import { barRw, memoryEnabled } from "../devices/pci_bar.js";
+import { memoryEnabled } from "../devices/pci_bar.js";
+import { pciRw } from "../devices/pci_rw.js";
 import { synchronizeDma } from "../kernel/grace.js";
 import type { PciIds } from "../devices/pci.js";
 import { IoatEngine } from "../devices/ioat.js";
@@ -599,36 +600,28 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
     return this.rw(buf, pos, true);
   }
 
-  /** vfio_pci_rw. */
+  /** vfio_pci_rw: the one implementation workers run too (devices/pci_rw.ts), plus the side effects. */
   private rw(buf: Uint8Array, pos: number, write: boolean): number {
-    if (buf.length === 0) return 0;
-    const index = Math.floor(pos / REGION_SPAN);
-    const off = pos % REGION_SPAN;
-    if (index >= VFIO_PCI_NUM_REGIONS) return -errno.EINVAL;
-    if (index === VFIO_PCI_CONFIG_REGION_INDEX) {
-      // vfio_config_do_rw: the whole access must lie inside config space.
-      if (off >= this.cfg.size || off + buf.length > this.cfg.size) return -errno.EFAULT;
-      if (write) {
-        const exp = this.cfg.findCapability(PCI_CAP_ID_EXP);
-        const rq = exp ? this.cfg.vget16(exp + PCI_EXP_DEVCTL) & PCI_EXP_DEVCTL_READRQ : 0;
-        this.cfg.write(off, buf);
-        this.configWritten(off, buf.length, buf, rq);
-      } else this.cfg.read(off, buf);
-      return buf.length;
-    }
-    if (index === VFIO_PCI_VGA_REGION_INDEX) return -errno.EINVAL;
-    if (index === VFIO_PCI_ROM_REGION_INDEX) return -errno.EINVAL; // no ROM (and never writable)
-    const bar = this.bars[index];
-    if (!bar?.size) return -errno.EINVAL;
-    const mem = this.kcore.core.u8;
-    if (off >= bar.size) return -errno.EINVAL;
-    const cfgAt = this.kcore.core.x.frame_addr(this.cfgFrame) >>> 0;
-    if (!memoryEnabled(mem, cfgAt, this.cfg.size)) return -errno.EIO;
     const m = this.model.msix;
     const x = m ? m.tableOffset : 0;
-    // An engine's register file takes its writes through its own handler.
-    const sink = this.engine ? (at: number, data: Uint8Array) => this.engine?.regs.write(at, data) : undefined;
-    return barRw(mem, this.bar0Base, bar.size, off, buf, write, x, m ? x + msixTableBytes(m.vectors) : 0, sink);
+    const engine = this.engine;
+    return pciRw({
+      mem: this.kcore.core.u8,
+      config: this.kcore.core.x.frame_addr(this.cfgFrame) >>> 0,
+      configSize: this.cfg.size,
+      bar0: this.bar0Base,
+      bar0Size: this.bars[0].size,
+      msixStart: x,
+      msixEnd: m ? x + msixTableBytes(m.vectors) : 0,
+      // An engine's register file takes its writes through its own handler.
+      barSink: engine ? (at, data) => engine.regs.write(at, data) : undefined,
+      configWrite: (off, data) => {
+        const exp = this.cfg.findCapability(PCI_CAP_ID_EXP);
+        const rq = exp ? this.cfg.vget16(exp + PCI_EXP_DEVCTL) & PCI_EXP_DEVCTL_READRQ : 0;
+        this.cfg.write(off, data);
+        this.configWritten(off, data.length, data, rq);
+      },
+    }, buf, pos, write);
   }
 
   /** vfio_pci_core_mmap: shared mappings of mmap-able BARs, inside the BAR. */
