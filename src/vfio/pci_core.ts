@@ -197,7 +197,14 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
     this.cfgFrame = -1;
     this.irqFrame = -1;
     this.engineFrame = -1;
-    const put = () => { for (const f of frames) x.frame_put(f); };
+    // Every frame of a block holds one reference (the MSI trigger words are an order-1 block, the
+    // config space may be larger): each is put, or the block never frees.
+    const put = () => {
+      for (const f of frames) {
+        const n = 1 << x.frame_order(f);
+        for (let i = 0; i < n; i++) x.frame_put(f + i);
+      }
+    };
     // The engine's worker reads these frames: they go back once that thread is gone.
     if (this.engine) this.engine.stop(put);
     else put();

@@ -381,6 +381,20 @@ describe("registration, sysfs, unplug", () => {
     expect(k.devices).toEqual([]);
     await k.close();
   });
+
+  it("unplug gives back every frame of the function (config space, BAR0, the order-1 MSI block, the engine's state)", async () => {
+    // A machine without the device is the reference: after unplug the free count must match it.
+    const ref = await boot([]);
+    const free0 = ref.stats().framesFree;
+    await ref.close();
+    for (const model of ["memcpy", "ioat"] as const) {
+      const k = await boot([{ bdf: "0000:00:04.0", model }]);
+      expect(k.stats().framesFree).toBeLessThan(free0);
+      await k.devices[0].unplug();
+      expect(k.stats().framesFree, model).toBe(free0);
+      await k.close();
+    }
+  });
 });
 
 describe("device DMA (DeviceHandle)", () => {
