@@ -294,3 +294,38 @@ describe("kill", () => {
     expect(() => kernel.createProcess()).toThrow(/kernel is closed/);
   });
 });
+
+describe("out of memory on the caller's side (found by the fuzzer)", () => {
+  it("ioctlBuf: no frame for the scratch page gives the copy's EFAULT, issues nothing, and works again after", async () => {
+    const { failNth } = await import("../src/testing.js");
+    const kernel = await createKernel({ memoryBytes: 16 * 1024 * 1024 });
+    const p = kernel.createProcess();
+    const fd = p.open("/dev/iommu", 2);
+    const alloc = new Uint8Array(12);
+    new DataView(alloc.buffer).setUint32(0, 12, true);
+    const objects = kernel.stats().iommufdObjects;
+    failNth(kernel, 1);
+    expect(p.ioctlBuf(fd, 0x3b81, alloc)).toBe(-errno.EFAULT); // IOMMU_IOAS_ALLOC
+    failNth(kernel, 0);
+    expect(kernel.stats().iommufdObjects).toBe(objects);
+    expect(p.ioctlBuf(fd, 0x3b81, alloc)).toBe(0);
+    expect(new DataView(alloc.buffer).getUint32(8, true)).toBeGreaterThan(0);
+    await kernel.close();
+  });
+
+  it("fork: no frame for the child's page table gives ENOMEM and no child", async () => {
+    const { failNth } = await import("../src/testing.js");
+    const kernel = await createKernel({ memoryBytes: 16 * 1024 * 1024 });
+    const p = kernel.createProcess();
+    const before = kernel.stats();
+    failNth(kernel, 1);
+    expect(p.fork()).toBe(-errno.ENOMEM);
+    failNth(kernel, 0);
+    const after = kernel.stats();
+    expect(after.processes).toBe(before.processes);
+    expect(after.framesFree).toBe(before.framesFree);
+    const child = p.fork();
+    expect(typeof child).toBe("object");
+    await kernel.close();
+  });
+});

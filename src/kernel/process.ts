@@ -190,6 +190,9 @@ export class Process {
     if (arg.length > SCRATCH_BYTES) throw new RangeError(`ioctlBuf: argument larger than ${SCRATCH_BYTES} bytes`);
     if (!this.scratchMapped) {
       const at = this.mm.mmap(SCRATCH_BASE, SCRATCH_BYTES, 3, 0x22 | 0x10, null, 0, true);
+      // Out of memory for the area (fault injection counts it too): the call fails as a copy
+      // of the argument would, with nothing done.
+      if (at < 0) return at;
       if (at !== SCRATCH_BASE) throw new Error("vfio-emu: cannot map the ioctlBuf scratch area");
       this.scratchMapped = true;
     }
@@ -197,11 +200,13 @@ export class Process {
     // have written back more, or the earlier argument was longer): results never depend on
     // the history of the scratch area.
     if (this.scratchDirty > arg.length) {
-      if (this.mm.copyToUser(SCRATCH_BASE + arg.length, new Uint8Array(this.scratchDirty - arg.length)) < 0) {
-        throw new Error("vfio-emu: the ioctlBuf scratch area was unmapped");
-      }
+      const rc = this.mm.copyToUser(SCRATCH_BASE + arg.length, new Uint8Array(this.scratchDirty - arg.length));
+      if (rc < 0) return rc;
     }
-    if (this.mm.copyToUser(SCRATCH_BASE, arg) < 0) throw new Error("vfio-emu: the ioctlBuf scratch area was unmapped");
+    // Populating the area's pages can fail like any page fault (no frame left, or an injected
+    // failure): the ioctl is not issued and the caller gets the copy's errno.
+    const crc = this.mm.copyToUser(SCRATCH_BASE, arg);
+    if (crc < 0) return crc;
     const rc = this.ioctl(fd, request, SCRATCH_BASE);
     // A handler writes back at most what the argument's own size field claims, which may be
     // more than arg.length: assume the worst up to that size (bounded by the area).
@@ -443,10 +448,19 @@ export class Process {
     let rc: Process | number;
     if (!this.alive) rc = -errno.ESRCH;
     else {
-      const child = this.kernel.createProcess({
-        uid: this.uid, memlockBytes: this.memlockBytes, capIpcLock: this.capIpcLock,
-        capSysRawio: this.capSysRawio, capSysResource: this.capSysResource,
-      });
+      let child: Process;
+      try {
+        child = this.kernel.createProcess({
+          uid: this.uid, memlockBytes: this.memlockBytes, capIpcLock: this.capIpcLock,
+          capSysRawio: this.capSysRawio, capSysResource: this.capSysResource,
+        });
+      } catch (e) {
+        // The options are this process's own, so the only failure left is no frame for the
+        // child's page table (mm_alloc failing in copy_process): ENOMEM, nothing created.
+        if (!(e instanceof RangeError)) throw e;
+        if (this.kernel.trace.on) this.trace("sys_fork", {}, -errno.ENOMEM);
+        return -errno.ENOMEM;
+      }
       const mrc = this.kernel.shouldFail() ? -errno.ENOMEM : this.mm.forkInto(child.mm);
       if (mrc < 0) {
         child.kill();
