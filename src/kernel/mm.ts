@@ -47,7 +47,16 @@ export type VmaKind = "anon" | "file" | "hugetlb";
 export interface FileMapSource {
   check(shared: boolean): number;
   map(len: number, shared: boolean): FileMapping | number;
+  /** The open file the mapping was made from: every VMA over it holds a reference. */
+  file?: VmFile;
 }
+
+/**
+ * vma->vm_file: a VMA holds a reference on the file it maps (get_file at mmap, at a split and
+ * at fork; fput when the VMA goes), so a closed fd whose mapping lives on keeps the file open:
+ * its release (a vfio device's last close, which a hot-unplug waits for) comes with the munmap.
+ */
+export interface VmFile { get(): void; put(): void }
 
 export interface Vma {
   start: number;
@@ -67,6 +76,8 @@ export interface Vma {
   internal?: boolean;
   /** VM_IO | VM_PFNMAP: the mapping's FileMapping is device memory (FileMapping.pfnmap). */
   pfnmap?: boolean;
+  /** The file this VMA holds open (vm_file), for a file mapping made from an fd. */
+  vmFile?: VmFile;
 }
 
 // Flags MAP_SHARED_VALIDATE accepts on a file mapping: the kernel's LEGACY_MAP_MASK (with
@@ -280,9 +291,11 @@ export class Mm {
       start, end: start + len, prot, flags, kind, mapping: mapping ?? undefined,
       pgoff: offset / PAGE_SIZE, pageSize, charged: charge, internal,
       ...(mapping?.pfnmap ? { pfnmap: true } : {}),
+      ...(source?.file ? { vmFile: source.file } : {}),
     };
     this.insertVma(vma);
     mapping?.attach?.(this);
+    vma.vmFile?.get();
     if (kind === "hugetlb") {
       const level = pageSize === HUGE_2M ? 2 : 3;
       for (let i = 0; i < hugeFrames.length; i++) {
@@ -338,17 +351,21 @@ export class Mm {
       if (v.start < cutStart) {
         keep.push({ ...v, end: cutStart, charged: leftPages * perPage });
         v.mapping?.attach?.(this);
+        v.vmFile?.get();
       }
       if (cutEnd < v.end) {
         keep.push({ ...v, start: cutEnd, pgoff: v.pgoff + (cutEnd - v.start) / PAGE_SIZE, charged: rightPages * perPage });
         v.mapping?.attach?.(this);
+        v.vmFile?.get();
       }
       gone.push(v);
     }
     this.vmas.length = 0;
     this.vmas.push(...keep.sort((a, b) => a.start - b.start));
-    // Detach last: dropping the final VMA of a closed memfd frees its pages.
+    // Detach last: dropping the final VMA of a closed memfd frees its pages; the file's
+    // reference goes after that (its release may tear the device behind it down).
     for (const v of gone) v.mapping?.detach?.(this);
+    for (const v of gone) v.vmFile?.put();
   }
 
   /** Drops the page-table entries (and their frame references) of [start, end) inside v. */
@@ -614,6 +631,7 @@ export class Mm {
       const c: Vma = { ...v, charged };
       child.insertVma(c);
       c.mapping?.attach?.(child);
+      c.vmFile?.get();
       if (c.mapping?.mmioWrite) child.hasMmio = true;
     }
     for (const a of [...this.present].sort((p, q) => p - q)) {

@@ -271,6 +271,7 @@ export class Process {
         return f.ops.mmap ? 0 : -errno.ENODEV;
       },
       map: (len, shared) => f.ops.mmap!(f, { length: len, pgoff: off / PAGE_SIZE, prot, shared }, this),
+      file: { get: () => { f.refs++; }, put: () => this.kernel.fput(f) },
     }, off);
   }
 

@@ -382,6 +382,34 @@ describe("registration, sysfs, unplug", () => {
     await k.close();
   });
 
+  it("a BAR mmap holds the device file (vm_file): after close the mapping works, the unplug waits for the munmap", async () => {
+    const k = await boot([{ bdf: "0000:00:04.0", model: "memcpy" }]);
+    const p = k.createProcess();
+    const d = openDev(p);
+    const i = openIommufd(p);
+    expect(bind(p, d, i)).toBe(1);
+    const a = p.mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, d, 0);
+    expect(a).toBeGreaterThan(0);
+    expect(p.writeMemory(a + 16, new Uint8Array([1, 2, 3, 4]))).toBe(0);
+    const child = p.fork();
+    if (typeof child === "number") throw new Error(`fork: ${child}`);
+    expect(p.close(d)).toBe(0);
+    child.kill();
+    let done = false;
+    const gone = k.devices[0].unplug().then(() => { done = true; });
+    await new Promise((r) => setTimeout(r, 5));
+    expect(done).toBe(false);
+    expect(k.stats().openFiles).toBe(2); // the device file (held by the VMA) and the iommufd
+    const back = new Uint8Array(4);
+    expect(p.readMemory(a + 16, back)).toBe(0);
+    expect([...back]).toEqual([1, 2, 3, 4]);
+    expect(p.munmap(a, 4096)).toBe(0);
+    await gone;
+    expect(done).toBe(true);
+    expect(k.stats().openFiles).toBe(1);
+    await k.close();
+  });
+
   it("unplug gives back every frame of the function (config space, BAR0, the order-1 MSI block, the engine's state)", async () => {
     // A machine without the device is the reference: after unplug the free count must match it.
     const ref = await boot([]);
