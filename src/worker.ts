@@ -113,7 +113,11 @@ export class DeviceFileIo {
     this.bar0Size = core.c("DEV_BAR0_SIZE") / 4;
     this.msixTable = core.c("DEV_MSIX_TABLE") / 4;
     this.msixSize = core.c("DEV_MSIX_SIZE") / 4;
-    this.state = { mem: this.mem, config: 0, configSize: 0, bar0: 0, bar0Size: 0, msixStart: 0, msixEnd: 0 };
+    // Every field from the start, so the object keeps one shape (the rw stays monomorphic).
+    this.state = {
+      mem: this.mem, config: 0, configSize: 0, bar0: 0, bar0Size: 0, msixStart: 0, msixEnd: 0,
+      barSink: undefined, configWrite: undefined,
+    };
   }
 
   /** pos: region index * 2^40 + offset. Bytes transferred, or -errno. */
