@@ -1,4 +1,4 @@
-// The ioctl dispatcher (src/kernel/ioctl.ts) at every edge of both argument models
+// The ioctl dispatchers (src/iommufd/main.ts, src/kernel/ioctl.ts) at every edge of both argument models
 // (SPEC.md §3.0), through a synthetic device node: an iommufd-model table with one op and a
 // VFIO-model op reached through the table's fallback.
 import { describe, it, expect, beforeEach } from "vitest";
@@ -6,7 +6,8 @@ import { createKernel } from "../src/index.js";
 import type { KernelCore } from "../src/kernel/kernel.js";
 import type { FileOperations } from "../src/kernel/file.js";
 import type { Process } from "../src/kernel/process.js";
-import { IommufdIoctlTable, vfioCopyIn, copyStructFromUser, checkZeroedUser, type UCmd } from "../src/kernel/ioctl.js";
+import { vfioCopyIn, copyStructFromUser, checkZeroedUser } from "../src/kernel/ioctl.js";
+import { IommufdIoctlTable, type IommufdCtx, type UCmd } from "../src/iommufd/main.js";
 import { defineStruct } from "../src/uapi/struct.js";
 import { ENOIOCTLCMD, errno } from "../src/uapi/errno.js";
 import { MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, PROT_READ, PROT_WRITE, S_IFCHR, makedev } from "../src/uapi/posix.js";
@@ -28,7 +29,7 @@ let seen: Seen[] = [];
 let vfioSeen: Uint8Array[] = [];
 let fallbackCmds: number[] = [];
 
-function handlerA(u: UCmd): number {
+function handlerA(_ctx: IommufdCtx, u: UCmd): number {
   seen.push({ image: u.cmd.slice(), userSize: u.userSize });
   // Fill in the output: b = a + 1, flags |= 0x100.
   const a = u.view.getBigUint64(8, true);
@@ -40,7 +41,12 @@ function handlerA(u: UCmd): number {
 const table = new IommufdIoctlTable(0x80, [
   { cmd: CMD_A, name: "EMU_A", layout: CMD_L, handler: handlerA },
   { cmd: CMD_C, name: "EMU_C", layout: CMD_L, handler: () => 7 },
-]);
+], (_ctx, proc, c, a) => {
+  fallbackCmds.push(c);
+  return c === VFIO_CMD ? vfioOp(proc, a) : -ENOIOCTLCMD;
+});
+// The synthetic node has no iommufd context: its handlers take none.
+const NO_CTX = null as unknown as IommufdCtx;
 
 function vfioOp(proc: Process, arg: number): number {
   const r = vfioCopyIn(proc, arg, VFIO_L);
@@ -57,10 +63,7 @@ function vfioOp(proc: Process, arg: number): number {
 const ops: FileOperations = {
   kind: "emu-dispatch",
   ioctl(file, cmd, arg, proc) {
-    return table.dispatch(proc, file, cmd, arg, (c, a) => {
-      fallbackCmds.push(c);
-      return c === VFIO_CMD ? vfioOp(proc, a) : -ENOIOCTLCMD;
-    });
+    return table.dispatch(NO_CTX, proc, file, cmd, arg);
   },
 };
 

@@ -10,7 +10,7 @@ import type { IoptArea } from "./io_pagetable.js";
 import { addOverflow, PAGE_SIZE } from "./iova.js";
 import type { Ioas } from "./ioas.js";
 import { IommufdObject } from "./object.js";
-import type { IommufdCtx } from "./main.js";
+import type { IommufdCtx } from "./iommufd_private.js";
 
 const PAGE = BigInt(PAGE_SIZE);
 

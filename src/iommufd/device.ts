@@ -11,7 +11,7 @@ import type { IopfFault } from "./eventq.js";
 import { HwptNested, HwptPaging, hwptPagingAlloc, type Hwpt } from "./hw_pagetable.js";
 import { Ioas } from "./ioas.js";
 import { IommufdObject } from "./object.js";
-import type { IommufdCtx } from "./main.js";
+import type { IommufdCtx } from "./iommufd_private.js";
 import { noteMockAttach, type Vdevice } from "./viommu.js";
 
 /**

@@ -14,14 +14,14 @@ import {
   iommu_hwpt_invalidate, iommu_hwpt_invalidate_selftest, iommu_hwpt_selftest,
   iommu_hwpt_set_dirty_tracking, iommu_test_hw_info,
 } from "../uapi/iommufd.js";
-import type { UCmd } from "../kernel/ioctl.js";
+import type { UCmd } from "./iommufd_private.js";
 import { setField, type StructLayout } from "../uapi/struct.js";
 import type { IommuDomain } from "../iommu/domain.js";
 import type { IommufdDevice } from "./device.js";
 import type { IommufdFault } from "./eventq.js";
 import { fields, Ioas } from "./ioas.js";
 import { IommufdObject } from "./object.js";
-import type { IommufdCtx } from "./main.js";
+import type { IommufdCtx } from "./iommufd_private.js";
 import { Viommu, viommuCacheInvalidate } from "./viommu.js";
 
 /** struct iommufd_hwpt_paging: a domain over an IOAS. */

@@ -9,7 +9,9 @@ import {
   addOverflow, holes, HPAGE_SIZE, intersects, lowestBit, PAGE_SIZE, pow2ceil,
   ULONG_MAX, usedSpans, type Interval,
 } from "./iova.js";
-import type { IoptPages } from "./pages.js";
+import type { Process } from "../kernel/process.js";
+import type { IommufdCtx } from "./iommufd_private.js";
+import { checkPagesLength, pageCount, type IoptPages, type PagesSource } from "./pages.js";
 import type { DmabufAttachment, DmabufTrack } from "./dmabuf.js";
 
 const PAGE = BigInt(PAGE_SIZE);
@@ -528,4 +530,35 @@ export class IoPagetable {
     }
     return 0;
   }
+}
+
+/**
+ * iopt_alloc_pages + iopt_map_common: new pages over `source` (`startByte` into its first page)
+ * charged to `owner` — under per-mm accounting with `mmAccounting` — mapped at `iova` (an
+ * automatic one when null). A file source gets a reference of the pages' own. On failure the
+ * pages go again.
+ */
+export function mapNewPages(ctx: IommufdCtx, iopt: IoPagetable, src: PagesSource | (() => PagesSource | number), startByte: bigint,
+  length: bigint, iova: bigint | null, prot: IommuProt, owner: Process, mmAccounting: boolean): bigint | number {
+  const rc = checkPagesLength(length);
+  if (rc < 0) return rc;
+  if (ctx.shouldFail()) return -errno.ENOMEM;
+  // A dmabuf source is attached only now (iopt_map_dmabuf after iopt_alloc_pages).
+  const source = typeof src === "function" ? src() : src;
+  if (typeof source === "number") return source;
+  if (source.kind === "file") source.file.refs++;
+  const pages = ctx.newPages(source, pageCount(startByte, length), prot.write, owner);
+  if (mmAccounting && pages.accountMode === "user") pages.accountMode = "mm";
+  const r = iopt.mapPages([{ pages, startByte, length }], length, iova, prot);
+  if (typeof r === "number") pages.put();
+  return r;
+}
+
+/** iopt_map_user_pages: `length` bytes of the caller's memory from `uptr`. */
+export function mapUserPages(ctx: IommufdCtx, iopt: IoPagetable, proc: Process, uptr: bigint, length: bigint,
+  iova: bigint | null, prot: IommuProt, legacyAccounting = false): bigint | number {
+  if (addOverflow(uptr, length) === null) return -errno.EOVERFLOW;
+  const startByte = uptr % PAGE;
+  return mapNewPages(ctx, iopt, { kind: "user", mm: proc.mm, uptr: uptr - startByte }, startByte, length,
+    iova, prot, proc, legacyAccounting || ctx.accountMode === "mm");
 }

@@ -9,19 +9,17 @@ import {
   iommu_ioas_map_file, iommu_ioas_unmap, iommu_option,
 } from "../uapi/iommufd.js";
 import { getField, getU64, setField, type StructLayout } from "../uapi/struct.js";
-import type { UCmd } from "../kernel/ioctl.js";
-import type { Process } from "../kernel/process.js";
+import type { UCmd } from "./iommufd_private.js";
 import { MemFd } from "../kernel/memfd.js";
 import { dmabufAttach, testDmabufFops, type TestDmaBuf } from "./dmabuf.js";
 import { O_ACCMODE, O_RDONLY } from "../uapi/posix.js";
-import { IoPagetable, type PagesSlice } from "./io_pagetable.js";
+import { IoPagetable, mapNewPages, mapUserPages, type PagesSlice } from "./io_pagetable.js";
 import type { IommuProt } from "../iommu/domain.js";
 import { addOverflow, intersects, PAGE_SIZE, ULONG_MAX, type Interval } from "./iova.js";
 import { IommufdObject } from "./object.js";
 import type { HwptPaging } from "./hw_pagetable.js";
 import type { IommufdAccess } from "./access.js";
-import { checkPagesLength, pageCount, type PagesSource } from "./pages.js";
-import type { IommufdCtx } from "./main.js";
+import type { IommufdCtx } from "./iommufd_private.js";
 
 const PAGE = BigInt(PAGE_SIZE);
 const MAP_FLAGS = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE;
@@ -134,37 +132,6 @@ export function ioasAllowIovas(ctx: IommufdCtx, ucmd: UCmd): number {
 }
 
 /**
- * iopt_alloc_pages + iopt_map_common: new pages over `source` (`startByte` into its first page)
- * charged to `owner` — under per-mm accounting with `mmAccounting` — mapped at `iova` (an
- * automatic one when null). A file source gets a reference of the pages' own. On failure the
- * pages go again.
- */
-function mapNewPages(ctx: IommufdCtx, ioas: Ioas, src: PagesSource | (() => PagesSource | number), startByte: bigint,
-  length: bigint, iova: bigint | null, prot: IommuProt, owner: Process, mmAccounting: boolean): bigint | number {
-  const rc = checkPagesLength(length);
-  if (rc < 0) return rc;
-  if (ctx.shouldFail()) return -errno.ENOMEM;
-  // A dmabuf source is attached only now (iopt_map_dmabuf after iopt_alloc_pages).
-  const source = typeof src === "function" ? src() : src;
-  if (typeof source === "number") return source;
-  if (source.kind === "file") source.file.refs++;
-  const pages = ctx.newPages(source, pageCount(startByte, length), prot.write, owner);
-  if (mmAccounting && pages.accountMode === "user") pages.accountMode = "mm";
-  const r = ioas.iopt.mapPages([{ pages, startByte, length }], length, iova, prot);
-  if (typeof r === "number") pages.put();
-  return r;
-}
-
-/** iopt_map_user_pages: `length` bytes of the caller's memory from `uptr`. */
-export function mapUserPages(ctx: IommufdCtx, ioas: Ioas, proc: Process, uptr: bigint, length: bigint,
-  iova: bigint | null, prot: IommuProt, legacyAccounting = false): bigint | number {
-  if (addOverflow(uptr, length) === null) return -errno.EOVERFLOW;
-  const startByte = uptr % PAGE;
-  return mapNewPages(ctx, ioas, { kind: "user", mm: proc.mm, uptr: uptr - startByte }, startByte, length,
-    iova, prot, proc, legacyAccounting || ctx.accountMode === "mm");
-}
-
-/**
  * The checks MAP and MAP_FILE share, in the kernel's order: flags (EOPNOTSUPP), 2^64-1 values
  * (EOVERFLOW), neither READABLE nor WRITEABLE (EINVAL), then the IOAS (ENOENT).
  */
@@ -183,7 +150,7 @@ export function ioasMap(ctx: IommufdCtx, ucmd: UCmd): number {
   const length = c.u64("length");
   const ioas = mapPrologue(ctx, flags, c.u("__reserved"), c.u64("iova"), length, c.u("ioas_id"));
   if (typeof ioas === "number") return ioas;
-  const r = mapUserPages(ctx, ioas, ucmd.proc, c.u64("user_va"), length, fixedIova(flags, c.u64("iova")), protOf(flags));
+  const r = mapUserPages(ctx, ioas.iopt, ucmd.proc, c.u64("user_va"), length, fixedIova(flags, c.u64("iova")), protOf(flags));
   if (typeof r === "number") return r;
   c.set("iova", r);
   return ucmd.respond();
@@ -207,7 +174,7 @@ export function ioasMapFile(ctx: IommufdCtx, ucmd: UCmd): number {
     const at = fixedIova(flags, c.u64("iova"));
     // iopt_alloc_dmabuf_pages: the range must lie inside the buffer (EINVAL) first.
     if (BigInt((file.priv as TestDmaBuf).length) <= start + length - 1n) return -errno.EINVAL;
-    const r = mapNewPages(ctx, ioas, () => {
+    const r = mapNewPages(ctx, ioas.iopt, () => {
       const a = dmabufAttach(file);
       return typeof a === "number" ? a : { kind: "dmabuf", attach: a, start: start - startByte };
     }, startByte, length, at, prot, ucmd.proc, false);
@@ -220,7 +187,7 @@ export function ioasMapFile(ctx: IommufdCtx, ucmd: UCmd): number {
   // Only memfd (shmem) pages can be pinned; anything else fails when pages are first needed,
   // which without a domain is never, as in the kernel.
   const memfd = file.priv instanceof MemFd ? file.priv : null;
-  const r = mapNewPages(ctx, ioas, { kind: "file", file, memfd, start: start - startByte }, startByte, length,
+  const r = mapNewPages(ctx, ioas.iopt, { kind: "file", file, memfd, start: start - startByte }, startByte, length,
     fixedIova(flags, c.u64("iova")), prot, ucmd.proc, ctx.accountMode === "mm");
   if (typeof r === "number") return r;
   c.set("iova", r);

@@ -19,34 +19,96 @@ import {
   iommu_ioas_map_file, iommu_ioas_unmap, iommu_option, iommu_vfio_ioas, iommu_fault_alloc,
   iommu_viommu_alloc, iommu_vdevice_alloc, iommu_veventq_alloc, iommu_hw_queue_alloc,
 } from "../uapi/iommufd.js";
-import { MISC_MAJOR, PROT_EXEC, S_IFCHR, makedev } from "../uapi/posix.js";
+import { MISC_MAJOR, S_IFCHR, makedev } from "../uapi/posix.js";
 import type { StructLayout } from "../uapi/struct.js";
-import type { File, FileMapping, FileOperations, MmapRequest } from "../kernel/file.js";
-import { PAGE_SIZE } from "../kernel/mm.js";
-import { IommufdIoctlTable, type IommufdIoctlOp, type UCmd } from "../kernel/ioctl.js";
+import type { File, FileOperations } from "../kernel/file.js";
+import { copyStructFromUser, getUser32 } from "../kernel/ioctl.js";
 import type { KernelCore } from "../kernel/kernel.js";
 import { SlotAllocator } from "../kernel/slots.js";
 import type { Process } from "../kernel/process.js";
 import { faultAlloc } from "./eventq.js";
 import { getHwInfo, hwptAlloc, hwptGetDirtyBitmap, hwptInvalidate, hwptSetDirtyTracking } from "./hw_pagetable.js";
 import {
-  fields, Ioas, ioasAllocIoctl, ioasAllowIovas, ioasChangeProcess, ioasCopy, ioasIovaRanges,
+  fields, ioasAllocIoctl, ioasAllowIovas, ioasChangeProcess, ioasCopy, ioasIovaRanges,
   ioasMap, ioasMapFile, ioasOption, ioasUnmap,
 } from "./ioas.js";
-import { IommufdObject, ObjectTable, type ObjType } from "./object.js";
-import { IoptPages, type PagesSource, type PinContext } from "./pages.js";
+import { IommufdCtx, UCmd } from "./iommufd_private.js";
 import { DEFAULT_MEMORY_LIMIT } from "./selftest.js";
 import { vfioCompatIoctl, vfioIoasIoctl } from "./vfio_compat.js";
 import { hwQueueAlloc, vdeviceAlloc, veventqAlloc, viommuAlloc } from "./viommu.js";
-import type { IommufdGroup } from "./device.js";
 import type { IommuCaps } from "../iommu/device.js";
 import { allocDomain, type DomainOptions, type IommuDomain } from "../iommu/domain.js";
+
+// The context and command types, for users outside iommufd.
+export type { IommufdCtx, IommufdMmap, UCmd } from "./iommufd_private.js";
 
 /** /dev/iommu is a misc device with a dynamic minor. */
 const IOMMU_MINOR = 124;
 const IOMMUFD_CMD_BASE = 0x80;
 
-type Handler = (ctx: IommufdCtx, ucmd: UCmd) => number;
+/** One entry of iommufd_ioctl_ops: the command, its struct (min_size, sizeof), its handler. */
+export interface IommufdIoctlOp {
+  readonly cmd: number;
+  readonly name: string;
+  readonly layout: StructLayout;
+  readonly handler: (ctx: IommufdCtx, ucmd: UCmd) => number;
+}
+
+/**
+ * iommufd_fops_ioctl over iommufd_ioctl_ops, the "size" argument model (SPEC.md §3.0): the first
+ * u32 of the argument is its size; size < min_size -> EINVAL; bytes past the kernel's struct must
+ * be zero (E2BIG); a shorter struct is zero-extended; the response copies min(size, sizeof)
+ * bytes back. Ops are indexed by nr; numbers below or above them go to `fallback` (the VFIO
+ * compat ioctls).
+ */
+export class IommufdIoctlTable {
+  private readonly byNr = new Map<number, IommufdIoctlOp>();
+  /** One struct image per op, reused by every call (the control plane runs one ioctl at a time). */
+  private readonly images = new Map<number, { bytes: Uint8Array; view: DataView }>();
+  private readonly minNr: number;
+  private maxNr: number;
+
+  constructor(base: number, ops: IommufdIoctlOp[],
+    private readonly fallback: (ctx: IommufdCtx, proc: Process, cmd: number, arg: number) => number) {
+    this.minNr = base;
+    this.maxNr = base - 1;
+    for (const op of ops) this.add(op);
+  }
+
+  add(op: IommufdIoctlOp): void {
+    const nr = op.cmd & 0xff;
+    this.byNr.set(nr, op);
+    this.maxNr = Math.max(this.maxNr, nr);
+  }
+
+  op(cmd: number): IommufdIoctlOp | undefined {
+    const op = this.byNr.get(cmd & 0xff);
+    return op && op.cmd === cmd ? op : undefined;
+  }
+
+  dispatch(ctx: IommufdCtx, proc: Process, file: File, cmd: number, arg: number): number {
+    const nr = cmd & 0xff;
+    if (nr < this.minNr || nr > this.maxNr) return this.fallback(ctx, proc, cmd, arg);
+    // The size is read before the command is matched: a bad pointer is EFAULT even then.
+    const size = getUser32(proc, arg);
+    if (size < 0) return size;
+    const op = this.byNr.get(nr);
+    // The whole 32-bit value must match: stray direction or size bits are a different command.
+    if (!op || op.cmd !== cmd) return -errno.ENOTTY;
+    if (size < op.layout.minSize) return -errno.EINVAL;
+    if (proc.kernel.shouldFail()) return -errno.EFAULT;
+    let img = this.images.get(nr);
+    if (!img) {
+      const bytes = new Uint8Array(op.layout.size);
+      img = { bytes, view: new DataView(bytes.buffer) };
+      this.images.set(nr, img);
+    }
+    img.bytes.fill(0);
+    const image = copyStructFromUser(proc, arg, op.layout.size, size, img.bytes);
+    if (typeof image === "number") return image;
+    return op.handler(ctx, new UCmd(proc, file, arg, size, image, img.view));
+  }
+}
 
 /** The iommufd driver of one kernel: its device node, its ioctl table, its counters. */
 export class Iommufd {
@@ -65,8 +127,8 @@ export class Iommufd {
   private readonly fops: FileOperations;
 
   constructor(readonly kcore: KernelCore) {
-    const op = (cmd: number, name: string, layout: StructLayout, fn: Handler): IommufdIoctlOp =>
-      ({ cmd, name, layout, handler: (ucmd) => fn(ctxOf(ucmd.file), ucmd) });
+    const op = (cmd: number, name: string, layout: StructLayout, handler: IommufdIoctlOp["handler"]): IommufdIoctlOp =>
+      ({ cmd, name, layout, handler });
     this.table = new IommufdIoctlTable(IOMMUFD_CMD_BASE, [
       op(IOMMU_DESTROY, "IOMMU_DESTROY", iommu_destroy, destroyIoctl),
       op(IOMMU_IOAS_ALLOC, "IOMMU_IOAS_ALLOC", iommu_ioas_alloc, ioasAllocIoctl),
@@ -89,11 +151,10 @@ export class Iommufd {
       op(IOMMU_VDEVICE_ALLOC, "IOMMU_VDEVICE_ALLOC", iommu_vdevice_alloc, vdeviceAlloc),
       op(IOMMU_VEVENTQ_ALLOC, "IOMMU_VEVENTQ_ALLOC", iommu_veventq_alloc, veventqAlloc),
       op(IOMMU_HW_QUEUE_ALLOC, "IOMMU_HW_QUEUE_ALLOC", iommu_hw_queue_alloc, hwQueueAlloc),
-    ]);
+    ], vfioCompatIoctl);
     this.fops = {
       kind: "iommufd",
-      ioctl: (file, cmd, arg, proc) => this.table.dispatch(proc, file, cmd, arg,
-        (c, a) => vfioCompatIoctl(ctxOf(file), proc, c, a)),
+      ioctl: (file, cmd, arg, proc) => this.table.dispatch(ctxOf(file), proc, file, cmd, arg),
       release: (file) => ctxOf(file).release(),
       mmap: (file, req) => ctxOf(file).mmap(req),
     };
@@ -149,161 +210,6 @@ export class Iommufd {
 }
 
 const ctxOf = (file: File): IommufdCtx => file.priv as IommufdCtx;
-
-/**
- * struct iommufd_mmap: `length` bytes of physically contiguous frames from `frame`, mapped at
- * file offset `start`; each VMA over it holds a user of `owner`.
- */
-export interface IommufdMmap { readonly owner: IommufdObject; readonly start: number; readonly length: number; readonly frame: number }
-
-/** struct iommufd_ctx. */
-export class IommufdCtx {
-  readonly objects = new ObjectTable();
-  /** ictx->mt_mmap: the registered regions, by start offset. */
-  private readonly mmaps: IommufdMmap[] = [];
-  /** The IOAS the VFIO compat ioctls act on (IOMMU_VFIO_IOAS). */
-  vfioIoas: Ioas | null = null;
-  /** iommufd_group per iommu_group number with bound devices. */
-  readonly groups = new Map<number, IommufdGroup>();
-
-  constructor(readonly driver: Iommufd, readonly file: File, public accountMode: "user" | "mm") {
-    const k = driver.kcore;
-    this.pinContext = { core: k.core, acct: k.acct, shouldFail: () => k.shouldFail(), notePinned: (f, d, n) => driver.notePinned(f, d, n) };
-  }
-
-  get kcore(): KernelCore { return this.driver.kcore; }
-
-  /** What iopt_pages need to pin: the core, the accounting, the driver's pin ledger. */
-  private readonly pinContext: PinContext;
-
-  shouldFail(): boolean { return this.kcore.shouldFail(); }
-
-  // ---- objects ------------------------------------------------------------------------------
-
-  /**
-   * _iommufd_object_alloc: reserves an id for `obj` (an injection point: ENOMEM). With
-   * `publish` the object is finalized at once, for creations that cannot fail afterwards.
-   */
-  objectAlloc(obj: IommufdObject, publish = true): number {
-    if (this.shouldFail()) return -errno.ENOMEM;
-    const rc = this.objects.reserve(obj);
-    if (rc < 0) return rc;
-    if (publish) this.objects.finalize(obj);
-    return 0;
-  }
-
-  objectFinalize(obj: IommufdObject): void { this.objects.finalize(obj); }
-
-  /** iommufd_object_abort_and_destroy. */
-  objectAbort(obj: IommufdObject): void {
-    obj.abort();
-    this.objects.unreserve(obj);
-  }
-
-  /** iommufd_get_object: -ENOENT for a missing, unpublished or other-typed id. */
-  getObject(id: number, type?: ObjType): IommufdObject | number {
-    if (this.shouldFail()) return -errno.ENOENT;
-    return this.objects.lookup(id, type) ?? -errno.ENOENT;
-  }
-
-  getIoas(id: number): Ioas | number {
-    return this.getObject(id, "ioas") as Ioas | number;
-  }
-
-  allIoas(): Ioas[] {
-    return this.objects.all().filter((o): o is Ioas => o instanceof Ioas);
-  }
-
-  // ---- pages --------------------------------------------------------------------------------
-
-  /** A new iopt_pages charged to `owner`; a file source keeps its file reference until freed. */
-  newPages(source: PagesSource, npages: number, writable: boolean, owner: Process): IoptPages {
-    return new IoptPages(source, npages, writable, owner, this.pinContext, () => {
-      if (source.kind === "file") this.kcore.fput(source.file);
-      // dma_buf_detach + dma_buf_put (the reference dmabufAttach took).
-      else if (source.kind === "dmabuf") { source.attach.detach(); this.kcore.fput(source.attach.file); }
-    });
-  }
-
-  /** VFIO_DMA_CC_IOMMU: every paging HWPT of the IOAS enforces cache coherency. */
-  enforcesCoherency(ioas: Ioas): boolean {
-    return ioas.hwpts.every((h) => h.enforceCacheCoherency);
-  }
-
-  /**
-   * Moves the pin charges of every area's pages to `proc`: each pages object charges the new
-   * owner first, then uncharges the old one; if any cannot be charged, none moves.
-   */
-  changeProcess(all: Ioas[], proc: Process): number {
-    const pages = new Set<IoptPages>();
-    for (const ioas of all) for (const a of ioas.iopt.areas) if (a.pages) pages.add(a.pages);
-    const moved: { p: IoptPages; from: Process }[] = [];
-    for (const p of pages) {
-      if (p.owner === proc) continue;
-      const from = p.owner;
-      const rc = p.moveCharge(proc);
-      if (rc < 0) {
-        // All or nothing: give the charges already moved back to their owners.
-        for (const m of moved.reverse()) m.p.moveCharge(m.from);
-        return rc;
-      }
-      moved.push({ p, from });
-    }
-    return 0;
-  }
-
-  // ---- mmap regions ------------------------------------------------------------------------
-
-  /**
-   * _iommufd_alloc_mmap: registers `length` bytes from `frame` for `owner` at the lowest free
-   * offset from PAGE_SIZE (offset 0 is never handed out). EINVAL for a length that is not
-   * whole pages, ENOMEM (the immap, the tree node). Returns the offset.
-   */
-  allocMmap(owner: IommufdObject, frame: number, length: number): number {
-    if (!length || length % PAGE_SIZE) return -errno.EINVAL;
-    if (this.shouldFail() || this.shouldFail()) return -errno.ENOMEM;
-    let at = PAGE_SIZE;
-    let i = 0;
-    for (; i < this.mmaps.length && this.mmaps[i].start - at < length; i++) at = this.mmaps[i].start + this.mmaps[i].length;
-    this.mmaps.splice(i, 0, { owner, start: at, length, frame });
-    return at;
-  }
-
-  /** _iommufd_destroy_mmap. */
-  destroyMmap(owner: IommufdObject, offset: number): void {
-    const i = this.mmaps.findIndex((m) => m.start === offset && m.owner === owner);
-    if (i >= 0) this.mmaps.splice(i, 1);
-  }
-
-  /**
-   * iommufd_fops_mmap: a shared (EINVAL), non-executable (EPERM) mapping of exactly one
-   * registered region, from its start (ENXIO otherwise). Each VMA holds a user of the region's
-   * owner, and the file (vm_file), until it is unmapped; it is a pfn mapping (GUP refuses it).
-   */
-  mmap(req: MmapRequest): FileMapping | number {
-    if (!req.shared) return -errno.EINVAL;
-    if (req.prot & PROT_EXEC) return -errno.EPERM;
-    const off = req.pgoff * PAGE_SIZE;
-    const m = this.mmaps.find((r) => off >= r.start && off - r.start < r.length);
-    if (!m || m.start !== off || req.length !== m.length) return -errno.ENXIO;
-    const first = req.pgoff;
-    const pages = m.length / PAGE_SIZE;
-    return {
-      // io_remap_pfn_range: VM_IO | VM_PFNMAP, so nothing pins these pages through the mapping
-      pfnmap: true,
-      frameAt: (pgoff) => (pgoff >= first && pgoff - first < pages ? m.frame + (pgoff - first) : -errno.EFAULT),
-      attach: () => { m.owner.users++; this.file.refs++; },
-      detach: () => { m.owner.users--; this.kcore.fput(this.file); },
-    };
-  }
-
-  /** iommufd_fops_release: destroy everything, leaves first. */
-  release(): void {
-    this.objects.sweep();
-    this.vfioIoas = null;
-    this.driver.contexts.delete(this);
-  }
-}
 
 function destroyIoctl(ctx: IommufdCtx, ucmd: UCmd): number {
   return ctx.objects.remove(fields(ucmd, iommu_destroy).u("id"));

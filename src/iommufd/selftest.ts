@@ -23,7 +23,7 @@ import { O_RDWR } from "../uapi/posix.js";
 import type { File, FileOperations } from "../kernel/file.js";
 import type { Process } from "../kernel/process.js";
 import { accessCreate, accessDestroy, type IommufdAccess } from "./access.js";
-import type { UCmd } from "../kernel/ioctl.js";
+import type { UCmd } from "./iommufd_private.js";
 import type { IommuCaps, IommuDevice } from "../iommu/device.js";
 import { iommufdDeviceBind, type IommufdDevice } from "./device.js";
 import { reportDeviceFault, type IopfDevice, type IopfFault, type IopfGroup } from "./eventq.js";
@@ -33,7 +33,8 @@ import { lowestBit, PAGE_SIZE } from "./iova.js";
 import { testDmabufGet, testDmabufRevoke, testMdCheckDmabuf } from "./dmabuf.js";
 import { IommufdObject } from "./object.js";
 import { devCheckCache, triggerVevent, type Viommu } from "./viommu.js";
-import type { Iommufd, IommufdCtx } from "./main.js";
+import type { Iommufd } from "./main.js";
+import type { IommufdCtx } from "./iommufd_private.js";
 
 /** The first mock group number (own namespace). */
 const MOCK_GROUP_BASE = 0x40000000;
@@ -514,6 +515,6 @@ export function enableSelftest(driver: Iommufd): void {
   if (driver.table.op(IOMMU_TEST_CMD)) return;
   driver.addOp({
     cmd: IOMMU_TEST_CMD, name: "IOMMU_TEST_CMD", layout: iommu_test_cmd,
-    handler: (ucmd) => testCmd(ucmd.file.priv as IommufdCtx, ucmd),
+    handler: testCmd,
   });
 }

@@ -20,11 +20,12 @@ import {
 } from "../uapi/vfio.js";
 import type { StructLayout } from "../uapi/struct.js";
 import type { Process } from "../kernel/process.js";
-import { fields, mapUserPages } from "./ioas.js";
+import { fields } from "./ioas.js";
+import { mapUserPages } from "./io_pagetable.js";
 import { PAGE_SIZE, ULONG_MAX } from "./iova.js";
 import type { Ioas } from "./ioas.js";
-import type { IommufdCtx } from "./main.js";
-import type { UCmd } from "../kernel/ioctl.js";
+import type { IommufdCtx } from "./iommufd_private.js";
+import type { UCmd } from "./iommufd_private.js";
 import { capDmaAvail, capIovaRange, capPaddedSize } from "../uapi/vfio_type1_caps.js";
 
 const PAGE = BigInt(PAGE_SIZE);
@@ -85,7 +86,7 @@ function mapDma(ctx: IommufdCtx, proc: Process, arg: number): number {
   const ioas = compatIoas(ctx);
   if (typeof ioas === "number") return ioas;
   // Maps made through the legacy interface always use the VFIO (per-mm) accounting.
-  const r = mapUserPages(ctx, ioas, proc, v.getBigUint64(L.fields.vaddr.off, true),
+  const r = mapUserPages(ctx, ioas.iopt, proc, v.getBigUint64(L.fields.vaddr.off, true),
     v.getBigUint64(L.fields.size.off, true), v.getBigUint64(L.fields.iova.off, true),
     { read: (flags & VFIO_DMA_MAP_FLAG_READ) !== 0, write: (flags & VFIO_DMA_MAP_FLAG_WRITE) !== 0 }, true);
   return typeof r === "number" ? r : 0;

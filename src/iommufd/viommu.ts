@@ -18,7 +18,7 @@ import {
 } from "../uapi/iommufd.js";
 import { O_RDWR, POLLIN, POLLRDNORM } from "../uapi/posix.js";
 import type { File, FileOperations } from "../kernel/file.js";
-import type { UCmd } from "../kernel/ioctl.js";
+import type { UCmd } from "./iommufd_private.js";
 import type { IommuDevice } from "../iommu/device.js";
 import type { IommufdDevice } from "./device.js";
 import { accessCreateInternal, accessDestroy, type IommufdAccess } from "./access.js";
@@ -26,7 +26,7 @@ import { copyUserData, HwptNested, type Hwpt, type HwptPaging } from "./hw_paget
 import { fields } from "./ioas.js";
 import { addOverflow, PAGE_SIZE } from "./iova.js";
 import { IommufdObject } from "./object.js";
-import type { IommufdCtx } from "./main.js";
+import type { IommufdCtx } from "./iommufd_private.js";
 
 /**
  * A mock device: the per-device cache a vIOMMU invalidates (mock_dev.cache), and the vIOMMU

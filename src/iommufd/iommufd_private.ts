@@ -1,0 +1,212 @@
+// The iommufd context and command (drivers/iommu/iommufd/iommufd_private.h): struct iommufd_ctx
+// with its object table, pages and mmap regions, and struct iommufd_ucmd. Every iommufd module
+// takes these as types; this file imports no module that uses them except as types, so the
+// iommufd modules form no circle of value imports through it.
+
+import { errno } from "../uapi/errno.js";
+import { PROT_EXEC } from "../uapi/posix.js";
+import type { File, FileMapping, MmapRequest } from "../kernel/file.js";
+import { PAGE_SIZE } from "../kernel/mm.js";
+import type { KernelCore } from "../kernel/kernel.js";
+import type { Process } from "../kernel/process.js";
+import type { IommufdGroup } from "./device.js";
+import type { Ioas } from "./ioas.js";
+import type { Iommufd } from "./main.js";
+import { ObjectTable, type IommufdObject, type ObjType } from "./object.js";
+import { IoptPages, type PagesSource, type PinContext } from "./pages.js";
+
+/** An iommufd command in flight (the kernel's struct iommufd_ucmd). */
+export class UCmd {
+  readonly view: DataView;
+
+  constructor(
+    readonly proc: Process,
+    readonly file: File,
+    /** User address of the argument. */
+    readonly ubuffer: number,
+    /** The caller's `size`. */
+    readonly userSize: number,
+    /** The kernel's image of the struct: sizeof bytes, zero-extended. */
+    readonly cmd: Uint8Array,
+    view?: DataView,
+  ) {
+    this.view = view ?? new DataView(cmd.buffer, cmd.byteOffset, cmd.byteLength);
+  }
+
+  /** A fault-injection point (failNth): true when this allocation or copy must fail. */
+  shouldFail(): boolean {
+    return this.proc.kernel.shouldFail();
+  }
+
+  /** copy_from_user for a handler (an injection point): the bytes or -EFAULT. */
+  copyFromUser(addr: number, len: number): Uint8Array | number {
+    if (this.shouldFail()) return -errno.EFAULT;
+    return this.proc.mm.copyFromUser(addr, len);
+  }
+
+  /** copy_to_user for a handler (an injection point): 0 or -EFAULT. */
+  copyToUser(addr: number, data: Uint8Array): number {
+    if (this.shouldFail()) return -errno.EFAULT;
+    return this.proc.mm.copyToUser(addr, data);
+  }
+
+  /** Copies the (updated) struct back: min(size, sizeof) bytes. 0 or -EFAULT. */
+  respond(): number {
+    return this.copyToUser(this.ubuffer, this.cmd.subarray(0, Math.min(this.userSize, this.cmd.length)));
+  }
+}
+
+/**
+ * struct iommufd_mmap: `length` bytes of physically contiguous frames from `frame`, mapped at
+ * file offset `start`; each VMA over it holds a user of `owner`.
+ */
+export interface IommufdMmap { readonly owner: IommufdObject; readonly start: number; readonly length: number; readonly frame: number }
+
+/** struct iommufd_ctx. */
+export class IommufdCtx {
+  readonly objects = new ObjectTable();
+  /** ictx->mt_mmap: the registered regions, by start offset. */
+  private readonly mmaps: IommufdMmap[] = [];
+  /** The IOAS the VFIO compat ioctls act on (IOMMU_VFIO_IOAS). */
+  vfioIoas: Ioas | null = null;
+  /** iommufd_group per iommu_group number with bound devices. */
+  readonly groups = new Map<number, IommufdGroup>();
+
+  constructor(readonly driver: Iommufd, readonly file: File, public accountMode: "user" | "mm") {
+    const k = driver.kcore;
+    this.pinContext = { core: k.core, acct: k.acct, shouldFail: () => k.shouldFail(), notePinned: (f, d, n) => driver.notePinned(f, d, n) };
+  }
+
+  get kcore(): KernelCore { return this.driver.kcore; }
+
+  /** What iopt_pages need to pin: the core, the accounting, the driver's pin ledger. */
+  private readonly pinContext: PinContext;
+
+  shouldFail(): boolean { return this.kcore.shouldFail(); }
+
+  // ---- objects ------------------------------------------------------------------------------
+
+  /**
+   * _iommufd_object_alloc: reserves an id for `obj` (an injection point: ENOMEM). With
+   * `publish` the object is finalized at once, for creations that cannot fail afterwards.
+   */
+  objectAlloc(obj: IommufdObject, publish = true): number {
+    if (this.shouldFail()) return -errno.ENOMEM;
+    const rc = this.objects.reserve(obj);
+    if (rc < 0) return rc;
+    if (publish) this.objects.finalize(obj);
+    return 0;
+  }
+
+  objectFinalize(obj: IommufdObject): void { this.objects.finalize(obj); }
+
+  /** iommufd_object_abort_and_destroy. */
+  objectAbort(obj: IommufdObject): void {
+    obj.abort();
+    this.objects.unreserve(obj);
+  }
+
+  /** iommufd_get_object: -ENOENT for a missing, unpublished or other-typed id. */
+  getObject(id: number, type?: ObjType): IommufdObject | number {
+    if (this.shouldFail()) return -errno.ENOENT;
+    return this.objects.lookup(id, type) ?? -errno.ENOENT;
+  }
+
+  getIoas(id: number): Ioas | number {
+    return this.getObject(id, "ioas") as Ioas | number;
+  }
+
+  allIoas(): Ioas[] {
+    return this.objects.all().filter((o): o is Ioas => o.type === "ioas");
+  }
+
+  // ---- pages --------------------------------------------------------------------------------
+
+  /** A new iopt_pages charged to `owner`; a file source keeps its file reference until freed. */
+  newPages(source: PagesSource, npages: number, writable: boolean, owner: Process): IoptPages {
+    return new IoptPages(source, npages, writable, owner, this.pinContext, () => {
+      if (source.kind === "file") this.kcore.fput(source.file);
+      // dma_buf_detach + dma_buf_put (the reference dmabufAttach took).
+      else if (source.kind === "dmabuf") { source.attach.detach(); this.kcore.fput(source.attach.file); }
+    });
+  }
+
+  /** VFIO_DMA_CC_IOMMU: every paging HWPT of the IOAS enforces cache coherency. */
+  enforcesCoherency(ioas: Ioas): boolean {
+    return ioas.hwpts.every((h) => h.enforceCacheCoherency);
+  }
+
+  /**
+   * Moves the pin charges of every area's pages to `proc`: each pages object charges the new
+   * owner first, then uncharges the old one; if any cannot be charged, none moves.
+   */
+  changeProcess(all: Ioas[], proc: Process): number {
+    const pages = new Set<IoptPages>();
+    for (const ioas of all) for (const a of ioas.iopt.areas) if (a.pages) pages.add(a.pages);
+    const moved: { p: IoptPages; from: Process }[] = [];
+    for (const p of pages) {
+      if (p.owner === proc) continue;
+      const from = p.owner;
+      const rc = p.moveCharge(proc);
+      if (rc < 0) {
+        // All or nothing: give the charges already moved back to their owners.
+        for (const m of moved.reverse()) m.p.moveCharge(m.from);
+        return rc;
+      }
+      moved.push({ p, from });
+    }
+    return 0;
+  }
+
+  // ---- mmap regions ------------------------------------------------------------------------
+
+  /**
+   * _iommufd_alloc_mmap: registers `length` bytes from `frame` for `owner` at the lowest free
+   * offset from PAGE_SIZE (offset 0 is never handed out). EINVAL for a length that is not
+   * whole pages, ENOMEM (the immap, the tree node). Returns the offset.
+   */
+  allocMmap(owner: IommufdObject, frame: number, length: number): number {
+    if (!length || length % PAGE_SIZE) return -errno.EINVAL;
+    if (this.shouldFail() || this.shouldFail()) return -errno.ENOMEM;
+    let at = PAGE_SIZE;
+    let i = 0;
+    for (; i < this.mmaps.length && this.mmaps[i].start - at < length; i++) at = this.mmaps[i].start + this.mmaps[i].length;
+    this.mmaps.splice(i, 0, { owner, start: at, length, frame });
+    return at;
+  }
+
+  /** _iommufd_destroy_mmap. */
+  destroyMmap(owner: IommufdObject, offset: number): void {
+    const i = this.mmaps.findIndex((m) => m.start === offset && m.owner === owner);
+    if (i >= 0) this.mmaps.splice(i, 1);
+  }
+
+  /**
+   * iommufd_fops_mmap: a shared (EINVAL), non-executable (EPERM) mapping of exactly one
+   * registered region, from its start (ENXIO otherwise). Each VMA holds a user of the region's
+   * owner, and the file (vm_file), until it is unmapped; it is a pfn mapping (GUP refuses it).
+   */
+  mmap(req: MmapRequest): FileMapping | number {
+    if (!req.shared) return -errno.EINVAL;
+    if (req.prot & PROT_EXEC) return -errno.EPERM;
+    const off = req.pgoff * PAGE_SIZE;
+    const m = this.mmaps.find((r) => off >= r.start && off - r.start < r.length);
+    if (!m || m.start !== off || req.length !== m.length) return -errno.ENXIO;
+    const first = req.pgoff;
+    const pages = m.length / PAGE_SIZE;
+    return {
+      // io_remap_pfn_range: VM_IO | VM_PFNMAP, so nothing pins these pages through the mapping
+      pfnmap: true,
+      frameAt: (pgoff) => (pgoff >= first && pgoff - first < pages ? m.frame + (pgoff - first) : -errno.EFAULT),
+      attach: () => { m.owner.users++; this.file.refs++; },
+      detach: () => { m.owner.users--; this.kcore.fput(this.file); },
+    };
+  }
+
+  /** iommufd_fops_release: destroy everything, leaves first. */
+  release(): void {
+    this.objects.sweep();
+    this.vfioIoas = null;
+    this.driver.contexts.delete(this);
+  }
+}
