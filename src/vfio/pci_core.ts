@@ -191,20 +191,16 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
     // Worker file operations read these frames inside grace-period sections.
     synchronizeDma(this.kcore, "device_release");
     const x = this.kcore.core.x;
-    const bar0 = Array.from({ length: this.bar0Pages }, (_, i) => this.bar0Frame + i);
-    const frames = [...bar0, this.cfgFrame, this.irqFrame, this.engineFrame].filter((f) => f >= 0);
+    // Every frame of a block holds one reference (BAR0 and the config space may be larger than a
+    // page, the MSI trigger words are an order-1 block): each is put once, or the block never
+    // frees. The list is of each block's first frame, expanded to the whole block.
+    const frames = [this.bar0Frame, this.cfgFrame, this.irqFrame, this.engineFrame].filter((f) => f >= 0)
+      .flatMap((f) => Array.from({ length: 1 << x.frame_order(f) }, (_, i) => f + i));
     this.bar0Frame = -1;
     this.cfgFrame = -1;
     this.irqFrame = -1;
     this.engineFrame = -1;
-    // Every frame of a block holds one reference (the MSI trigger words are an order-1 block, the
-    // config space may be larger): each is put, or the block never frees.
-    const put = () => {
-      for (const f of frames) {
-        const n = 1 << x.frame_order(f);
-        for (let i = 0; i < n; i++) x.frame_put(f + i);
-      }
-    };
+    const put = () => { for (const f of frames) x.frame_put(f); };
     // The engine's worker reads these frames: they go back once that thread is gone.
     if (this.engine) this.engine.stop(put);
     else put();

@@ -423,6 +423,27 @@ describe("registration, sysfs, unplug", () => {
       await k.close();
     }
   });
+
+  it.each([
+    ["memcpy", {}],
+    ["memcpy", { bar0Size: 65536 }],
+    ["ioat", {}],
+  ] as [string, Record<string, unknown>][])("plug/unplug cycles of a %s device %j: every frame put exactly once (back to the device-less count, no refcount wrapped)", async (model, opts) => {
+    const k = await boot([]);
+    const deviceless = k.stats().framesFree;
+    const core = (k as unknown as { kcore: { core: { poolFrames: number; x: { frame_refcount(f: number): number } } } }).kcore.core;
+    for (let n = 0; n < 3; n++) {
+      const h = k.addDevice({ bdf: "0000:00:04.0", model, ...opts });
+      expect(k.stats().framesFree).toBeLessThan(deviceless);
+      await h.unplug();
+      expect(k.stats().framesFree, `after unplug ${n}`).toBe(deviceless);
+      // a frame put once too often wraps its refcount below zero (a BAR0 block of 16 frames did)
+      let wrapped = 0;
+      for (let f = 0; f < core.poolFrames; f++) if (core.x.frame_refcount(f) >>> 0 >= 0x80000000) wrapped++;
+      expect(wrapped, `frames put too often after unplug ${n}`).toBe(0);
+    }
+    await k.close();
+  });
 });
 
 describe("device DMA (DeviceHandle)", () => {
