@@ -12,6 +12,7 @@ import {
   VFIO_DEVICE_GET_INFO, VFIO_DEVICE_GET_IRQ_INFO, VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, VFIO_DEVICE_GET_REGION_INFO,
   VFIO_DEVICE_PCI_HOT_RESET, VFIO_DEVICE_RESET, VFIO_DEVICE_SET_IRQS,
 } from "./util.js";
+import { failNth, failNthRemaining } from "../../src/testing.js";
 
 const CFG_OFF = 7 * 2 ** 40;
 
@@ -470,6 +471,29 @@ describe("device DMA (DeviceHandle)", () => {
     const f = h.faults();
     expect(f[0]).toEqual({ iova: 0x1000n, write: false, reason: "blocked" });
     expect(f[f.length - 1].reason).toBe("blocked");
+    await k.close();
+  });
+});
+
+describe("device DMA allocates nothing", () => {
+  it("from the kernel's thread an armed fail_nth is neither consumed nor returned: no ENOMEM from a device", async () => {
+    const { k, p, d, i } = await cdevFixture({ bound: true });
+    const ioas = ioasAlloc(p, i);
+    expect(attach(p, d, ioas)).toBeGreaterThan(0);
+    const len = 64 * 1024;
+    const buf = p.mmap(0, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    expect(p.writeMemory(buf, new Uint8Array(len))).toBe(0);
+    expect(p.ioctlBuf(i, IOMMU_IOAS_MAP, ioasMapArg(ioas, buf, len, 0x10000))).toBe(0);
+    const h = k.devices[0];
+    failNth(k, 1);
+    const data = Uint8Array.from({ length: len }, (_, j) => j * 13);
+    expect(h.dmaWrite(0x10000, data)).toBe(0);
+    const back = new Uint8Array(len);
+    expect(h.dmaRead(0x10000, back)).toBe(0);
+    expect(back).toEqual(data);
+    expect(h.dmaRead(0x10000 + len, new Uint8Array(8)), "a fault is still EFAULT").toBe(-errno.EFAULT);
+    expect(failNthRemaining(k)).toBe(1);
+    failNth(k, 0);
     await k.close();
   });
 });
