@@ -31,8 +31,6 @@ import {
 import { VFIO_GROUP_GET_STATUS, VFIO_GROUP_SET_CONTAINER, VFIO_GROUP_UNSET_CONTAINER, VFIO_GROUP_GET_DEVICE_FD } from "./vfio/legacy_util.js";
 
 const LIMIT = 2000;
-/** Runs where fork threw for a page table (see forkBody). */
-let knownForkThrows = 0;
 const BUF = 16 * PG;
 const IOVA = 0x100000;
 const BDF = "0000:00:04.0";
@@ -163,8 +161,8 @@ function setupProc(e: Env, opts?: Parameters<Kernel["createProcess"]>[0]): { p: 
   const page = p.mmap(0, PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   expect(p.writeMemory(page, new Uint8Array(PG))).toBe(0);
   // Maps and faults in the whole ioctlBuf scratch area (EBADF): an argument whose first u32 is
-  // large (a device name) makes the next call zero that much of it. (Populating it under
-  // injection throws on main today; the fix returning the copy's errno is on the fuzzer's branch.)
+  // large (a device name) makes the next call zero that much of it, and the sweeps are of the
+  // kernel's paths, not of the scratch area's page faults.
   p.ioctlBuf(-1, 0, new Uint8Array(SCRATCH_BYTES));
   return { p, buf, page };
 }
@@ -297,16 +295,7 @@ const forkBody: Body = (e) => {
   expect(p.ioctlBuf(i, IOMMU_IOAS_MAP, mapCmd({ flags: RW | FIXED, ioasId: ioas, userVa: priv, length: BUF, iova: MOCK_APERTURE_START + BUF }).buf)).toBe(0);
   e.arm();
   for (let round = 0; round < 2; round++) {
-    let forked: Process | number;
-    try {
-      forked = p.fork();
-    } catch (err) {
-      // Known on main: fork throws when the child's page table cannot be allocated (the
-      // fuzzer engineer's fix, returning -ENOMEM, is not landed yet): this step is skipped.
-      if (!(err instanceof RangeError && /page table/.test(err.message))) throw err;
-      knownForkThrows++;
-      throw new Stop(`fork ${round} (known throw)`, -errno.ENOMEM);
-    }
+    const forked = p.fork();
     if (typeof forked === "number") e.step(`fork ${round}`, forked);
     const c = e.adopt(forked as Process);
     // the child's arguments live in its copy of `page` (present: copied at fork)
@@ -439,10 +428,8 @@ describe("fail_nth over every path (issue 14)", () => {
 
   it.each(WITHOUT_DEVICE)("%s", async (name, body) => {
     const kernel = await bootWith();
-    knownForkThrows = 0;
     const r = await sweep(kernel, body, baselineOf(kernel));
     report(name, r);
-    if (process.env.FAIL_NTH_VERBOSE && knownForkThrows) console.log(`${name}: fork threw (known, fix pending) in ${knownForkThrows} runs`);
     expect(r.injected, "injection points on the path").toBeGreaterThan(3);
     await kernel.close();
   }, 120_000);
