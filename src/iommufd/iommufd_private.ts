@@ -74,12 +74,12 @@ export class IommufdCtx {
 
   constructor(readonly driver: Iommufd, readonly file: File, public accountMode: "user" | "mm") {
     const k = driver.kcore;
-    this.pinContext = { core: k.core, acct: k.acct, shouldFail: () => k.shouldFail(), notePinned: (f, d, n) => driver.notePinned(f, d, n) };
+    this.pinContext = { core: k.core, acct: k.acct, shouldFail: () => k.shouldFail(), notePinned: (f, d, n) => k.pins.notePinned(f, d, n) };
   }
 
   get kcore(): KernelCore { return this.driver.kcore; }
 
-  /** What iopt_pages need to pin: the core, the accounting, the driver's pin ledger. */
+  /** What iopt_pages need to pin: the core, the accounting, the kernel's pin ledger. */
   private readonly pinContext: PinContext;
 
   shouldFail(): boolean { return this.kcore.shouldFail(); }

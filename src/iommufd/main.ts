@@ -113,10 +113,6 @@ export class IommufdIoctlTable {
 /** The iommufd driver of one kernel: its device node, its ioctl table, its counters. */
 export class Iommufd {
   readonly contexts = new Set<IommufdCtx>();
-  /** Long-term DMA pins per frame (what the kernel counts in units of GUP_PIN_COUNTING_BIAS). */
-  private pins: Int32Array | null = null;
-  /** Pages pinned, summed over frames. */
-  pinnedPages = 0;
   /** The page-batch limit of IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT. */
   memoryLimit = DEFAULT_MEMORY_LIMIT;
   /** The vfio/iommufd module parameter allow_unsafe_interrupts. */
@@ -166,21 +162,11 @@ export class Iommufd {
       return n;
     });
     kcore.stats.set("iommufdContexts", () => this.contexts.size);
-    kcore.stats.set("pinnedPages", () => this.pinnedPages);
   }
 
   /** A new domain for a device's IOMMU (iommu_paging_domain_alloc), or -ENOMEM. */
   domainAlloc(caps: IommuCaps, opts: DomainOptions): IommuDomain | number {
     return allocDomain(this.kcore, caps.format, opts);
-  }
-
-  pinCount(frame: number): number { return this.pins?.[frame] ?? 0; }
-
-  /** Records one long-term pin of each of the first n frames (taken with the frame reference). */
-  notePinned(frames: ArrayLike<number>, delta: 1 | -1, n = frames.length): void {
-    const pins = (this.pins ??= new Int32Array(this.kcore.core.poolFrames));
-    for (let k = 0; k < n; k++) pins[frames[k]] += delta;
-    this.pinnedPages += delta * n;
   }
 
   /** Adds an op to the table (the test command, when enabled). */

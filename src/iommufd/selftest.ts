@@ -445,7 +445,7 @@ function testCmd(ctx: IommufdCtx, ucmd: UCmd): number {
       for (; length > 0; length -= PAGE_SIZE, uptr += PAGE_SIZE) {
         const frame = ucmd.proc.mm.frameOf(uptr);
         if (frame < 0) return frame;
-        if (ctx.driver.pinCount(frame) !== refs) return -errno.EIO;
+        if (ctx.kcore.pins.pinCount(frame) !== refs) return -errno.EIO;
       }
       return 0;
     }

@@ -6,6 +6,7 @@ import { errno } from "../uapi/errno.js";
 import { Core } from "../wasm/core.js";
 import { MemAccounting } from "./accounting.js";
 import { File, type FileOperations, type StatResult } from "./file.js";
+import { PinLedger } from "./gup.js";
 import { Process, type ProcessOptions } from "./process.js";
 import { SlotAllocator } from "./slots.js";
 import { Tracer } from "./trace.js";
@@ -19,6 +20,8 @@ export class KernelCore {
   readonly vfs = new Vfs();
   readonly trace = new Tracer();
   readonly acct: MemAccounting;
+  /** Long-term pins of frames (GUP), whoever took them. */
+  readonly pins: PinLedger;
   readonly gates: SlotAllocator;
   readonly eventfdSlots: SlotAllocator;
   readonly processes = new Set<Process>();
@@ -31,6 +34,8 @@ export class KernelCore {
   constructor(readonly core: Core) {
     const frames = core.poolFrames;
     this.acct = new MemAccounting(frames - Math.ceil(frames / RESERVE_DIVISOR));
+    this.pins = new PinLedger(frames);
+    this.stats.set("pinnedPages", () => this.pins.pinnedPages);
     this.gates = new SlotAllocator(core.c("GATE_SLOTS"));
     this.eventfdSlots = new SlotAllocator(core.c("EVENTFD_SLOTS"));
   }

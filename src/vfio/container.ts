@@ -46,7 +46,7 @@ export class VfioContainer {
   setIommu(type: number): number {
     if (this.groups.length === 0 || this.iommu) return -errno.EINVAL;
     if (!VfioIommuType1.typeSupported(type)) return -errno.ENODEV;
-    const iommu = new VfioIommuType1(this.vfio.kcore, this.vfio.iommufd, type === VFIO_TYPE1v2_IOMMU, this.params);
+    const iommu = new VfioIommuType1(this.vfio.kcore, type === VFIO_TYPE1v2_IOMMU, this.params);
     const done: VfioGroup[] = [];
     // group_list is kept newest-first, as the kernel's list_add makes it.
     for (const g of this.groups) {

@@ -28,7 +28,6 @@ import type { Process } from "../kernel/process.js";
 import type { IommuCaps } from "../iommu/device.js";
 import { allocDomain, aperture, type IommuDomain } from "../iommu/domain.js";
 import { IoptPages, type PinContext } from "../iommufd/pages.js";
-import type { Iommufd } from "../iommufd/main.js";
 import type { VfioGroup } from "./group.js";
 import { capDmaAvail, capIovaRange, capMigration, capPaddedSize } from "../uapi/vfio_type1_caps.js";
 
@@ -83,11 +82,11 @@ export class VfioIommuType1 {
   private dirtyTracking = false;
   private readonly pinCtx: PinContext;
 
-  constructor(readonly kcore: KernelCore, iommufd: Iommufd, readonly v2: boolean, private readonly params: Type1Params) {
+  constructor(readonly kcore: KernelCore, readonly v2: boolean, private readonly params: Type1Params) {
     this.dmaAvail = params.dmaEntryLimit;
     this.pinCtx = {
       core: kcore.core, acct: kcore.acct, shouldFail: () => kcore.shouldFail(),
-      notePinned: (f, d, n) => iommufd.notePinned(f, d, n),
+      notePinned: (f, d, n) => kcore.pins.notePinned(f, d, n),
     };
   }
 
