@@ -11,7 +11,7 @@
 import {
   createKernel, errno, O_NONBLOCK, O_RDONLY, O_RDWR, O_WRONLY, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, PROT_READ, PROT_WRITE,
   POLLIN, POLLOUT, F_GETFL, F_DUPFD, F_SETFL,
-  getField, setField, type DeviceConfig, type DeviceHandle, type Kernel, type Process, type StructLayout,
+  getField, setField, ioctlName, type DeviceConfig, type PollFd, type DeviceHandle, type Kernel, type Process, type StructLayout,
   IOMMU_DESTROY, IOMMU_IOAS_ALLOC, IOMMU_IOAS_ALLOW_IOVAS, IOMMU_IOAS_COPY, IOMMU_IOAS_IOVA_RANGES, IOMMU_IOAS_MAP,
   IOMMU_IOAS_UNMAP, IOMMU_OPTION, IOMMU_VFIO_IOAS, IOMMU_HWPT_ALLOC, IOMMU_GET_HW_INFO, IOMMU_HWPT_SET_DIRTY_TRACKING,
   IOMMU_HWPT_GET_DIRTY_BITMAP, IOMMU_HWPT_INVALIDATE, IOMMU_FAULT_QUEUE_ALLOC, IOMMU_IOAS_MAP_FILE, IOMMU_VIOMMU_ALLOC,
@@ -30,7 +30,7 @@ import {
   vfio_group_status, vfio_device_info, vfio_region_info, vfio_irq_info, vfio_irq_set, vfio_pci_hot_reset_info,
   vfio_pci_hot_reset, vfio_device_ioeventfd, vfio_device_feature, vfio_device_bind_iommufd,
   vfio_device_attach_iommufd_pt, vfio_device_detach_iommufd_pt,
-  IOMMU_TEST_OP_MOCK_DOMAIN, VFIO_PCI_INDEX_TO_OFFSET, VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_CONFIG_REGION_INDEX,
+  IOMMU_TEST_OP_MOCK_DOMAIN, IOMMU_HWPT_DATA_SELFTEST, IOMMU_VIOMMU_TYPE_SELFTEST, IOMMU_VEVENTQ_TYPE_SELFTEST, VFIO_PCI_INDEX_TO_OFFSET, VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_CONFIG_REGION_INDEX,
 } from "../../src/index.js";
 import { enableTestCmd, failNth } from "../../src/testing.js";
 import { prng } from "../iommu_util.js";
@@ -192,39 +192,8 @@ const GROUP_CMDS: [number, StructLayout | null][] = [
   [VFIO_GROUP_GET_DEVICE_FD, null],
 ];
 const ALL_CMDS = [...IOMMUFD_CMDS, ...DEVICE_CMDS, ...CONTAINER_CMDS, ...GROUP_CMDS];
-const CMD_NAME = new Map<number, string>();
-for (const [name, cmd] of Object.entries({
-  IOMMU_DESTROY, IOMMU_IOAS_ALLOC, IOMMU_IOAS_ALLOW_IOVAS, IOMMU_IOAS_COPY, IOMMU_IOAS_IOVA_RANGES, IOMMU_IOAS_MAP,
-  IOMMU_IOAS_UNMAP, IOMMU_OPTION, IOMMU_VFIO_IOAS, IOMMU_HWPT_ALLOC, IOMMU_GET_HW_INFO, IOMMU_HWPT_SET_DIRTY_TRACKING,
-  IOMMU_HWPT_GET_DIRTY_BITMAP, IOMMU_HWPT_INVALIDATE, IOMMU_FAULT_QUEUE_ALLOC, IOMMU_IOAS_MAP_FILE, IOMMU_VIOMMU_ALLOC,
-  IOMMU_VDEVICE_ALLOC, IOMMU_IOAS_CHANGE_PROCESS, IOMMU_VEVENTQ_ALLOC, IOMMU_HW_QUEUE_ALLOC, IOMMU_TEST_CMD,
-})) CMD_NAME.set(cmd, name);
-const nameOf = (cmd: number, kind: string | undefined): string => {
-  const table = kind === "vfio-device" ? DEVICE_CMDS : kind === "vfio-container" ? CONTAINER_CMDS : kind === "vfio-group" ? GROUP_CMDS : null;
-  if (table?.some(([c]) => c === cmd)) {
-    const names: Record<string, Record<number, string>> = {
-      "vfio-device": {
-        [VFIO_DEVICE_GET_INFO]: "VFIO_DEVICE_GET_INFO", [VFIO_DEVICE_GET_REGION_INFO]: "VFIO_DEVICE_GET_REGION_INFO",
-        [VFIO_DEVICE_GET_IRQ_INFO]: "VFIO_DEVICE_GET_IRQ_INFO", [VFIO_DEVICE_SET_IRQS]: "VFIO_DEVICE_SET_IRQS",
-        [VFIO_DEVICE_RESET]: "VFIO_DEVICE_RESET", [VFIO_DEVICE_GET_PCI_HOT_RESET_INFO]: "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO",
-        [VFIO_DEVICE_PCI_HOT_RESET]: "VFIO_DEVICE_PCI_HOT_RESET", [VFIO_DEVICE_IOEVENTFD]: "VFIO_DEVICE_IOEVENTFD",
-        [VFIO_DEVICE_FEATURE]: "VFIO_DEVICE_FEATURE", [VFIO_DEVICE_BIND_IOMMUFD]: "VFIO_DEVICE_BIND_IOMMUFD",
-        [VFIO_DEVICE_ATTACH_IOMMUFD_PT]: "VFIO_DEVICE_ATTACH_IOMMUFD_PT", [VFIO_DEVICE_DETACH_IOMMUFD_PT]: "VFIO_DEVICE_DETACH_IOMMUFD_PT",
-      },
-      "vfio-container": {
-        [VFIO_GET_API_VERSION]: "VFIO_GET_API_VERSION", [VFIO_CHECK_EXTENSION]: "VFIO_CHECK_EXTENSION", [VFIO_SET_IOMMU]: "VFIO_SET_IOMMU",
-        [VFIO_IOMMU_GET_INFO]: "VFIO_IOMMU_GET_INFO", [VFIO_IOMMU_MAP_DMA]: "VFIO_IOMMU_MAP_DMA", [VFIO_IOMMU_UNMAP_DMA]: "VFIO_IOMMU_UNMAP_DMA",
-        [VFIO_IOMMU_ENABLE]: "VFIO_IOMMU_ENABLE", [VFIO_IOMMU_DISABLE]: "VFIO_IOMMU_DISABLE", [VFIO_IOMMU_DIRTY_PAGES]: "VFIO_IOMMU_DIRTY_PAGES",
-      },
-      "vfio-group": {
-        [VFIO_GROUP_GET_STATUS]: "VFIO_GROUP_GET_STATUS", [VFIO_GROUP_SET_CONTAINER]: "VFIO_GROUP_SET_CONTAINER",
-        [VFIO_GROUP_UNSET_CONTAINER]: "VFIO_GROUP_UNSET_CONTAINER", [VFIO_GROUP_GET_DEVICE_FD]: "VFIO_GROUP_GET_DEVICE_FD",
-      },
-    };
-    return names[kind!][cmd];
-  }
-  return CMD_NAME.get(cmd) ?? `0x${cmd.toString(16)}`;
-};
+/** The kernel's name of `cmd` as a file of `kind` understands it (VFIO numbers are overloaded). */
+const nameOf = (cmd: number, kind: string | undefined): string => ioctlName(cmd, kind);
 
 /** Flags a driver would pass, per struct (everything else: 0 mostly). */
 const WF_FLAGS: Record<string, number[]> = {
@@ -377,6 +346,7 @@ export async function run(ops: readonly Op[], opts: RunOptions = {}): Promise<Ru
       else if (wf && /data_len|_entry_len|entry_num/.test(leaf)) val = 0; // no driver data
       else if (/length|size|len$/.test(leaf)) val = whole ? BigInt(c.chance(0.7) ? whole.len : PAGE) : wf ? c.pick([BigInt(PAGE), U64_MAX, 0n]) : pickLen(c);
       else if (leaf.includes("flags")) val = wf ? c.pick(WF_FLAGS[layout.name] ?? [0, 0, 0, 1]) : c.chance(0.7) ? c.int(32) : c.u32();
+      else if (wf && /type$/.test(leaf)) val = c.pick([0, 0, 0, 1, IOMMU_HWPT_DATA_SELFTEST, IOMMU_VIOMMU_TYPE_SELFTEST, IOMMU_VEVENTQ_TYPE_SELFTEST]); // NONE/DEFAULT or the selftest's
       else if (/index|count|num|^op$|type|option|pasid|data_len|entry/.test(leaf)) val = c.chance(0.8) ? c.int(9) : c.u32();
       else val = c.chance(0.5) ? c.int(16) : c.u64();
       setField(v, f, val);
@@ -583,7 +553,7 @@ export async function run(ops: readonly Op[], opts: RunOptions = {}): Promise<Ru
     const kind = kindOf(P, fd);
     const fl = P.p.fcntl(fd, F_GETFL);
     if (fl >= 0 && !(fl & O_NONBLOCK)) {
-      const pf = [{ fd, events: write ? POLLOUT : POLLIN }];
+      const pf: PollFd[] = [{ fd, events: write ? POLLOUT : POLLIN }];
       if (P.p.poll(pf, 0) <= 0 || !(pf[0].revents! & (write ? POLLOUT : POLLIN))) return;
       // POLLOUT promises room for 1, not for any value: a blocking eventfd gets a small add.
       if (write && kind === "eventfd") buf = new Uint8Array(new BigUint64Array([BigInt(c.int(4))]).buffer);
@@ -809,6 +779,8 @@ export async function run(ops: readonly Op[], opts: RunOptions = {}): Promise<Ru
 
   const injectOp = (c: Choice) => {
     // The nth allocation, copy or pin of the next call fails: whatever fails must leave nothing.
+    // (A process to run it in comes first: spawning one is the harness's, not a syscall.)
+    if (!procs.length) newProc(k.createProcess());
     failNth(k, 1 + c.int(12));
     try {
       const x = c.int(5);
