@@ -4,9 +4,9 @@
 
 import { errno, errnoName, ENOIOCTLCMD } from "../uapi/errno.js";
 import {
-  F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_GETFL, F_SETFD, F_SETFL, FD_CLOEXEC, MAP_ANONYMOUS,
+  F_DUPFD, F_DUPFD_CLOEXEC, F_GETFD, F_GETFL, F_SETFD, F_SETFL, FD_CLOEXEC, MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE,
   MFD_ALLOW_SEALING, MFD_CLOEXEC, MFD_HUGETLB, O_ACCMODE, O_APPEND,
-  O_CLOEXEC, O_NONBLOCK, O_RDONLY, O_RDWR, O_WRONLY, POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, PROT_WRITE,
+  O_CLOEXEC, O_NONBLOCK, O_RDONLY, O_RDWR, O_WRONLY, POLLERR, POLLHUP, POLLIN, POLLNVAL, POLLOUT, PROT_READ, PROT_WRITE,
   S_IFREG, O_DIRECTORY, EFD_CLOEXEC,
 } from "../uapi/posix.js";
 import { ioctlName } from "../uapi/ioctl.js";
@@ -189,7 +189,7 @@ export class Process {
     checkBuf(arg, "arg");
     if (arg.length > SCRATCH_BYTES) throw new RangeError(`ioctlBuf: argument larger than ${SCRATCH_BYTES} bytes`);
     if (!this.scratchMapped) {
-      const at = this.mm.mmap(SCRATCH_BASE, SCRATCH_BYTES, 3, 0x22 | 0x10, null, 0, true);
+      const at = this.mm.mmap(SCRATCH_BASE, SCRATCH_BYTES, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, null, 0, true);
       // Out of memory for the area (fault injection counts it too): the call fails as a copy
       // of the argument would, with nothing done.
       if (at < 0) return at;

@@ -14,7 +14,7 @@ import {
   iommu_ioas_alloc, iommu_ioas_allow_iovas, iommu_ioas_copy, iommu_ioas_iova_ranges,
   iommu_ioas_map, iommu_ioas_map_file, iommu_ioas_unmap, iommu_option,
 } from "../uapi/iommufd.js";
-import { O_RDWR } from "../uapi/posix.js";
+import { MAP_ANONYMOUS, MAP_PRIVATE, O_RDWR, PROT_READ, PROT_WRITE } from "../uapi/posix.js";
 import { getU64, setField, type StructLayout } from "../uapi/struct.js";
 import type { Process } from "../kernel/process.js";
 
@@ -188,7 +188,7 @@ export class Ioas {
   allowIovas(ranges: { start: number | bigint; last: number | bigint }[]): void {
     const f = this.iommufd;
     const len = Math.max(4096, ranges.length * 16);
-    const buf = f.proc.mmap(0, len, 3, 0x22, -1, 0);
+    const buf = f.proc.mmap(0, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     try {
       const bytes = new Uint8Array(ranges.length * 16);
       const dv = new DataView(bytes.buffer);
