@@ -1,7 +1,7 @@
 // The buddy frame allocator and per-frame reference counts (assembly/frames.ts), driven
 // directly through the core.
 import { describe, it, expect } from "vitest";
-import { Core } from "../src/wasm/core.js";
+import { Core, FRAME_NONE } from "../src/wasm/core.js";
 
 const MiB = 1024 * 1024;
 const NONE = 0xffffffff;
@@ -79,6 +79,8 @@ describe("frames", () => {
     }
     expect(c.freeFrames).toBeLessThan(16);
     expect(x.frame_alloc(18) >>> 0).toBe(NONE);
+    // The host side's name for it is the core's own.
+    expect(FRAME_NONE).toBe(c.c("FRAME_NONE"));
     for (const f of got) for (let i = 0; i < 16; i++) x.frame_put(f + i);
     expect(c.freeFrames).toBe(c.poolFrames);
   });

@@ -7,7 +7,7 @@ import type { KernelCore } from "../kernel/kernel.js";
 import type { IommuCaps } from "./device.js";
 import { synchronizeDma } from "../kernel/grace.js";
 import { PAGE_SIZE } from "../kernel/mm.js";
-import type { Core, CoreExports } from "../wasm/core.js";
+import { FRAME_NONE, type Core, type CoreExports } from "../wasm/core.js";
 
 /** IOMMU_READ / IOMMU_WRITE of a mapping. */
 export interface IommuProt { read: boolean; write: boolean }
@@ -136,7 +136,7 @@ class WasmDomain implements IommuDomain {
     const bytes = Math.ceil(nbits / 8);
     const order = Math.max(0, Math.ceil(Math.log2(Math.ceil(bytes / PAGE_SIZE))));
     const f = this.x.frame_alloc(order) >>> 0;
-    if (f === 0xffffffff) return -errno.ENOMEM;
+    if (f === FRAME_NONE) return -errno.ENOMEM;
     try {
       const at = this.core.poolBase + f * PAGE_SIZE;
       const rc = this.x.domain_read_and_clear_dirty(this.handle, iovaLo(iova), iovaHi(iova), Number(length >> BigInt(this.shift)), at, pageShift, noClear ? 1 : 0);

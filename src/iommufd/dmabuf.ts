@@ -4,14 +4,12 @@
 // revoke (move_notify) takes them out of every domain at once; such pages stay revoked.
 
 import { errno } from "../uapi/errno.js";
-import type { Core } from "../wasm/core.js";
+import { FRAME_NONE, type Core } from "../wasm/core.js";
 import type { File, FileOperations } from "../kernel/file.js";
 import type { Process } from "../kernel/process.js";
 import type { KernelCore } from "../kernel/kernel.js";
 import { O_CLOEXEC } from "../uapi/posix.js";
 import { PAGE_SIZE, ULONG_MAX } from "./iova.js";
-
-const FRAME_NONE = 0xffffffff;
 
 /** What a revoke must take out of a domain: one area's mapping in it (iopt_pages_dmabuf_track). */
 export interface DmabufTrack {

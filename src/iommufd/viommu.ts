@@ -8,6 +8,7 @@
 // vIOMMU, and (the mock's rule) queue n holds queue n-1.
 
 import { errno } from "../uapi/errno.js";
+import { FRAME_NONE } from "../wasm/core.js";
 import {
   IOMMU_TEST_INVALIDATE_FLAG_ALL, IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST, IOMMU_VIOMMU_TYPE_DEFAULT,
   IOMMU_VIOMMU_TYPE_SELFTEST, MOCK_DEV_CACHE_ID_MAX, iommu_vdevice_alloc, iommu_viommu_alloc,
@@ -85,7 +86,7 @@ export class Viommu extends IommufdObject {
       if (typeof data === "number") return data;
       const core = this.ctx.kcore.core;
       const page = core.x.frame_alloc(1) >>> 0;
-      if (page === 0xffffffff) return -errno.ENOMEM;
+      if (page === FRAME_NONE) return -errno.ENOMEM;
       const freePage = (): void => { core.x.frame_put(page); core.x.frame_put(page + 1); };
       const offset = this.ctx.allocMmap(this, page, 2 * PAGE_SIZE);
       if (offset < 0) { freePage(); return offset; }

@@ -5,7 +5,7 @@
 
 import { errno } from "../uapi/errno.js";
 import { S_IFREG } from "../uapi/posix.js";
-import type { Core } from "../wasm/core.js";
+import { FRAME_NONE, type Core } from "../wasm/core.js";
 import type { MemAccounting } from "./accounting.js";
 import { File, Mappers, type FileMapping, type FileOperations, type MmapRequest } from "./file.js";
 import type { Mm } from "./mm.js";
@@ -28,7 +28,7 @@ export class MemFd implements FileMapping {
     if (f === undefined) {
       if (!this.acct.commit(1)) return -errno.EFAULT;
       f = this.core.x.frame_alloc(0) >>> 0;
-      if (f === 0xffffffff) {
+      if (f === FRAME_NONE) {
         this.acct.uncommit(1);
         return -errno.EFAULT;
       }

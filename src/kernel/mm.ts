@@ -17,7 +17,7 @@ import {
   MAP_HUGE_MASK, MAP_HUGE_SHIFT, MAP_NORESERVE, MAP_POPULATE, MAP_PRIVATE, MAP_SHARED,
   MAP_SHARED_VALIDATE, MAP_TYPE, PROT_READ, PROT_WRITE,
 } from "../uapi/posix.js";
-import type { Core } from "../wasm/core.js";
+import { FRAME_NONE, type Core } from "../wasm/core.js";
 import { Mappers, type FileMapping } from "./file.js";
 import type { MemAccounting } from "./accounting.js";
 
@@ -109,7 +109,7 @@ export class Mm {
 
   constructor(private readonly core: Core, private readonly acct: MemAccounting) {
     const root = core.x.radix_alloc_root() >>> 0;
-    if (root === 0xffffffff) throw new RangeError("vfio-emu: out of memory for a process page table");
+    if (root === FRAME_NONE) throw new RangeError("vfio-emu: out of memory for a process page table");
     this.root = root;
   }
 
@@ -278,7 +278,7 @@ export class Mm {
       const order = Math.log2(pageSize / PAGE_SIZE);
       for (let off = 0; off < len; off += pageSize) {
         const f = this.core.x.frame_alloc(order) >>> 0;
-        if (f === 0xffffffff) {
+        if (f === FRAME_NONE) {
           for (const h of hugeFrames) this.putBlock(h, pageSize);
           this.acct.uncommit(charge);
           return -errno.ENOMEM;
@@ -442,7 +442,7 @@ export class Mm {
       }
     } else {
       frame = x.frame_alloc(0) >>> 0;
-      if (frame === 0xffffffff) return -errno.EFAULT;
+      if (frame === FRAME_NONE) return -errno.EFAULT;
     }
     return this.install(page, frame, flags, addr);
   }
@@ -450,7 +450,7 @@ export class Mm {
   /** A new frame holding a copy of frame `src`, or -EFAULT when memory is exhausted. */
   private copyFrame(src: number): number {
     const f = this.core.x.frame_alloc(0) >>> 0;
-    if (f === 0xffffffff) return -errno.EFAULT;
+    if (f === FRAME_NONE) return -errno.EFAULT;
     const base = this.core.poolBase;
     this.core.u8.copyWithin(base + f * PAGE_SIZE, base + src * PAGE_SIZE, base + src * PAGE_SIZE + PAGE_SIZE);
     return f;
@@ -649,7 +649,7 @@ export class Mm {
           for (let i = 0; i < n; i++) x.frame_get(frame + i);
         } else {
           f = x.frame_alloc(Math.log2(n)) >>> 0;
-          if (f === 0xffffffff) return -errno.ENOMEM;
+          if (f === FRAME_NONE) return -errno.ENOMEM;
           const base = this.core.poolBase;
           this.core.u8.copyWithin(base + f * PAGE_SIZE, base + frame * PAGE_SIZE, base + (frame + n) * PAGE_SIZE);
         }
@@ -718,7 +718,7 @@ export class SharedAnon implements FileMapping {
     let f = this.pages.get(pgoff);
     if (f === undefined) {
       f = this.core.x.frame_alloc(0) >>> 0;
-      if (f === 0xffffffff) return -errno.EFAULT;
+      if (f === FRAME_NONE) return -errno.EFAULT;
       this.pages.set(pgoff, f);
     }
     return f;

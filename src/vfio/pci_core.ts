@@ -6,6 +6,7 @@
 // are copied, argsz < minsz is EINVAL, trailing bytes are never looked at (SPEC.md §3.0).
 
 import { errno } from "../uapi/errno.js";
+import { FRAME_NONE } from "../wasm/core.js";
 import {
   VFIO_DEVICE_GET_INFO, VFIO_DEVICE_GET_IRQ_INFO, VFIO_DEVICE_GET_REGION_INFO, VFIO_DEVICE_RESET,
   VFIO_DEVICE_SET_IRQS, VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, VFIO_DEVICE_PCI_HOT_RESET,
@@ -109,7 +110,7 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
     const cfgSize = model.pcie ? PCI_CFG_SPACE_EXP_SIZE : PCI_CFG_SPACE_SIZE;
     const cfgBytes = configStorageBytes(cfgSize);
     const cf = kcore.core.x.frame_alloc(Math.ceil(Math.log2(Math.ceil(cfgBytes / PAGE_SIZE)))) >>> 0;
-    if (cf === 0xffffffff) throw new Error("vfio-pci: no frame left for config space");
+    if (cf === FRAME_NONE) throw new Error("vfio-pci: no frame left for config space");
     this.cfgFrame = cf;
     const at = kcore.core.x.frame_addr(cf) >>> 0;
     const caps: PciCapability[] = [];
@@ -125,11 +126,11 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
     if (model.pcie) caps.push(expCapability(EXP_CAP_OFFSET));
     this.cfg = new PciConfigSpace(model.ids, this.bars, cfgSize, kcore.core.u8.subarray(at, at + cfgBytes), caps);
     const f = kcore.core.x.frame_alloc(Math.log2(this.bar0Pages)) >>> 0;
-    if (f === 0xffffffff) throw new Error("vfio-pci: no frame left for BAR0");
+    if (f === FRAME_NONE) throw new Error("vfio-pci: no frame left for BAR0");
     this.bar0Frame = f;
     if (caps.length) {
       const irq = kcore.core.x.frame_alloc(1) >>> 0;
-      if (irq === 0xffffffff) throw new Error("vfio-pci: no frame left for the MSI trigger words");
+      if (irq === FRAME_NONE) throw new Error("vfio-pci: no frame left for the MSI trigger words");
       this.irqFrame = irq;
       const ctx = kcore.core.x.frame_addr(irq) >>> 0;
       kcore.core.u8.fill(0, ctx, ctx + 2 * PAGE_SIZE);
@@ -140,7 +141,7 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
     this.clearBar0();
     if (model.engine === "ioat") {
       const e = kcore.core.x.frame_alloc(0) >>> 0;
-      if (e === 0xffffffff) throw new Error("vfio-pci: no frame left for the DMA engine");
+      if (e === FRAME_NONE) throw new Error("vfio-pci: no frame left for the DMA engine");
       this.engineFrame = e;
       this.engine = new IoatEngine(kcore.core, () => kcore.core.init(), this.bar0Base, kcore.core.x.frame_addr(e) >>> 0);
     }

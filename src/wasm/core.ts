@@ -113,6 +113,8 @@ export function compileCore(counters = false): Promise<WebAssembly.Module> {
   return compiled;
 }
 
+/** What frame_alloc (and radix_alloc_root) return when no frame is left: assembly/layout.ts FRAME_NONE, read as a u32. */
+export const FRAME_NONE = 0xffffffff;
 export const WASM_PAGE = 65536;
 export const MAX_MEMORY_BYTES = 65536 * WASM_PAGE;
 
