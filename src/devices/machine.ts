@@ -6,7 +6,7 @@ import { deviceDma, dmaPort, type DmaPort, type FaultRecord } from "../iommu/dma
 import { GroupDevice, iommuCaps, IommuGroups, type IommuGroup } from "../iommu/iommu_group.js";
 import { Iommufd } from "../iommufd/main.js";
 import { modelBar0Size, modelEngine, modelIds, modelIrqs } from "./models.js";
-import { PciBus } from "./pci.js";
+import { onRootBus, PciBus } from "./pci.js";
 import { VfioPciCoreDevice } from "../vfio/pci_core.js";
 import { Vfio, type VfioDevice } from "../vfio/vfio_main.js";
 import type { KernelCore } from "../kernel/kernel.js";
@@ -119,6 +119,8 @@ export class Machine implements Kernel {
     }
     const dir = this.pci.add(cfg.bdf, ids, null);
     const group = this.groups.add(groupId, { bdf: cfg.bdf, sysfsDir: dir });
+    const fn = this.pci.function(cfg.bdf)!;
+    fn.iommuGroup = groupId;
     let bound: string | null = null;
     let vdev: VfioDevice | null = null;
     let pciCore: VfioPciCoreDevice | null = null;
@@ -134,7 +136,10 @@ export class Machine implements Kernel {
         ...modelIrqs[cfg.model],
         engine: modelEngine[cfg.model],
       });
-      const r = this.vfio.register(cfg.bdf, pciCore, new GroupDevice(cfg.bdf, group, caps), dir);
+      // vfio_pci_core_register_device: a root-bus function is a reset domain of its own; one
+      // behind a root port (no slot reset) shares a dev_set with every function of its bus.
+      const devSetKey = onRootBus(fn) ? undefined : `pci-bus ${fn.segment}:${fn.bus}`;
+      const r = this.vfio.register(cfg.bdf, pciCore, new GroupDevice(cfg.bdf, group, caps), dir, devSetKey);
       if (typeof r === "number") {
         pciCore.free();
         this.groups.remove(groupId, cfg.bdf);
@@ -143,6 +148,7 @@ export class Machine implements Kernel {
       }
       vdev = r;
       vdev.driverData = pciCore;
+      pciCore.resetBus = () => this.pci.resetBusFunctions(cfg.bdf);
       bound = "vfio-pci";
     }
     if (bound) this.pci.bindDriver(cfg.bdf, bound);

@@ -21,6 +21,8 @@ import {
   VFIO_PCI_NUM_REGIONS, VFIO_PCI_OFFSET_SHIFT, VFIO_PCI_REQ_IRQ_INDEX, VFIO_PCI_ROM_REGION_INDEX,
   VFIO_REGION_INFO_CAP_MSIX_MAPPABLE, VFIO_REGION_INFO_FLAG_CAPS, VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ,
   VFIO_REGION_INFO_FLAG_WRITE, vfio_device_info, vfio_irq_info, vfio_irq_set, vfio_region_info,
+  VFIO_PCI_DEVID_NOT_OWNED, VFIO_PCI_DEVID_OWNED, VFIO_PCI_HOT_RESET_FLAG_DEV_ID, VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED,
+  vfio_pci_dependent_device, vfio_pci_hot_reset, vfio_pci_hot_reset_info,
 } from "../uapi/vfio.js";
 import { EventFd, eventfdFops } from "../kernel/eventfd.js";
 import { Mappers, type File, type FileMapping, type MmapRequest } from "../kernel/file.js";
@@ -45,7 +47,8 @@ import { VfioPciMsi } from "./pci_intrs.js";
 import { memoryEnabled } from "../devices/pci_bar.js";
 import { pciRw } from "../devices/pci_rw.js";
 import { synchronizeDma } from "../kernel/grace.js";
-import type { PciIds } from "../devices/pci.js";
+import type { PciFunction, PciIds } from "../devices/pci.js";
+import type { IommufdCtx } from "../iommufd/main.js";
 import { IoatEngine } from "../devices/ioat.js";
 import type { DeviceSharedState, VfioDevice, VfioDeviceFile, VfioDeviceOps } from "./vfio_main.js";
 
@@ -268,7 +271,7 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
       case VFIO_DEVICE_GET_IRQ_INFO: return this.getIrqInfo(arg, proc);
       case VFIO_DEVICE_SET_IRQS: return this.setIrqs(arg, proc);
       case VFIO_DEVICE_RESET: return this.reset(dev);
-      case VFIO_DEVICE_GET_PCI_HOT_RESET_INFO: return this.hotResetInfo(arg, proc);
+      case VFIO_DEVICE_GET_PCI_HOT_RESET_INFO: return this.hotResetInfo(dev, arg, proc);
       case VFIO_DEVICE_PCI_HOT_RESET: return this.hotReset(dev, arg, proc);
       default: return -errno.ENOTTY;
     }
@@ -495,28 +498,115 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
 
   /**
    * vfio_pci_ioctl_get_pci_hot_reset_info: struct vfio_pci_hot_reset_info { argsz, flags,
-   * count, devices[] } (minsz 12). Then pci_probe_reset_slot / _bus: every function here sits
-   * directly on a root bus, which has no bridge to reset, and in no hotplug slot: ENODEV.
+   * count, devices[] } (minsz 12). A root-bus function has neither a slot nor a bus reset:
+   * ENODEV. Otherwise every function on its bus is affected: too small an array gives ENOSPC
+   * with the header's count; else one vfio_pci_dependent_device each, by group id for a
+   * group-opened device, by devid in the caller's iommufd for a cdev-opened one.
    */
-  private hotResetInfo(arg: number, proc: Process): number {
-    const h = proc.mm.copyFromUser(arg, 12);
+  private hotResetInfo(dev: VfioDevice, arg: number, proc: Process): number {
+    const h = proc.mm.copyFromUser(arg, vfio_pci_hot_reset_info.size);
     if (typeof h === "number") return -errno.EFAULT;
-    if (new DataView(h.buffer, h.byteOffset, 12).getUint32(0, true) < 12) return -errno.EINVAL;
-    return -errno.ENODEV;
+    const hv = new DataView(h.buffer, h.byteOffset, h.length);
+    const HF = vfio_pci_hot_reset_info.fields;
+    const argsz = hv.getUint32(HF.argsz.off, true);
+    if (argsz < vfio_pci_hot_reset_info.size) return -errno.EINVAL;
+    hv.setUint32(HF.flags.off, 0, true);
+    const fns = this.resetBus?.() ?? null;
+    if (!fns) return -errno.ENODEV;
+    const E = vfio_pci_dependent_device;
+    if (fns.length > Math.floor((argsz - vfio_pci_hot_reset_info.size) / E.size)) {
+      hv.setUint32(HF.count.off, fns.length, true);
+      return this.copyOut(proc, arg, h, h.length) < 0 ? -errno.EFAULT : -errno.ENOSPC;
+    }
+    let flags = dev.cdevOpened ? VFIO_PCI_HOT_RESET_FLAG_DEV_ID | VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED : 0;
+    const ictx = dev.iommufdDevice?.ctx ?? null;
+    const out = new Uint8Array(fns.length * E.size);
+    const ov = new DataView(out.buffer);
+    for (let i = 0; i < fns.length; i++) {
+      const f = fns[i];
+      const at = i * E.size;
+      ov.setUint16(at + E.fields.segment.off, f.segment, true);
+      ov.setUint8(at + E.fields.bus.off, f.bus);
+      ov.setUint8(at + E.fields.devfn.off, f.devfn);
+      if (flags & VFIO_PCI_HOT_RESET_FLAG_DEV_ID) {
+        // Only functions represented in the dev_set can be owned.
+        const other = devSetMember(dev, f.bdf);
+        const id = other ? hotResetDevId(other, ictx) : -errno.ENODEV;
+        const devid = id > 0 ? id : id === -errno.ENOENT ? VFIO_PCI_DEVID_OWNED : VFIO_PCI_DEVID_NOT_OWNED;
+        ov.setUint32(at + E.fields.devid.off, devid >>> 0, true);
+        if (devid === VFIO_PCI_DEVID_NOT_OWNED) flags &= ~VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED;
+      } else {
+        // A function outside any IOMMU group is not isolated: it cannot be reset by a user.
+        if (f.iommuGroup === null) return -errno.EPERM;
+        ov.setUint32(at + E.fields.group_id.off, f.iommuGroup, true);
+      }
+    }
+    // The array goes first; the header only when it got there.
+    if (proc.mm.copyToUser(arg + vfio_pci_hot_reset_info.size, out) < 0) return -errno.EFAULT;
+    hv.setUint32(HF.count.off, fns.length, true);
+    hv.setUint32(HF.flags.off, flags, true);
+    return this.copyOut(proc, arg, h, h.length);
   }
 
   /**
    * vfio_pci_ioctl_pci_hot_reset: struct vfio_pci_hot_reset { argsz, flags, count, group_fds[] }.
    * Flags must be 0; a cdev-opened device passes count 0 (the iommufd form), a group-opened one
-   * its group fds; then, as above, no slot or bus reset is possible here: ENODEV.
+   * its group fds (at most one per affected function); a root-bus function: ENODEV. Then
+   * vfio_pci_dev_set_hot_reset.
    */
   private hotReset(dev: VfioDevice, arg: number, proc: Process): number {
-    const h = proc.mm.copyFromUser(arg, 12);
+    const h = proc.mm.copyFromUser(arg, vfio_pci_hot_reset.size);
     if (typeof h === "number") return -errno.EFAULT;
-    const v = new DataView(h.buffer, h.byteOffset, 12);
-    if (v.getUint32(0, true) < 12 || v.getUint32(4, true)) return -errno.EINVAL;
-    if ((v.getUint32(8, true) !== 0) === dev.cdevOpened) return -errno.EINVAL;
-    return -errno.ENODEV;
+    const v = new DataView(h.buffer, h.byteOffset, h.length);
+    const F = vfio_pci_hot_reset.fields;
+    if (v.getUint32(F.argsz.off, true) < vfio_pci_hot_reset.size || v.getUint32(F.flags.off, true)) return -errno.EINVAL;
+    const count = v.getUint32(F.count.off, true);
+    if ((count !== 0) === dev.cdevOpened) return -errno.EINVAL;
+    const fns = this.resetBus?.() ?? null;
+    if (!fns) return -errno.ENODEV;
+    if (count === 0) {
+      // The iommufd form: each device bound to the caller's context, or its group owned there.
+      const ictx = dev.iommufdDevice?.ctx ?? null;
+      return hotResetDevSet(dev, fns, (d) => {
+        const id = hotResetDevId(d, ictx);
+        return id > 0 || id === -errno.ENOENT;
+      });
+    }
+    // vfio_pci_ioctl_pci_hot_reset_groups: no more fds than affected functions.
+    if (count > fns.length) return -errno.EINVAL;
+    const raw = proc.mm.copyFromUser(arg + vfio_pci_hot_reset.size, count * 4);
+    if (typeof raw === "number") return -errno.EFAULT;
+    const rv = new DataView(raw.buffer, raw.byteOffset, raw.length);
+    const files: File[] = [];
+    try {
+      for (let i = 0; i < count; i++) {
+        const file = proc.fget(rv.getInt32(i * 4, true));
+        if (!file) return -errno.EBADF;
+        // vfio_file_is_group.
+        if (file.ops !== dev.vfio.groups.fops) {
+          this.kcore.fput(file);
+          return -errno.EINVAL;
+        }
+        files.push(file);
+      }
+      // vfio_dev_in_groups: vfio_file_has_dev on each file.
+      return hotResetDevSet(dev, fns, (d) => files.some((f) => f.priv === d.group));
+    } finally {
+      for (const f of files) this.kcore.fput(f);
+    }
+  }
+
+  /** pci_probe_reset_bus + the functions on the bus (set by the machine; null: the root bus). */
+  resetBus: (() => readonly PciFunction[] | null) | null = null;
+
+  /**
+   * One function's part of pci_reset_bus: its BAR mmaps zapped first (vfio_pci_zap_bars, under
+   * the memory lock the kernel holds across the reset; they refault afterwards), then the
+   * reset with its config state saved and restored around it.
+   */
+  busReset(): void {
+    this.zapBars();
+    this.functionReset();
   }
 
   /** pci_is_pcie. */
@@ -669,4 +759,36 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
   private zapBars(): void {
     for (const { mapping, mappers } of this.barMaps) for (const mm of mappers.keys()) mm.zapFilePages(mapping, 0);
   }
+}
+
+/** vfio_find_device_in_devset: the vfio device of the function at `bdf` in `dev`'s set. */
+function devSetMember(dev: VfioDevice, bdf: string): VfioDevice | undefined {
+  for (const d of dev.devSet.devices) if (d.name === bdf) return d;
+  return undefined;
+}
+
+/**
+ * vfio_iommufd_get_dev_id: the device's id when it is bound to `ictx`; -ENOENT when it is not
+ * but its IOMMU group is (iommufd_ctx_has_group: a device of the group is bound there, so no
+ * other context can own this one); -ENODEV otherwise.
+ */
+function hotResetDevId(d: VfioDevice, ictx: IommufdCtx | null): number {
+  const own = d.iommufdDevice?.ctx ?? null;
+  if (own === ictx) return d.iommufdDevice ? d.iommufdDevice.id : -errno.EINVAL;
+  const g = d.iommuDev.groupId;
+  if (g === null || !ictx) return -errno.ENODEV;
+  return (ictx.groups.get(g)?.bound ?? 0) > 0 ? -errno.ENOENT : -errno.ENODEV;
+}
+
+/**
+ * vfio_pci_dev_set_hot_reset: every function on the bus must be in the dev_set (bound to
+ * vfio-pci; vfio_pci_dev_set_resettable) and every device of the set owned by the caller
+ * (`owned`), else EINVAL with nothing touched; then pci_reset_bus resets every function.
+ */
+function hotResetDevSet(dev: VfioDevice, fns: readonly PciFunction[], owned: (d: VfioDevice) => boolean): number {
+  const set = dev.devSet;
+  if (!fns.every((f) => devSetMember(dev, f.bdf))) return -errno.EINVAL;
+  for (const d of set.devices) if (!owned(d)) return -errno.EINVAL;
+  for (const d of set.devices) (d.ops as VfioPciCoreDevice).busReset();
+  return 0;
 }
