@@ -88,6 +88,26 @@ describe("mmap placement", () => {
   });
 });
 
+describe("commit charge (accountable_mapping, shmem_acct_size)", () => {
+  it("private writable and shared anonymous memory are charged; read-only and PROT_NONE private reservations are not", async () => {
+    const { kernel, proc } = await setup();
+    const c0 = kernel.stats().committedPages;
+    const limit = kernel.stats().commitLimitPages;
+    // An address-space reservation far past the commit limit, as mmap_reserve makes one.
+    const huge = (limit + 1024) * PAGE;
+    const r = proc.mmap(0, huge, 0, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    expect(r).toBeGreaterThan(0);
+    expect(proc.mmap(0, 8 * PAGE, 1, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)).toBeGreaterThan(0);
+    expect(kernel.stats().committedPages).toBe(c0);
+    // The same size writable is refused; shared anonymous memory is charged even read-only.
+    expect(proc.mmap(0, huge, RW, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)).toBe(-errno.ENOMEM);
+    expect(proc.mmap(0, 8 * PAGE, 1, MAP_SHARED | MAP_ANONYMOUS, -1, 0)).toBeGreaterThan(0);
+    expect(kernel.stats().committedPages).toBe(c0 + 8);
+    expect(proc.munmap(r, huge)).toBe(0);
+    expect(kernel.stats().committedPages).toBe(c0 + 8);
+  });
+});
+
 describe("MAP_FIXED", () => {
   it("replaces what was mapped, keeping the rest and the commit charge right", async () => {
     const { kernel, proc } = await setup();

@@ -1,5 +1,5 @@
-// Memory accounting: the commit limit (strict overcommit: every anonymous page is charged at
-// mmap, so ENOMEM is deterministic) and the per-user locked_vm counters that RLIMIT_MEMLOCK
+// Memory accounting: the commit limit (strict overcommit, vm.overcommit_memory=2: what Linux
+// accounts is charged at mmap, so ENOMEM is deterministic; Mm.mmap says which mappings are) and the per-user locked_vm counters that RLIMIT_MEMLOCK
 // is checked against (the kernel's user_struct->locked_vm). Per-mm counters live on Mm.
 
 export class MemAccounting {

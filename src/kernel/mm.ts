@@ -252,12 +252,15 @@ export class Mm {
       if (rc < 0) return rc;
     }
 
-    // Commit charge: anonymous memory and hugetlb (which take their frames from the same
-    // pool), and private writable file mappings (their copies), unless MAP_NORESERVE. Pages
-    // that MAP_FIXED replaces hand their charge over (mmap_region's nr_accounted).
+    // Commit charge, unless MAP_NORESERVE: private writable mappings, anonymous or of a file
+    // (accountable_mapping: only their pages can become private copies), shared anonymous
+    // memory (shmem_acct_size, whatever the protection) and hugetlb (which takes its frames
+    // from the same pool). A read-only or PROT_NONE private mapping (an address-space
+    // reservation) is not charged. Pages that MAP_FIXED replaces hand their charge over
+    // (mmap_region's nr_accounted).
     const kind: VmaKind = pageSize > PAGE_SIZE ? "hugetlb" : anon ? "anon" : "file";
     const pages = len / PAGE_SIZE;
-    const accountable = kind !== "file" || (!shared && (prot & PROT_WRITE) !== 0);
+    const accountable = kind === "hugetlb" || (kind === "anon" && shared) || (!shared && (prot & PROT_WRITE) !== 0);
     const charge = internal || !accountable || (flags & MAP_NORESERVE) ? 0 : pages;
     const replaced = fixed ? this.chargedIn(start, start + len) : 0;
     if (charge > 0 && !this.acct.commit(charge, replaced)) return -errno.ENOMEM;
