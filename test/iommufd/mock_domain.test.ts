@@ -2,8 +2,8 @@
 // the raw syscall layer of /dev/iommu (CONFORMANCE.md §2b mock variants and §2c). Paraphrased;
 // titles are the kernel's FIXTURE.test ids, variants are the describe blocks.
 // The no_domain variant of FIXTURE iommufd_ioas lives in conformance.test.ts, except for the
-// three scenarios that need the test command in every variant (alloc_hwpt_nested, fork_gone,
-// fork_present), which are here with all four variants.
+// scenarios that need the test command in every variant (alloc_hwpt_nested, the access_* ones,
+// fork_gone, fork_present), which are here with all four variants.
 
 import { describe, it, expect } from "vitest";
 import {
@@ -417,81 +417,6 @@ describe.each(IOAS_VARIANTS)("FIXTURE iommufd_ioas ($name)", (variant) => {
     expect(iovaRanges(fx, fx.ioasId, ranges, 1, 2)).toMatchObject({ rc: 0, num: 1, ranges: [[BigInt(MOCK_APERTURE_START), BigInt(MOCK_APERTURE_LAST)], [0n, 0n]] });
   });
 
-  t("ioas.access_domain_destory", (fx) => {
-    const bufSize = 2 * HUGEPAGE_SIZE;
-    const buf = fx.proc.mmap(0, bufSize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_HUGETLB | MAP_POPULATE, -1, 0);
-    expect(buf).toBeGreaterThan(0);
-    expect(mapFixed(fx, fx.ioasId, buf, bufSize, fx.baseIova)).toBe(0);
-    const afd = createAccess(fx, fx.ioasId, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES);
-    const p = accessPages(fx, afd, fx.baseIova + PG, PG, buf + PG);
-    expect(p.rc).toBe(0);
-    // an unpin across a huge page boundary
-    expect(destroy(fx, fx.stdevId)).toBe(0);
-    expect(destroyAccessPages(fx, afd, p.id)).toBe(0);
-    expect(fx.proc.close(afd)).toBe(0);
-    expect(fx.proc.munmap(buf, bufSize)).toBe(0);
-  });
-
-  t("ioas.access_pin", (fx) => {
-    const afd = createAccess(fx, fx.ioasId, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES);
-    for (let npages = 1; npages < BUFFER_SIZE / PG; npages++) {
-      const len = npages * PG;
-      // single map/unmap
-      expect(mapFixed(fx, fx.ioasId, fx.buffer, BUFFER_SIZE, MOCK_APERTURE_START)).toBe(0);
-      let p = accessPages(fx, afd, MOCK_APERTURE_START, len, fx.buffer);
-      expect(p.rc, `npages ${npages}`).toBe(0);
-      expect(destroyAccessPages(fx, afd, p.id)).toBe(0);
-      // double user
-      const p1 = accessPages(fx, afd, MOCK_APERTURE_START, len, fx.buffer);
-      expect(p1.rc).toBe(0);
-      const p2 = accessPages(fx, afd, MOCK_APERTURE_START, len, fx.buffer);
-      expect(p2.rc).toBe(0);
-      expect(p2.id).not.toBe(p1.id);
-      expect(destroyAccessPages(fx, afd, p2.id)).toBe(0);
-      expect(destroyAccessPages(fx, afd, p1.id)).toBe(0);
-      // add/remove a domain with a user
-      p = accessPages(fx, afd, MOCK_APERTURE_START, len, fx.buffer);
-      expect(p.rc).toBe(0);
-      const d = mockDomainOk(fx, fx.ioasId);
-      expect(checkMap(fx, d.hwptId, MOCK_APERTURE_START, BUFFER_SIZE, fx.buffer), "new domain filled").toBe(0);
-      expect(destroy(fx, d.stdevId)).toBe(0);
-      expect(destroyAccessPages(fx, afd, p.id)).toBe(0);
-      expect(unmap(fx, fx.ioasId, MOCK_APERTURE_START, BUFFER_SIZE).rc).toBe(0);
-    }
-    expect(fx.proc.close(afd)).toBe(0);
-  });
-
-  t("ioas.access_pin_unmap", (fx) => {
-    const afd = createAccess(fx, fx.ioasId, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES);
-    expect(mapFixed(fx, fx.ioasId, fx.buffer, BUFFER_SIZE, MOCK_APERTURE_START)).toBe(0);
-    const p = accessPages(fx, afd, MOCK_APERTURE_START, BUFFER_SIZE, fx.buffer);
-    expect(p.rc).toBe(0);
-    // the unmap op drops the pin
-    expect(unmap(fx, fx.ioasId, MOCK_APERTURE_START, BUFFER_SIZE).rc).toBe(0);
-    expect(destroyAccessPages(fx, afd, p.id)).toBe(-errno.ENOENT);
-  });
-
-  t("ioas.access_rw", (fx) => {
-    const afd = createAccess(fx, fx.ioasId, 0);
-    const m = mapAuto(fx, fx.ioasId, fx.buffer, BUFFER_SIZE);
-    expect(m.rc).toBe(0);
-    checkAccessRw(fx, fx.buffer, afd, Number(m.iova), 0);
-    checkAccessRw(fx, fx.buffer, afd, Number(m.iova), MOCK_ACCESS_RW_SLOW_PATH);
-    expect(unmap(fx, fx.ioasId, m.iova, BUFFER_SIZE).rc).toBe(0);
-    expect(fx.proc.close(afd)).toBe(0);
-  });
-
-  t("ioas.access_rw_unaligned", (fx) => {
-    const afd = createAccess(fx, fx.ioasId, 0);
-    // an iova that is not CPU-page aligned
-    const iova = fx.baseIova + MOCK_PAGE_SIZE;
-    expect(mapFixed(fx, fx.ioasId, fx.buffer, BUFFER_SIZE, iova)).toBe(0);
-    checkAccessRw(fx, fx.buffer, afd, iova, 0);
-    expect(unmap(fx, fx.ioasId, iova, BUFFER_SIZE).rc).toBe(0);
-    expect(fx.proc.close(afd)).toBe(0);
-  });
-
-
   t("ioas.ioas_option_huge_pages", (fx) => {
     const opt = (op: number, val64: number) => {
       const c = optionCmd({ optionId: IOMMU_OPTION_HUGE_PAGES, op, objectId: fx.ioasId, val64 });
@@ -529,7 +454,7 @@ describe.each(IOAS_VARIANTS)("FIXTURE iommufd_ioas ($name)", (variant) => {
 });
 
 // ---------------------------------------------------------------------------------------------
-// FIXTURE iommufd_ioas, every variant (no_domain included): nested HWPTs and fork
+// FIXTURE iommufd_ioas, every variant (no_domain included): nested HWPTs, the accesses and fork
 
 const ALL_IOAS_VARIANTS: IoasVariant[] = [{ name: "no_domain", mockDomains: 0, memoryLimit: 0 }, ...IOAS_VARIANTS];
 
@@ -718,6 +643,80 @@ describe.each(ALL_IOAS_VARIANTS)("FIXTURE iommufd_ioas ($name)", (variant) => {
     expect(destroy(fx, notWork.id)).toBe(0);
     expect(fx.proc.close(fault.fd)).toBe(0);
     expect(destroy(fx, fault.id)).toBe(0);
+  });
+
+  t("ioas.access_domain_destory", (fx) => {
+    const bufSize = 2 * HUGEPAGE_SIZE;
+    const buf = fx.proc.mmap(0, bufSize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_HUGETLB | MAP_POPULATE, -1, 0);
+    expect(buf).toBeGreaterThan(0);
+    expect(mapFixed(fx, fx.ioasId, buf, bufSize, fx.baseIova)).toBe(0);
+    const afd = createAccess(fx, fx.ioasId, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES);
+    const p = accessPages(fx, afd, fx.baseIova + PG, PG, buf + PG);
+    expect(p.rc).toBe(0);
+    // an unpin across a huge page boundary
+    if (fx.stdevId) expect(destroy(fx, fx.stdevId)).toBe(0);
+    expect(destroyAccessPages(fx, afd, p.id)).toBe(0);
+    expect(fx.proc.close(afd)).toBe(0);
+    expect(fx.proc.munmap(buf, bufSize)).toBe(0);
+  });
+
+  t("ioas.access_pin", (fx) => {
+    const afd = createAccess(fx, fx.ioasId, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES);
+    for (let npages = 1; npages < BUFFER_SIZE / PG; npages++) {
+      const len = npages * PG;
+      // single map/unmap
+      expect(mapFixed(fx, fx.ioasId, fx.buffer, BUFFER_SIZE, MOCK_APERTURE_START)).toBe(0);
+      let p = accessPages(fx, afd, MOCK_APERTURE_START, len, fx.buffer);
+      expect(p.rc, `npages ${npages}`).toBe(0);
+      expect(destroyAccessPages(fx, afd, p.id)).toBe(0);
+      // double user
+      const p1 = accessPages(fx, afd, MOCK_APERTURE_START, len, fx.buffer);
+      expect(p1.rc).toBe(0);
+      const p2 = accessPages(fx, afd, MOCK_APERTURE_START, len, fx.buffer);
+      expect(p2.rc).toBe(0);
+      expect(p2.id).not.toBe(p1.id);
+      expect(destroyAccessPages(fx, afd, p2.id)).toBe(0);
+      expect(destroyAccessPages(fx, afd, p1.id)).toBe(0);
+      // add/remove a domain with a user
+      p = accessPages(fx, afd, MOCK_APERTURE_START, len, fx.buffer);
+      expect(p.rc).toBe(0);
+      const d = mockDomainOk(fx, fx.ioasId);
+      expect(checkMap(fx, d.hwptId, MOCK_APERTURE_START, BUFFER_SIZE, fx.buffer), "new domain filled").toBe(0);
+      expect(destroy(fx, d.stdevId)).toBe(0);
+      expect(destroyAccessPages(fx, afd, p.id)).toBe(0);
+      expect(unmap(fx, fx.ioasId, MOCK_APERTURE_START, BUFFER_SIZE).rc).toBe(0);
+    }
+    expect(fx.proc.close(afd)).toBe(0);
+  });
+
+  t("ioas.access_pin_unmap", (fx) => {
+    const afd = createAccess(fx, fx.ioasId, MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES);
+    expect(mapFixed(fx, fx.ioasId, fx.buffer, BUFFER_SIZE, MOCK_APERTURE_START)).toBe(0);
+    const p = accessPages(fx, afd, MOCK_APERTURE_START, BUFFER_SIZE, fx.buffer);
+    expect(p.rc).toBe(0);
+    // the unmap op drops the pin
+    expect(unmap(fx, fx.ioasId, MOCK_APERTURE_START, BUFFER_SIZE).rc).toBe(0);
+    expect(destroyAccessPages(fx, afd, p.id)).toBe(-errno.ENOENT);
+  });
+
+  t("ioas.access_rw", (fx) => {
+    const afd = createAccess(fx, fx.ioasId, 0);
+    const m = mapAuto(fx, fx.ioasId, fx.buffer, BUFFER_SIZE);
+    expect(m.rc).toBe(0);
+    checkAccessRw(fx, fx.buffer, afd, Number(m.iova), 0);
+    checkAccessRw(fx, fx.buffer, afd, Number(m.iova), MOCK_ACCESS_RW_SLOW_PATH);
+    expect(unmap(fx, fx.ioasId, m.iova, BUFFER_SIZE).rc).toBe(0);
+    expect(fx.proc.close(afd)).toBe(0);
+  });
+
+  t("ioas.access_rw_unaligned", (fx) => {
+    const afd = createAccess(fx, fx.ioasId, 0);
+    // an iova that is not CPU-page aligned
+    const iova = fx.baseIova + MOCK_PAGE_SIZE;
+    expect(mapFixed(fx, fx.ioasId, fx.buffer, BUFFER_SIZE, iova)).toBe(0);
+    checkAccessRw(fx, fx.buffer, afd, iova, 0);
+    expect(unmap(fx, fx.ioasId, iova, BUFFER_SIZE).rc).toBe(0);
+    expect(fx.proc.close(afd)).toBe(0);
   });
 
   t("ioas.fork_gone", (fx) => {
