@@ -361,13 +361,20 @@ export class IoPagetable {
       // One call per run of physically contiguous frames.
       const npages = pages.contigFrames(idx, Math.ceil((inPage + left) / PAGE_SIZE));
       const run = Math.min(npages * PAGE_SIZE - inPage, left);
-      rc = d.map(a.start + BigInt(done), pages.frameAt(idx) * PAGE_SIZE + inPage, run, a.prot, allowLarge);
-      if (rc < 0) {
-        if (done > 0) d.unmap(a.start, done);
-        pages.unpinRange(first, last);
-        return rc;
+      const phys = pages.frameAt(idx) * PAGE_SIZE + inPage;
+      // batch_iommu_map_small: with large pages off (VFIO type1 v1) every PAGE_SIZE is its own
+      // map call, so a later cut of the area can unmap any page-aligned piece of it.
+      const step = allowLarge ? run : PAGE_SIZE;
+      for (let o = 0; o < run; o += step) {
+        const len = Math.min(step, run - o);
+        rc = d.map(a.start + BigInt(done), phys + o, len, a.prot, allowLarge);
+        if (rc < 0) {
+          if (done > 0) d.unmap(a.start, done);
+          pages.unpinRange(first, last);
+          return rc;
+        }
+        done += len;
       }
-      done += run;
       off += run;
       left -= run;
     }
