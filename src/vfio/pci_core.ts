@@ -23,6 +23,9 @@ import {
   VFIO_REGION_INFO_FLAG_WRITE, vfio_device_info, vfio_irq_info, vfio_irq_set, vfio_region_info,
   VFIO_PCI_DEVID_NOT_OWNED, VFIO_PCI_DEVID_OWNED, VFIO_PCI_HOT_RESET_FLAG_DEV_ID, VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED,
   vfio_pci_dependent_device, vfio_pci_hot_reset, vfio_pci_hot_reset_info,
+  VFIO_DEVICE_FEATURE_MASK, VFIO_DEVICE_FEATURE_SET, VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY,
+  VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP, VFIO_DEVICE_FEATURE_LOW_POWER_EXIT,
+  vfio_device_low_power_entry_with_wakeup,
 } from "../uapi/vfio.js";
 import { EventFd, eventfdFops } from "../kernel/eventfd.js";
 import { Mappers, type File, type FileMapping, type MmapRequest } from "../kernel/file.js";
@@ -50,7 +53,7 @@ import { synchronizeDma } from "../kernel/grace.js";
 import type { PciFunction, PciIds } from "../devices/pci.js";
 import type { IommufdCtx } from "../iommufd/main.js";
 import { IoatEngine } from "../devices/ioat.js";
-import type { DeviceSharedState, VfioDevice, VfioDeviceFile, VfioDeviceOps } from "./vfio_main.js";
+import { vfioCheckFeature, type DeviceSharedState, type VfioDevice, type VfioDeviceFile, type VfioDeviceOps } from "./vfio_main.js";
 
 /** A region's file offset: index * REGION_SPAN + offset (index << 40). */
 const REGION_SPAN = 2 ** VFIO_PCI_OFFSET_SHIFT;
@@ -230,6 +233,7 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
 
   /** vfio_pci_core_disable: interrupts torn down, bus mastering off, function reset. */
   closeDevice(_dev: VfioDevice): void {
+    this.runtimePmExit();
     this.msi?.disable();
     this.msi?.flushPuts();
     this.intxTrigger = this.putTrigger(this.intxTrigger);
@@ -257,9 +261,70 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
     return uuid ? -errno.EINVAL : 0;
   }
 
-  /** vfio-pci's device_feature: no VF token (not a PF), no low-power or DMA-buf modelled. */
-  deviceFeature(): number {
-    return -errno.ENOTTY;
+  /**
+   * vfio_pci_core_ioctl_feature: the low-power features (runtime PM); PCI_VF_TOKEN is ENOTTY
+   * (not an SR-IOV PF: no vf_token), and so is every other index (no DMA-buf export modelled).
+   */
+  deviceFeature(_dev: VfioDevice, flags: number, arg: number, argsz: number, proc: Process): number {
+    switch (flags & VFIO_DEVICE_FEATURE_MASK) {
+      case VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY: {
+        const rc = vfioCheckFeature(flags, argsz, VFIO_DEVICE_FEATURE_SET, 0);
+        return rc !== 1 ? rc : this.runtimePmEntry(null);
+      }
+      case VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP: {
+        const rc = vfioCheckFeature(flags, argsz, VFIO_DEVICE_FEATURE_SET, vfio_device_low_power_entry_with_wakeup.size);
+        if (rc !== 1) return rc;
+        const b = proc.mm.copyFromUser(arg, vfio_device_low_power_entry_with_wakeup.size);
+        if (typeof b === "number") return -errno.EFAULT;
+        const fd = new DataView(b.buffer, b.byteOffset, 4).getInt32(0, true);
+        if (fd < 0) return -errno.EINVAL;
+        const e = this.eventfdGet(fd, proc);
+        if (typeof e === "number") return e;
+        const r = this.runtimePmEntry(e);
+        if (r) this.putTrigger(e);
+        return r;
+      }
+      case VFIO_DEVICE_FEATURE_LOW_POWER_EXIT: {
+        const rc = vfioCheckFeature(flags, argsz, VFIO_DEVICE_FEATURE_SET, 0);
+        if (rc !== 1) return rc;
+        // The ioctl's own resume already ended a low-power entry with a wake-up eventfd.
+        this.runtimePmExit();
+        return 0;
+      }
+      default: return -errno.ENOTTY;
+    }
+  }
+
+  /** pm_runtime_engaged: the user put the function in low power (BAR mmaps fault meanwhile). */
+  private pmEngaged = false;
+  /** pm_wake_eventfd_ctx: signalled when a resume ends the low-power state. */
+  private pmWake: File | null = null;
+
+  /** vfio_pci_runtime_pm_entry: BAR mmaps zapped; a second entry is EINVAL. */
+  private runtimePmEntry(wake: File | null): number {
+    this.zapBars();
+    if (this.pmEngaged) return -errno.EINVAL;
+    this.pmEngaged = true;
+    this.pmWake = wake;
+    return 0;
+  }
+
+  /** __vfio_pci_runtime_pm_exit. */
+  private runtimePmExit(): void {
+    if (!this.pmEngaged) return;
+    this.pmEngaged = false;
+    this.pmWake = this.putTrigger(this.pmWake);
+  }
+
+  /**
+   * vfio_pci_core_runtime_resume (an ioctl or a region read/write wakes the function): with a
+   * wake-up eventfd the eventfd is signalled and low power ends; without one the function
+   * suspends again once the call is done, so the entry stands.
+   */
+  runtimeResume(_dev: VfioDevice): void {
+    if (!this.pmWake) return;
+    (this.pmWake.priv as EventFd).add(1n);
+    this.runtimePmExit();
   }
 
   // ---- ioctls ---------------------------------------------------------------------------
@@ -686,11 +751,14 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
 
   // ---- read / write / mmap --------------------------------------------------------------
 
-  read(_dev: VfioDevice, buf: Uint8Array, pos: number): number {
+  read(dev: VfioDevice, buf: Uint8Array, pos: number): number {
+    // vfio_pci_rw resumes the function for any region it knows (pm_runtime_resume_and_get).
+    if (Math.floor(pos / 2 ** 40) < VFIO_PCI_NUM_REGIONS) this.runtimeResume(dev);
     return this.rw(buf, pos, false);
   }
 
-  write(_dev: VfioDevice, buf: Uint8Array, pos: number): number {
+  write(dev: VfioDevice, buf: Uint8Array, pos: number): number {
+    if (Math.floor(pos / 2 ** 40) < VFIO_PCI_NUM_REGIONS) this.runtimeResume(dev);
     return this.rw(buf, pos, true);
   }
 
@@ -738,7 +806,7 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
       // vfio_pci_core_mmap marks the VMA VM_IO | VM_PFNMAP: BAR pages are not pinnable memory.
       pfnmap: true,
       // vfio_pci_mmap_huge_fault: SIGBUS (EFAULT here) while memory decoding is off.
-      frameAt: (pgoff: number) => (pgoff - base >= 0 && pgoff - base < pages && frame >= 0 && this.memoryOn
+      frameAt: (pgoff: number) => (pgoff - base >= 0 && pgoff - base < pages && frame >= 0 && this.memoryOn && !this.pmEngaged
         ? frame + pgoff - base : -errno.EFAULT),
       // Stores through the mapping reach the engine's registers (MMIO).
       ...(engine ? { mmioWrite: (off: number, data: Uint8Array) => engine.regs.write(off - base * PAGE_SIZE, data) } : {}),

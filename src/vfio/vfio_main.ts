@@ -39,6 +39,19 @@ export const VFIO_DEV_MAJOR = 511;
 /** MINORMASK: 2^20 minors, indexes 0..2^20-1. */
 export const VFIO_DEV_MINORS = 1 << 20;
 
+/**
+ * vfio_check_feature: the ops a feature supports (GET/SET) and the payload it needs. 0 for a
+ * PROBE that passes (nothing done), 1 when the caller goes on, else -EINVAL.
+ */
+export function vfioCheckFeature(flags: number, argsz: number, supportedOps: number, minsz: number): number {
+  if ((flags & (VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_SET)) & ~supportedOps) return -errno.EINVAL;
+  if (flags & VFIO_DEVICE_FEATURE_PROBE) return 0;
+  // Without PROBE one of GET or SET must be asked for.
+  if (!(flags & (VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_SET))) return -errno.EINVAL;
+  if (argsz < minsz) return -errno.EINVAL;
+  return 1;
+}
+
 /** What a VFIO bus driver (vfio-pci) supplies: the kernel's struct vfio_device_ops. */
 export interface VfioDeviceOps {
   /** The driver's name ("vfio-pci"), for messages. */
@@ -52,6 +65,11 @@ export interface VfioDeviceOps {
   mmap?(dev: VfioDevice, req: MmapRequest): FileMapping | number;
   /** The unplug request (vfio-pci signals the REQ eventfd); count is 0, 1, 2, ... */
   request?(dev: VfioDevice, count: number): void;
+  /**
+   * vfio_device_pm_runtime_get before every ioctl of a granted file: the device resumes from
+   * runtime suspend (vfio-pci: a low-power entry with a wake-up eventfd ends, signalling it).
+   */
+  runtimeResume?(dev: VfioDevice): void;
   /** VFIO_DEVICE_FEATURE for indexes the core does not handle. */
   deviceFeature?(dev: VfioDevice, flags: number, dataArg: number, dataLen: number, proc: Process): number;
   /** match_token_uuid: validates a BIND token (null when none was given). */
@@ -492,6 +510,7 @@ export class Vfio {
     const g = this.gate(file);
     if (g !== 0) return g;
     const dev = df.device;
+    dev.ops.runtimeResume?.(dev);
     if (!df.group) {
       if (cmd === VFIO_DEVICE_ATTACH_IOMMUFD_PT) return vfioDfIoctlAttachPt(this, df, arg, proc);
       if (cmd === VFIO_DEVICE_DETACH_IOMMUFD_PT) return vfioDfIoctlDetachPt(this, df, arg, proc);

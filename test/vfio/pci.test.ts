@@ -175,6 +175,55 @@ describe("vfio-pci face (memcpy model)", () => {
     expect(f((1 << 16) | (1 << 17) | 1)).toBe(-errno.EINVAL);
     expect(f((1 << 16) | 1)).toBe(-errno.ENOTTY); // MIGRATION without mig ops
     expect(f((1 << 16) | 0)).toBe(-errno.ENOTTY); // PCI_VF_TOKEN: not a PF
+    expect(f((1 << 17) | 11)).toBe(-errno.ENOTTY); // DMA_BUF: no export modelled
     expect(p.ioctl(d, 0x3b79, 0)).toBe(-errno.ENOTTY);
+  });
+
+  it("DEVICE_FEATURE LOW_POWER_*: vfio_check_feature's rules, one entry at a time, BAR mmaps fault while engaged, a wake-up eventfd ends it on the next ioctl or region access", () => {
+    const GET = 1 << 16, SET = 1 << 17, PROBE = 1 << 18;
+    const ENTRY = 3, WAKEUP = 4, EXIT = 5;
+    const f = (flags: number, payload: number[] = [], argsz = 8 + 4 * payload.length) =>
+      p.ioctlBuf(d, VFIO_DEVICE_FEATURE, struct(8 + 4 * Math.max(payload.length, 2),
+        [[0, 4, argsz], [4, 4, flags], ...payload.map((v, i) => [8 + 4 * i, 4, v >>> 0] as [number, 4, number])]));
+    for (const feat of [ENTRY, WAKEUP, EXIT]) {
+      expect(f(PROBE | feat), `probe ${feat}`).toBe(0);
+      expect(f(PROBE | SET | feat)).toBe(0);
+      expect(f(PROBE | GET | feat)).toBe(-errno.EINVAL); // SET only
+      expect(f(GET | feat)).toBe(-errno.EINVAL);
+      expect(f(feat)).toBe(-errno.EINVAL); // neither GET nor SET
+    }
+    // WITH_WAKEUP: an 8-byte payload, a non-negative eventfd.
+    expect(f(SET | WAKEUP, [0], 12)).toBe(-errno.EINVAL);
+    expect(f(SET | WAKEUP, [-1, 0])).toBe(-errno.EINVAL);
+    expect(f(SET | WAKEUP, [999, 0])).toBe(-errno.EBADF);
+    expect(f(SET | WAKEUP, [d, 0])).toBe(-errno.EINVAL); // not an eventfd
+    // Plain entry: the BAR mmap faults until exit; a second entry is EINVAL.
+    const bar = p.mmap(0, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, d, 0);
+    expect(bar).toBeGreaterThan(0);
+    const b = new Uint8Array(4);
+    expect(p.readMemory(bar, b)).toBe(0);
+    expect(f(SET | ENTRY)).toBe(0);
+    expect(p.readMemory(bar, b)).toBe(-errno.EFAULT);
+    expect(f(SET | ENTRY)).toBe(-errno.EINVAL);
+    expect(p.pread(d, b, CFG)).toBe(4); // a region read wakes it for the call only
+    expect(p.readMemory(bar, b)).toBe(-errno.EFAULT);
+    expect(f(SET | EXIT)).toBe(0);
+    expect(p.readMemory(bar, b)).toBe(0);
+    expect(f(SET | EXIT)).toBe(0); // not engaged: nothing to do
+    // With a wake-up eventfd: the next ioctl signals it once and ends low power.
+    const efd = p.eventfd(0, 0);
+    expect(f(SET | WAKEUP, [efd, 0])).toBe(0);
+    expect(p.readMemory(bar, b)).toBe(-errno.EFAULT);
+    expect(f(SET | WAKEUP, [efd, 0])).toBe(0); // the call's own resume ended the first entry
+    const cnt = new Uint8Array(8);
+    expect(p.read(efd, cnt)).toBe(8);
+    expect(new DataView(cnt.buffer).getBigUint64(0, true)).toBe(1n);
+    expect(p.pwrite(d, new Uint8Array(2), CFG + 0x40)).toBe(2); // a region access resumes too
+    expect(p.read(efd, cnt)).toBe(8);
+    expect(p.readMemory(bar, b)).toBe(0);
+    expect(k.stats().openFiles).toBe(3);
+    expect(p.close(efd)).toBe(0);
+    expect(k.stats().openFiles).toBe(2); // the entry's reference went with the exit
+    expect(p.munmap(bar, 4096)).toBe(0);
   });
 });
