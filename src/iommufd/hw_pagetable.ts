@@ -14,14 +14,13 @@ import {
   iommu_hwpt_invalidate, iommu_hwpt_invalidate_selftest, iommu_hwpt_selftest,
   iommu_hwpt_set_dirty_tracking, iommu_test_hw_info,
 } from "../uapi/iommufd.js";
-import type { UCmd } from "./iommufd_private.js";
-import { setField, type StructLayout } from "../uapi/struct.js";
+import { copyUserData, type IommufdCtx, type UCmd } from "./iommufd_private.js";
+import { setField } from "../uapi/struct.js";
 import type { IommuDomain } from "../iommu/domain.js";
 import type { IommufdDevice } from "./device.js";
 import type { IommufdFault } from "./eventq.js";
 import { fields, Ioas } from "./ioas.js";
 import { IommufdObject } from "./object.js";
-import type { IommufdCtx } from "./iommufd_private.js";
 import { Viommu, viommuCacheInvalidate } from "./viommu.js";
 
 /** struct iommufd_hwpt_paging: a domain over an IOAS. */
@@ -152,23 +151,6 @@ export class HwptNested extends IommufdObject {
 
 /** Either kind of HWPT a device can be attached to. */
 export type Hwpt = HwptPaging | HwptNested;
-
-/**
- * mock_domain_alloc_nested's user data: struct iommu_hwpt_selftest read with
- * iommu_copy_struct_from_user semantics (type, then min <= data_len <= sizeof, then the copy).
- */
-export function copyUserData(ucmd: UCmd, type: number, uptr: number, len: number, wantType: number,
-  layout: StructLayout, minSize = layout.minSize): Uint8Array | number {
-  if (type !== wantType) return -errno.EINVAL;
-  // Shorter than the first version of the struct, or longer than this kernel's: EINVAL (unlike
-  // copy_struct_from_user's E2BIG, the helper refuses any extra length).
-  if (len < minSize || len > layout.size) return -errno.EINVAL;
-  const b = ucmd.copyFromUser(uptr, len);
-  if (typeof b === "number") return -errno.EFAULT;
-  const out = new Uint8Array(layout.size);
-  out.set(b);
-  return out;
-}
 
 /**
  * iommufd_hwpt_nested_alloc + the mock driver's domain_alloc_nested, in the kernel's order:

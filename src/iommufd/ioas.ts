@@ -9,7 +9,7 @@ import {
   iommu_ioas_map_file, iommu_ioas_unmap, iommu_option,
 } from "../uapi/iommufd.js";
 import { getField, getU64, setField, type StructLayout } from "../uapi/struct.js";
-import type { UCmd } from "./iommufd_private.js";
+import type { IommufdCtx, UCmd } from "./iommufd_private.js";
 import { MemFd } from "../kernel/memfd.js";
 import { dmabufAttach, testDmabufFops, type TestDmaBuf } from "./dmabuf.js";
 import { O_ACCMODE, O_RDONLY } from "../uapi/posix.js";
@@ -19,7 +19,6 @@ import { addOverflow, intersects, PAGE_SIZE, ULONG_MAX, type Interval } from "./
 import { IommufdObject } from "./object.js";
 import type { HwptPaging } from "./hw_pagetable.js";
 import type { IommufdAccess } from "./access.js";
-import type { IommufdCtx } from "./iommufd_private.js";
 
 const PAGE = BigInt(PAGE_SIZE);
 const MAP_FLAGS = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE;

@@ -9,6 +9,7 @@ import type { File, FileMapping, MmapRequest } from "../kernel/file.js";
 import { PAGE_SIZE } from "../kernel/mm.js";
 import type { KernelCore } from "../kernel/kernel.js";
 import type { Process } from "../kernel/process.js";
+import type { StructLayout } from "../uapi/struct.js";
 import type { IommufdGroup } from "./device.js";
 import type { Ioas } from "./ioas.js";
 import type { Iommufd } from "./main.js";
@@ -54,6 +55,23 @@ export class UCmd {
   respond(): number {
     return this.copyToUser(this.ubuffer, this.cmd.subarray(0, Math.min(this.userSize, this.cmd.length)));
   }
+}
+
+/**
+ * iommu_copy_struct_from_user for a driver's user data (an HWPT's, a vIOMMU's, an invalidation
+ * entry's): the type, then min <= data_len <= sizeof, then the copy.
+ */
+export function copyUserData(ucmd: UCmd, type: number, uptr: number, len: number, wantType: number,
+  layout: StructLayout, minSize = layout.minSize): Uint8Array | number {
+  if (type !== wantType) return -errno.EINVAL;
+  // Shorter than the first version of the struct, or longer than this kernel's: EINVAL (unlike
+  // copy_struct_from_user's E2BIG, the helper refuses any extra length).
+  if (len < minSize || len > layout.size) return -errno.EINVAL;
+  const b = ucmd.copyFromUser(uptr, len);
+  if (typeof b === "number") return -errno.EFAULT;
+  const out = new Uint8Array(layout.size);
+  out.set(b);
+  return out;
 }
 
 /**

@@ -23,7 +23,7 @@ import { O_RDWR } from "../uapi/posix.js";
 import type { File, FileOperations } from "../kernel/file.js";
 import type { Process } from "../kernel/process.js";
 import { accessCreate, accessDestroy, type IommufdAccess } from "./access.js";
-import type { UCmd } from "./iommufd_private.js";
+import type { IommufdCtx, UCmd } from "./iommufd_private.js";
 import type { IommuCaps, IommuDevice } from "../iommu/device.js";
 import { iommufdDeviceBind, type IommufdDevice } from "./device.js";
 import { reportDeviceFault, type IopfDevice, type IopfFault, type IopfGroup } from "./eventq.js";
@@ -34,7 +34,6 @@ import { testDmabufGet, testDmabufRevoke, testMdCheckDmabuf } from "./dmabuf.js"
 import { IommufdObject } from "./object.js";
 import { devCheckCache, triggerVevent, type Viommu } from "./viommu.js";
 import type { Iommufd } from "./main.js";
-import type { IommufdCtx } from "./iommufd_private.js";
 
 /** The first mock group number (own namespace). */
 const MOCK_GROUP_BASE = 0x40000000;

@@ -24,8 +24,7 @@ import { fields } from "./ioas.js";
 import { mapUserPages } from "./io_pagetable.js";
 import { PAGE_SIZE, ULONG_MAX } from "./iova.js";
 import type { Ioas } from "./ioas.js";
-import type { IommufdCtx } from "./iommufd_private.js";
-import type { UCmd } from "./iommufd_private.js";
+import type { IommufdCtx, UCmd } from "./iommufd_private.js";
 import { capDmaAvail, capIovaRange, capPaddedSize } from "../uapi/vfio_type1_caps.js";
 
 const PAGE = BigInt(PAGE_SIZE);

@@ -19,15 +19,14 @@ import {
 } from "../uapi/iommufd.js";
 import { O_RDWR, POLLIN, POLLRDNORM } from "../uapi/posix.js";
 import type { File, FileOperations } from "../kernel/file.js";
-import type { UCmd } from "./iommufd_private.js";
+import { copyUserData, type IommufdCtx, type UCmd } from "./iommufd_private.js";
 import type { IommuDevice } from "../iommu/device.js";
 import type { IommufdDevice } from "./device.js";
 import { accessCreateInternal, accessDestroy, type IommufdAccess } from "./access.js";
-import { copyUserData, HwptNested, type Hwpt, type HwptPaging } from "./hw_pagetable.js";
+import type { Hwpt, HwptPaging } from "./hw_pagetable.js";
 import { fields } from "./ioas.js";
 import { addOverflow, PAGE_SIZE } from "./iova.js";
 import { IommufdObject } from "./object.js";
-import type { IommufdCtx } from "./iommufd_private.js";
 
 /**
  * A mock device: the per-device cache a vIOMMU invalidates (mock_dev.cache), and the vIOMMU
@@ -415,7 +414,7 @@ export function triggerVevent(ctx: IommufdCtx, devId: number): number {
 export function noteMockAttach(idev: IommufdDevice, hwpt: Hwpt | null): void {
   const dev = idev.dev;
   if (!hasDevCache(dev)) return;
-  const viommu = hwpt instanceof HwptNested ? hwpt.viommu : null;
+  const viommu = hwpt?.type === "hwpt_nested" ? hwpt.viommu : null;
   const id = viommu ? viommu.vdevIdOf(idev) : 0n;
   dev.viommu = viommu;
   dev.vdevId = typeof id === "number" ? 0n : id;
