@@ -138,7 +138,7 @@ export interface RunResult {
   calls: Map<string, { ok: number; err: number }>;
 }
 
-interface DmaMap { vaddr: number; iova: bigint; len: number; devFd: number; ioas: number }
+interface DmaMap { vaddr: number; iova: bigint; len: number; devFd: number }
 
 interface Proc {
   p: Process;
@@ -229,15 +229,25 @@ export async function run(ops: readonly Op[], opts: RunOptions = {}): Promise<Ru
   const unplugging: { cfg: DeviceConfig; done: boolean; promise: Promise<void> }[] = [];
   let index = -1;
 
+  const tally = (call: string, ok: boolean) => {
+    const c = calls.get(call) ?? { ok: 0, err: 0 };
+    if (ok) c.ok++;
+    else c.err++;
+    calls.set(call, c);
+  };
+  /** A raw call's answer: checked (>= 0 or a known errno), counted, passed on. */
   const note = (call: string, rc: number): number => {
     opts.trace?.(index, call, rc);
     if (!validReturn(rc)) throw new Violated({ kind: "return", detail: `${call} returned ${String(rc)}` });
-    const c = calls.get(call) ?? { ok: 0, err: 0 };
-    if (rc >= 0) c.ok++;
-    else c.err++;
-    calls.set(call, c);
+    tally(call, rc >= 0);
     return rc;
   };
+  /** Something that happened without a raw answer (a kill, an unplug, the engine finishing). */
+  const event = (name: string) => {
+    opts.trace?.(index, name, "-");
+    tally(name, true);
+  };
+
   /** Ids by the open file (iommufd context) that answered with them: a driver uses its own. */
   const fileIds = new WeakMap<object, number[]>();
   let curFile: object | undefined;
@@ -385,17 +395,6 @@ export async function run(ops: readonly Op[], opts: RunOptions = {}): Promise<Ru
     const name = nameOf(cmd, kind);
     // A device's ids live in the iommufd it is bound to; for an iommufd, its own.
     curFile = P.p.file(fd);
-    // A MAP_FILE of a file that holds this context (the iommufd itself, a vfio device bound to
-    // it, a dma-buf of such a device) is a reference cycle the kernel has too: leave those out.
-    if (cmd === IOMMU_IOAS_MAP_FILE && layout) {
-      const buf = fill(c, P, layout);
-      const mfd = new DataView(buf.buffer).getInt32(iommu_ioas_map_file.fields.fd.off, true);
-      const mk = kindOf(P, mfd);
-      if (mk !== undefined && mk !== "memfd" && mk !== "eventfd") return;
-      const rc = note(name, P.p.ioctlBuf(fd, cmd, buf));
-      if (rc >= 0) harvest(P, layout, buf);
-      return;
-    }
     if (!layout) {
       // Integer or no argument, or a pointer to an int / a string.
       let rc: number;
@@ -414,6 +413,12 @@ export async function run(ops: readonly Op[], opts: RunOptions = {}): Promise<Ru
     if (cmd === VFIO_IOMMU_DIRTY_PAGES) extra = 32;
     const buf = fill(c, P, layout, extra);
     const v = new DataView(buf.buffer);
+    // A MAP_FILE of a file that holds this context (the iommufd itself, a vfio device bound to
+    // it, a dma-buf of such a device) is a reference cycle the kernel has too: leave those out.
+    if (cmd === IOMMU_IOAS_MAP_FILE) {
+      const mk = kindOf(P, getField(v, iommu_ioas_map_file.fields.fd));
+      if (mk !== undefined && mk !== "memfd" && mk !== "eventfd") return;
+    }
     if (cmd === VFIO_DEVICE_SET_IRQS && c.chance(0.8)) {
       // Mostly the shapes drivers send: DATA_NONE / BOOL / EVENTFD with TRIGGER / MASK / UNMASK.
       const count = extra / 4;
@@ -607,7 +612,7 @@ export async function run(ops: readonly Op[], opts: RunOptions = {}): Promise<Ru
         while (performance.now() < until) {
           if (P.p.pread(d.devFd, sts, bar + BigInt(CHAN + 0x08)) !== 8) break;
           const st = Number(new DataView(sts.buffer).getBigUint64(0, true) & 7n);
-          if (st === 1 || st === 3) { note(st === 1 ? "ioat:done" : "ioat:halted", 0); break; }
+          if (st === 1 || st === 3) { event(st === 1 ? "ioat:done" : "ioat:halted"); break; }
         }
       }
       return;
@@ -631,55 +636,62 @@ export async function run(ops: readonly Op[], opts: RunOptions = {}): Promise<Ru
   };
 
   // -- well-formed sequences, so that random operations start from deep states --------------
-  const u32At = (b: Uint8Array, off: number) => new DataView(b.buffer).getUint32(off, true);
+  /** A struct of `layout` with its size field (argsz / size at 0) set and `init`'s fields. */
+  const structOf = <F extends string>(layout: StructLayout<F>, init: Partial<Record<F, number | bigint>>) => {
+    const b = new Uint8Array(layout.size);
+    const v = new DataView(b.buffer);
+    v.setUint32(0, layout.size, true);
+    for (const [f, x] of Object.entries(init) as [F, number | bigint][]) setField(v, layout.fields[f], x);
+    return { b, v, get: (f: F) => getField(v, layout.fields[f]) };
+  };
+
+  /** IOMMU_IOAS_ALLOC on `ifd` (which becomes the file ids are filed under): the new id, or -errno. */
+  const allocIoas = (P: Proc, ifd: number): number => {
+    curFile = P.p.file(ifd);
+    const a = structOf(iommu_ioas_alloc, {});
+    if (note("setup:IOAS_ALLOC", P.p.ioctlBuf(ifd, IOMMU_IOAS_ALLOC, a.b)) < 0) return -1;
+    const ioas = a.get("out_ioas_id");
+    addId(ioas);
+    return ioas;
+  };
+
+  /** 2-7 populated-on-demand pages for DMA and the IOVA they go to (one 64 KiB slot of 1024). */
+  const dmaMemory = (c: Choice, P: Proc): { va: number; len: number; iova: bigint } | null => {
+    const len = (2 + c.int(6)) * PAGE;
+    const va = note("setup:mmap", P.p.mmap(0, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    if (va < 0) return null;
+    P.maps.push({ addr: va, len, prot: PROT_READ | PROT_WRITE });
+    return { va, len, iova: BigInt(1 + c.int(1024)) * 0x10000n };
+  };
+
   const setupIommufd = (c: Choice) => {
     const P = proc(c);
     const ifd = note("setup:open iommufd", P.p.open("/dev/iommu", O_RDWR));
     if (ifd < 0) return;
     seeFd(P, ifd);
-    curFile = P.p.file(ifd);
-    const a = new Uint8Array(iommu_ioas_alloc.size);
-    setField(new DataView(a.buffer), iommu_ioas_alloc.fields.size, a.length);
-    if (note("setup:IOAS_ALLOC", P.p.ioctlBuf(ifd, IOMMU_IOAS_ALLOC, a)) < 0) return;
-    const ioas = u32At(a, iommu_ioas_alloc.fields.out_ioas_id.off);
-    addId(ioas);
+    const ioas = allocIoas(P, ifd);
+    if (ioas < 0) return;
     const devs = k.devices.filter((d) => d.index >= 0);
     if (!devs.length) return;
     const dev = c.pick(devs);
     const dfd = note("setup:open cdev", P.p.open(`/dev/vfio/devices/vfio${dev.index}`, O_RDWR));
     if (dfd < 0) return;
     seeFd(P, dfd);
-    const b = new Uint8Array(vfio_device_bind_iommufd.size);
-    const bv = new DataView(b.buffer);
-    setField(bv, vfio_device_bind_iommufd.fields.argsz, b.length);
-    setField(bv, vfio_device_bind_iommufd.fields.iommufd, ifd);
-    if (note("setup:BIND", P.p.ioctlBuf(dfd, VFIO_DEVICE_BIND_IOMMUFD, b)) < 0) return;
-    addId(getField(bv, vfio_device_bind_iommufd.fields.out_devid));
+    const b = structOf(vfio_device_bind_iommufd, { iommufd: ifd });
+    if (note("setup:BIND", P.p.ioctlBuf(dfd, VFIO_DEVICE_BIND_IOMMUFD, b.b)) < 0) return;
+    addId(b.get("out_devid"));
     // What the device file may attach to: its iommufd's IOAS.
     addId(ioas, P.p.file(dfd));
-    const t = new Uint8Array(vfio_device_attach_iommufd_pt.size);
-    const tv = new DataView(t.buffer);
-    setField(tv, vfio_device_attach_iommufd_pt.fields.argsz, t.length);
-    setField(tv, vfio_device_attach_iommufd_pt.fields.pt_id, ioas);
-    if (note("setup:ATTACH", P.p.ioctlBuf(dfd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, t)) < 0) return;
-    addId(getField(tv, vfio_device_attach_iommufd_pt.fields.pt_id));
-    const len = (2 + c.int(6)) * PAGE;
-    const va = note("setup:mmap", P.p.mmap(0, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-    if (va < 0) return;
-    P.maps.push({ addr: va, len, prot: PROT_READ | PROT_WRITE });
-    const iova = BigInt(1 + c.int(1024)) * 0x10000n;
-    const m = new Uint8Array(iommu_ioas_map.size);
-    const mv = new DataView(m.buffer);
-    setField(mv, iommu_ioas_map.fields.size, m.length);
-    setField(mv, iommu_ioas_map.fields.flags, 7);
-    setField(mv, iommu_ioas_map.fields.ioas_id, ioas);
-    setField(mv, iommu_ioas_map.fields.user_va, va);
-    setField(mv, iommu_ioas_map.fields.length, len);
-    setField(mv, iommu_ioas_map.fields.iova, iova);
-    if (note("setup:IOAS_MAP", P.p.ioctlBuf(ifd, IOMMU_IOAS_MAP, m)) < 0) return;
-    addIova(iova);
-    addMapped(iova, BigInt(len));
-    P.dma.push({ vaddr: va, iova, len, devFd: dfd, ioas });
+    const t = structOf(vfio_device_attach_iommufd_pt, { pt_id: ioas });
+    if (note("setup:ATTACH", P.p.ioctlBuf(dfd, VFIO_DEVICE_ATTACH_IOMMUFD_PT, t.b)) < 0) return;
+    addId(t.get("pt_id"));
+    const m = dmaMemory(c, P);
+    if (!m) return;
+    const map = structOf(iommu_ioas_map, { flags: 7, ioas_id: ioas, user_va: m.va, length: m.len, iova: m.iova });
+    if (note("setup:IOAS_MAP", P.p.ioctlBuf(ifd, IOMMU_IOAS_MAP, map.b)) < 0) return;
+    addIova(m.iova);
+    addMapped(m.iova, BigInt(m.len));
+    P.dma.push({ vaddr: m.va, iova: m.iova, len: m.len, devFd: dfd });
   };
 
   const setupLegacy = (c: Choice) => {
@@ -697,22 +709,13 @@ export async function run(ops: readonly Op[], opts: RunOptions = {}): Promise<Ru
     if (note("setup:SET_IOMMU", P.p.ioctl(cfd, VFIO_SET_IOMMU, c.pick([1, 3, 3]))) < 0) return;
     const dfd = note("setup:GET_DEVICE_FD", P.p.ioctlBuf(gfd, VFIO_GROUP_GET_DEVICE_FD, new TextEncoder().encode(`${dev.bdf}\0`)));
     seeFd(P, dfd);
-    const len = (2 + c.int(6)) * PAGE;
-    const va = note("setup:mmap", P.p.mmap(0, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-    if (va < 0) return;
-    P.maps.push({ addr: va, len, prot: PROT_READ | PROT_WRITE });
-    const iova = BigInt(1 + c.int(1024)) * 0x10000n;
-    const m = new Uint8Array(vfio_iommu_type1_dma_map.size);
-    const mv = new DataView(m.buffer);
-    setField(mv, vfio_iommu_type1_dma_map.fields.argsz, m.length);
-    setField(mv, vfio_iommu_type1_dma_map.fields.flags, 3);
-    setField(mv, vfio_iommu_type1_dma_map.fields.vaddr, va);
-    setField(mv, vfio_iommu_type1_dma_map.fields.iova, iova);
-    setField(mv, vfio_iommu_type1_dma_map.fields.size, len);
-    if (note("setup:MAP_DMA", P.p.ioctlBuf(cfd, VFIO_IOMMU_MAP_DMA, m)) < 0) return;
-    addIova(iova);
-    addMapped(iova, BigInt(len));
-    if (dfd >= 0) P.dma.push({ vaddr: va, iova, len, devFd: dfd, ioas: 0 });
+    const m = dmaMemory(c, P);
+    if (!m) return;
+    const map = structOf(vfio_iommu_type1_dma_map, { flags: 3, vaddr: m.va, iova: m.iova, size: m.len });
+    if (note("setup:MAP_DMA", P.p.ioctlBuf(cfd, VFIO_IOMMU_MAP_DMA, map.b)) < 0) return;
+    addIova(m.iova);
+    addMapped(m.iova, BigInt(m.len));
+    if (dfd >= 0) P.dma.push({ vaddr: m.va, iova: m.iova, len: m.len, devFd: dfd });
   };
 
   const setupMock = (c: Choice) => {
@@ -721,22 +724,11 @@ export async function run(ops: readonly Op[], opts: RunOptions = {}): Promise<Ru
     const ifd = ifds.length && c.chance(0.7) ? c.pick(ifds) : note("setup:open iommufd", P.p.open("/dev/iommu", O_RDWR));
     if (ifd < 0) return;
     seeFd(P, ifd);
-    curFile = P.p.file(ifd);
-    const a = new Uint8Array(iommu_ioas_alloc.size);
-    setField(new DataView(a.buffer), iommu_ioas_alloc.fields.size, a.length);
-    if (note("setup:IOAS_ALLOC", P.p.ioctlBuf(ifd, IOMMU_IOAS_ALLOC, a)) < 0) return;
-    const ioas = u32At(a, iommu_ioas_alloc.fields.out_ioas_id.off);
-    addId(ioas);
-    const t = new Uint8Array(iommu_test_cmd.size);
-    const tv = new DataView(t.buffer);
-    setField(tv, iommu_test_cmd.fields.size, t.length);
-    setField(tv, iommu_test_cmd.fields.op, IOMMU_TEST_OP_MOCK_DOMAIN);
-    setField(tv, iommu_test_cmd.fields.id, ioas);
-    if (note("setup:MOCK_DOMAIN", P.p.ioctlBuf(ifd, IOMMU_TEST_CMD, t)) < 0) return;
-    harvest(P, iommu_test_cmd, t);
-    for (const f of ["mock_domain.out_stdev_id", "mock_domain.out_hwpt_id", "mock_domain.out_idev_id"] as const) {
-      addId(getField(tv, iommu_test_cmd.fields[f]));
-    }
+    const ioas = allocIoas(P, ifd);
+    if (ioas < 0) return;
+    const t = structOf(iommu_test_cmd, { op: IOMMU_TEST_OP_MOCK_DOMAIN, id: ioas });
+    // The out_ fields (stdev, hwpt, idev ids) are what harvest files.
+    if (note("setup:MOCK_DOMAIN", P.p.ioctlBuf(ifd, IOMMU_TEST_CMD, t.b)) >= 0) harvest(P, iommu_test_cmd, t.b);
   };
 
   const forkOp = (c: Choice) => {
@@ -754,7 +746,7 @@ export async function run(ops: readonly Op[], opts: RunOptions = {}): Promise<Ru
     const i = c.int(procs.length);
     procs[i].p.kill();
     procs.splice(i, 1);
-    note("kill", 0);
+    event("kill");
   };
 
   const unplugOp = (c: Choice) => {
@@ -765,7 +757,7 @@ export async function run(ops: readonly Op[], opts: RunOptions = {}): Promise<Ru
     const u = { cfg, done: false, promise: d.unplug() };
     u.promise = u.promise.then(() => { u.done = true; });
     unplugging.push(u);
-    note("unplug", 0);
+    event("unplug");
   };
 
   const replugOp = (c: Choice) => {
@@ -774,7 +766,7 @@ export async function run(ops: readonly Op[], opts: RunOptions = {}): Promise<Ru
     const u = c.pick(ready);
     unplugging.splice(unplugging.indexOf(u), 1);
     k.addDevice(u.cfg);
-    note("replug", 0);
+    event("replug");
   };
 
   const injectOp = (c: Choice) => {

@@ -21,6 +21,17 @@ async function bootBar(): Promise<Kernel> {
   return boot([{ bdf: BDF, model: "memcpy", bar0Size: BAR }]);
 }
 
+/** The BAR device opened through its cdev and bound to a fresh iommufd with one IOAS (not attached). */
+async function boundBar(): Promise<{ k: Kernel; p: Process; i: number; ioas: number; d: number }> {
+  const k = await bootBar();
+  const p = k.createProcess();
+  const i = openIommufd(p);
+  const ioas = ioasAlloc(p, i);
+  const d = p.open("/dev/vfio/devices/vfio0", O_RDWR);
+  expect(bind(p, d, i)).toBeGreaterThan(0);
+  return { k, p, i, ioas, d };
+}
+
 const groupOf = (p: Process) => Number((p.readlink(`/sys/bus/pci/devices/${BDF}/iommu_group`) as string).split("/").pop());
 
 /** The BAR mmap'd (region 0 at offset 0), at `at` when given. */
@@ -44,12 +55,7 @@ const ioasUnmap = (p: Process, i: number, ioas: number, iova: number, len: numbe
 
 describe("BAR mmaps are not pinnable (iommufd)", () => {
   it("IOAS_MAP with a domain attached: EFAULT for a BAR range and for one half anonymous, half BAR; nothing pinned, the IOVA stays free", async () => {
-    const k = await bootBar();
-    const p = k.createProcess();
-    const i = openIommufd(p);
-    const ioas = ioasAlloc(p, i);
-    const d = p.open("/dev/vfio/devices/vfio0", O_RDWR);
-    expect(bind(p, d, i)).toBeGreaterThan(0);
+    const { k, p, i, ioas, d } = await boundBar();
     expect(attach(p, d, ioas)).toBeGreaterThan(0);
     const bar = mapBar(p, d);
     expect(p.ioctlBuf(i, IOMMU_IOAS_MAP, ioasMapArg(ioas, bar, BAR, IOVA))).toBe(-errno.EFAULT);
@@ -71,12 +77,7 @@ describe("BAR mmaps are not pinnable (iommufd)", () => {
   });
 
   it("IOAS_MAP with no domain defers pinning: the map succeeds, the attach that would pin gets EFAULT, and succeeds once the area is gone", async () => {
-    const k = await bootBar();
-    const p = k.createProcess();
-    const i = openIommufd(p);
-    const ioas = ioasAlloc(p, i);
-    const d = p.open("/dev/vfio/devices/vfio0", O_RDWR);
-    expect(bind(p, d, i)).toBeGreaterThan(0);
+    const { k, p, i, ioas, d } = await boundBar();
     const bar = mapBar(p, d);
     expect(p.ioctlBuf(i, IOMMU_IOAS_MAP, ioasMapArg(ioas, bar, BAR, IOVA))).toBe(0);
     expect(k.stats().pinnedPages).toBe(0);
