@@ -18,13 +18,14 @@ import type { DeviceConfig, DeviceHandle, DmaFault, Kernel, KernelConfig, Worker
 const driverName = (d: DeviceConfig["driver"]): string | null =>
   d === "none" ? null : d === "kernel" ? "pci-stub-dma" : "vfio-pci";
 
-const toIova = (iova: number | bigint): bigint => {
+/** Validates a u64 IOVA; a number stays one (deviceDma splits it without a BigInt). */
+const toIova = (iova: number | bigint): number | bigint => {
   if (typeof iova === "bigint") {
     if (iova < 0n || iova >= 1n << 64n) throw new RangeError(`iova ${iova} is not a u64`);
     return iova;
   }
   if (!Number.isSafeInteger(iova) || iova < 0) throw new TypeError(`iova must be a non-negative integer (got ${iova})`);
-  return BigInt(iova);
+  return iova;
 };
 
 /** A present PCI function (API.md DeviceHandle). */

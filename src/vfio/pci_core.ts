@@ -6,6 +6,7 @@
 // are copied, argsz < minsz is EINVAL, trailing bytes are never looked at (SPEC.md §3.0).
 
 import { errno } from "../uapi/errno.js";
+import { getField } from "../uapi/struct.js";
 import { FRAME_NONE } from "../wasm/core.js";
 import {
   VFIO_DEVICE_GET_INFO, VFIO_DEVICE_GET_IRQ_INFO, VFIO_DEVICE_GET_REGION_INFO, VFIO_DEVICE_RESET,
@@ -48,7 +49,7 @@ import {
 } from "../devices/msix.js";
 import { VfioPciMsi } from "./pci_intrs.js";
 import { memoryEnabled } from "../devices/pci_bar.js";
-import { pciRw } from "../devices/pci_rw.js";
+import { pciRw, type PciRwState } from "../devices/pci_rw.js";
 import { synchronizeDma } from "../kernel/grace.js";
 import type { PciFunction, PciIds } from "../devices/pci.js";
 import type { IommufdCtx } from "../iommufd/main.js";
@@ -272,11 +273,12 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
         return rc !== 1 ? rc : this.runtimePmEntry(null);
       }
       case VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP: {
-        const rc = vfioCheckFeature(flags, argsz, VFIO_DEVICE_FEATURE_SET, vfio_device_low_power_entry_with_wakeup.size);
+        const W = vfio_device_low_power_entry_with_wakeup;
+        const rc = vfioCheckFeature(flags, argsz, VFIO_DEVICE_FEATURE_SET, W.size);
         if (rc !== 1) return rc;
-        const b = proc.mm.copyFromUser(arg, vfio_device_low_power_entry_with_wakeup.size);
+        const b = proc.mm.copyFromUser(arg, W.size);
         if (typeof b === "number") return -errno.EFAULT;
-        const fd = new DataView(b.buffer, b.byteOffset, 4).getInt32(0, true);
+        const fd = getField(new DataView(b.buffer, b.byteOffset, b.length), W.fields.wakeup_eventfd);
         if (fd < 0) return -errno.EINVAL;
         const e = this.eventfdGet(fd, proc);
         if (typeof e === "number") return e;
@@ -753,37 +755,47 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
 
   read(dev: VfioDevice, buf: Uint8Array, pos: number): number {
     // vfio_pci_rw resumes the function for any region it knows (pm_runtime_resume_and_get).
-    if (Math.floor(pos / 2 ** 40) < VFIO_PCI_NUM_REGIONS) this.runtimeResume(dev);
+    if (Math.floor(pos / REGION_SPAN) < VFIO_PCI_NUM_REGIONS) this.runtimeResume(dev);
     return this.rw(buf, pos, false);
   }
 
   write(dev: VfioDevice, buf: Uint8Array, pos: number): number {
-    if (Math.floor(pos / 2 ** 40) < VFIO_PCI_NUM_REGIONS) this.runtimeResume(dev);
+    if (Math.floor(pos / REGION_SPAN) < VFIO_PCI_NUM_REGIONS) this.runtimeResume(dev);
     return this.rw(buf, pos, true);
   }
 
   /** vfio_pci_rw: the one implementation workers run too (devices/pci_rw.ts), plus the side effects. */
   private rw(buf: Uint8Array, pos: number, write: boolean): number {
+    // One state object and its closures, made once and refilled per call (as the worker's
+    // DeviceFileIo): the frames' addresses are read afresh, the engine may be gone.
+    const s = this.rwState ??= this.newRwState();
+    s.mem = this.kcore.core.u8;
+    s.config = this.kcore.core.x.frame_addr(this.cfgFrame) >>> 0;
+    s.configSize = this.cfg.size;
+    s.bar0 = this.bar0Base;
+    s.bar0Size = this.bars[0].size;
+    // An engine's register file takes its writes through its own handler.
+    s.barSink = this.engine ? this.engineSink : undefined;
+    return pciRw(s, buf, pos, write);
+  }
+
+  private rwState: PciRwState | null = null;
+  private readonly engineSink = (at: number, data: Uint8Array): void => { this.engine?.regs.write(at, data); };
+
+  /** The rw state with every field from the start (one shape), the MSI-X table's range fixed. */
+  private newRwState(): PciRwState {
     const m = this.model.msix;
     const x = m ? m.tableOffset : 0;
-    const engine = this.engine;
-    return pciRw({
-      mem: this.kcore.core.u8,
-      config: this.kcore.core.x.frame_addr(this.cfgFrame) >>> 0,
-      configSize: this.cfg.size,
-      bar0: this.bar0Base,
-      bar0Size: this.bars[0].size,
-      msixStart: x,
-      msixEnd: m ? x + msixTableBytes(m.vectors) : 0,
-      // An engine's register file takes its writes through its own handler.
-      barSink: engine ? (at, data) => engine.regs.write(at, data) : undefined,
+    return {
+      mem: this.kcore.core.u8, config: 0, configSize: 0, bar0: 0, bar0Size: 0,
+      msixStart: x, msixEnd: m ? x + msixTableBytes(m.vectors) : 0, barSink: undefined,
       configWrite: (off, data) => {
         const exp = this.cfg.findCapability(PCI_CAP_ID_EXP);
         const rq = exp ? this.cfg.vget16(exp + PCI_EXP_DEVCTL) & PCI_EXP_DEVCTL_READRQ : 0;
         this.cfg.write(off, data);
         this.configWritten(off, data.length, data, rq);
       },
-    }, buf, pos, write);
+    };
   }
 
   /** vfio_pci_core_mmap: shared mappings of mmap-able BARs, inside the BAR. */
