@@ -413,6 +413,8 @@ export class Mm {
     if (this.isDead) return -errno.EFAULT;
     const v = this.findVma(addr);
     if (!v) return -errno.EFAULT;
+    // A long-term pin (gupLeaf) of device memory: check_vma_flags refuses VM_PFNMAP.
+    if (unshare && v.pfnmap) return -errno.EFAULT;
     if (write ? !(v.prot & PROT_WRITE) : !(v.prot & (PROT_READ | PROT_WRITE))) return -errno.EFAULT;
     const page = addr - (addr % PAGE_SIZE);
     const cow = v.kind === "file" && (v.flags & MAP_TYPE) === MAP_PRIVATE;
@@ -466,7 +468,7 @@ export class Mm {
    * a private file page unshared). The leaf word, or -EFAULT; no reference is taken.
    */
   gupLeaf(addr: number, write: boolean): number {
-    if (this.findVma(addr)?.pfnmap) return -errno.EFAULT;
+    // faultIn's long-term (unshare) fault makes the VM_PFNMAP check on the VMA it finds.
     return this.faultIn(addr, write, true);
   }
 
