@@ -75,16 +75,10 @@ export function ioasAllocIoctl(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_ioas_alloc);
   if (c.u("flags")) return -errno.EOPNOTSUPP;
   const ioas = new Ioas(ctx);
-  let rc = ctx.objectAlloc(ioas, false);
+  const rc = ctx.objectAlloc(ioas, false);
   if (rc < 0) return rc;
   c.set("out_ioas_id", ioas.id);
-  rc = ucmd.respond();
-  if (rc < 0) {
-    ctx.objectAbort(ioas);
-    return rc;
-  }
-  ctx.objectFinalize(ioas);
-  return 0;
+  return ctx.respondFinalize(ucmd, ioas);
 }
 
 export function ioasIovaRanges(ctx: IommufdCtx, ucmd: UCmd): number {

@@ -118,6 +118,17 @@ export class IommufdCtx {
 
   objectFinalize(obj: IommufdObject): void { this.objects.finalize(obj); }
 
+  /**
+   * The end of an allocating ioctl (iommufd_ucmd_respond, then finalize): the struct copied
+   * back, then `obj` published; a failed copy aborts it instead. 0 or -EFAULT.
+   */
+  respondFinalize(ucmd: UCmd, obj: IommufdObject): number {
+    const rc = ucmd.respond();
+    if (rc < 0) { this.objectAbort(obj); return rc; }
+    this.objectFinalize(obj);
+    return 0;
+  }
+
   /** iommufd_object_abort_and_destroy. */
   objectAbort(obj: IommufdObject): void {
     obj.abort();

@@ -137,7 +137,7 @@ function mockDomain(ctx: IommufdCtx, ucmd: UCmd, devFlags: number): number {
   let log = mockPageResponses.get(driver);
   if (!log) mockPageResponses.set(driver, log = []);
   const sobj = new SelftestObject(new MockDevice(mockId, devFlags, log), () => driver.mockIds.free(mockId));
-  let rc = ctx.objectAlloc(sobj, false);
+  const rc = ctx.objectAlloc(sobj, false);
   if (rc < 0) { driver.mockIds.free(mockId); return rc; }
   const idev = iommufdDeviceBind(ctx, sobj.mock);
   if (typeof idev === "number") { ctx.objectAbort(sobj); return idev; }
@@ -147,10 +147,7 @@ function mockDomain(ctx: IommufdCtx, ucmd: UCmd, devFlags: number): number {
   c.set("mock_domain.out_hwpt_id", pt);
   c.set("mock_domain.out_stdev_id", sobj.id);
   c.set("mock_domain.out_idev_id", idev.id);
-  rc = ucmd.respond();
-  if (rc < 0) { ctx.objectAbort(sobj); return rc; }
-  ctx.objectFinalize(sobj);
-  return 0;
+  return ctx.respondFinalize(ucmd, sobj);
 }
 
 /** Largest ACCESS_PAGES / ACCESS_RW the selftest takes (it allocates a buffer that big). */

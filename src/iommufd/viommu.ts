@@ -171,10 +171,7 @@ export function viommuAlloc(ctx: IommufdCtx, ucmd: UCmd): number {
   rc = viommu.init(ucmd, Number(c.u64("data_uptr")), c.u("data_len"));
   if (rc < 0) { ctx.objectAbort(viommu); return rc; }
   c.set("out_viommu_id", viommu.id);
-  rc = ucmd.respond();
-  if (rc < 0) { ctx.objectAbort(viommu); return rc; }
-  ctx.objectFinalize(viommu);
-  return 0;
+  return ctx.respondFinalize(ucmd, viommu);
 }
 
 /**
@@ -193,7 +190,7 @@ export function vdeviceAlloc(ctx: IommufdCtx, ucmd: UCmd): number {
   if (viommu.iommuFormat !== idev.dev.caps.format) return -errno.EINVAL;
   if (idev.vdev) return -errno.EEXIST;
   const vdev = new Vdevice(viommu, idev, virtId);
-  let rc = ctx.objectAlloc(vdev, false);
+  const rc = ctx.objectAlloc(vdev, false);
   if (rc < 0) return rc;
   viommu.users++;
   // The vDEVICE keeps the reference iommufd_get_device took (dropped in its destroy).
@@ -202,10 +199,7 @@ export function vdeviceAlloc(ctx: IommufdCtx, ucmd: UCmd): number {
   if (viommu.vdevs.has(virtId)) { ctx.objectAbort(vdev); return -errno.EEXIST; }
   viommu.vdevs.set(virtId, vdev);
   c.set("out_vdevice_id", vdev.id);
-  rc = ucmd.respond();
-  if (rc < 0) { ctx.objectAbort(vdev); return rc; }
-  ctx.objectFinalize(vdev);
-  return 0;
+  return ctx.respondFinalize(ucmd, vdev);
 }
 
 /**
@@ -550,8 +544,5 @@ export function hwQueueAlloc(ctx: IommufdCtx, ucmd: UCmd): number {
   rc = q.initPhys(viommu, c.u("index"), phys.basePa);
   if (rc < 0) { ctx.objectAbort(q); return rc; }
   c.set("out_hw_queue_id", q.id);
-  rc = ucmd.respond();
-  if (rc < 0) { ctx.objectAbort(q); return rc; }
-  ctx.objectFinalize(q);
-  return 0;
+  return ctx.respondFinalize(ucmd, q);
 }
