@@ -192,8 +192,7 @@ export class IoPagetable {
     for (;;) {
       const area = this.firstArea(start, last);
       if (!area) break;
-      if (!area.pages) return { rc: -errno.EBUSY, unmapped };
-      if (area.numLocks > 0) return { rc: -errno.EBUSY, unmapped };
+      if (!area.pages || area.numLocks > 0) return { rc: -errno.EBUSY, unmapped };
       if (area.start < start || area.last > last) return { rc: -errno.ENOENT, unmapped };
       if (area.numAccesses > 0) {
         this.notifyAccessUnmap(area.start, area.length);

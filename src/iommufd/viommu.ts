@@ -25,7 +25,7 @@ import type { IommufdDevice } from "./device.js";
 import { accessCreateInternal, accessDestroy, type IommufdAccess } from "./access.js";
 import type { Hwpt, HwptPaging } from "./hw_pagetable.js";
 import { fields } from "./ioas.js";
-import { addOverflow, PAGE_SIZE } from "./iova.js";
+import { addOverflow, alignUp, PAGE_SIZE } from "./iova.js";
 import { IommufdObject } from "./object.js";
 
 /**
@@ -469,7 +469,7 @@ export class HwQueue extends IommufdObject {
       // iommufd_hw_queue_destroy_access: the same page-aligned range the pin took
       const aligned = this.baseAddr - this.baseAddr % PAGE;
       const span = this.length + (this.baseAddr - aligned);
-      this.access.unpinPages(aligned, (span + PAGE - 1n) / PAGE * PAGE);
+      this.access.unpinPages(aligned, alignUp(span, PAGE));
       this.access.detachIoas();
       accessDestroy(this.access);
       this.access = null;
