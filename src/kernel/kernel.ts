@@ -7,6 +7,7 @@ import { Core } from "../wasm/core.js";
 import { MemAccounting } from "./accounting.js";
 import { File, type FileOperations, type StatResult } from "./file.js";
 import { PinLedger } from "./gup.js";
+import { Mm } from "./mm.js";
 import { Process, type ProcessOptions } from "./process.js";
 import { SlotAllocator } from "./slots.js";
 import { Tracer } from "./trace.js";
@@ -60,9 +61,19 @@ export class KernelCore {
     return this.core.x.fail_point() !== 0;
   }
 
-  createProcess(opts?: ProcessOptions): Process {
-    const p = new Process(this, this.nextPid++, opts);
+  /** A new process with an empty address space, or -ENOMEM when none can be allocated. */
+  allocProcess(opts: ProcessOptions = {}): Process | number {
+    const mm = Mm.alloc(this.core, this.acct);
+    if (typeof mm === "number") return mm;
+    const p = new Process(this, this.nextPid++, opts, mm);
     this.processes.add(p);
+    return p;
+  }
+
+  /** Kernel.createProcess: the harness spawns a process; out of memory is an Error here. */
+  createProcess(opts?: ProcessOptions): Process {
+    const p = this.allocProcess(opts);
+    if (typeof p === "number") throw new RangeError("vfio-emu: out of memory for a process page table");
     return p;
   }
 

@@ -107,10 +107,14 @@ export class Mm {
    */
   private readonly present = new Set<number>();
 
-  constructor(private readonly core: Core, private readonly acct: MemAccounting) {
-    const root = core.x.radix_alloc_root() >>> 0;
-    if (root === FRAME_NONE) throw new RangeError("vfio-emu: out of memory for a process page table");
+  private constructor(private readonly core: Core, private readonly acct: MemAccounting, root: number) {
     this.root = root;
+  }
+
+  /** mm_alloc: a new, empty address space, or -ENOMEM when no frame is left for its page table. */
+  static alloc(core: Core, acct: MemAccounting): Mm | number {
+    const root = core.x.radix_alloc_root() >>> 0;
+    return root === FRAME_NONE ? -errno.ENOMEM : new Mm(core, acct, root);
   }
 
   /** Torn down (its process exited): every access and pin of it fails with EFAULT. */

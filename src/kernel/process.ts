@@ -56,7 +56,6 @@ export class Process {
   readonly capIpcLock: boolean;
   readonly capSysRawio: boolean;
   readonly capSysResource: boolean;
-  readonly mm: Mm;
   private readonly fds: (File | undefined)[] = [];
   private readonly cloexec = new Set<number>();
   private scratchMapped = false;
@@ -64,14 +63,13 @@ export class Process {
   private scratchDirty = 0;
   alive = true;
 
-  constructor(readonly kernel: KernelCore, pid: number, opts: ProcessOptions = {}) {
+  constructor(readonly kernel: KernelCore, pid: number, opts: ProcessOptions, readonly mm: Mm) {
     this.pid = pid;
     this.uid = opts.uid ?? 1000;
     this.memlockBytes = opts.memlockBytes ?? 8 * 1024 * 1024;
     this.capIpcLock = opts.capIpcLock ?? false;
     this.capSysRawio = opts.capSysRawio ?? false;
     this.capSysResource = opts.capSysResource ?? false;
-    this.mm = new Mm(kernel.core, kernel.acct);
   }
 
   /** RLIMIT_MEMLOCK in pages (Infinity allowed). */
@@ -449,32 +447,25 @@ export class Process {
     let rc: Process | number;
     if (!this.alive) rc = -errno.ESRCH;
     else {
-      let child: Process;
-      try {
-        child = this.kernel.createProcess({
-          uid: this.uid, memlockBytes: this.memlockBytes, capIpcLock: this.capIpcLock,
-          capSysRawio: this.capSysRawio, capSysResource: this.capSysResource,
-        });
-      } catch (e) {
-        // The options are this process's own, so the only failure left is no frame for the
-        // child's page table (mm_alloc failing in copy_process): ENOMEM, nothing created.
-        if (!(e instanceof RangeError)) throw e;
-        if (this.kernel.trace.on) this.trace("sys_fork", {}, -errno.ENOMEM);
-        return -errno.ENOMEM;
-      }
-      const mrc = this.kernel.shouldFail() ? -errno.ENOMEM : this.mm.forkInto(child.mm);
+      // copy_process: no frame for the child's page table (mm_alloc) is ENOMEM, nothing created.
+      const child = this.kernel.allocProcess({
+        uid: this.uid, memlockBytes: this.memlockBytes, capIpcLock: this.capIpcLock,
+        capSysRawio: this.capSysRawio, capSysResource: this.capSysResource,
+      });
+      const mrc = typeof child === "number" ? child : this.kernel.shouldFail() ? -errno.ENOMEM : this.mm.forkInto(child.mm);
       if (mrc < 0) {
-        child.kill();
+        if (typeof child !== "number") child.kill();
         rc = mrc;
       } else {
+        const c = child as Process;
         for (let fd = 0; fd < this.fds.length; fd++) {
           const f = this.fds[fd];
           if (!f) continue;
           f.refs++;
-          child.fds[fd] = f;
-          if (this.cloexec.has(fd)) child.cloexec.add(fd);
+          c.fds[fd] = f;
+          if (this.cloexec.has(fd)) c.cloexec.add(fd);
         }
-        rc = child;
+        rc = c;
       }
     }
     if (this.kernel.trace.on) this.trace("sys_fork", {}, typeof rc === "number" ? rc : rc.pid);

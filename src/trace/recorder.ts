@@ -5,7 +5,7 @@
 // event: the arguments (buffers by content, before and after), the result, and every user
 // memory access the kernel made during it (reads: the inputs a replay must put back first;
 // writes: what it wrote back). Calls made inside another (ioctlBuf's ioctl, kill's closes,
-// fork's createProcess) belong to the outer event. The program's loads and stores of its own
+// fork's allocProcess) belong to the outer event. The program's loads and stores of its own
 // memory (readMemory, writeMemory) are events too: device DMA reads what the program stored.
 //
 // Not recorded: DMA that device workers do on other threads (only DMA through a DeviceHandle on
@@ -124,9 +124,12 @@ export class Recorder {
     const { devices: _devices, ...rest } = config;
     this.sink({ k: this.k, call: "boot", config: encode(rest) });
     const kcore = kernel.kcore;
-    // Every process, however created (fork creates its child through the core), is wrapped.
-    const coreCreate = kcore.createProcess.bind(kcore);
-    kcore.createProcess = (opts) => this.wrapProcess(coreCreate(opts));
+    // Every process, however created (createProcess, and fork's child), comes from allocProcess.
+    const coreAlloc = kcore.allocProcess.bind(kcore);
+    kcore.allocProcess = (opts) => {
+      const p = coreAlloc(opts);
+      return typeof p === "number" ? p : this.wrapProcess(p);
+    };
     this.wrapMethod(kernel, "createProcess", (args) => ({ call: "createProcess", args }));
     this.wrapMethod(kernel, "close", () => ({ call: "close" }));
     const add = kernel.addDevice.bind(kernel);
