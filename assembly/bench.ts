@@ -15,6 +15,7 @@ import { IOMMU_READ, IOMMU_WRITE, iova64 } from "./iopt";
 import { dma_batch, batchWith } from "./dma";
 import { DOM_ROOT } from "./domain";
 import { x86_map, x86_unmap } from "./iopt_x86";
+import { epoch_enter } from "./epoch";
 
 /** dma_batch over the identity domain (descriptors' IOVAs are host addresses), `reps` times. */
 export function bench_identity_batch(desc: u32, count: u32, reps: u32): i32 {
@@ -74,4 +75,13 @@ export function bench_unmap_range(dom: u32, iova_lo: u32, iova_hi: u32, npages: 
     total += <i32>n;
   }
   return total;
+}
+
+/**
+ * T16's ungated twin of gate_enter (gate.ts): the same call, the same section entered, minus
+ * the gate check (the one atomic load and its compare). Always 0.
+ */
+export function bench_file_enter(slot: u32, gen: u32): i32 {
+  epoch_enter();
+  return 0;
 }

@@ -4,6 +4,7 @@
 // Written only by the kernel thread; read lock-free by any thread.
 
 import { GATE_BASE } from "./layout";
+import { epoch_enter } from "./epoch";
 
 @inline function gateAt(slot: u32): u32 { return GATE_BASE + (slot << 2); }
 
@@ -36,6 +37,20 @@ export function gate_check(slot: u32, gen: u32): i32 {
   const w = atomic.load<u32>(gateAt(slot));
   if ((w >>> 8) != (gen & 0xffffff)) return -9;
   return (w & 0xff) != 0 ? 0 : -22;
+}
+
+/**
+ * A worker-side gated file operation's first step, in one call from JS: enters this thread's
+ * grace-period read section (epoch_enter), then makes the gate check (gate_check's one atomic
+ * load, paired with gate_grant / gate_close). The load comes after the section's store so a
+ * close that bumps the generation either is seen here or waits for this section before it
+ * frees what the file reaches. Returns as gate_check; the section is entered whatever the
+ * result, and the caller leaves it with epoch_exit. One wasm call instead of two: the check
+ * adds a load and a compare to the section entry the operation pays anyway (T16).
+ */
+export function gate_enter(slot: u32, gen: u32): i32 {
+  epoch_enter();
+  return gate_check(slot, gen);
 }
 
 /** The raw word, for tests and tracing. */

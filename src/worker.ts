@@ -4,7 +4,7 @@
 // file operations on device files and device DMA, never touching the control plane.
 
 import { errno } from "./uapi/errno.js";
-import { Core, type CoreInit } from "./wasm/core.js";
+import { Core, type CoreExports, type CoreInit } from "./wasm/core.js";
 import { IoatRegisters } from "./devices/ioat.js";
 import { pciRw, type PciRwState } from "./devices/pci_rw.js";
 import { deviceDma, dmaPort, type DmaPort } from "./iommu/dma.js";
@@ -43,9 +43,6 @@ interface WorkerExports {
   worker_release(slot: number): void;
   iotlb_attach(slot: number): number;
   iotlb_flush(): void;
-  epoch_enter(): void;
-  epoch_exit(): void;
-  gate_check(slot: number, gen: number): number;
 }
 
 const { EINVAL, EBUSY } = errno;
@@ -77,8 +74,7 @@ const toOffset = (o: number | bigint): number => {
  * published in shared memory (the file's FILE_DEV_BASE word, the device's DEV_* line, its
  * config-space shadow with the write masks, BAR0), as vfio-pci's rw does it on the kernel's
  * side. The layout constants are read once, here. It neither checks the gate nor opens a
- * grace-period section: Context.fileRw wraps it in both. Exported as the ungated baseline the
- * gate's cost is measured against (bench/workers/gate-pread.mjs).
+ * grace-period section: WorkerFiles wraps it in both.
  */
 export class DeviceFileIo {
   private readonly mem: Uint8Array;
@@ -155,14 +151,53 @@ export class DeviceFileIo {
 
 }
 
+/**
+ * The file side of a worker context (ctx.file(ref)): a device file's read/write from this
+ * thread. `enter` begins each operation: it enters the grace-period read section, so the
+ * device's memory is not freed under the operation, and makes the gate check, one atomic load
+ * of the gate word (paired with gate_grant in BIND: passing it makes every store of the bind
+ * visible), both in one wasm call (gate_enter: a call costs more than the check). Then the
+ * device state published in shared memory (DeviceFileIo). The T16 benchmark builds a second
+ * one whose `enter` is the same call minus the check, so both sides run this very code.
+ */
+export class WorkerFiles {
+  /** Set by the context's detach(): every later operation throws. */
+  detached = false;
+  private readonly io: DeviceFileIo;
+  private readonly x: CoreExports;
+
+  constructor(core: Core, private readonly enter: (slot: number, gen: number) => number = core.x.gate_enter) {
+    this.x = core.x;
+    this.io = new DeviceFileIo(core);
+  }
+
+  file(ref: FileRef): WorkerFile {
+    return {
+      pread: (buf, offset) => this.rw(ref, buf, toOffset(offset), false),
+      pwrite: (buf, offset) => this.rw(ref, buf, toOffset(offset), true),
+    };
+  }
+
+  private rw(ref: FileRef, buf: Uint8Array, pos: number, write: boolean): number {
+    if (this.detached) throw new Error("the worker context is detached");
+    try {
+      const g = this.enter(ref.slot, ref.gen);
+      if (g !== 0) return g;
+      return this.io.rw(ref.slot, buf, pos, write);
+    } finally {
+      this.x.epoch_exit();
+    }
+  }
+}
+
 class Context implements WorkerContext {
   private detached = false;
   private readonly port: DmaPort;
-  private readonly io: DeviceFileIo;
+  private readonly files: WorkerFiles;
 
   constructor(readonly core: Core, private readonly x: WorkerExports, readonly slot: number) {
     this.port = dmaPort(core, slot);
-    this.io = new DeviceFileIo(core);
+    this.files = new WorkerFiles(core);
   }
 
   private live(): void {
@@ -170,29 +205,7 @@ class Context implements WorkerContext {
   }
 
   file(ref: FileRef): WorkerFile {
-    return {
-      pread: (buf, offset) => this.fileRw(ref, buf, toOffset(offset), false),
-      pwrite: (buf, offset) => this.fileRw(ref, buf, toOffset(offset), true),
-    };
-  }
-
-  /**
-   * A device file's read/write from this thread: one atomic load of the gate word first
-   * (paired with gate_grant in BIND: passing it makes every store of the bind visible), then
-   * the device state published in shared memory (DeviceFileIo). The whole operation is a
-   * grace-period read section, so the device's memory is not freed under it.
-   */
-  private fileRw(ref: FileRef, buf: Uint8Array, pos: number, write: boolean): number {
-    this.live();
-    const x = this.x;
-    x.epoch_enter();
-    try {
-      const g = x.gate_check(ref.slot, ref.gen);
-      if (g !== 0) return g;
-      return this.io.rw(ref.slot, buf, pos, write);
-    } finally {
-      x.epoch_exit();
-    }
+    return this.files.file(ref);
   }
 
   device(index: number): WorkerDevice {
@@ -214,7 +227,7 @@ class Context implements WorkerContext {
 
   detach(): void {
     if (this.detached) return;
-    this.detached = true;
+    this.detached = this.files.detached = true;
     this.x.worker_release(this.slot);
   }
 }

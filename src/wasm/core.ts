@@ -32,6 +32,8 @@ export interface CoreExports {
   gate_grant(slot: number, gen: number): void;
   gate_close(slot: number): void;
   gate_check(slot: number, gen: number): number;
+  /** A worker's gated file operation: epoch_enter, then gate_check (the section stays entered). */
+  gate_enter(slot: number, gen: number): number;
   gate_word(slot: number): number;
   efd_signal(slot: number): number;
   // message-signalled interrupts (assembly/msi.ts): index 1 MSI, 2 MSI-X

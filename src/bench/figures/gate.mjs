@@ -2,8 +2,9 @@
 // memcpy device, its cdev opened and bound to an iommufd; a worker thread
 // (src/bench/workers/gate-pread.mjs) attached through the worker API reads one config dword (the
 // vendor and device ids) with ctx.file(ref).pread, whose first step is the gate check (one
-// atomic load of the file's gate word, gate_check), and with the identical code path minus
-// the check (the same DeviceFileIo from dist/worker.js, without the check). The two
+// atomic load of the file's gate word, made by gate_enter as it enters the grace-period
+// section), and with the identical code path minus the check (the same WorkerFiles from
+// dist/worker.js, entering through bench_file_enter: gate_enter without the check). The two
 // alternate in slices inside each trial (the order flips every slice); a trial's value is the
 // median over its slice pairs of the gated read's overhead over the ungated one, in % (a
 // median, so a slice that another process preempted does not decide it).

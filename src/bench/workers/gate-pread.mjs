@@ -1,55 +1,20 @@
 // The worker of T16 (src/bench/figures/gate.mjs): a worker-side pread of one config dword through
-// ctx.file(ref) (gated: one atomic load of the file's gate word first, gate_check) against the
-// identical code path minus the check: src/worker.ts's Context.fileRw without its gate_check
-// line, around the very DeviceFileIo.rw that Context.fileRw calls (exported by dist/worker.js
-// as this baseline). Same object shapes (a context class, file(ref) closures), same epoch
-// section, same copy. Each request { ops, slices } alternates slices of `ops` reads of each
-// (the order flips every slice) and answers the ns of every slice of each side.
+// ctx.file(ref) (gated: its one wasm call gate_enter enters the grace-period section and makes
+// the check, one atomic load of the file's gate word) against the identical operation minus
+// the check: a second WorkerFiles (src/worker.ts, the class behind ctx.file) whose entry call
+// is bench_file_enter (assembly/bench.ts: gate_enter without its check). Both sides run the
+// same JS functions through the same call sites, so the JIT compiles one code for both: two
+// copies of the path (a baseline class of its own) came out up to 20 % apart either way,
+// whichever was compiled first being the slower, which swamped the ~1 ns being measured.
+// Each request { ops, slices } alternates slices of `ops` reads of each (the order flips every
+// slice) and answers the ns of every slice of each side.
 import { workerData, parentPort } from "node:worker_threads";
-import { attachWorker, DeviceFileIo } from "../../worker.js";
-
-const toOffset = (o) => {
-  const v = typeof o === "bigint" ? Number(o) : o;
-  if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`offset must be a non-negative integer (got ${o})`);
-  return v;
-};
-
-/** src/worker.ts Context, file side, without the gate: the baseline. */
-class Ungated {
-  constructor(core, x) {
-    this.x = x;
-    this.io = new DeviceFileIo(core);
-    this.detached = false;
-  }
-
-  live() {
-    if (this.detached) throw new Error("the worker context is detached");
-  }
-
-  file(ref) {
-    return {
-      pread: (buf, offset) => this.fileRw(ref, buf, toOffset(offset), false),
-      pwrite: (buf, offset) => this.fileRw(ref, buf, toOffset(offset), true),
-    };
-  }
-
-  fileRw(ref, buf, pos, write) {
-    this.live();
-    const x = this.x;
-    x.epoch_enter();
-    try {
-      // (no gate_check here: the only difference from Context.fileRw)
-      return this.io.rw(ref.slot, buf, pos, write);
-    } finally {
-      x.epoch_exit();
-    }
-  }
-}
+import { attachWorker, WorkerFiles } from "../../worker.js";
 
 const { init, ref, configOffset, expect } = workerData;
 const ctx = await attachWorker(init);
 const gated = ctx.file(ref);
-const ungated = new Ungated(ctx.core, ctx.core.x).file(ref);
+const ungated = new WorkerFiles(ctx.core, ctx.core.x.bench_file_enter).file(ref);
 const buf = new Uint8Array(4);
 
 // Both must read the same dword, the device's vendor and device ids.
