@@ -21,7 +21,7 @@
 import {
   HDR_MAGIC, HDR_MEM_PAGES, HDR_META_BASE, HDR_POOL_BASE, HDR_POOL_FRAMES, HDR_WATERMARK,
   HDR_FREE_FRAMES, HDR_FREE_HEADS, HDR_FAIL_NTH, HDR_DOMAIN_SERIAL, HDR_DOMAIN_HINT,
-  HDR_GLOBAL_EPOCH, WORKER_BASE, WORKER_END, STATS_BASE, CARVED_END, FIXED_END, META_BYTES_PER_FRAME, POOL_ALIGN,
+  HDR_GLOBAL_EPOCH, WORKER_BASE, WORKER_END, DOMAIN_BASE, CARVED_END, FIXED_END, META_BYTES_PER_FRAME, POOL_ALIGN,
   MAX_ORDER, FRAME_NONE, LAYOUT_MAGIC, MIN_MEMORY_PAGES, PAGE_SHIFT,
 } from "./layout";
 
@@ -62,8 +62,9 @@ export function frames_init(memPages: u32): i32 {
   // Epoch 0 means "idle" in a worker slot, so the global epoch starts at 1 (epoch.ts).
   store<u32>(HDR_GLOBAL_EPOCH, 1);
   memory.fill(<usize>WORKER_BASE, 0, <usize>(WORKER_END - WORKER_BASE));
-  // Statistics, domain descriptors, fault ring, IOTLBs: a re-initialised memory starts clean.
-  memory.fill(<usize>STATS_BASE, 0, <usize>(CARVED_END - STATS_BASE));
+  // The carved regions (domain descriptors, fault ring, IOTLBs, ...): a re-initialised memory
+  // starts clean.
+  memory.fill(<usize>DOMAIN_BASE, 0, <usize>(CARVED_END - DOMAIN_BASE));
   for (let o: u32 = 0; o <= MAX_ORDER; o++) store<u32>(headAt(o), FRAME_NONE);
   // Metadata of never-carved frames is only read after carving writes it, but zero it anyway
   // so that a re-initialised memory starts clean.

@@ -57,14 +57,8 @@ export const WORKER_STATS: u32 = 16;
 export const WORKER_STATS_COUNT: u32 = 12;
 export const WORKER_END: u32 = WORKER_BASE + WORKER_SLOTS * WORKER_STRIDE;
 
-// ---- shared scratch words (u32 each): the counters moved to the worker lines (stats.ts); the
-// region stays for tools and tests that need words no module uses ------------------------------
-export const STATS_BASE: u32 = WORKER_END;
-export const STATS_SLOTS: u32 = 256;
-export const STATS_END: u32 = STATS_BASE + STATS_SLOTS * 4;
-
 // Everything up to FIXED_END is laid out statically; later regions (IOTLBs, device state)
-// are carved from [STATS_END, FIXED_END). Frame metadata starts at FIXED_END.
+// are carved from [DOMAIN_BASE, FIXED_END). Frame metadata starts at FIXED_END.
 export const FIXED_END: u32 = 0x400000;
 
 // ---- IOMMU domain descriptors (domain.ts): one 64-byte line each -----------------------------
@@ -72,7 +66,7 @@ export const FIXED_END: u32 = 0x400000;
 //   @0 format  @4 flags  @8 root frame  @12 page-size bitmap  @16 serial (never reused)
 //   @20 invalidation counter  @24 table frames  @28 mapped IO pages  @32 IOTLB probe list (leaf
 //   shifts in use, one per byte, ascending)
-export const DOMAIN_BASE: u32 = STATS_END;
+export const DOMAIN_BASE: u32 = WORKER_END;
 export const DOMAIN_SLOTS: u32 = 4096;
 export const DOMAIN_STRIDE: u32 = 64;
 export const DOMAIN_END: u32 = DOMAIN_BASE + DOMAIN_SLOTS * DOMAIN_STRIDE;
@@ -142,7 +136,7 @@ export const BOUNCE_BASE: u32 = DEV_END;
 export const BOUNCE_BYTES: u32 = 16384;
 export const BOUNCE_END: u32 = BOUNCE_BASE + WORKER_SLOTS * BOUNCE_BYTES;
 
-// Start of what is still free in [STATS_END, FIXED_END); frames_init zeroes [STATS_BASE, CARVED_END).
+// Start of what is still free in [DOMAIN_BASE, FIXED_END); frames_init zeroes [DOMAIN_BASE, CARVED_END).
 export const CARVED_END: u32 = BOUNCE_END;
 
 // ---- frame metadata (placed at HDR_META_BASE by frames_init) ---------------------------------

@@ -21,7 +21,14 @@ describe("memory map", () => {
     const { c } = await boot();
     const names = ["DOMAIN_BASE", "FAULT_BASE", "FAULT_RECS", "IOTLB_BASE"];
     for (const n of names) expect(c.c(n) % 64, n).toBe(0);
-    expect(c.c("DOMAIN_BASE")).toBeGreaterThanOrEqual(c.c("STATS_END"));
+    // The statically placed regions follow each other without overlap, the carved ones end
+    // inside the fixed area.
+    const regions = ["GATE", "EVENTFD", "WORKER", "DOMAIN", "FAULT", "IOTLB", "FILE_DEV", "DEV", "BOUNCE"];
+    expect(c.c("GATE_BASE")).toBeGreaterThanOrEqual(c.c("HDR_END"));
+    for (let i = 1; i < regions.length; i++) {
+      expect(c.c(`${regions[i]}_BASE`), regions[i]).toBeGreaterThanOrEqual(c.c(`${regions[i - 1]}_END`));
+    }
+    expect(c.c("CARVED_END")).toBe(c.c("BOUNCE_END"));
     expect(c.c("CARVED_END")).toBeLessThanOrEqual(c.c("FIXED_END"));
     expect(c.c("IOTLB_END") - c.c("IOTLB_BASE")).toBe(c.c("WORKER_SLOTS") * c.c("IOTLB_ENTRIES") * c.c("IOTLB_ENTRY_SIZE"));
   });

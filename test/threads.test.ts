@@ -2,12 +2,15 @@
 // atomic writes (DESIGN.md "Two planes").
 import { describe, it, expect } from "vitest";
 import { Worker } from "node:worker_threads";
-import { Core } from "../src/wasm/core.js";
+import { Core, FRAME_NONE } from "../src/wasm/core.js";
 
 describe("the core in two threads", () => {
   it("both instances see each other's atomic writes", async () => {
     const core = await Core.boot(32 * 1024 * 1024);
-    const word = core.c("STATS_BASE"); // two scratch words; nothing else runs in this kernel
+    // Two scratch words in a frame of the pool that this test owns (frame_put gives it back).
+    const frame = core.x.frame_alloc(0) >>> 0;
+    expect(frame).not.toBe(FRAME_NONE);
+    const word = core.x.frame_addr(frame) >>> 0;
     const rounds = 2000;
     const url = new URL("./workers/atomic-peer.mjs", import.meta.url);
     const run = (me: number) => new Promise<{ seen: number; counter: number; gate: number }>((resolve, reject) => {
@@ -23,6 +26,7 @@ describe("the core in two threads", () => {
     // The grant stored by thread 0 is what thread 1 and this thread load.
     expect(b.gate).toBe(1);
     expect(core.x.gate_check(5, 0)).toBe(0);
+    expect(core.x.frame_put(frame)).toBe(1);
   });
 
   it("a worker refuses a memory that holds no initialised memory map", async () => {
