@@ -145,7 +145,8 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
         model.msix ? MSIX_CAP_OFFSET : 0, model.msix?.vectors ?? 0,
         () => this.bar0Base + (model.msix?.tableOffset ?? 0), () => this.bar0Base + (model.msix?.pbaOffset ?? 0), ctx));
     }
-    this.clearBar0();
+    // BAR0 starts as a zeroed frame; its power-on state (MSI-X vectors masked) is set by the
+    // function reset of every first open (openDevice), before anything can reach the BAR.
     if (model.engine === "ioat") {
       const e = kcore.core.x.frame_alloc(0) >>> 0;
       if (e === FRAME_NONE) throw new Error("vfio-pci: no frame left for the DMA engine");
