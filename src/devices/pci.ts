@@ -24,7 +24,7 @@ export interface PciFunction extends PciAddress {
 }
 
 /** Parses a PCI address (throws a TypeError for a malformed one). */
-export function pciAddress(bdf: string): PciAddress {
+function pciAddress(bdf: string): PciAddress {
   const m = BDF.exec(bdf);
   if (!m) throw new TypeError(`bad PCI address ${JSON.stringify(bdf)}: expected dddd:bb:dd.f in lower-case hex`);
   return { segment: parseInt(m[1], 16), bus: parseInt(m[2], 16), devfn: (parseInt(m[3], 16) << 3) | parseInt(m[4], 10) };

@@ -41,7 +41,7 @@ function reasonOf(core: Core, code: number): FaultRecord["reason"] {
 }
 
 /** Fault record number `seq` of the ring, or null once the ring has overwritten it. */
-export function faultRecordAt(core: Core, seq: number): FaultRecord | null {
+function faultRecordAt(core: Core, seq: number): FaultRecord | null {
   const r = core.x.fault_rec(seq) >>> 0;
   if (r === 0) return null;
   const u32 = core.u32;

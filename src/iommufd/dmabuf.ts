@@ -65,7 +65,7 @@ export const testDmabufFops: FileOperations = {
 };
 
 /** dma_buf_get: EBADF for no file, EINVAL for a file that is not a dma-buf. */
-export function dmaBufGet(proc: Process, fd: number): File | number {
+function dmaBufGet(proc: Process, fd: number): File | number {
   const f = proc.file(fd);
   if (!f) return -errno.EBADF;
   // The only exporter here is the selftest's.

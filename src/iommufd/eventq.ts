@@ -127,7 +127,7 @@ export class IommufdFault extends IommufdObject {
 const faultOf = (file: File): IommufdFault => file.priv as IommufdFault;
 
 /** iommufd_fault_fops: a stream (nonseekable_open), so any positioned access is ESPIPE. */
-export const faultFops: FileOperations = {
+const faultFops: FileOperations = {
   kind: "iommufd-pgfault",
   read(file, buf, pos) {
     const size = iommu_hwpt_pgfault.size;

@@ -228,7 +228,7 @@ export function ioasUnmap(ctx: IommufdCtx, ucmd: UCmd): number {
 }
 
 /** IOMMU_OPTION_HUGE_PAGES on an IOAS. */
-export function ioasOptionHugePages(ioas: Ioas, op: number, val: bigint): { rc: number; val?: bigint } {
+function ioasOptionHugePages(ioas: Ioas, op: number, val: bigint): { rc: number; val?: bigint } {
   if (op === IOMMU_OPTION_OP_GET) return { rc: 0, val: ioas.iopt.disableLargePages ? 0n : 1n };
   if (op === IOMMU_OPTION_OP_SET) {
     if (val === 0n) return { rc: ioas.iopt.disableLarge() };

@@ -314,7 +314,7 @@ const veventqOf = (file: File): Veventq => file.priv as Veventq;
 const HDR = iommufd_vevent_header.size;
 
 /** iommufd_veventq_fops: read-only, a stream (positioned reads are ESPIPE). */
-export const veventqFops: FileOperations = {
+const veventqFops: FileOperations = {
   kind: "iommufd-viommu-event",
   read(file, buf, pos) {
     if (pos !== null) return -errno.ESPIPE;

@@ -745,6 +745,6 @@ export class SharedAnon implements FileMapping {
 }
 
 /** Drops one pin reference on each frame. */
-export function unpinFrames(core: Core, frames: readonly number[]): void {
+function unpinFrames(core: Core, frames: readonly number[]): void {
   for (const f of frames) core.x.frame_put(f);
 }

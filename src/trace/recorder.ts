@@ -58,7 +58,7 @@ export interface TraceEvent {
   config?: Encoded;
 }
 
-export function hexOf(b: Uint8Array): string {
+function hexOf(b: Uint8Array): string {
   let s = "";
   for (let i = 0; i < b.length; i++) s += (b[i] < 16 ? "0" : "") + b[i].toString(16);
   return s;
