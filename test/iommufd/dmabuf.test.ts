@@ -241,7 +241,7 @@ describe("dmabuf: fail_nth sweep", () => {
       const proc = kernel.createProcess({ capIpcLock: true });
       const fd = proc.open("/dev/iommu", O_RDWR);
       expect(fd).toBeGreaterThanOrEqual(0);
-      const fx = { proc, fd };
+      const fx = { kernel, proc, fd };
       let step = "done";
       let rc = 0;
       const s = (name: string, r: number): boolean => {

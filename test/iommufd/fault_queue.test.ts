@@ -56,7 +56,7 @@ describe("iommufd fault queue", () => {
     expect(fx.proc.write(f.fd, new Cmd(RESPONSE).u32(0, 1).u32(4, 0).buf)).toBe(-errno.EINVAL);
     expect(fx.proc.write(f.fd, new Cmd(RESPONSE).u32(0, 1).u32(4, 1).buf)).toBe(-errno.EINVAL);
     // always writable, readable only with a fault queued
-    const pfd = [{ fd: f.fd, events: POLLIN | POLLRDNORM | POLLOUT }];
+    const pfd = [{ fd: f.fd, events: POLLIN | POLLRDNORM | POLLOUT, revents: 0 }];
     expect(fx.proc.poll(pfd, 0)).toBe(1);
     expect(pfd[0].revents).toBe(POLLOUT);
     expect(fx.proc.close(f.fd)).toBe(0);
@@ -167,7 +167,7 @@ function readFaults(fx: IopfFx, records: number): { n: number; recs: ReturnType<
 }
 
 function pollMask(fx: IopfFx): number {
-  const pfd = [{ fd: fx.fault.fd, events: POLLIN | POLLRDNORM | POLLOUT }];
+  const pfd = [{ fd: fx.fault.fd, events: POLLIN | POLLRDNORM | POLLOUT, revents: 0 }];
   fx.proc.poll(pfd, 0);
   return pfd[0].revents;
 }

@@ -481,7 +481,7 @@ describe("vEVENTQ", () => {
   it("read: whole events, sequence numbers, one lost-events header while full", async () => {
     const fx = await queueFx(2);
     expect(triggerVevents(fx, fx.deviceId, 1)).toBe(0);
-    const pfd = [{ fd: fx.q.fd, events: 0x1 | 0x40 }];
+    const pfd = [{ fd: fx.q.fd, events: 0x1 | 0x40, revents: 0 }];
     expect(fx.proc.poll(pfd, 0)).toBe(1);
     expect(pfd[0].revents).toBe(0x1 | 0x40);
     // too small for the header, then for the data: nothing read, nothing lost

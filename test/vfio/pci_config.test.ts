@@ -36,7 +36,7 @@ describe("vfio-pci config space (memcpy model, PCI Express)", () => {
     p = k.createProcess();
     d = openDev(p);
     expect(bind(p, d, openIommufd(p))).toBe(1);
-    hw = (k.devices[0].pciCore as unknown as { cfg: typeof hw }).cfg;
+    hw = (k.devices[0] as unknown as { pciCore: { cfg: typeof hw } }).pciCore.cfg;
   });
   afterEach(async () => { await k.close(); });
 
