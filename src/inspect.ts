@@ -86,8 +86,8 @@ function walkX86(kcore: KernelCore, handle: number): PageTableView {
   const core = kcore.core;
   const x = core.x;
   const u32 = core.u32;
-  const P = core.c("X86_P"), PS = core.c("X86_PS"), R = core.c("X86_R"), W = core.c("X86_W");
-  const D = core.c("X86_D"), A = core.c("X86_A");
+  const P = core.consts.X86_P, PS = core.consts.X86_PS, R = core.consts.X86_R, W = core.consts.X86_W;
+  const D = core.consts.X86_D, A = core.consts.X86_A;
   const levels = X86_LEVELS.map((name) => ({ name, tables: 0, entries: 0 }));
   const runs: LeafRun[] = [];
   const leaf = (iova: bigint, e: number, size: number) => {
@@ -115,7 +115,7 @@ function walkX86(kcore: KernelCore, handle: number): PageTableView {
     }
   };
   const dom = handle;
-  table(u32[(dom + core.c("DOM_ROOT")) >>> 2], 0, 0n);
+  table(u32[(dom + core.consts.DOM_ROOT) >>> 2], 0, 0n);
   return {
     handle, format: "x86", tables: x.domain_tables(handle) >>> 0, mappedPages: x.domain_mapped_pages(handle) >>> 0,
     levels, runs,

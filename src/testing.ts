@@ -2,11 +2,12 @@
 
 import type { Kernel } from "./index.js";
 import type { Iommufd } from "./iommufd/main.js";
+import type { Core } from "./wasm/core.js";
 import { enableSelftest, mockPageResponses, type MockPageResponse } from "./iommufd/selftest.js";
 
 export type { MockPageResponse };
 
-interface HasCore { kcore: { core: { i32: Int32Array; c(name: string): number } } }
+interface HasCore { kcore: { core: Pick<Core, "i32" | "consts"> } }
 
 /**
  * Fault injection: the nth internal allocation or copy from now on fails (n >= 1); 0 turns
@@ -16,7 +17,7 @@ interface HasCore { kcore: { core: { i32: Int32Array; c(name: string): number } 
 export function failNth(kernel: Kernel, n: number): void {
   if (!Number.isInteger(n) || n < 0) throw new RangeError("failNth: n must be a whole number >= 0");
   const core = (kernel as unknown as HasCore).kcore.core;
-  Atomics.store(core.i32, core.c("HDR_FAIL_NTH") >>> 2, n);
+  Atomics.store(core.i32, core.consts.HDR_FAIL_NTH >>> 2, n);
 }
 
 /**
@@ -25,7 +26,7 @@ export function failNth(kernel: Kernel, n: number): void {
  */
 export function failNthRemaining(kernel: Kernel): number {
   const core = (kernel as unknown as HasCore).kcore.core;
-  return Math.max(0, Atomics.load(core.i32, core.c("HDR_FAIL_NTH") >>> 2));
+  return Math.max(0, Atomics.load(core.i32, core.consts.HDR_FAIL_NTH >>> 2));
 }
 
 /**

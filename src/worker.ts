@@ -4,7 +4,7 @@
 // file operations on device files and device DMA, never touching the control plane.
 
 import { errno } from "./uapi/errno.js";
-import { Core, type CoreExports, type CoreInit } from "./wasm/core.js";
+import { Core, type CoreFunctions, type CoreInit } from "./wasm/core.js";
 import { IoatRegisters } from "./devices/ioat.js";
 import { pciRw, type PciRwState } from "./devices/pci_rw.js";
 import { deviceDma, dmaPort, type DmaPort } from "./iommu/dma.js";
@@ -97,18 +97,18 @@ export class DeviceFileIo {
   private readonly state: PciRwState;
 
   constructor(private readonly core: Core) {
-    this.engine = core.c("DEV_ENGINE") / 4;
+    this.engine = core.consts.DEV_ENGINE / 4;
     this.mem = core.u8;
     this.u32 = core.u32;
-    this.fileDev = core.c("FILE_DEV_BASE") >>> 2;
-    this.devBase = core.c("DEV_BASE");
-    this.devStride = core.c("DEV_STRIDE");
-    this.config = core.c("DEV_CONFIG") / 4;
-    this.configSize = core.c("DEV_CONFIG_SIZE") / 4;
-    this.bar0 = core.c("DEV_BAR0") / 4;
-    this.bar0Size = core.c("DEV_BAR0_SIZE") / 4;
-    this.msixTable = core.c("DEV_MSIX_TABLE") / 4;
-    this.msixSize = core.c("DEV_MSIX_SIZE") / 4;
+    this.fileDev = core.consts.FILE_DEV_BASE >>> 2;
+    this.devBase = core.consts.DEV_BASE;
+    this.devStride = core.consts.DEV_STRIDE;
+    this.config = core.consts.DEV_CONFIG / 4;
+    this.configSize = core.consts.DEV_CONFIG_SIZE / 4;
+    this.bar0 = core.consts.DEV_BAR0 / 4;
+    this.bar0Size = core.consts.DEV_BAR0_SIZE / 4;
+    this.msixTable = core.consts.DEV_MSIX_TABLE / 4;
+    this.msixSize = core.consts.DEV_MSIX_SIZE / 4;
     // Every field from the start, so the object keeps one shape (the rw stays monomorphic).
     this.state = {
       mem: this.mem, config: 0, configSize: 0, bar0: 0, bar0Size: 0, msixStart: 0, msixEnd: 0,
@@ -164,7 +164,7 @@ export class WorkerFiles {
   /** Set by the context's detach(): every later operation throws. */
   detached = false;
   private readonly io: DeviceFileIo;
-  private readonly x: CoreExports;
+  private readonly x: CoreFunctions;
 
   constructor(core: Core, private readonly enter: (slot: number, gen: number) => number = core.x.gate_enter) {
     this.x = core.x;
@@ -209,7 +209,7 @@ class Context implements WorkerContext {
   }
 
   device(index: number): WorkerDevice {
-    if (!Number.isInteger(index) || index < 0 || index >= this.core.c("DEV_SLOTS")) throw new RangeError(`no device index ${index}`);
+    if (!Number.isInteger(index) || index < 0 || index >= this.core.consts.DEV_SLOTS) throw new RangeError(`no device index ${index}`);
     return {
       dmaRead: (iova, out) => this.dma(index, iova, out, false),
       dmaWrite: (iova, data) => this.dma(index, iova, data, true),

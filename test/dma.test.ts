@@ -2,7 +2,7 @@
 // through the core: exact bytes, exact fault records, no stale IOTLB translation.
 import { describe, it, expect } from "vitest";
 import { readFileSync, existsSync } from "node:fs";
-import { Core, WASM_PAGE } from "../src/wasm/core.js";
+import { Core, WASM_PAGE, type CoreConstants } from "../src/wasm/core.js";
 import {
   MiB, GiB, NONE, EFAULT, READ, WRITE, prng, lo, hi, Model, faultsSince,
 } from "./iommu_util.js";
@@ -27,7 +27,7 @@ async function env(fmt: "x86" | "mock" | "mock-huge", bytes = 256 * MiB, blockOr
   const f = x.frame_alloc(blockOrder) >>> 0;
   const s = x.frame_alloc(8) >>> 0, d = x.frame_alloc(8) >>> 0;
   expect([f, s, d]).not.toContain(NONE);
-  const dom = x.domain_alloc(c.c(fmt === "x86" ? "IOPT_X86" : "IOPT_MOCK"), fmt === "mock-huge" ? c.c("DOMAIN_F_HUGE") : 0) >>> 0;
+  const dom = x.domain_alloc((fmt === "x86" ? c.consts.IOPT_X86 : c.consts.IOPT_MOCK), fmt === "mock-huge" ? c.consts.DOMAIN_F_HUGE : 0) >>> 0;
   return {
     c, x, dom, ps: fmt === "x86" ? 4096 : 2048, physBase: f * 4096, block: 4096 << blockOrder,
     host: c.poolBase + f * 4096, src: c.poolBase + s * 4096, dst: c.poolBase + d * 4096,
@@ -128,7 +128,7 @@ describe("dma through a domain", () => {
     const x = c.x;
     const g = x.frame_alloc(18) >>> 0, p = x.frame_alloc(0) >>> 0, s = x.frame_alloc(0) >>> 0;
     expect([g, p, s]).not.toContain(NONE);
-    const dom = x.domain_alloc(c.c("IOPT_X86"), 0) >>> 0;
+    const dom = x.domain_alloc(c.consts.IOPT_X86, 0) >>> 0;
     const A = 0x40000000 * 5;
     expect(x.domain_map(dom, lo(A), hi(A), g, 262144, READ | WRITE, 1)).toBe(0);
     expect(x.domain_map(dom, lo(A + GiB), hi(A + GiB), p, 1, READ | WRITE, 1)).toBe(0);
@@ -190,12 +190,12 @@ describe("dma through a domain", () => {
   it("the fault ring keeps the newest FAULT_SLOTS records; lapped ones read as lost", async () => {
     const e = await env("x86");
     const { c, x } = e;
-    const slots = c.c("FAULT_SLOTS"), head = x.fault_head();
+    const slots = c.consts.FAULT_SLOTS, head = x.fault_head();
     for (let i = 0; i < slots + 5; i++) expect(x.dma_read(0, i * 4096, 0, e.dst, 1)).toBe(EFAULT);
     expect(x.fault_head()).toBe(head + slots + 5);
     for (let i = 0; i < 5; i++) expect(x.fault_rec(head + i)).toBe(0);
     expect(faultsSince(c, head + 5).map((f) => f.iova)).toEqual(Array.from({ length: slots }, (_, i) => (i + 5) * 4096));
-    expect(x.iotlb_attach(c.c("WORKER_SLOTS"))).toBe(-22);
+    expect(x.iotlb_attach(c.consts.WORKER_SLOTS)).toBe(-22);
   });
 
   it("dma_batch runs every descriptor in one call and writes each status", async () => {
@@ -205,12 +205,12 @@ describe("dma through a domain", () => {
     expect(map(e, A, 0, 4, READ | WRITE)).toBe(0);
     expect(map(e, A + 0x4000, 0x4000, 1, READ)).toBe(0);
     for (let i = 0; i < 64; i++) c.u8[e.src + i] = 100 + i;
-    const D = c.c("DMA_DESC_SIZE"), desc = e.dst + 0x10000;
+    const D = c.consts.DMA_DESC_SIZE, desc = e.dst + 0x10000;
     const put = (i: number, op: number, d: number, s: number, sHi: number, t: number, tHi: number, len: number) => {
       const w = (desc + i * D) >>> 2;
       c.u32.set([op, d, s, sHi, t, tHi, len, 0x7777], w);
     };
-    const [RD, WR, CP] = [c.c("DMA_OP_READ"), c.c("DMA_OP_WRITE"), c.c("DMA_OP_COPY")];
+    const [RD, WR, CP] = [c.consts.DMA_OP_READ, c.consts.DMA_OP_WRITE, c.consts.DMA_OP_COPY];
     put(0, WR, dom, e.src, 0, A + 10, 0, 64);
     put(1, CP, dom, A + 10, 0, A + 0x3000, 0, 64);
     put(2, RD, dom, A + 0x3000, 0, e.dst, 0, 64);
@@ -227,8 +227,8 @@ describe("dma through a domain", () => {
   it("grace period: a DMA call is a read section unless its caller holds one", async () => {
     const e = await env("x86");
     const { c, x, dom } = e;
-    const slot0 = c.c("WORKER_BASE") >>> 2;
-    expect(c.u32[c.c("HDR_GLOBAL_EPOCH") >>> 2]).toBe(1);
+    const slot0 = c.consts.WORKER_BASE >>> 2;
+    expect(c.u32[c.consts.HDR_GLOBAL_EPOCH >>> 2]).toBe(1);
     expect(map(e, 0, 0, 32, READ | WRITE)).toBe(0);
     expect(x.dma_write(dom, 0, 0, e.src, 200000)).toBe(EFAULT); // ends past the 32 pages
     expect(c.u32[slot0]).toBe(0);
@@ -244,7 +244,7 @@ describe("dma through a domain", () => {
 });
 
 describe("runs: one translation and one copy over contiguous leaves", () => {
-  const slot0 = (c: Core) => c.u32[c.c("WORKER_BASE") >>> 2];
+  const slot0 = (c: Core) => c.u32[c.consts.WORKER_BASE >>> 2];
   for (const fmt of ["x86", "mock"] as const) {
     it(`${fmt}: a transfer that meets a page unmapped in the middle of a cached run faults at exactly that page, in every thread`, async () => {
       const e = await env(fmt);
@@ -534,9 +534,9 @@ describe("statistics build (build/core-stats.wasm)", () => {
     const c = await Core.attach({ module: await WebAssembly.compile(readFileSync(path)), memory }, false);
     expect(c.x.frames_init(pages)).toBe(0);
     const x = c.x;
-    expect(c.c("STATS_ENABLED")).toBe(1);
+    expect(c.consts.STATS_ENABLED).toBe(1);
     const f = x.frame_alloc(4) >>> 0;
-    const dom = x.domain_alloc(c.c("IOPT_X86"), 0) >>> 0;
+    const dom = x.domain_alloc(c.consts.IOPT_X86, 0) >>> 0;
     expect(x.domain_map(dom, 0, 1, f, 16, READ, 0)).toBe(0); // one run of 16 contiguous leaves
     expect(x.domain_map(dom, 0x100000, 1, f, 1, READ, 0)).toBe(0); // an alias elsewhere
     const buf = c.poolBase + f * 4096;
@@ -545,12 +545,12 @@ describe("statistics build (build/core-stats.wasm)", () => {
     expect(x.dma_read(dom, 0x100000, 1, buf, 8)).toBe(0); // miss + walk
     expect(x.dma_read(dom, 0x0000, 1, buf, 8)).toBe(0); // IOTLB hit
     expect(x.dma_read(dom, 0x10000, 1, buf, 8)).toBe(EFAULT); // past the run: miss + walk + fault
-    const s = (n: string) => x.stat_read(c.c(n));
+    const s = (n: keyof CoreConstants) => x.stat_read(c.consts[n]);
     expect([s("STAT_IOTLB_LAST_HITS"), s("STAT_IOTLB_HITS"), s("STAT_IOTLB_MISSES"), s("STAT_IOTLB_WALKS"), s("STAT_DMA_FAULTS")])
       .toEqual([1, 1, 3, 3, 1]);
   });
   it("the default build has statistics compiled out", async () => {
     const c = await Core.boot(32 * MiB);
-    expect(c.c("STATS_ENABLED")).toBe(0);
+    expect(c.consts.STATS_ENABLED).toBe(0);
   });
 });

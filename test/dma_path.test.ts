@@ -6,6 +6,7 @@
 // (IOVA, direction, reason, domain and its serial; only the worker slot differs).
 
 import { afterEach, describe, expect, it } from "vitest";
+import type { CoreConstants } from "../src/wasm/core.js";
 import { Worker } from "node:worker_threads";
 import { MAP_ANONYMOUS, MAP_POPULATE, MAP_SHARED, O_RDWR, PROT_READ, PROT_WRITE, type DeviceHandle, type Kernel, type Process } from "../src/index.js";
 import { attachCore, type Core } from "../src/worker.js";
@@ -53,7 +54,7 @@ interface Seen { rc: number; out: Uint8Array | null; mem: Uint8Array; recs: numb
 function record(core: Core, seq: number): Rec {
   const r = core.x.fault_rec(seq) >>> 0;
   expect(r).not.toBe(0);
-  const w = (f: string) => core.u32[(r + core.c(f)) >>> 2];
+  const w = (f: keyof CoreConstants) => core.u32[(r + core.consts[f]) >>> 2];
   return {
     iova: (BigInt(w("FAULT_IOVA_HI")) << 32n) | BigInt(w("FAULT_IOVA_LO")),
     flags: w("FAULT_FLAGS"), dom: w("FAULT_DOM"), serial: w("FAULT_SERIAL"), slot: w("FAULT_SLOT"),

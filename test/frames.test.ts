@@ -14,7 +14,7 @@ describe("frames", () => {
   it("lays out a 2 MiB-aligned pool after the fixed area and metadata", async () => {
     const c = await boot();
     expect(c.poolBase % (2 * MiB)).toBe(0);
-    expect(c.poolBase).toBeGreaterThanOrEqual(c.c("FIXED_END") + c.poolFrames * 13);
+    expect(c.poolBase).toBeGreaterThanOrEqual(c.consts.FIXED_END + c.poolFrames * 13);
     expect(c.poolBase + c.poolFrames * 4096).toBeLessThanOrEqual(64 * MiB);
     expect(c.freeFrames).toBe(c.poolFrames);
   });
@@ -80,7 +80,7 @@ describe("frames", () => {
     expect(c.freeFrames).toBeLessThan(16);
     expect(x.frame_alloc(18) >>> 0).toBe(NONE);
     // The host side's name for it is the core's own.
-    expect(FRAME_NONE).toBe(c.c("FRAME_NONE"));
+    expect(FRAME_NONE).toBe(c.consts.FRAME_NONE);
     for (const f of got) for (let i = 0; i < 16; i++) x.frame_put(f + i);
     expect(c.freeFrames).toBe(c.poolFrames);
   });
@@ -95,7 +95,7 @@ describe("frames", () => {
 
   it("fail_point: the nth allocation fails, once", async () => {
     const c = await boot();
-    Atomics.store(c.i32, c.c("HDR_FAIL_NTH") >>> 2, 3);
+    Atomics.store(c.i32, c.consts.HDR_FAIL_NTH >>> 2, 3);
     expect(c.x.frame_alloc(0) >>> 0).not.toBe(NONE);
     expect(c.x.frame_alloc(0) >>> 0).not.toBe(NONE);
     expect(c.x.frame_alloc(0) >>> 0).toBe(NONE);

@@ -15,8 +15,8 @@ describe("gate_enter: the section entry and the gate check in one call", () => {
   it("answers as gate_check (EINVAL before the grant, 0 while granted, EBADF once closed) and is inside the section every time", async () => {
     const c = await Core.boot(32 << 20);
     const x = c.x;
-    const epochWord = c.c("WORKER_BASE") >>> 2; // slot 0: this instance's
-    const epoch = () => c.u32[c.c("HDR_GLOBAL_EPOCH") >>> 2];
+    const epochWord = c.consts.WORKER_BASE >>> 2; // slot 0: this instance's
+    const epoch = () => c.u32[c.consts.HDR_GLOBAL_EPOCH >>> 2];
     const slot = 7;
     const gen = x.gate_generation(slot) >>> 0;
     const enter = (g: number): number => {
@@ -47,7 +47,7 @@ describe("WorkerFiles: a worker's file operations", () => {
     const kernel = await createKernel({ memoryBytes: 64 << 20, devices: [{ bdf: "0000:00:04.0", model: "memcpy" }] });
     const ctx = await attachWorker(kernel.workerInit());
     const c = ctx.core;
-    const epochWord = (c.c("WORKER_BASE") + ctx.slot * c.c("WORKER_STRIDE")) >>> 2;
+    const epochWord = (c.consts.WORKER_BASE + ctx.slot * c.consts.WORKER_STRIDE) >>> 2;
     // A WorkerFiles as ctx.file builds it, its entry call observed: what it is handed, and
     // that the section is what it sees next.
     const calls: number[][] = [];

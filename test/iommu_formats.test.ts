@@ -13,24 +13,24 @@ const leafBase = (w: number) => (w & ~0x7ff) >>> 0;
 
 async function boot(bytes = 64 * MiB) {
   const c = await Core.boot(bytes);
-  return { c, x: c.x, X86: c.c("IOPT_X86"), MOCK: c.c("IOPT_MOCK"), HUGE: c.c("DOMAIN_F_HUGE") };
+  return { c, x: c.x, X86: c.consts.IOPT_X86, MOCK: c.consts.IOPT_MOCK, HUGE: c.consts.DOMAIN_F_HUGE };
 }
 
 describe("memory map", () => {
   it("places domains, the fault ring and the IOTLBs inside the fixed area, cache-line aligned", async () => {
     const { c } = await boot();
-    const names = ["DOMAIN_BASE", "FAULT_BASE", "FAULT_RECS", "IOTLB_BASE"];
-    for (const n of names) expect(c.c(n) % 64, n).toBe(0);
+    const names = ["DOMAIN_BASE", "FAULT_BASE", "FAULT_RECS", "IOTLB_BASE"] as const;
+    for (const n of names) expect(c.consts[n] % 64, n).toBe(0);
     // The statically placed regions follow each other without overlap, the carved ones end
     // inside the fixed area.
-    const regions = ["GATE", "EVENTFD", "WORKER", "DOMAIN", "FAULT", "IOTLB", "FILE_DEV", "DEV", "BOUNCE"];
-    expect(c.c("GATE_BASE")).toBeGreaterThanOrEqual(c.c("HDR_END"));
+    const regions = ["GATE", "EVENTFD", "WORKER", "DOMAIN", "FAULT", "IOTLB", "FILE_DEV", "DEV", "BOUNCE"] as const;
+    expect(c.consts.GATE_BASE).toBeGreaterThanOrEqual(c.consts.HDR_END);
     for (let i = 1; i < regions.length; i++) {
-      expect(c.c(`${regions[i]}_BASE`), regions[i]).toBeGreaterThanOrEqual(c.c(`${regions[i - 1]}_END`));
+      expect(c.consts[`${regions[i]}_BASE` as const], regions[i]).toBeGreaterThanOrEqual(c.consts[`${regions[i - 1]}_END` as const]);
     }
-    expect(c.c("CARVED_END")).toBe(c.c("BOUNCE_END"));
-    expect(c.c("CARVED_END")).toBeLessThanOrEqual(c.c("FIXED_END"));
-    expect(c.c("IOTLB_END") - c.c("IOTLB_BASE")).toBe(c.c("WORKER_SLOTS") * c.c("IOTLB_ENTRIES") * c.c("IOTLB_ENTRY_SIZE"));
+    expect(c.consts.CARVED_END).toBe(c.consts.BOUNCE_END);
+    expect(c.consts.CARVED_END).toBeLessThanOrEqual(c.consts.FIXED_END);
+    expect(c.consts.IOTLB_END - c.consts.IOTLB_BASE).toBe(c.consts.WORKER_SLOTS * c.consts.IOTLB_ENTRIES * c.consts.IOTLB_ENTRY_SIZE);
   });
 });
 

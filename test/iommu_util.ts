@@ -1,6 +1,6 @@
 // Shared helpers of the IOMMU data-plane tests (iommu_formats, dma): a seeded PRNG, IOVA
 // halves, and a reference model of a domain's mappings in plain TypeScript.
-import type { Core } from "../src/wasm/core.js";
+import type { Core, CoreConstants } from "../src/wasm/core.js";
 
 export const KiB = 1024;
 export const MiB = 1024 * KiB;
@@ -88,7 +88,7 @@ export function faultsSince(c: Core, from: number): { iova: number; write: boole
   for (let i = from; i < head; i++) {
     const r = c.x.fault_rec(i) >>> 0;
     if (!r) throw new Error(`fault record ${i} lost`);
-    const w = (o: string) => c.u32[(r + c.c(o)) >>> 2];
+    const w = (o: keyof CoreConstants) => c.u32[(r + c.consts[o]) >>> 2];
     const flags = w("FAULT_FLAGS");
     out.push({
       iova: w("FAULT_IOVA_HI") * 2 ** 32 + w("FAULT_IOVA_LO"), write: (flags & 1) !== 0, reason: flags >>> 8,
@@ -99,5 +99,5 @@ export function faultsSince(c: Core, from: number): { iova: number; write: boole
 }
 
 export function setFailNth(c: Core, n: number): void {
-  Atomics.store(c.i32, c.c("HDR_FAIL_NTH") >>> 2, n);
+  Atomics.store(c.i32, c.consts.HDR_FAIL_NTH >>> 2, n);
 }

@@ -52,7 +52,7 @@ describe("radix page table", () => {
     const c = await Core.boot(32 * 1024 * 1024);
     const x = c.x;
     const root = x.radix_alloc_root() >>> 0;
-    Atomics.store(c.i32, c.c("HDR_FAIL_NTH") >>> 2, 1);
+    Atomics.store(c.i32, c.consts.HDR_FAIL_NTH >>> 2, 1);
     expect(x.radix_install(root, 0x400000000, 0, 0, 1)).toBe(-12);
     expect(x.radix_install(root, 0x400000000, 0, 0, 1)).toBe(0);
   });

@@ -124,11 +124,11 @@ export class IoatRegisters {
   constructor(core: Core, readonly bar: number, readonly eng: number) {
     this.u8 = core.u8;
     this.i32 = core.i32;
-    this.doorbell = (eng + core.c("ENG_DOORBELL")) >>> 2;
-    this.cmdWord = (eng + core.c("ENG_CMD")) >>> 2;
-    this.reloadWord = (eng + core.c("ENG_RELOAD")) >>> 2;
-    this.reloadChain = core.c("RELOAD_CHAIN");
-    this.reloadArmed = core.c("RELOAD_ARMED");
+    this.doorbell = (eng + core.consts.ENG_DOORBELL) >>> 2;
+    this.cmdWord = (eng + core.consts.ENG_CMD) >>> 2;
+    this.reloadWord = (eng + core.consts.ENG_RELOAD) >>> 2;
+    this.reloadChain = core.consts.RELOAD_CHAIN;
+    this.reloadArmed = core.consts.RELOAD_ARMED;
   }
 
   /** Power-on values of the register window (the rest of BAR0 is left as it is). */
@@ -282,8 +282,8 @@ export class IoatEngine {
   constructor(private readonly core: Core, private readonly workerInit: () => unknown, bar: number, readonly eng: number) {
     core.u8.fill(0, eng, eng + 4096);
     this.regs = new IoatRegisters(core, bar, eng);
-    this.stopWord = (eng + core.c("ENG_STOP")) >>> 2;
-    this.devWord = (eng + core.c("ENG_DEV")) >>> 2;
+    this.stopWord = (eng + core.consts.ENG_STOP) >>> 2;
+    this.devWord = (eng + core.consts.ENG_DEV) >>> 2;
     this.regs.powerOn();
   }
 

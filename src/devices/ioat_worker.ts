@@ -22,11 +22,11 @@ async function run(data: IoatWorkerData): Promise<void> {
   const core = ctx.core;
   const x = core.x as unknown as EngineExports;
   const i32 = core.i32;
-  const doorbell = (data.eng + core.c("ENG_DOORBELL")) >>> 2;
-  const stop = (data.eng + core.c("ENG_STOP")) >>> 2;
-  const MORE = core.c("IOAT_RUN_MORE");
-  const STALLED = core.c("IOAT_RUN_STALLED");
-  const IRQ = core.c("IOAT_RUN_IRQ");
+  const doorbell = (data.eng + core.consts.ENG_DOORBELL) >>> 2;
+  const stop = (data.eng + core.consts.ENG_STOP) >>> 2;
+  const MORE = core.consts.IOAT_RUN_MORE;
+  const STALLED = core.consts.IOAT_RUN_STALLED;
+  const IRQ = core.consts.IOAT_RUN_IRQ;
   let seen = Atomics.load(i32, doorbell);
   for (;;) {
     if (Atomics.load(i32, stop)) break;

@@ -88,7 +88,7 @@ export class Machine implements Kernel {
 
   constructor(readonly kcore: KernelCore, readonly config: KernelConfig) {
     this.dmaPort = dmaPort(kcore.core, 0);
-    this.devSlots = kcore.core.c("DEV_SLOTS");
+    this.devSlots = kcore.core.consts.DEV_SLOTS;
     this.pci = new PciBus(kcore.vfs);
     this.groups = new IommuGroups(kcore.vfs);
     this.iommufd = new Iommufd(kcore);

@@ -27,15 +27,15 @@ export interface DmaPort {
 
 /** The port of worker slot `slot` (0: the kernel's thread). */
 export function dmaPort(core: Core, slot: number): DmaPort {
-  const bounceBytes = core.c("BOUNCE_BYTES");
-  return { core, bounce: core.c("BOUNCE_BASE") + slot * bounceBytes, bounceBytes, none: core.c("DEV_NONE") | 0 };
+  const bounceBytes = core.consts.BOUNCE_BYTES;
+  return { core, bounce: core.consts.BOUNCE_BASE + slot * bounceBytes, bounceBytes, none: core.consts.DEV_NONE | 0 };
 }
 
 const U32 = 2 ** 32;
 
 function reasonOf(core: Core, code: number): FaultRecord["reason"] {
-  if (code === core.c("FAULT_REASON_PERM")) return "perm";
-  if (code === core.c("FAULT_REASON_BLOCKED")) return "blocked";
+  if (code === core.consts.FAULT_REASON_PERM) return "perm";
+  if (code === core.consts.FAULT_REASON_BLOCKED) return "blocked";
   // Unmapped, or outside the domain's aperture: nothing translates there.
   return "unmapped";
 }
@@ -45,12 +45,12 @@ function faultRecordAt(core: Core, seq: number): FaultRecord | null {
   const r = core.x.fault_rec(seq) >>> 0;
   if (r === 0) return null;
   const u32 = core.u32;
-  const lo = u32[(r + core.c("FAULT_IOVA_LO")) >>> 2];
-  const hi = u32[(r + core.c("FAULT_IOVA_HI")) >>> 2];
-  const flags = u32[(r + core.c("FAULT_FLAGS")) >>> 2];
+  const lo = u32[(r + core.consts.FAULT_IOVA_LO) >>> 2];
+  const hi = u32[(r + core.consts.FAULT_IOVA_HI) >>> 2];
+  const flags = u32[(r + core.consts.FAULT_FLAGS) >>> 2];
   const rec: FaultRecord = {
     iova: (BigInt(hi) << 32n) | BigInt(lo),
-    write: (flags & core.c("FAULT_F_WRITE")) !== 0,
+    write: (flags & core.consts.FAULT_F_WRITE) !== 0,
     reason: reasonOf(core, flags >>> 8),
   };
   // A producer may have lapped the ring while the fields were read.

@@ -7,7 +7,7 @@ import type { KernelCore } from "../kernel/kernel.js";
 import type { IommuCaps } from "./device.js";
 import { synchronizeDma } from "../kernel/grace.js";
 import { PAGE_SIZE } from "../kernel/mm.js";
-import { FRAME_NONE, type Core, type CoreExports } from "../wasm/core.js";
+import { FRAME_NONE, type Core, type CoreFunctions } from "../wasm/core.js";
 
 /** IOMMU_READ / IOMMU_WRITE of a mapping. */
 export interface IommuProt { read: boolean; write: boolean }
@@ -56,12 +56,12 @@ export interface IommuDomain extends IoDomain {
 }
 
 /** The core's format of each IommuCaps format (assembly/iopt.ts), by the name it exports. */
-const FORMAT_IDS = { x86: "IOPT_X86", mock: "IOPT_MOCK" } as const;
+const FORMAT_IDS = { x86: "IOPT_X86", mock: "IOPT_MOCK" } as const satisfies Record<IommuCaps["format"], keyof Core["consts"]>;
 
 /** The aperture of a format, from the core's constants: [0, 2^48-1] for x86, the mock's window. */
 export function aperture(core: Core, format: IommuCaps["format"]): [bigint, bigint] {
-  if (format === "x86") return [0n, (1n << BigInt(core.c("X86_IOVA_BITS"))) - 1n];
-  return [BigInt(core.c("MOCK_APERTURE_START")), BigInt(core.c("MOCK_APERTURE_LAST"))];
+  if (format === "x86") return [0n, (1n << BigInt(core.consts.X86_IOVA_BITS)) - 1n];
+  return [BigInt(core.consts.MOCK_APERTURE_START), BigInt(core.consts.MOCK_APERTURE_LAST)];
 }
 
 // The two u32 halves of an IOVA for the wasm calls (domains and DMA); IOVAs below 2^53 (all
@@ -83,7 +83,7 @@ class WasmDomain implements IommuDomain {
   private dirtyOn = false;
 
   private readonly core: Core;
-  private readonly x: CoreExports;
+  private readonly x: CoreFunctions;
 
   constructor(private readonly kcore: KernelCore, readonly handle: number, readonly format: IommuCaps["format"]) {
     const core = kcore.core;
@@ -92,8 +92,8 @@ class WasmDomain implements IommuDomain {
     this.shift = this.x.domain_page_shift(handle);
     [this.apertureStart, this.apertureEnd] = aperture(core, format);
     this.pgsizeBitmap = BigInt(this.x.domain_pgsize_bitmap(handle) >>> 0);
-    this.protRead = core.c("IOMMU_READ");
-    this.protWrite = core.c("IOMMU_WRITE");
+    this.protRead = core.consts.IOMMU_READ;
+    this.protWrite = core.consts.IOMMU_WRITE;
   }
 
   map(iova: bigint, phys: number, length: number, prot: IommuProt, allowLarge: boolean): number {
@@ -164,8 +164,8 @@ export function allocDomain(kcore: KernelCore, format: IommuCaps["format"], opts
   if (kcore.shouldFail()) return -errno.ENOMEM;
   const core = kcore.core;
   const x = core.x;
-  const flags = (opts.hugeIova ? core.c("DOMAIN_F_HUGE") : 0) | (opts.dirtyTracking ? core.c("DOMAIN_F_DIRTY_TRACKING") : 0);
-  const h = x.domain_alloc(core.c(FORMAT_IDS[format]), flags);
+  const flags = (opts.hugeIova ? core.consts.DOMAIN_F_HUGE : 0) | (opts.dirtyTracking ? core.consts.DOMAIN_F_DIRTY_TRACKING : 0);
+  const h = x.domain_alloc(core.consts[FORMAT_IDS[format]], flags);
   if (h < 0) return -errno.ENOMEM;
   const d = new WasmDomain(kcore, h >>> 0, format);
   // Dirty bits are recorded only once userspace enables tracking.

@@ -15,7 +15,7 @@ export class EventFd {
 
   /** Index of the counter in core.u64. */
   get index(): number {
-    return (this.core.c("EVENTFD_BASE") + this.slot * this.core.c("EVENTFD_STRIDE")) / 8;
+    return (this.core.consts.EVENTFD_BASE + this.slot * this.core.consts.EVENTFD_STRIDE) / 8;
   }
 
   count(): bigint {

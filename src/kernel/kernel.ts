@@ -37,8 +37,8 @@ export class KernelCore {
     this.acct = new MemAccounting(frames - Math.ceil(frames / RESERVE_DIVISOR));
     this.pins = new PinLedger(frames);
     this.stats.set("pinnedPages", () => this.pins.pinnedPages);
-    this.gates = new SlotAllocator(core.c("GATE_SLOTS"));
-    this.eventfdSlots = new SlotAllocator(core.c("EVENTFD_SLOTS"));
+    this.gates = new SlotAllocator(core.consts.GATE_SLOTS);
+    this.eventfdSlots = new SlotAllocator(core.consts.EVENTFD_SLOTS);
   }
 
   static async boot(memoryBytes: number, counters = false): Promise<KernelCore> {

@@ -305,25 +305,26 @@ export class Vfio {
    */
   private publishDevice(dev: VfioDevice, iommuDev: GroupDevice): void {
     const c = this.kcore.core;
-    if (dev.index >= c.c("DEV_SLOTS")) return;
-    const line = (c.c("DEV_BASE") + dev.index * c.c("DEV_STRIDE")) >>> 2;
+    if (dev.index >= c.consts.DEV_SLOTS) return;
+    const line = (c.consts.DEV_BASE + dev.index * c.consts.DEV_STRIDE) >>> 2;
     const st = dev.ops.sharedState?.();
-    c.u32[line + c.c("DEV_CONFIG") / 4] = st?.config ?? 0;
-    c.u32[line + c.c("DEV_CONFIG_SIZE") / 4] = st?.configSize ?? 0;
-    c.u32[line + c.c("DEV_CONFIG_MASK") / 4] = st?.configMask ?? 0;
-    c.u32[line + c.c("DEV_BAR0") / 4] = st?.bar0 ?? 0;
-    c.u32[line + c.c("DEV_BAR0_SIZE") / 4] = st?.bar0Size ?? 0;
-    c.u32[line + c.c("DEV_IRQ_CTX") / 4] = st?.irqCtx ?? 0;
-    c.u32[line + c.c("DEV_MSI_CAP") / 4] = st?.msiCap ?? 0;
-    c.u32[line + c.c("DEV_MSIX_CAP") / 4] = st?.msixCap ?? 0;
-    c.u32[line + c.c("DEV_MSIX_TABLE") / 4] = st?.msixTable ?? 0;
-    c.u32[line + c.c("DEV_MSIX_PBA") / 4] = st?.msixPba ?? 0;
-    c.u32[line + c.c("DEV_MSIX_SIZE") / 4] = st?.msixSize ?? 0;
-    c.u32[line + c.c("DEV_ENGINE") / 4] = st?.engine ?? 0;
+    c.u32[line + c.consts.DEV_CONFIG / 4] = st?.config ?? 0;
+    c.u32[line + c.consts.DEV_CONFIG_SIZE / 4] = st?.configSize ?? 0;
+    c.u32[line + c.consts.DEV_CONFIG_MASK / 4] = st?.configMask ?? 0;
+    c.u32[line + c.consts.DEV_BAR0 / 4] = st?.bar0 ?? 0;
+    c.u32[line + c.consts.DEV_BAR0_SIZE / 4] = st?.bar0Size ?? 0;
+    c.u32[line + c.consts.DEV_IRQ_CTX / 4] = st?.irqCtx ?? 0;
+    c.u32[line + c.consts.DEV_MSI_CAP / 4] = st?.msiCap ?? 0;
+    c.u32[line + c.consts.DEV_MSIX_CAP / 4] = st?.msixCap ?? 0;
+    c.u32[line + c.consts.DEV_MSIX_TABLE / 4] = st?.msixTable ?? 0;
+    c.u32[line + c.consts.DEV_MSIX_PBA / 4] = st?.msixPba ?? 0;
+    c.u32[line + c.consts.DEV_MSIX_SIZE / 4] = st?.msixSize ?? 0;
+    c.u32[line + c.consts.DEV_ENGINE / 4] = st?.engine ?? 0;
     // Paired with the atomic load in dev_dma (assembly/dma.ts). A device that joins a group
     // already attached to a legacy container's domain is attached to it at once, as
     // __iommu_probe_device attaches a new device to group->domain.
-    iommuDev.publishDomain = (h: number) => { Atomics.store(c.u32, line + c.c("DEV_DOMAIN") / 4, h >>> 0); };
+    const domainWord = line + c.consts.DEV_DOMAIN / 4;
+    iommuDev.publishDomain = (h: number) => { Atomics.store(c.u32, domainWord, h >>> 0); };
     iommuDev.publishDomain(dev.domainHandle);
   }
 
@@ -580,7 +581,7 @@ export class Vfio {
     df.file = file;
     // Which device a worker reaches through this file's gate slot; written before any grant.
     const c = this.kcore.core;
-    c.u32[(c.c("FILE_DEV_BASE") >>> 2) + file.gateSlot] = dev.index + 1;
+    c.u32[(c.consts.FILE_DEV_BASE >>> 2) + file.gateSlot] = dev.index + 1;
     return file;
   }
 }

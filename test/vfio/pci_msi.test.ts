@@ -300,6 +300,6 @@ describe("vfio-pci MSI / MSI-X (memcpy model)", () => {
   });
 
   it("the result codes are the core's", () => {
-    expect([IRQ_SENT, IRQ_PENDING, IRQ_OFF]).toEqual([core.c("IRQ_SENT"), core.c("IRQ_PENDING"), core.c("IRQ_OFF")]);
+    expect([IRQ_SENT, IRQ_PENDING, IRQ_OFF]).toEqual([core.consts.IRQ_SENT, core.consts.IRQ_PENDING, core.consts.IRQ_OFF]);
   });
 });

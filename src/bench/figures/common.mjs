@@ -57,7 +57,7 @@ export async function bootEnv(wasmFile = "build/core.wasm") {
   core.u8.fill(0, host(coldFrame) + 64 * MiB, host(coldFrame) + 128 * MiB);
   fillPattern(core, host(hotFrame), 256 * KiB, 0x12345678);
   core.u8.fill(0, host(hotFrame) + 256 * KiB, host(hotFrame) + 512 * KiB);
-  const X86 = core.c("IOPT_X86");
+  const X86 = core.consts.IOPT_X86;
   const dom = () => {
     const d = x.domain_alloc(X86, 0);
     if (d < 0) throw new Error(`domain_alloc: ${d}`);
@@ -116,15 +116,15 @@ export function makeDescs(ws, sizes) {
  */
 export function writeDescs(env, descs, region, dom) {
   const { core, alloc, host } = env;
-  const size = core.c("DMA_DESC_SIZE");
+  const size = core.consts.DMA_DESC_SIZE;
   const bytes = descs.length * size;
   const order = Math.max(0, Math.ceil(Math.log2(Math.ceil(bytes / 4096))));
   const at = { t: host(alloc(order)), w: host(alloc(order)) };
   const u32 = core.u32;
   // The descriptor's fields (assembly/dma.ts DMA_DESC_*), as word offsets.
   const F = Object.fromEntries(["OP", "DOM", "SRC_LO", "SRC_HI", "DST_LO", "DST_HI", "LEN", "STATUS"]
-    .map((n) => [n, core.c(`DMA_DESC_${n}`) >>> 2]));
-  const COPY = core.c("DMA_OP_COPY");
+    .map((n) => [n, core.consts[`DMA_DESC_${n}`] >>> 2]));
+  const COPY = core.consts.DMA_OP_COPY;
   const put = (base, i, src, dst, len) => {
     const w = (base + i * size) >>> 2;
     u32[w + F.OP] = COPY;

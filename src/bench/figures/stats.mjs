@@ -25,13 +25,6 @@ const st = {};
 
 const counters = (core) => Array.from({ length: NSTATS }, (_, i) => core.x.stat_read(i) >>> 0);
 
-/** Every exported constant (immutable global) of a build, by name. */
-function constants(core) {
-  const out = {};
-  for (const [k, v] of Object.entries(core.x)) if (v instanceof WebAssembly.Global) out[k] = v.value;
-  return out;
-}
-
 const t17 = {
   id: "T17", title: "counters on: core-stats.wasm vs core.wasm, T1 copies (cost)", unit: "%", kind: "ratio",
   bars: [{ abs: "%", max: 1 }],
@@ -41,12 +34,12 @@ const t17 = {
     const module = await WebAssembly.compile(readFileSync(`${root}build/core-stats.wasm`));
     const stats = await Core.attach({ module, memory: plain.memory }); // the same memory map, already set up
     // One memory map: every layout constant agrees, except the switch itself.
-    const a = constants(plain), b = constants(stats);
+    const a = plain.consts, b = stats.consts;
     for (const k of new Set([...Object.keys(a), ...Object.keys(b)])) {
       if (k !== "STATS_ENABLED" && a[k] !== b[k]) throw new Error(`T17: core.wasm and core-stats.wasm disagree on ${k} (${a[k]} vs ${b[k]})`);
     }
-    if (plain.c("STATS_ENABLED") !== 0) throw new Error("T17: build/core.wasm has STATS_ENABLED = 1: the counters do not compile out");
-    if (stats.c("STATS_ENABLED") !== 1) throw new Error("T17: build/core-stats.wasm has STATS_ENABLED = 0");
+    if (plain.consts.STATS_ENABLED !== 0) throw new Error("T17: build/core.wasm has STATS_ENABLED = 1: the counters do not compile out");
+    if (stats.consts.STATS_ENABLED !== 1) throw new Error("T17: build/core-stats.wasm has STATS_ENABLED = 0");
     const r = env.region.hot;
     st.descs = makeDescs(r.ws, MIX);
     st.count = st.descs.length;

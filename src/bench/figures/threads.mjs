@@ -109,7 +109,7 @@ function scaleFigure({ id, title, absScaling, bars, goals, hot }) {
       st.bytes = st.descs.reduce((a, d) => a + d.len, 0);
       // A domain of its own (4 KiB leaves for the hot figure, 2 MiB leaves for the cold one)
       // holding one private src | dst region per worker, populated before any timing.
-      const d = x.domain_alloc(core.c("IOPT_X86"), 0);
+      const d = x.domain_alloc(core.consts.IOPT_X86, 0);
       if (d < 0) throw new Error(`${id}: domain_alloc: ${d}`);
       st.dom = d >>> 0;
       const order = Math.ceil(Math.log2((2 * st.ws) / 4096));
