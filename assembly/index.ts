@@ -33,13 +33,12 @@ export {
   fault_head, fault_rec,
 } from "./fault";
 export {
-  iotlb_attach, iotlb_slot, iotlb_flush, iotlb_translate, iotlb_host, iotlb_avail, iotlb_bench,
+  iotlb_attach, iotlb_slot, iotlb_flush, iotlb_translate, iotlb_host, iotlb_avail,
 } from "./iotlb";
 export {
   DMA_DESC_OP, DMA_DESC_DOM, DMA_DESC_SRC_LO, DMA_DESC_SRC_HI, DMA_DESC_DST_LO, DMA_DESC_DST_HI, DMA_DESC_LEN,
   DMA_DESC_STATUS, DMA_DESC_SIZE, DMA_OP_READ, DMA_OP_WRITE, DMA_OP_COPY,
   dma_read, dma_write, dma_copy, dma_batch, dev_dma, dma_fault_done, dma_fault_seq,
 } from "./dma";
-export * from "./bench";
 // The I/OAT channel engine (device workers).
 export * from "./ioat";

@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { browserBundle } from "./bundle-check.mjs";
 import { checkWasm } from "./wasm-check.mjs";
-import { readAbi, abiDiff, checkAbiAgainstWasm, renderAbi } from "./core-abi.mjs";
+import { readAbi, abiDiff, checkAbiAgainstWasm, renderAbi, isBenchExport } from "./core-abi.mjs";
 import { buildWeb } from "./web-build.mjs";
 
 const root = fileURLToPath(new URL("..", import.meta.url));
@@ -19,7 +19,7 @@ const step = (what) => process.stderr.write(`build: ${what}\n`);
 
 const GENERATED = [join(root, "src/wasm/core_bytes.ts"), join(root, "src/wasm/core_abi.ts")];
 const INPUTS = ["assembly", "src", "scripts", "asconfig.json", "tsconfig.json", "package.json", "package-lock.json"];
-const OUTPUTS = ["build/core.wasm", "build/core-stats.wasm", "src/wasm/core_bytes.ts", "src/wasm/core_abi.ts", "dist/index.js", "dist/cli.js", "dist/bench/main.mjs",
+const OUTPUTS = ["build/core.wasm", "build/core-stats.wasm", "build/core-bench.wasm", "src/wasm/core_bytes.ts", "src/wasm/core_abi.ts", "dist/index.js", "dist/cli.js", "dist/bench/main.mjs",
   "build/browser/vfio-emu.js", "build/browser/worker.js"];
 
 function newest(path) {
@@ -54,8 +54,8 @@ await buildWeb(root);
 step("done");
 
 /** One asc target: its wasm, checked against the data-plane rules and its own declarations. */
-function asc(target, file) {
-  run(process.execPath, ["node_modules/assemblyscript/bin/asc.js", "--config", "asconfig.json", "--target", target]);
+function asc(target, file, entries = []) {
+  run(process.execPath, ["node_modules/assemblyscript/bin/asc.js", ...entries, "--config", "asconfig.json", "--target", target]);
   const wasm = readFileSync(`${root}/build/${file}.wasm`);
   checkWasm(wasm, `build/${file}.wasm`);
   const abi = readAbi(readFileSync(`${root}/build/${file}.d.ts`, "utf8"), `build/${file}.d.ts`);
@@ -75,10 +75,19 @@ function sameAbi(a, b, what, extra) {
 async function buildCore() {
   step("assembly/ -> build/core.wasm");
   const release = asc("release", "core");
+  const benchInRelease = release.abi.functions.map((f) => f.name).filter(isBenchExport);
+  if (benchInRelease.length) {
+    process.stderr.write(`build: build/core.wasm exports benchmark entry points (they belong to assembly/bench_index.ts): ${benchInRelease.join(", ")}\n`);
+    process.exit(1);
+  }
   const wasm = release.wasm;
 
   step("assembly/ -> build/core-stats.wasm (IOMMU_STATS counters compiled in)");
   sameAbi(release, asc("stats", "core-stats"), "build/core-stats.wasm's exports differ from build/core.wasm's");
+
+  step("assembly/ -> build/core-bench.wasm (the release core plus the benchmark's loops, for src/bench/)");
+  sameAbi(release, asc("bench", "core-bench", ["assembly/bench_index.ts"]),
+    "build/core-bench.wasm must export build/core.wasm's functions and constants plus bench_* and iotlb_bench", isBenchExport);
 
   step("src/wasm/core_abi.ts (the boundary's types, from build/core.d.ts)");
   writeFileSync(GENERATED[1], renderAbi(release.abi, root, "build/core.d.ts"));

@@ -61,6 +61,11 @@ export function abiLines(abi) {
   ];
 }
 
+/** The benchmark build's own entry points (assembly/bench_index.ts), and only those. */
+export function isBenchExport(name) {
+  return name.startsWith("bench_") || name === "iotlb_bench";
+}
+
 /**
  * How `b`'s exports differ from `a`'s: lines of `a` that `b` lacks or declares otherwise
  * (missing), and lines of `b` that `a` lacks (added), leaving out added exports `extra` accepts.

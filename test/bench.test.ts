@@ -315,7 +315,8 @@ describe("bench from the packed package", () => {
       const [info] = JSON.parse(stdout);
       const files = info.files.map((f: any) => f.path);
       for (const f of ["dist/cli.js", "dist/bench/main.mjs", "dist/bench/lib/harness.mjs", "dist/bench/figures/index.mjs",
-        "dist/bench/workers/dma-batch.mjs", "dist/bench/native/bench.c", "build/core.wasm", "build/core-stats.wasm"]) expect(files).toContain(f);
+        "dist/bench/workers/dma-batch.mjs", "dist/bench/native/bench.c", "build/core.wasm", "build/core-stats.wasm",
+        "build/core-bench.wasm"]) expect(files).toContain(f);
       const pkg = join(dir, "node_modules", "vfio-emu");
       await promisify(execFile)("mkdir", ["-p", pkg]);
       await promisify(execFile)("tar", ["xzf", join(dir, info.filename), "-C", pkg, "--strip-components=1"]);

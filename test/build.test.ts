@@ -73,10 +73,21 @@ describe("build checks", () => {
   });
 });
 
-// The wasm boundary's types come from the build (scripts/core-abi.mjs -> src/wasm/core_abi.ts).
+// The wasm boundary's types come from the build (scripts/core-abi.mjs -> src/wasm/core_abi.ts),
+// and the benchmark's loops live in a build of their own (build/core-bench.wasm).
 describe("the core's ABI", () => {
   const exportsOf = (f: string) => WebAssembly.Module.exports(new WebAssembly.Module(readFileSync(join(root, f))))
     .map((e) => `${e.kind} ${e.name}`).sort();
+
+  it("build/core.wasm ships no benchmark entry point; core-bench.wasm is core.wasm plus bench_* and iotlb_bench; core-stats.wasm exports what core.wasm does", () => {
+    const core = exportsOf("build/core.wasm"), bench = exportsOf("build/core-bench.wasm");
+    expect(core.filter((e) => /^function (bench_|iotlb_bench$)/.test(e))).toEqual([]);
+    expect(core.filter((e) => !bench.includes(e))).toEqual([]);
+    expect(bench.filter((e) => !core.includes(e))).toEqual([
+      "function bench_dma_batch", "function bench_file_enter", "function bench_identity_batch", "function bench_map_range",
+      "function bench_map_unmap", "function bench_unmap_range", "function iotlb_bench"]);
+    expect(exportsOf("build/core-stats.wasm")).toEqual(core);
+  });
 
   it("Core reads every exported global of core.wasm once, by the generated names, u32s unsigned", async () => {
     const globals = exportsOf("build/core.wasm").filter((e) => e.startsWith("global ")).map((e) => e.slice(7));
@@ -122,7 +133,7 @@ describe("the core's ABI", () => {
       functions: [{ name: "f", source: "assembly/x/f", params: [{ name: "a", type: "u32" }, { name: "b", type: "bool" }], result: "i32" }],
       constants: [{ name: "K", source: "assembly/x/K", type: "u32" }],
     });
-    // The stats build is compared with the release build this way.
+    // The stats and bench builds are compared with the release build this way.
     const b = readAbi(dts(fn("f", "i32", ["a", "u32"], ["b", "u32"]) + konst("K", "u32") + fn("bench_g", "i32")));
     expect(abiDiff(a, b, (n: string) => n.startsWith("bench_"))).toEqual({
       missing: ["function f(a: u32, b: bool): i32"], added: ["function f(a: u32, b: u32): i32"],

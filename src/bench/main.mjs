@@ -7,7 +7,7 @@
 //
 // Plain ESM, copied as it is into dist/bench/ by the build: it reaches the package's own
 // modules by relative path from there (../index.js, ../wasm/core.js, ../worker.js) and
-// build/core.wasm from the package root, so an installed package runs it as a checkout does.
+// build/core-bench.wasm from the package root, so an installed package runs it as a checkout does.
 //
 // Exit status (runBench's result): 0 when every judged bar holds (a figure that cannot be
 // judged here, holds null, does not fail), 1 when at least one bar fails; a quick run judges

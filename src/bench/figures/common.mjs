@@ -1,4 +1,4 @@
-// The shared bench environment: one core (build/core.wasm, loaded through dist/'s Core) on a
+// The shared bench environment: one core (build/core-bench.wasm, loaded through dist/'s Core) on a
 // fixed-size shared memory, the domains every figure uses, the descriptor generator and the
 // naive TypeScript translator (baseline TS). src/bench/native/bench.c mirrors this layout (IOVA
 // bases, physical blocks, domain order, so the domain serials mixed into the IOTLB index match).
@@ -32,17 +32,18 @@ export const hi = (v) => Math.floor(v / 0x1_0000_0000);
 const NONE = 0xffffffff;
 
 /**
- * Boots the core (build/core.wasm, or another build of it such as build/core-stats.wasm) and
- * lays out every figure's domains (once per bench process).
+ * Boots the benchmark's core (build/core-bench.wasm: build/core.wasm plus the timing loops of
+ * assembly/bench_index.ts, which the shipped cores leave out) and lays out every figure's
+ * domains (once per bench process).
  */
-export async function bootEnv(wasmFile = "build/core.wasm") {
+export async function bootEnv(wasmFile = "build/core-bench.wasm") {
   const module = await WebAssembly.compile(readFileSync(`${root}${wasmFile}`));
   const pages = MEM_BYTES / WASM_PAGE;
   const memory = new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
   const core = await Core.attach({ module, memory }, false);
   const x = core.x;
   if (x.frames_init(pages) !== 0) throw new Error("frames_init failed");
-  if (typeof x.bench_identity_batch !== "function") throw new Error("build/core.wasm lacks assembly/bench.ts: run `npm run build`");
+  if (typeof x.bench_identity_batch !== "function") throw new Error(`${wasmFile} lacks assembly/bench_index.ts's exports: run \`npm run build\``);
   const alloc = (order) => {
     const f = x.frame_alloc(order) >>> 0;
     if (f === NONE) throw new Error(`frame_alloc(${order}) failed`);
