@@ -9,7 +9,7 @@
 // Handlers return 0 / a positive result / -errno; -ENOIOCTLCMD becomes ENOTTY at the syscall.
 
 import { errno } from "../uapi/errno.js";
-import type { StructLayout } from "../uapi/struct.js";
+import { getField, type StructLayout } from "../uapi/struct.js";
 import type { Process } from "./process.js";
 
 const ZERO_CHECK_CHUNK = 4096;
@@ -61,7 +61,7 @@ export function vfioCopyIn(proc: Process, arg: number, layout: StructLayout): { 
   const bytes = new Uint8Array(layout.size);
   bytes.set(b);
   const view = new DataView(bytes.buffer);
-  const argsz = view.getUint32(0, true);
+  const argsz = getField(view, layout.fields.argsz); // every VFIO struct starts with argsz
   if (argsz < layout.minSize) return -errno.EINVAL;
   return { view, bytes, argsz };
 }

@@ -11,6 +11,7 @@
 // Control plane only: the group_lock and the dev_set lock are implicit.
 
 import { errno } from "../uapi/errno.js";
+import { getField, setField } from "../uapi/struct.js";
 import {
   VFIO_GROUP_GET_DEVICE_FD, VFIO_GROUP_GET_STATUS, VFIO_GROUP_SET_CONTAINER, VFIO_GROUP_UNSET_CONTAINER,
 } from "../uapi/ioctl.js";
@@ -204,14 +205,14 @@ function getStatus(group: VfioGroup, arg: number, proc: Process): number {
   const b = proc.mm.copyFromUser(arg, L.minSize);
   if (typeof b === "number") return b;
   const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  if (v.getUint32(0, true) < L.minSize) return -errno.EINVAL;
+  if (getField(v, L.fields.argsz) < L.minSize) return -errno.EINVAL;
   if (group.removed) return -errno.ENODEV;
   let flags = 0;
   // With an iommufd the DMA claim waits for GET_DEVICE_FD: VIABLE can be reported and the
   // device open still fail the claim.
   if (group.hasIommu()) flags = VFIO_GROUP_FLAGS_CONTAINER_SET | VFIO_GROUP_FLAGS_VIABLE;
   else if (!group.iommuGroup.dmaOwnerClaimed()) flags = VFIO_GROUP_FLAGS_VIABLE;
-  v.setUint32(4, flags, true);
+  setField(v, L.fields.flags, flags);
   return proc.mm.copyToUser(arg, b) < 0 ? -errno.EFAULT : 0;
 }
 

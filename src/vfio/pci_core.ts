@@ -6,7 +6,7 @@
 // are copied, argsz < minsz is EINVAL, trailing bytes are never looked at (SPEC.md §3.0).
 
 import { errno } from "../uapi/errno.js";
-import { getField } from "../uapi/struct.js";
+import { getField, setField } from "../uapi/struct.js";
 import { FRAME_NONE } from "../wasm/core.js";
 import {
   VFIO_DEVICE_GET_INFO, VFIO_DEVICE_GET_IRQ_INFO, VFIO_DEVICE_GET_REGION_INFO, VFIO_DEVICE_RESET,
@@ -20,7 +20,7 @@ import {
   VFIO_PCI_ERR_IRQ_INDEX, VFIO_PCI_INDEX_TO_OFFSET, VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_MSIX_IRQ_INDEX,
   VFIO_PCI_MSI_IRQ_INDEX, VFIO_PCI_NUM_IRQS,
   VFIO_PCI_NUM_REGIONS, VFIO_PCI_OFFSET_SHIFT, VFIO_PCI_REQ_IRQ_INDEX, VFIO_PCI_ROM_REGION_INDEX,
-  VFIO_REGION_INFO_CAP_MSIX_MAPPABLE, VFIO_REGION_INFO_FLAG_CAPS, VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ,
+  vfio_info_cap_header, VFIO_REGION_INFO_CAP_MSIX_MAPPABLE, VFIO_REGION_INFO_FLAG_CAPS, VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ,
   VFIO_REGION_INFO_FLAG_WRITE, vfio_device_info, vfio_irq_info, vfio_irq_set, vfio_region_info,
   VFIO_PCI_DEVID_NOT_OWNED, VFIO_PCI_DEVID_OWNED, VFIO_PCI_HOT_RESET_FLAG_DEV_ID, VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED,
   vfio_pci_dependent_device, vfio_pci_hot_reset, vfio_pci_hot_reset_info,
@@ -383,7 +383,9 @@ export class VfioPciCoreDevice implements VfioDeviceOps {
     // msix_mmappable_cap: the BAR holding the MSI-X table may be mmap'd whole.
     if (index === 0 && this.model.msix && flags & VFIO_REGION_INFO_FLAG_MMAP) {
       const cap = new Uint8Array(8);
-      new DataView(cap.buffer).setUint32(0, VFIO_REGION_INFO_CAP_MSIX_MAPPABLE | (1 << 16), true); // id, version 1, next 0
+      const hdr = new DataView(cap.buffer); // next 0: the chain's only capability
+      setField(hdr, vfio_info_cap_header.fields.id, VFIO_REGION_INFO_CAP_MSIX_MAPPABLE);
+      setField(hdr, vfio_info_cap_header.fields.version, 1);
       flags |= VFIO_REGION_INFO_FLAG_CAPS;
       if (c.argsz < vfio_region_info.size + cap.length) {
         // Too small for the chain: the size it needs, and no chain.

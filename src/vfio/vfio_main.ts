@@ -9,6 +9,7 @@
 // (gate_close), read lock-free by gate_check at the top of every gated operation.
 
 import { errno } from "../uapi/errno.js";
+import { getField } from "../uapi/struct.js";
 import {
   VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_DEVICE_BIND_IOMMUFD, VFIO_DEVICE_DETACH_IOMMUFD_PT,
   VFIO_DEVICE_FEATURE,
@@ -525,7 +526,7 @@ export class Vfio {
   private deviceFeature(dev: VfioDevice, arg: number, proc: Process): number {
     const c = vfioCopyIn(proc, arg, vfio_device_feature);
     if (typeof c === "number") return c;
-    const flags = c.view.getUint32(4, true);
+    const flags = getField(c.view, vfio_device_feature.fields.flags);
     const valid = VFIO_DEVICE_FEATURE_MASK | VFIO_DEVICE_FEATURE_SET | VFIO_DEVICE_FEATURE_GET | VFIO_DEVICE_FEATURE_PROBE;
     if (flags & ~valid) return -errno.EINVAL;
     if (!(flags & VFIO_DEVICE_FEATURE_PROBE) && (flags & VFIO_DEVICE_FEATURE_SET) && (flags & VFIO_DEVICE_FEATURE_GET)) return -errno.EINVAL;
