@@ -256,8 +256,8 @@ export class IommufdDevice extends IommufdObject {
     if (hwpt.dirtyTracking && !this.dev.caps.dirtyTracking) return -errno.EINVAL;
     // mock_domain_nop_attach: a nested domain of a vIOMMU needs the device's vDEVICE there.
     if (hwpt instanceof HwptNested && hwpt.viommu) {
-      const v = hwpt.viommu.vdevIdOf(this);
-      if (typeof v === "number") return v;
+      const rc = hwpt.viommu.getVdevId(this, { vdevId: 0n });
+      if (rc < 0) return rc;
     }
     return 0;
   }

@@ -57,10 +57,15 @@ export class Viommu extends IommufdObject {
   /** The vIOMMU's IOMMU instance: every mock device sits behind the one mock IOMMU. */
   get iommuFormat(): string { return this.hwpt.domain.format; }
 
-  /** iommufd_viommu_get_vdev_id: the virtual id of `idev` in this vIOMMU, or -ENOENT. */
-  vdevIdOf(idev: IommufdDevice): bigint | number {
+  /**
+   * iommufd_viommu_get_vdev_id: 0 with the virtual id of `idev` in this vIOMMU stored in
+   * out.vdevId, or -ENOENT (no vDEVICE of it here; out untouched).
+   */
+  getVdevId(idev: IommufdDevice, out: { vdevId: bigint }): number {
     const v = idev.vdev;
-    return v && v.viommu === this ? v.virtId : -errno.ENOENT;
+    if (!v || v.viommu !== this) return -errno.ENOENT;
+    out.vdevId = v.virtId;
+    return 0;
   }
 
   findVeventq(type: number): Veventq | undefined { return this.veventqs.find((q) => q.queueType === type); }
@@ -409,9 +414,10 @@ export function noteMockAttach(idev: IommufdDevice, hwpt: Hwpt | null): void {
   const dev = idev.dev;
   if (!hasDevCache(dev)) return;
   const viommu = hwpt?.type === "hwpt_nested" ? hwpt.viommu : null;
-  const id = viommu ? viommu.vdevIdOf(idev) : 0n;
+  const id = { vdevId: 0n }; // stays 0 without a vIOMMU or a vDEVICE there
+  if (viommu) viommu.getVdevId(idev, id);
   dev.viommu = viommu;
-  dev.vdevId = typeof id === "number" ? 0n : id;
+  dev.vdevId = id.vdevId;
 }
 
 // ---------------------------------------------------------------------------------------------
