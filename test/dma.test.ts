@@ -4,8 +4,9 @@ import { describe, it, expect } from "vitest";
 import { readFileSync, existsSync } from "node:fs";
 import { Core, WASM_PAGE, type CoreConstants } from "../src/wasm/core.js";
 import {
-  MiB, GiB, NONE, EFAULT, READ, WRITE, prng, lo, hi, Model, faultsSince,
+  MiB, GiB, NONE, EFAULT, READ, WRITE, lo, hi, Model, faultsSince,
 } from "./iommu_util.js";
+import { prng } from "./toolkit/prng.js";
 
 const UNMAPPED = 1, PERM = 2, BLOCKED = 3, RANGE = 4;
 

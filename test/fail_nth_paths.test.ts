@@ -28,7 +28,7 @@ import {
   VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_DEVICE_DETACH_IOMMUFD_PT, VFIO_DEVICE_GET_INFO, VFIO_DEVICE_GET_REGION_INFO,
   VFIO_DEVICE_SET_IRQS, VFIO_DEVICE_RESET, VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, VFIO_DEVICE_PCI_HOT_RESET,
 } from "./vfio/util.js";
-import { VFIO_GROUP_GET_STATUS, VFIO_GROUP_SET_CONTAINER, VFIO_GROUP_UNSET_CONTAINER, VFIO_GROUP_GET_DEVICE_FD } from "./vfio/legacy_util.js";
+import { VFIO_GROUP_GET_STATUS, VFIO_GROUP_SET_CONTAINER, VFIO_GROUP_UNSET_CONTAINER, VFIO_GROUP_GET_DEVICE_FD, mapArg } from "./vfio/legacy_util.js";
 
 const LIMIT = 2000;
 const BUF = 16 * PG;
@@ -177,7 +177,6 @@ function ioctlAt(p: Process, fd: number, req: number, at: number, arg: Uint8Arra
   return rc;
 }
 
-const dmaMapArg = (vaddr: number, iova: number, size: number) => struct(32, [[0, 4, 32], [4, 4, 3], [8, 8, vaddr], [16, 8, iova], [24, 8, size]]);
 const dmaUnmapArg = (iova: number, size: number, flags = 0, argsz = 24) => struct(argsz, [[0, 4, argsz], [4, 4, flags], [8, 8, iova], [16, 8, size]]);
 const NONE = 1 << 0, EVENTFD = 1 << 2, TRIGGER = 1 << 5;
 const MSI = 1, MSIX = 2;
@@ -214,7 +213,7 @@ function legacyBody(type: number, dirty: boolean): Body {
     e.step("IOMMU_GET_INFO caps", p.ioctlBuf(c, VFIO_IOMMU_GET_INFO, struct(full, [[0, 4, full]])));
     const d = e.step("GET_DEVICE_FD", p.ioctlBuf(g, VFIO_GROUP_GET_DEVICE_FD, new TextEncoder().encode(`${BDF}\0`)));
     e.step("DEVICE_GET_INFO", p.ioctlBuf(d, VFIO_DEVICE_GET_INFO, infoArg()));
-    e.step("MAP_DMA", p.ioctlBuf(c, VFIO_IOMMU_MAP_DMA, dmaMapArg(buf, IOVA, BUF)));
+    e.step("MAP_DMA", p.ioctlBuf(c, VFIO_IOMMU_MAP_DMA, mapArg(buf, IOVA, BUF)));
     dmaRoundTrip(e, 0x3c);
     if (dirty) {
       e.step("DIRTY_PAGES START", p.ioctlBuf(c, VFIO_IOMMU_DIRTY_PAGES, struct(8, [[0, 4, 8], [4, 4, 1]])));
@@ -222,7 +221,7 @@ function legacyBody(type: number, dirty: boolean): Body {
       e.step("DIRTY_PAGES GET_BITMAP", p.ioctlBuf(c, VFIO_IOMMU_DIRTY_PAGES, get));
       // UNMAP_DMA with GET_DIRTY_BITMAP of a whole second mapping (v2 unmaps whole mappings):
       // struct vfio_bitmap { pgsize @24, size @32, data @40 }
-      e.step("MAP_DMA second", p.ioctlBuf(c, VFIO_IOMMU_MAP_DMA, dmaMapArg(buf, IOVA + BUF, BUF)));
+      e.step("MAP_DMA second", p.ioctlBuf(c, VFIO_IOMMU_MAP_DMA, mapArg(buf, IOVA + BUF, BUF)));
       const um = struct(48, [[0, 4, 48], [4, 4, 1], [8, 8, IOVA + BUF], [16, 8, BUF], [24, 8, PG], [32, 8, 8], [40, 8, page]]);
       e.step("UNMAP_DMA dirty bitmap", p.ioctlBuf(c, VFIO_IOMMU_UNMAP_DMA, um));
       e.step("DIRTY_PAGES STOP", p.ioctlBuf(c, VFIO_IOMMU_DIRTY_PAGES, struct(8, [[0, 4, 8], [4, 4, 2]])));
@@ -230,7 +229,7 @@ function legacyBody(type: number, dirty: boolean): Body {
     const um = dmaUnmapArg(0, 2 ** 52);
     e.step("UNMAP_DMA", p.ioctlBuf(c, VFIO_IOMMU_UNMAP_DMA, um));
     expect(u64(um, 16)).toBe(BigInt(BUF));
-    e.step("MAP_DMA again", p.ioctlBuf(c, VFIO_IOMMU_MAP_DMA, dmaMapArg(buf, IOVA, BUF)));
+    e.step("MAP_DMA again", p.ioctlBuf(c, VFIO_IOMMU_MAP_DMA, mapArg(buf, IOVA, BUF)));
     e.step("close(device)", p.close(d));
     e.step("UNSET_CONTAINER", p.ioctl(g, VFIO_GROUP_UNSET_CONTAINER));
     e.step("close(group)", p.close(g));

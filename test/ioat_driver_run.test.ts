@@ -15,7 +15,7 @@ import {
   type Kernel, type Process,
 } from "../src/index.js";
 import {
-  errno, IOMMU_IOAS_ALLOC, IOMMU_IOAS_MAP, IOMMU_IOAS_UNMAP, struct, u32, u64,
+  errno, IOMMU_IOAS_ALLOC, IOMMU_IOAS_MAP, IOMMU_IOAS_UNMAP, ioasMapArg, struct, u32, u64,
   VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_DEVICE_BIND_IOMMUFD, VFIO_DEVICE_GET_IRQ_INFO, VFIO_DEVICE_GET_REGION_INFO,
   VFIO_DEVICE_SET_IRQS,
 } from "./vfio/util.js";
@@ -68,8 +68,7 @@ const mmioR8 = (d: Drv, off: number) => {
 function dmaBuffer(d: Drv, size: number, iova: bigint): number {
   const va = d.p.mmap(0, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   ok(va, "mmap");
-  // struct iommu_ioas_map: flags FIXED_IOVA | WRITEABLE | READABLE
-  const map = struct(40, [[0, 4, 40], [4, 4, 1 | 2 | 4], [8, 4, d.ioas], [16, 8, va], [24, 8, size], [32, 8, iova]]);
+  const map = ioasMapArg(d.ioas, va, size, iova);
   expect(d.p.ioctlBuf(d.iommufd, IOMMU_IOAS_MAP, map)).toBe(0);
   return va;
 }
@@ -302,7 +301,7 @@ describe("ioat driven from the raw syscall layer", () => {
       mmioW(d, CHANERR, 4, bit);
       mmioW(d, CHANCMD, 1, CHANCMD_RESET);
       await until(() => (mmioR8(d, CHANCMD) & CHANCMD_RESET) === 0, "the reset");
-      const map = struct(40, [[0, 4, 40], [4, 4, 7], [8, 4, d.ioas], [16, 8, va], [24, 8, BYTES], [32, 8, iova]]);
+      const map = ioasMapArg(d.ioas, va, BYTES, iova);
       expect(d.p.ioctlBuf(d.iommufd, IOMMU_IOAS_MAP, map)).toBe(0);
       mmioW(d, CHAINADDR, 8, RING_IOVA);
       mmioW(d, DMACOUNT, 2, R);

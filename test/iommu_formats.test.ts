@@ -4,8 +4,9 @@
 import { describe, it, expect } from "vitest";
 import { Core } from "../src/wasm/core.js";
 import {
-  MiB, GiB, NONE, EINVAL, EEXIST, ENOMEM, READ, WRITE, prng, lo, hi, Model, type Run, setFailNth,
+  MiB, GiB, NONE, EINVAL, EEXIST, ENOMEM, READ, WRITE, lo, hi, Model, type Run, setFailNth,
 } from "./iommu_util.js";
+import { prng } from "./toolkit/prng.js";
 
 const P = 1, R = 2, W = 4, D = 8;
 const leafShift = (w: number) => (w >>> 4) & 31;

@@ -1,5 +1,5 @@
-// Shared helpers of the IOMMU data-plane tests (iommu_formats, dma): a seeded PRNG, IOVA
-// halves, and a reference model of a domain's mappings in plain TypeScript.
+// Shared helpers of the IOMMU data-plane tests (iommu_formats, dma): IOVA halves and a
+// reference model of a domain's mappings in plain TypeScript (the seeded PRNG is toolkit/prng.ts).
 import type { Core, CoreConstants } from "../src/wasm/core.js";
 
 export const KiB = 1024;
@@ -8,19 +8,6 @@ export const GiB = 1024 * MiB;
 export const NONE = 0xffffffff;
 export const EINVAL = -22, EEXIST = -17, ENOMEM = -12, EFAULT = -14;
 export const READ = 1, WRITE = 2;
-
-/** mulberry32: small, fast, deterministic. */
-export function prng(seed: number): { next(): number; int(n: number): number; pick<T>(a: readonly T[]): T } {
-  let s = seed >>> 0;
-  const next = () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  return { next, int: (n) => Math.floor(next() * n), pick: (a) => a[Math.floor(next() * a.length)] };
-}
 
 export const lo = (iova: number) => iova >>> 0;
 export const hi = (iova: number) => Math.floor(iova / 2 ** 32);

@@ -8,6 +8,7 @@ import {
   MAP_FIXED, MAP_PRIVATE, MAP_SHARED, MFD_CLOEXEC, MFD_HUGETLB, F_GETFD, FD_CLOEXEC, PROT_READ, PROT_WRITE,
   S_IFMT, S_IFREG,
 } from "../src/uapi/posix.js";
+import { fill, read } from "./toolkit/memory.js";
 
 const PAGE = 4096;
 const MiB = 1024 * 1024;
@@ -19,13 +20,6 @@ async function setup(): Promise<{ kernel: Kernel; proc: Process; free0: number }
   return { kernel, proc: kernel.createProcess(), free0 };
 }
 
-const fill = (n: number, v: number) => new Uint8Array(n).fill(v);
-
-function read(proc: Process, addr: number, n: number): Uint8Array {
-  const out = new Uint8Array(n);
-  expect(proc.readMemory(addr, out)).toBe(0);
-  return out;
-}
 
 function memfd(proc: Process, size: number): number {
   const fd = proc.memfd_create("t");

@@ -10,6 +10,7 @@ import {
   MAP_HUGETLB, MAP_NORESERVE, MAP_POPULATE, MAP_PRIVATE, MAP_SHARED, MAP_SHARED_VALIDATE, MAP_SYNC,
   PROT_NONE, PROT_READ, PROT_WRITE,
 } from "../src/uapi/posix.js";
+import { fill, read } from "./toolkit/memory.js";
 
 const PAGE = 4096;
 const MiB = 1024 * 1024;
@@ -21,13 +22,6 @@ async function setup(memoryBytes = 64 * MiB): Promise<{ kernel: Kernel; proc: Pr
   return { kernel, proc: kernel.createProcess() };
 }
 
-const fill = (n: number, v: number) => new Uint8Array(n).fill(v);
-
-function read(proc: Process, addr: number, n: number): Uint8Array {
-  const out = new Uint8Array(n);
-  expect(proc.readMemory(addr, out)).toBe(0);
-  return out;
-}
 
 describe("mmap placement", () => {
   it("places mmap(0, ...) top-down from just below 0x7ffff7000000", async () => {

@@ -33,7 +33,8 @@ import {
   IOMMU_TEST_OP_MOCK_DOMAIN, IOMMU_HWPT_DATA_SELFTEST, IOMMU_VIOMMU_TYPE_SELFTEST, IOMMU_VEVENTQ_TYPE_SELFTEST, VFIO_PCI_INDEX_TO_OFFSET, VFIO_PCI_BAR0_REGION_INDEX, VFIO_PCI_CONFIG_REGION_INDEX,
 } from "../../src/index.js";
 import { enableTestCmd, failNth } from "../../src/testing.js";
-import { prng } from "../iommu_util.js";
+import { prng } from "../toolkit/prng.js";
+import { structOf as structImage } from "../toolkit/struct.js";
 
 const PAGE = 4096;
 const U64_MAX = (1n << 64n) - 1n;
@@ -638,10 +639,8 @@ export async function run(ops: readonly Op[], opts: RunOptions = {}): Promise<Ru
   // -- well-formed sequences, so that random operations start from deep states --------------
   /** A struct of `layout` with its size field (argsz / size at 0) set and `init`'s fields. */
   const structOf = <F extends string>(layout: StructLayout<F>, init: Partial<Record<F, number | bigint>>) => {
-    const b = new Uint8Array(layout.size);
+    const b = structImage(layout, init);
     const v = new DataView(b.buffer);
-    v.setUint32(0, layout.size, true);
-    for (const [f, x] of Object.entries(init) as [F, number | bigint][]) setField(v, layout.fields[f], x);
     return { b, v, get: (f: F) => getField(v, layout.fields[f]) };
   };
 

@@ -23,6 +23,7 @@ import {
   vfioIoasCmd, dmaMapCmd, dmaUnmapCmd, optionCmd,
   type Fixture,
 } from "./util.js";
+import { prng } from "../toolkit/prng.js";
 
 const RW = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE;
 /** iova_pgsizes with no domain: ULONG_MAX with the sub-page bits folded into PAGE_SIZE. */
@@ -512,10 +513,9 @@ function compatMdTeardown(fx: CompatMdFx): void {
 
 /** shuffle_array with a fixed-seed generator in place of rand(). */
 function shuffle<T>(a: T[], seed: number): T[] {
-  let x = seed >>> 0;
-  const rand = () => (x = (Math.imul(x, 1103515245) + 12345) >>> 0) >>> 16;
+  const rand = prng(seed);
   for (let i = 0; i < a.length; i++) {
-    const other = rand() % (a.length - i);
+    const other = rand.int(a.length - i);
     [a[i], a[other]] = [a[other], a[i]];
   }
   return a;

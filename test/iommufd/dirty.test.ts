@@ -13,13 +13,14 @@ import {
 import { enableTestCmd } from "../../src/testing.js";
 import {
   errno, PG, MOCK_PAGE_SIZE, MOCK_HUGE_PAGE_SIZE, MOCK_APERTURE_START, HUGEPAGE_SIZE,
-  IOMMU_TEST_CMD, IOMMU_HWPT_ALLOC, IOMMU_GET_HW_INFO, IOMMU_HWPT_SET_DIRTY_TRACKING,
+  IOMMU_TEST_CMD, IOMMU_GET_HW_INFO, IOMMU_HWPT_SET_DIRTY_TRACKING,
   IOMMU_HWPT_GET_DIRTY_BITMAP, IOMMU_HWPT_ALLOC_DIRTY_TRACKING, IOMMU_HW_CAP_DIRTY_TRACKING,
   IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR, MOCK_FLAGS_DEVICE_NO_DIRTY, MOCK_FLAGS_DEVICE_HUGE_IOVA,
-  io, ioasAlloc, destroy, mapFixed, mockDomainCmd, mockDomainFlagsCmd, hwptAllocCmd, hwInfoCmd,
+  io, ioasAlloc, destroy, mapFixed, mockDomainCmd, mockDomainFlagsCmd, hwInfoCmd,
   setDirtyTrackingCmd, getDirtyBitmapCmd, testDirtyCmd, checkRefsCmd,
   type Fixture,
 } from "./util.js";
+import { hwptAlloc } from "../toolkit/iommufd.js";
 
 const MiB = 1024 * 1024;
 
@@ -86,10 +87,6 @@ async function dirtyTeardown(fx: DirtyFx): Promise<void> {
   await fx.kernel.close();
 }
 
-function hwptAlloc(fx: DirtyFx, devId: number, ptId: number, flags: number): { rc: number; id: number } {
-  const c = hwptAllocCmd({ devId, ptId, flags });
-  return { rc: io(fx, IOMMU_HWPT_ALLOC, c), id: c.g32(16) };
-}
 
 function mockDomainFlags(fx: DirtyFx, ptId: number, devFlags: number): { rc: number; stdevId: number; hwptId: number; idevId: number } {
   const c = devFlags ? mockDomainFlagsCmd(ptId, devFlags) : mockDomainCmd(ptId);

@@ -15,7 +15,8 @@ import {
   IOMMU_HWPT_FAULT_ID_VALID, IOMMUFD_PAGE_RESP_SUCCESS, PGFAULT, faultAlloc, hwptAllocIopf, parsePgfault,
   responseBytes, triggerIopf,
 } from "./iopf_util.js";
-import { IOMMU_HWPT_ALLOC_PASID, MOCK_FLAGS_DEVICE_PASID, hwptAlloc, pasidAttach, pasidDetach, pasidReplace } from "./pasid_util.js";
+import { IOMMU_HWPT_ALLOC_PASID, MOCK_FLAGS_DEVICE_PASID, pasidAttach, pasidDetach, pasidReplace } from "./pasid_util.js";
+import { hwptAlloc } from "../toolkit/iommufd.js";
 
 const LIMIT = 300;
 const INJECTED = [-errno.ENOMEM, -errno.EFAULT, -errno.ENOENT];

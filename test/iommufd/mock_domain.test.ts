@@ -27,6 +27,9 @@ import {
   MOCK_NESTED_DOMAIN_IOTLB_ID_MAX, MOCK_NESTED_DOMAIN_IOTLB_NUM,
   type Fixture,
 } from "./util.js";
+import { read } from "../toolkit/memory.js";
+import { prng } from "../toolkit/prng.js";
+import { hwptAlloc } from "../toolkit/iommufd.js";
 import { IOMMU_HWPT_FAULT_ID_VALID, faultAllocOk, hwptAllocIopf, triggerIopfAndRespond } from "./iopf_util.js";
 import { MOCK_FLAGS_DEVICE_PASID, MOCK_PASID_WIDTH, hwInfoMaxPasid, mockDomainFlags } from "./pasid_util.js";
 
@@ -88,28 +91,6 @@ function destroyAccessPages(fx: Fixture, afd: number, id: number): number {
   return io(fx, IOMMU_TEST_CMD, destroyAccessPagesCmd(afd, id));
 }
 
-/** A small deterministic generator standing in for rand(). */
-function prng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13; x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5; x >>>= 0;
-    return x;
-  };
-}
-
-function randomBytes(rand: () => number, n: number): Uint8Array {
-  const b = new Uint8Array(n);
-  for (let i = 0; i < n; i++) b[i] = rand() & 0xff;
-  return b;
-}
-
-function read(proc: Process, addr: number, n: number): Uint8Array {
-  const b = new Uint8Array(n);
-  expect(proc.readMemory(addr, b)).toBe(0);
-  return b;
-}
 
 /**
  * check_access_rw: with `buffer` mapped at `iova`, ACCESS_RW reads and writes of 1..63 bytes at
@@ -119,7 +100,7 @@ function read(proc: Process, addr: number, n: number): Uint8Array {
 function checkAccessRw(fx: Fixture, buffer: number, afd: number, iova: number, defFlags: number): void {
   const { proc } = fx;
   const rand = prng(iova ^ defFlags ^ 0x5eed);
-  expect(proc.writeMemory(buffer, randomBytes(rand, BUFFER_SIZE))).toBe(0);
+  expect(proc.writeMemory(buffer, rand.bytes(BUFFER_SIZE))).toBe(0);
   const tmp = mmapAnon(proc, PG); // uint16_t tmp[32]
   const TMP = 64;
   for (let at = iova + PG - 50; at < iova + PG + 50; at++) {
@@ -130,7 +111,7 @@ function checkAccessRw(fx: Fixture, buffer: number, afd: number, iova: number, d
       const got = read(proc, tmp, length);
       if (!got.every((v, i) => v === want[i])) expect(got, `read ${length}@${at}`).toEqual(want);
 
-      const data = randomBytes(rand, TMP);
+      const data = rand.bytes(TMP);
       expect(proc.writeMemory(tmp, data)).toBe(0);
       rc = io(fx, IOMMU_TEST_CMD, accessRwCmd(afd, at, length, tmp, defFlags | MOCK_ACCESS_RW_WRITE));
       if (rc !== 0) expect(rc, `write ${length}@${at}`).toBe(0);
@@ -458,12 +439,6 @@ describe.each(IOAS_VARIANTS)("FIXTURE iommufd_ioas ($name)", (variant) => {
 
 const ALL_IOAS_VARIANTS: IoasVariant[] = [{ name: "no_domain", mockDomains: 0, memoryLimit: 0 }, ...IOAS_VARIANTS];
 
-/** HWPT_ALLOC, paging (no data) or nested (with data): rc and out_hwpt_id. */
-function hwptAlloc(fx: Fixture, devId: number, ptId: number, flags: number, dataType = 0, dataUptr = 0, dataLen = 0): { rc: number; id: number } {
-  const c = hwptAllocCmd({ devId, ptId, flags, dataType, dataUptr, dataLen });
-  const rc = io(fx, IOMMU_HWPT_ALLOC, c);
-  return { rc, id: c.g32(16) };
-}
 
 /** HWPT_INVALIDATE: rc and the entry_num written back. */
 function invalidate(fx: Fixture, hwptId: number, reqs: number, dataType: number, entryLen: number, entryNum: number): { rc: number; num: number } {

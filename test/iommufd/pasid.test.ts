@@ -6,7 +6,7 @@
 import { describe, it, expect } from "vitest";
 import { takeMockPageResponses } from "../../src/testing.js";
 import {
-  errno, IOMMU_HWPT_ALLOC, IOMMU_TEST_CMD, IOMMU_HWPT_ALLOC_NEST_PARENT, Cmd, io, teardown,
+  errno, IOMMU_HWPT_ALLOC, IOMMU_TEST_CMD, IOMMU_HWPT_ALLOC_NEST_PARENT, IOMMU_HWPT_DATA_SELFTEST, Cmd, io, teardown,
   hwptAllocCmd, mockDomainReplaceCmd, type Fixture,
 } from "./util.js";
 import {
@@ -16,7 +16,7 @@ import {
 } from "./iopf_util.js";
 import {
   IOMMU_HWPT_ALLOC_PASID, MOCK_PASID_WIDTH, IOMMU_TEST_PASID_RESERVED, pasidAttach, pasidReplace,
-  pasidDetach, pasidCheckHwpt, hwInfoMaxPasid, pasidFixture, replace, hwptAlloc, hwptOk, selftestData,
+  pasidDetach, pasidCheckHwpt, hwInfoMaxPasid, pasidFixture, replace, hwptOk, selftestData,
   destroy, attachOk, check,
 } from "./pasid_util.js";
 import {
@@ -24,6 +24,7 @@ import {
   destroy as vfioDestroy, ioasAlloc as vfioIoasAlloc, struct, thrown,
 } from "../vfio/util.js";
 import { IommuFd, VfioDeviceFile } from "../../src/index.js";
+import { hwptAlloc } from "../toolkit/iommufd.js";
 
 const VFIO_DEVICE_ATTACH_PASID = 1 << 0, VFIO_DEVICE_DETACH_PASID = 1 << 0;
 
@@ -63,7 +64,7 @@ describe("iommufd PASID attachments", () => {
     const parent = hwptOk(fx, fx.deviceId, fx.ioasId, IOMMU_HWPT_ALLOC_NEST_PARENT);
     const n = hwptOk(fx, fx.deviceId, parent, 0, data);
     expect(pasidAttach(fx, fx.stdevId, 7, n).rc).toBe(-errno.EINVAL);
-    expect(hwptAlloc(fx, fx.deviceId, parent, IOMMU_HWPT_ALLOC_PASID | IOMMU_HWPT_ALLOC_NEST_PARENT, data).rc).toBe(-errno.EOPNOTSUPP);
+    expect(hwptAlloc(fx, fx.deviceId, parent, IOMMU_HWPT_ALLOC_PASID | IOMMU_HWPT_ALLOC_NEST_PARENT, IOMMU_HWPT_DATA_SELFTEST, data, 8).rc).toBe(-errno.EOPNOTSUPP);
     // the PASID's HWPT in PASID_CHECK_HWPT: 0 means "none"; a missing id ENOENT, an IOAS EINVAL
     expect(pasidCheckHwpt(fx, fx.stdevId, 7, parent)).toBe(-errno.EINVAL);
     expect(pasidCheckHwpt(fx, fx.stdevId, 7, 0xffff)).toBe(-errno.ENOENT);

@@ -5,10 +5,11 @@
 import { expect } from "vitest";
 import { enableTestCmd } from "../../src/testing.js";
 import {
-  PG, IOMMU_DESTROY, IOMMU_HWPT_ALLOC, IOMMU_HWPT_DATA_SELFTEST, IOMMU_TEST_IOTLB_DEFAULT, Cmd, cmd, io,
-  hwInfoCmd, IOMMU_GET_HW_INFO, IOMMU_TEST_CMD, openFixture, ioasAlloc, destroyCmd, hwptAllocCmd,
+  PG, IOMMU_DESTROY, IOMMU_HWPT_DATA_SELFTEST, IOMMU_TEST_IOTLB_DEFAULT, Cmd, cmd, io,
+  hwInfoCmd, IOMMU_GET_HW_INFO, IOMMU_TEST_CMD, openFixture, ioasAlloc, destroyCmd,
   mockDomainFlagsCmd, mockDomainReplaceCmd, mmapAnon, type Fixture,
 } from "./util.js";
+import { hwptAlloc } from "../toolkit/iommufd.js";
 
 export const IOMMU_HWPT_ALLOC_PASID = 1 << 3;
 export const MOCK_FLAGS_DEVICE_PASID = 1 << 2;
@@ -58,16 +59,9 @@ export function replace(fx: Fixture, stdevId: number, ptId: number): number {
   return io(fx, IOMMU_TEST_CMD, mockDomainReplaceCmd(stdevId, ptId));
 }
 
-export function hwptAlloc(fx: Fixture, devId: number, ptId: number, flags: number, data = 0): { rc: number; id: number } {
-  const c = data
-    ? hwptAllocCmd({ devId, ptId, flags, dataType: IOMMU_HWPT_DATA_SELFTEST, dataUptr: data, dataLen: 8 })
-    : hwptAllocCmd({ devId, ptId, flags });
-  const rc = io(fx, IOMMU_HWPT_ALLOC, c);
-  return { rc, id: c.g32(16) };
-}
-
+/** HWPT_ALLOC that must succeed; with `data`, a nested HWPT of struct iommu_hwpt_selftest there. */
 export function hwptOk(fx: Fixture, devId: number, ptId: number, flags: number, data = 0): number {
-  const h = hwptAlloc(fx, devId, ptId, flags, data);
+  const h = data ? hwptAlloc(fx, devId, ptId, flags, IOMMU_HWPT_DATA_SELFTEST, data, 8) : hwptAlloc(fx, devId, ptId, flags);
   expect(h.rc, `HWPT_ALLOC(pt ${ptId}, flags ${flags})`).toBe(0);
   return h.id;
 }

@@ -1,14 +1,19 @@
 // Helpers for the /dev/iommu conformance suites. Every ioctl number, struct size and field
 // offset below is a literal typed from SPEC.md §3 and the kernel's uapi headers
 // (include/uapi/linux/iommufd.h, include/uapi/linux/vfio.h, drivers/iommu/iommufd/iommufd_test.h),
-// x86_64. Nothing here is read from src/uapi: these files define the target, they do not
-// mirror the implementation.
+// x86_64, except the structs that several suites build (iommu_ioas_map, iommu_hwpt_alloc,
+// vfio_iommu_type1_dma_map): those go through src/uapi's layouts (toolkit/struct.ts), which
+// test/uapi.test.ts pins against the same literals, so the offsets are written once.
 
 import { expect } from "vitest";
 import {
   createKernel, errno, O_RDWR, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_ANONYMOUS,
   type Kernel, type Process, type ProcessOptions,
 } from "../../src/index.js";
+import { iommu_hwpt_alloc, iommu_ioas_map } from "../../src/uapi/iommufd.js";
+import { vfio_iommu_type1_dma_map } from "../../src/uapi/vfio.js";
+import type { StructLayout } from "../../src/uapi/struct.js";
+import { structOf } from "../toolkit/struct.js";
 
 export { errno };
 
@@ -139,9 +144,14 @@ export const IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR = 1 << 0;
 export class Cmd {
   readonly buf: Uint8Array;
   readonly dv: DataView;
-  constructor(bytes: number) {
-    this.buf = new Uint8Array(bytes);
-    this.dv = new DataView(this.buf.buffer);
+  /** `bytes` zero bytes, or an image built elsewhere (Cmd.of). */
+  constructor(bytes: number | Uint8Array) {
+    this.buf = typeof bytes === "number" ? new Uint8Array(bytes) : bytes;
+    this.dv = new DataView(this.buf.buffer, this.buf.byteOffset, this.buf.byteLength);
+  }
+  /** An image of `layout` with its size field and `init`'s fields set (toolkit structOf). */
+  static of<F extends string>(layout: StructLayout<F>, init: Partial<Record<F, number | bigint>>, bytes?: number): Cmd {
+    return new Cmd(structOf(layout, init, bytes));
   }
   u8(off: number, v: number): this { this.dv.setUint8(off, v); return this; }
   u16(off: number, v: number): this { this.dv.setUint16(off, v, true); return this; }
@@ -176,9 +186,9 @@ export const allowIovasCmd = (ioasId: number, num: number, ptr: number | bigint,
 // struct iommu_ioas_map { size @0, flags @4, ioas_id @8, __reserved @12, user_va u64 @16,
 //   length u64 @24, iova u64 @32 } (40)
 export interface MapArgs { flags?: number; ioasId: number; reserved?: number; userVa: number | bigint; length: number | bigint; iova?: number | bigint }
-export const mapCmd = (a: MapArgs): Cmd =>
-  cmd(40).u32(4, a.flags ?? RW).u32(8, a.ioasId).u32(12, a.reserved ?? 0)
-    .u64(16, a.userVa).u64(24, a.length).u64(32, a.iova ?? 0);
+export const mapCmd = (a: MapArgs): Cmd => Cmd.of(iommu_ioas_map, {
+  flags: a.flags ?? RW, ioas_id: a.ioasId, __reserved: a.reserved ?? 0, user_va: a.userVa, length: a.length, iova: a.iova ?? 0,
+});
 
 // struct iommu_ioas_map_file { size @0, flags @4, ioas_id @8, fd s32 @12, start u64 @16,
 //   length u64 @24, iova u64 @32 } (40)
@@ -210,9 +220,9 @@ export const vfioIoasCmd = (op: number, ioasId = 0, reserved = 0): Cmd =>
 // struct iommu_hwpt_alloc { size @0, flags @4, dev_id @8, pt_id @12, out_hwpt_id @16, __reserved @20,
 //   data_type @24, data_len @28, data_uptr u64 @32, fault_id @40, __reserved2 @44 } (48)
 export interface HwptAllocArgs { flags?: number; devId: number; ptId: number; dataType?: number; dataLen?: number; dataUptr?: number | bigint }
-export const hwptAllocCmd = (a: HwptAllocArgs): Cmd =>
-  cmd(48).u32(4, a.flags ?? 0).u32(8, a.devId).u32(12, a.ptId)
-    .u32(24, a.dataType ?? 0).u32(28, a.dataLen ?? 0).u64(32, a.dataUptr ?? 0);
+export const hwptAllocCmd = (a: HwptAllocArgs): Cmd => Cmd.of(iommu_hwpt_alloc, {
+  flags: a.flags ?? 0, dev_id: a.devId, pt_id: a.ptId, data_type: a.dataType ?? 0, data_len: a.dataLen ?? 0, data_uptr: a.dataUptr ?? 0,
+});
 
 // struct iommu_hwpt_invalidate { size @0, hwpt_id @4, data_uptr u64 @8, data_type @16, entry_len @20,
 //   entry_num @24 (in/out), __reserved @28 } (32)
@@ -282,7 +292,7 @@ export const getDirtyBitmapCmd = (hwptId: number, iova: number | bigint, length:
 // VFIO compat structs (argsz model)
 // struct vfio_iommu_type1_dma_map { argsz @0, flags @4, vaddr u64 @8, iova u64 @16, size u64 @24 } (32)
 export const dmaMapCmd = (flags: number, vaddr: number | bigint, iova: number | bigint, size: number | bigint, argsz = 32): Cmd =>
-  cmd(32, argsz).u32(4, flags).u64(8, vaddr).u64(16, iova).u64(24, size);
+  Cmd.of(vfio_iommu_type1_dma_map, { argsz, flags, vaddr, iova, size });
 // struct vfio_iommu_type1_dma_unmap { argsz @0, flags @4, iova u64 @8, size u64 @16 } (24)
 export const dmaUnmapCmd = (flags: number, iova: number | bigint, size: number | bigint, argsz = 24): Cmd =>
   cmd(24, argsz).u32(4, flags).u64(8, iova).u64(16, size);

@@ -5,6 +5,7 @@
 import { expect } from "vitest";
 import { O_RDWR, type Process } from "../../src/index.js";
 import { struct, u32, u64 } from "./util.js";
+import { dmaMapCmd } from "../iommufd/util.js";
 import {
   VFIO_GET_API_VERSION, VFIO_CHECK_EXTENSION, VFIO_SET_IOMMU, VFIO_IOMMU_GET_INFO, VFIO_IOMMU_MAP_DMA, VFIO_IOMMU_UNMAP_DMA,
 } from "../iommufd/util.js";
@@ -46,8 +47,9 @@ export function getDeviceFd(p: Process, g: number, name: string): number {
   return p.ioctlBuf(g, VFIO_GROUP_GET_DEVICE_FD, new TextEncoder().encode(`${name}\0`));
 }
 
-export const mapArg = (vaddr: number | bigint, iova: number | bigint, size: number | bigint, flags = MAP_READ | MAP_WRITE, argsz = 32) =>
-  struct(32, [[0, 4, argsz], [4, 4, flags], [8, 8, vaddr], [16, 8, iova], [24, 8, size]]);
+/** struct vfio_iommu_type1_dma_map's image (../iommufd/util.ts dmaMapCmd). */
+export const mapArg = (vaddr: number | bigint, iova: number | bigint, size: number | bigint, flags = MAP_READ | MAP_WRITE, argsz = 32): Uint8Array =>
+  dmaMapCmd(flags, vaddr, iova, size, argsz).buf;
 
 export function mapDma(p: Process, c: number, vaddr: number | bigint, iova: number | bigint, size: number | bigint, flags = MAP_READ | MAP_WRITE): number {
   return p.ioctlBuf(c, VFIO_IOMMU_MAP_DMA, mapArg(vaddr, iova, size, flags));

@@ -1,10 +1,11 @@
 // Helpers for the VFIO device-cdev suites. Ioctl numbers, struct sizes and offsets are
-// literals from SPEC.md §3 and include/uapi/linux/vfio.h (x86_64), not read from src/uapi.
+// literals from SPEC.md §3 and include/uapi/linux/vfio.h (x86_64); iommu_ioas_map, which the
+// iommufd suites build too, goes through the one builder of ../iommufd/util.ts (mapCmd).
 
 import { expect } from "vitest";
 import { createKernel, errno, O_RDWR, VfioError, type DeviceConfig, type Kernel, type KernelConfig, type Process } from "../../src/index.js";
 import {
-  IOMMU_DESTROY, IOMMU_IOAS_ALLOC, FIXED as MAP_FIXED_IOVA, READ as MAP_READABLE, WRITE as MAP_WRITEABLE,
+  IOMMU_DESTROY, IOMMU_IOAS_ALLOC, FIXED as MAP_FIXED_IOVA, READ as MAP_READABLE, WRITE as MAP_WRITEABLE, mapCmd,
 } from "../iommufd/util.js";
 
 export { errno };
@@ -103,11 +104,10 @@ export function openIommufd(p: Process): number {
   return p.open("/dev/iommu", O_RDWR);
 }
 
-/** struct iommu_ioas_map { size @0, flags @4, ioas_id @8, __reserved @12, user_va u64 @16,
- *  length u64 @24, iova u64 @32 } (40); a fixed-IOVA read/write map by default. */
+/** struct iommu_ioas_map's image (../iommufd/util.ts mapCmd); a fixed-IOVA read/write map by default. */
 export const ioasMapArg = (ioas: number, userVa: number | bigint, length: number | bigint, iova: number | bigint,
-  flags = MAP_FIXED_IOVA | MAP_READABLE | MAP_WRITEABLE) =>
-  struct(40, [[0, 4, 40], [4, 4, flags], [8, 4, ioas], [16, 8, userVa], [24, 8, length], [32, 8, iova]]);
+  flags = MAP_FIXED_IOVA | MAP_READABLE | MAP_WRITEABLE): Uint8Array =>
+  mapCmd({ flags, ioasId: ioas, userVa, length, iova }).buf;
 
 export interface CdevFixture { k: Kernel; p: Process; d: number; i: number }
 
