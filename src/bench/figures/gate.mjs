@@ -9,6 +9,7 @@
 // median over its slice pairs of the gated read's overhead over the ungated one, in % (a
 // median, so a slice that another process preempted does not decide it).
 import { Worker } from "node:worker_threads";
+import { readFileSync } from "node:fs";
 import { MiB, DEV_BDF as BDF } from "./common.mjs";
 import { median, sizeFor } from "../lib/harness.mjs";
 import { createKernel, IommuFd, VfioDeviceFile } from "../../index.js";
@@ -18,6 +19,8 @@ const IDS = (0x10ec * 0x10000 + 0x1b36) >>> 0; // memcpy model: device 0x10ec, v
 const SLICES = 20;
 
 const st = {};
+
+const benchModule = () => WebAssembly.compile(readFileSync(new URL("../../../build/core-bench.wasm", import.meta.url)));
 
 function ask(msg) {
   return new Promise((resolve, reject) => {
@@ -40,7 +43,10 @@ const t16 = {
     const ref = proc.fileRef(dev.fd);
     if (typeof ref === "number") throw new Error(`T16: fileRef: ${ref}`);
     st.worker = new Worker(new URL("../workers/gate-pread.mjs", import.meta.url), {
-      workerData: { init: kernel.workerInit(), ref, configOffset: CONFIG_OFFSET, expect: IDS },
+      // The worker joins with the benchmark's build of the core (core.wasm plus the timing
+      // entry points, bench_file_enter among them), over the kernel's memory: both sides then
+      // run one module's code.
+      workerData: { init: { ...kernel.workerInit(), module: await benchModule() }, ref, configOffset: CONFIG_OFFSET, expect: IDS },
     });
     st.exited = new Promise((resolve) => st.worker.once("exit", resolve));
     await new Promise((resolve, reject) => { st.worker.once("message", resolve); st.worker.once("error", reject); });

@@ -14,6 +14,8 @@ import { attachWorker, WorkerFiles } from "../../worker.js";
 const { init, ref, configOffset, expect } = workerData;
 const ctx = await attachWorker(init);
 const gated = ctx.file(ref);
+// Without it WorkerFiles would fall back to gate_enter and T16 would compare gated with gated.
+if (typeof ctx.core.x.bench_file_enter !== "function") throw new Error("T16: the worker's core lacks bench_file_enter (build/core-bench.wasm)");
 const ungated = new WorkerFiles(ctx.core, ctx.core.x.bench_file_enter).file(ref);
 const buf = new Uint8Array(4);
 
