@@ -6,7 +6,6 @@
 // included, in mock_domain.test.ts.
 
 import { describe, it, expect } from "vitest";
-import { enableTestCmd } from "../../src/testing.js";
 import { IOMMU_HW_QUEUE_ALLOC, IOMMU_VDEVICE_ALLOC, IOMMU_VEVENTQ_ALLOC, IOMMU_VIOMMU_ALLOC } from "./viommu_util.js";
 import {
   errno, PG, MOCK_PAGE_SIZE, MOCK_APERTURE_START, BUFFER_SIZE, U64_MAX,
@@ -16,10 +15,10 @@ import {
   IOMMU_OPTION_RLIMIT_MODE, IOMMU_OPTION_HUGE_PAGES, IOMMU_OPTION_OP_GET, IOMMU_OPTION_OP_SET,
   FIXED, WRITE,
   Cmd, cmd, io, openFixture, teardown, expectNoLeaks, ioasAlloc, destroy, mapFixed, mapAuto, unmap,
-  addReserved, hugeAlignedBuffer, allowIovas, lowBit, mmapAnon, copySweep, iovaRanges,
+  addReserved, allowIovas, lowBit, mmapAnon, copySweep, iovaRanges,
   destroyCmd, optionCmd, copyCmd, hwInfoCmd, mockDomainCmd,
-  type Fixture,
 } from "./util.js";
+import { ioasFixture } from "../toolkit/iommufd.js";
 
 // ---------------------------------------------------------------------------------------------
 // FIXTURE iommufd
@@ -140,15 +139,6 @@ describe("FIXTURE iommufd", () => {
 // ---------------------------------------------------------------------------------------------
 // FIXTURE iommufd_ioas, variant no_domain (base_iova = 0)
 
-interface IoasFx extends Fixture { ioasId: number; buffer: number }
-
-async function ioasFixture(withTestCmd = false): Promise<IoasFx> {
-  const fx = await openFixture();
-  if (withTestCmd) enableTestCmd(fx.kernel);
-  const ioasId = ioasAlloc(fx);
-  const buffer = hugeAlignedBuffer(fx.proc);
-  return { ...fx, ioasId, buffer };
-}
 
 describe("FIXTURE iommufd_ioas (no_domain)", () => {
   it("ioas.ioas_auto_destroy", async () => {
@@ -180,7 +170,7 @@ describe("FIXTURE iommufd_ioas (no_domain)", () => {
 
   it("ioas.hwpt_attach", async () => {
     // no_domain: there is no hwpt, so attaching a new mock device to hwpt id 0 fails on lookup
-    const fx = await ioasFixture(true);
+    const fx = await ioasFixture({ testCmd: true });
     expect(io(fx, IOMMU_TEST_CMD, mockDomainCmd(0))).toBe(-errno.ENOENT);
     teardown(fx);
   });
@@ -283,7 +273,7 @@ describe("FIXTURE iommufd_ioas (no_domain)", () => {
   });
 
   it("ioas.area_auto_iova (c)", async () => {
-    const fx = await ioasFixture(true);
+    const fx = await ioasFixture({ testCmd: true });
     const start = 4 * PG, len = 100 * PG;
     expect(addReserved(fx, fx.ioasId, start, len)).toBe(0);
     const iovas: bigint[] = [];
@@ -303,7 +293,7 @@ describe("FIXTURE iommufd_ioas (no_domain)", () => {
   });
 
   it("ioas.area_auto_iova (d)", async () => {
-    const fx = await ioasFixture(true);
+    const fx = await ioasFixture({ testCmd: true });
     const scratch = mmapAnon(fx.proc, PG);
     expect(addReserved(fx, fx.ioasId, 4 * PG, 100 * PG)).toBe(0);
     // an allowed range may not intersect a reserved one
@@ -334,7 +324,7 @@ describe("FIXTURE iommufd_ioas (no_domain)", () => {
   });
 
   it("ioas.reserved_overflow", async () => {
-    const fx = await ioasFixture(true);
+    const fx = await ioasFixture({ testCmd: true });
     expect(addReserved(fx, fx.ioasId, 6, 0xffffffffffff8001n)).toBe(0);
     expect(mapAuto(fx, fx.ioasId, fx.buffer, 0x5000).rc).toBe(-errno.ENOSPC);
     expect(unmap(fx, fx.ioasId, 0, U64_MAX)).toEqual({ rc: 0, length: 0n });
@@ -342,7 +332,7 @@ describe("FIXTURE iommufd_ioas (no_domain)", () => {
   });
 
   it("ioas.area_allowed", async () => {
-    const fx = await ioasFixture(true);
+    const fx = await ioasFixture({ testCmd: true });
     const scratch = mmapAnon(fx.proc, PG);
     // a reserved range may not intersect an allowed one
     expect(allowIovas(fx, fx.ioasId, scratch, [[0, 600 * PG]])).toBe(0);
@@ -371,7 +361,7 @@ describe("FIXTURE iommufd_ioas (no_domain)", () => {
   });
 
   it("ioas.iova_ranges", async () => {
-    const fx = await ioasFixture(true);
+    const fx = await ioasFixture({ testCmd: true });
     const ranges = fx.buffer; // the selftest reads the ranges into `buffer`
     const cap = BUFFER_SIZE / 16;
     expect(iovaRanges(fx, fx.ioasId, ranges, cap, 1)).toMatchObject({ rc: 0, num: 1, alignment: 1n, ranges: [[0n, U64_MAX]] });

@@ -171,7 +171,8 @@ interface IoasFx extends Fixture {
   devicePasidId: number;
 }
 
-async function ioasFixture(v: IoasVariant): Promise<IoasFx> {
+/** FIXTURE iommufd_ioas in a mock variant (toolkit ioasFixture is the no_domain one). */
+async function ioasVariantFixture(v: IoasVariant): Promise<IoasFx> {
   const k = await bootKernel();
   const fx = { ...k, stdevId: 0, hwptId: 0, deviceId: 0, baseIova: 0, devicePasidId: 0 } as IoasFx;
   fx.buffer = hugeAlignedBuffer(fx.proc);
@@ -196,7 +197,7 @@ async function ioasTeardown(fx: IoasFx): Promise<void> {
 describe.each(IOAS_VARIANTS)("FIXTURE iommufd_ioas ($name)", (variant) => {
   const t = (title: string, body: (fx: IoasFx) => void | Promise<void>) =>
     it(title, async () => {
-      const fx = await ioasFixture(variant);
+      const fx = await ioasVariantFixture(variant);
       await body(fx);
       await ioasTeardown(fx);
     });
@@ -466,7 +467,7 @@ function writeInvReqs(proc: Process, at: number, reqs: [number, number][]): void
 describe.each(ALL_IOAS_VARIANTS)("FIXTURE iommufd_ioas ($name)", (variant) => {
   const t = (title: string, body: (fx: IoasFx) => void | Promise<void>) =>
     it(title, async () => {
-      const fx = await ioasFixture(variant);
+      const fx = await ioasVariantFixture(variant);
       await body(fx);
       await ioasTeardown(fx);
     });

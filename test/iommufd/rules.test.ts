@@ -2,7 +2,6 @@
 // against drivers/iommu/iommufd/{main.c, ioas.c, io_pagetable.c, pages.c}. No device, no domain.
 
 import { describe, it, expect } from "vitest";
-import { enableTestCmd } from "../../src/testing.js";
 import {
   errno, PG, U64_MAX,
   IOMMU_IOAS_ALLOC, IOMMU_IOAS_ALLOW_IOVAS, IOMMU_IOAS_COPY, IOMMU_IOAS_IOVA_RANGES,
@@ -10,24 +9,14 @@ import {
   IOMMU_OPTION_RLIMIT_MODE, IOMMU_OPTION_HUGE_PAGES, IOMMU_OPTION_OP_GET, IOMMU_OPTION_OP_SET,
   FIXED, READ, WRITE, RW,
   cmd, io, openFixture, teardown, ioasAlloc, destroy, mapFixed, mapAuto, unmap, addReserved,
-  hugeAlignedBuffer, mmapAnon, allowIovas, readRanges, writeRanges,
+  mmapAnon, allowIovas, readRanges, writeRanges,
   destroyCmd, ioasAllocCmd, mapCmd, mapFileCmd, copyCmd, unmapCmd, iovaRangesCmd, allowIovasCmd,
   optionCmd, changeProcessCmd,
-  type Fixture,
 } from "./util.js";
+import { ioasFixture } from "../toolkit/iommufd.js";
 
 const BAD_ID = 0x7777;
 
-interface IoasFx extends Fixture { ioasId: number; buffer: number; scratch: number }
-
-async function ioasFixture(opts?: { capSysResource?: boolean; testCmd?: boolean }): Promise<IoasFx> {
-  const fx = await openFixture(opts?.capSysResource ? { capSysResource: true } : undefined);
-  if (opts?.testCmd) enableTestCmd(fx.kernel);
-  const ioasId = ioasAlloc(fx);
-  const buffer = hugeAlignedBuffer(fx.proc);
-  const scratch = mmapAnon(fx.proc, PG);
-  return { ...fx, ioasId, buffer, scratch };
-}
 
 // ---------------------------------------------------------------------------------------------
 
