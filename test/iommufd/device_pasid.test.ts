@@ -5,12 +5,12 @@
 
 import { describe, it, expect } from "vitest";
 import {
-  errno, IOMMU_HWPT_ALLOC_NEST_PARENT, cmd, io, teardown,
+  errno, IOMMU_HWPT_ALLOC_NEST_PARENT, cmd, io, teardown, destroy,
 } from "./util.js";
 import { IOMMU_HWPT_FAULT_ID_VALID, faultAllocOk, hwptAllocIopf, triggerIopfAndRespond } from "./iopf_util.js";
 import {
   IOMMU_HWPT_ALLOC_PASID, IOMMU_TEST_PASID_RESERVED, pasidAttach, pasidReplace, pasidDetach,
-  pasidFixture, replace, hwptOk, selftestData, destroy, attachOk, check,
+  pasidFixture, replace, hwptOk, selftestData, attachOk, check,
 } from "./pasid_util.js";
 
 const IOMMU_VIOMMU_ALLOC = 0x3b90;

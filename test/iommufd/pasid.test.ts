@@ -6,7 +6,7 @@
 import { describe, it, expect } from "vitest";
 import { takeMockPageResponses } from "../../src/testing.js";
 import {
-  errno, IOMMU_HWPT_ALLOC, IOMMU_TEST_CMD, IOMMU_HWPT_ALLOC_NEST_PARENT, IOMMU_HWPT_DATA_SELFTEST, Cmd, io, teardown,
+  errno, IOMMU_HWPT_ALLOC, IOMMU_TEST_CMD, IOMMU_HWPT_ALLOC_NEST_PARENT, IOMMU_HWPT_DATA_SELFTEST, Cmd, io, teardown, destroy,
   hwptAllocCmd, mockDomainReplaceCmd, type Fixture,
 } from "./util.js";
 import {
@@ -17,7 +17,7 @@ import {
 import {
   IOMMU_HWPT_ALLOC_PASID, MOCK_PASID_WIDTH, IOMMU_TEST_PASID_RESERVED, pasidAttach, pasidReplace,
   pasidDetach, pasidCheckHwpt, hwInfoMaxPasid, pasidFixture, replace, hwptOk, selftestData,
-  destroy, attachOk, check,
+  attachOk, check,
 } from "./pasid_util.js";
 import {
   VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_DEVICE_DETACH_IOMMUFD_PT, attach as vfioAttach, boot, cdevFixture,

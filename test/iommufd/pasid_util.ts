@@ -5,8 +5,8 @@
 import { expect } from "vitest";
 import { enableTestCmd } from "../../src/testing.js";
 import {
-  PG, IOMMU_DESTROY, IOMMU_HWPT_DATA_SELFTEST, IOMMU_TEST_IOTLB_DEFAULT, Cmd, cmd, io,
-  hwInfoCmd, IOMMU_GET_HW_INFO, IOMMU_TEST_CMD, openFixture, ioasAlloc, destroyCmd,
+  PG, IOMMU_HWPT_DATA_SELFTEST, IOMMU_TEST_IOTLB_DEFAULT, Cmd, cmd, io,
+  hwInfoCmd, IOMMU_GET_HW_INFO, IOMMU_TEST_CMD, openFixture, ioasAlloc,
   mockDomainFlagsCmd, mockDomainReplaceCmd, mmapAnon, type Fixture,
 } from "./util.js";
 import { hwptAlloc } from "../toolkit/iommufd.js";
@@ -73,7 +73,6 @@ export function selftestData(fx: Fixture): number {
   return data;
 }
 
-export const destroy = (fx: Fixture, id: number): number => io(fx, IOMMU_DESTROY, destroyCmd(id));
 export const attachOk = (fx: Fixture, stdev: number, pasid: number, pt: number): void =>
   expect(pasidAttach(fx, stdev, pasid, pt).rc, `PASID_ATTACH(${pasid}, ${pt})`).toBe(0);
 export const check = (fx: Fixture, stdev: number, pasid: number, hwpt: number): void =>

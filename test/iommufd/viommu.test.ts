@@ -8,8 +8,8 @@ import { describe, it, expect } from "vitest";
 import { enableTestCmd } from "../../src/testing.js";
 import { MAP_PRIVATE, MAP_SHARED, PROT_EXEC, PROT_READ, PROT_WRITE } from "../../src/index.js";
 import {
-  errno, PG, IOMMU_DESTROY, IOMMU_HWPT_ALLOC, IOMMU_HWPT_INVALIDATE, IOMMU_TEST_CMD, IOMMU_HWPT_ALLOC_NEST_PARENT,
-  IOMMU_HWPT_DATA_SELFTEST, IOMMU_TEST_IOTLB_DEFAULT, Cmd, cmd, io, openFixture, teardown, ioasAlloc, destroyCmd,
+  errno, PG, IOMMU_HWPT_ALLOC, IOMMU_HWPT_INVALIDATE, IOMMU_TEST_CMD, IOMMU_HWPT_ALLOC_NEST_PARENT,
+  IOMMU_HWPT_DATA_SELFTEST, IOMMU_TEST_IOTLB_DEFAULT, Cmd, cmd, io, openFixture, teardown, ioasAlloc, destroy,
   hwptAllocCmd, hwptInvalidateCmd, mockDomainCmd, mockDomainReplaceCmd, mmapAnon, type Fixture,
   MOCK_APERTURE_START, expectNoLeaks, hugeAlignedBuffer, mapAuto, unmap, IOMMU_IOAS_MAP, mapCmd, RW, FIXED, WRITE,
 } from "./util.js";
@@ -71,7 +71,6 @@ function nestedAlloc(fx: ViommuFx, ptId: number, flags = 0, dataType = IOMMU_HWP
   return { rc: io(fx, IOMMU_HWPT_ALLOC, c), id: c.g32(16) };
 }
 
-const destroy = (fx: Fixture, id: number): number => io(fx, IOMMU_DESTROY, destroyCmd(id));
 
 /** The struct iommu_viommu_selftest the kernel wrote back at `at`. */
 function readData(fx: Fixture, at: number): { inData: number; outData: number; mmapOffset: number; mmapLength: number } {
