@@ -18,6 +18,7 @@ import {
   getDeviceFd, mapDma, MAP_READ, MAP_WRITE, setContainer, unmapDma, VFIO_GROUP_UNSET_CONTAINER, VFIO_SET_IOMMU,
   VFIO_TYPE1_IOMMU, VFIO_TYPE1v2_IOMMU,
 } from "./vfio/legacy_util.js";
+import { firstDiff } from "./toolkit/memory.js";
 
 const PG = 4096;
 const BDF = "0000:00:04.0";
@@ -199,13 +200,6 @@ async function both(f: Fx, h: DeviceHandle, op: Op): Promise<{ main: Seen; worke
   return { main, worker };
 }
 
-/** The first index where two byte arrays differ (-1: equal; a length or null mismatch is 0). */
-function firstDiff(a: Uint8Array | null, b: Uint8Array | null): number {
-  if (a === null || b === null) return a === b ? -1 : 0;
-  if (a.length !== b.length) return 0;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return i;
-  return -1;
-}
 
 /** What the transfer must give: `fault` is where it stops (offset into the buffer) and why. */
 function expected(op: Op, fault: { at: number; reason: keyof typeof FAULT_REASON } | null): { rc: number; out: Uint8Array | null; mem: Uint8Array; at: bigint | null; flags: number } {

@@ -4,9 +4,10 @@
 // on an IOMMU fault, reset, suspend, and bus mastering.
 
 import { afterEach, describe, expect, it } from "vitest";
-import type { CoreConstants } from "../src/wasm/core.js";
 import { MAP_ANONYMOUS, MAP_SHARED, O_RDWR, PROT_READ, PROT_WRITE, type Kernel, type Process } from "../src/index.js";
 import { attach, bind, boot, errno, ioasAlloc, ioasMapArg, IOMMU_IOAS_MAP, IOMMU_IOAS_UNMAP, openIommufd, struct } from "./vfio/util.js";
+import { lastFault } from "./toolkit/iommu.js";
+import { until } from "./toolkit/wait.js";
 
 const CFG = 7 * 2 ** 40;
 const CH = 0x80;
@@ -58,23 +59,7 @@ function rd(r: Rig, off: number, size: 1 | 2 | 4 | 8): bigint {
 }
 const status = (r: Rig) => Number(rd(r, CHANSTS, 8) & 7n);
 
-/** The newest record of the IOMMU's fault ring (assembly/fault.ts), written by the engine's worker. */
-function lastFault(k: Kernel) {
-  const c = (k as unknown as { kcore: { core: { x: { fault_head(): number; fault_rec(i: number): number }; u32: Uint32Array; consts: CoreConstants } } }).kcore.core;
-  const rec = c.x.fault_rec((c.x.fault_head() >>> 0) - 1) >>> 0;
-  const word = (f: keyof CoreConstants) => c.u32[(rec + c.consts[f]) >>> 2];
-  const flags = word("FAULT_FLAGS");
-  return { iova: (BigInt(word("FAULT_IOVA_HI")) << 32n) | BigInt(word("FAULT_IOVA_LO")), write: (flags & c.consts.FAULT_F_WRITE) !== 0, reason: flags >>> 8 };
-}
 
-/** Polls `cond` (the engine runs on its own thread) for up to 5 s. */
-async function until(cond: () => boolean, what: string): Promise<void> {
-  const end = Date.now() + 5000;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((res) => setTimeout(res, 1));
-  }
-}
 
 async function reset(r: Rig) {
   w(r, CHANCMD, 1, RESET);

@@ -9,7 +9,6 @@
 // interrupt fires, and once the unmap has returned the device writes none of its pages.
 
 import { afterEach, describe, expect, it } from "vitest";
-import type { CoreConstants } from "../src/wasm/core.js";
 import {
   createKernel, EFD_CLOEXEC, EFD_NONBLOCK, MAP_ANONYMOUS, MAP_SHARED, O_RDWR, POLLIN, PROT_READ, PROT_WRITE,
   type Kernel, type Process,
@@ -19,6 +18,9 @@ import {
   VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_DEVICE_BIND_IOMMUFD, VFIO_DEVICE_GET_IRQ_INFO, VFIO_DEVICE_GET_REGION_INFO,
   VFIO_DEVICE_SET_IRQS,
 } from "./vfio/util.js";
+import { lastFault } from "./toolkit/iommu.js";
+import { firstDiff, pattern } from "./toolkit/memory.js";
+import { until } from "./toolkit/wait.js";
 
 // include/uapi/linux/vfio.h
 const VFIO_PCI_BAR0_REGION_INDEX = 0, VFIO_PCI_CONFIG_REGION_INDEX = 7, VFIO_PCI_MSIX_IRQ_INDEX = 2;
@@ -38,7 +40,6 @@ const IOAT_CHANERR_SRC_ADDR_ERR = 0x0001, IOAT_CHANERR_DEST_ADDR_ERR = 0x0002;
 const DESC = 64, DESC_INT_EN = 1 << 0, DESC_COMPL_WRITE = 1 << 3;
 
 const PAGE = 4096;
-const NOW = () => performance.now();
 
 interface Drv {
   k: Kernel; p: Process; dev: number; iommufd: number; ioas: number;
@@ -134,14 +135,6 @@ async function bringUp(): Promise<Drv> {
   return d;
 }
 
-/** Polls `cond` for up to 10 s (the engine runs on its own thread), yielding between polls. */
-async function until(cond: () => boolean, what: string): Promise<void> {
-  const end = NOW() + 10_000;
-  while (!cond()) {
-    if (NOW() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((res) => setTimeout(res, 1));
-  }
-}
 
 /** The interrupt: poll() on the eventfd, then its count (the read resets it). */
 function waitIrq(d: Drv, ms: number): bigint | number {
@@ -157,18 +150,7 @@ function descriptor(size: number, ctl: number, src: bigint, dst: bigint, next: b
   return struct(DESC, [[0, 4, size], [4, 4, ctl], [8, 8, src], [16, 8, dst], [24, 8, next]]);
 }
 
-const pattern = (n: number, seed: number) => {
-  const b = new Uint8Array(n);
-  let x = seed >>> 0 || 1;
-  for (let i = 0; i < n; i++) { x ^= x << 13; x ^= x >>> 17; x ^= x << 5; b[i] = x & 0xff; }
-  return b;
-};
 
-/** The first index where two byte arrays differ, -1 when equal (toEqual is slow on MiBs). */
-const firstDiff = (a: Uint8Array, b: Uint8Array) => {
-  if (a.length !== b.length) return Math.min(a.length, b.length);
-  return Buffer.compare(a, b) === 0 ? -1 : a.findIndex((v, i) => v !== b[i]);
-};
 
 const RING_IOVA = 0x10_0000n, SRC_IOVA = 0x100_0000n, DST_IOVA = 0x200_0000n;
 
@@ -314,11 +296,3 @@ describe("ioat driven from the raw syscall layer", () => {
   }
 });
 
-/** The newest record of the IOMMU's fault ring (assembly/fault.ts), written by the engine's worker. */
-function lastFault(k: Kernel) {
-  const c = (k as unknown as { kcore: { core: { x: { fault_head(): number; fault_rec(i: number): number }; u32: Uint32Array; consts: CoreConstants } } }).kcore.core;
-  const rec = c.x.fault_rec((c.x.fault_head() >>> 0) - 1) >>> 0;
-  const word = (f: keyof CoreConstants) => c.u32[(rec + c.consts[f]) >>> 2];
-  const flags = word("FAULT_FLAGS");
-  return { iova: (BigInt(word("FAULT_IOVA_HI")) << 32n) | BigInt(word("FAULT_IOVA_LO")), write: (flags & c.consts.FAULT_F_WRITE) !== 0 };
-}

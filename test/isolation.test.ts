@@ -8,7 +8,7 @@
 
 import { describe, it, expect } from "vitest";
 import {
-  createKernel, errno, O_RDWR, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_PRIVATE, MAP_ANONYMOUS, MAP_FIXED,
+  createKernel, errno, O_RDWR, PROT_READ, PROT_WRITE, MAP_SHARED, MAP_ANONYMOUS, MAP_FIXED,
   type Kernel, type Process,
 } from "../src/index.js";
 import { attachWorker } from "../src/worker.js";
@@ -21,6 +21,7 @@ import {
 } from "./iommufd/util.js";
 import { bind, attach, openDev, openIommufd, ioasMapArg, VFIO_DEVICE_BIND_IOMMUFD, bindArg } from "./vfio/util.js";
 import { setContainer } from "./vfio/legacy_util.js";
+import { anon, pattern } from "./toolkit/memory.js";
 
 const BUF = 64 * 1024;
 const IOVA = MOCK_APERTURE_START;
@@ -29,11 +30,6 @@ const CONFIG_OFFSET = 7 * 2 ** 40;
 
 const ioctl = (p: Process, fd: number, req: number, c: Cmd): number => p.ioctlBuf(fd, req, c.buf);
 
-function anon(p: Process, len: number, flags = MAP_SHARED): number {
-  const a = p.mmap(0, len, PROT_READ | PROT_WRITE, flags | MAP_ANONYMOUS, -1, 0);
-  expect(a, "mmap").toBeGreaterThan(0);
-  return a;
-}
 
 function ioasAlloc(p: Process, fd: number): number {
   const c = ioasAllocCmd();
@@ -48,7 +44,6 @@ function mockDomain(p: Process, fd: number, ioasId: number): { stdev: number; hw
   return { stdev: c.g32(16), hwpt: c.g32(20), idev: c.g32(24) };
 }
 
-const pattern = (n: number, seed: number) => Uint8Array.from({ length: n }, (_, i) => (i * 7 + seed) & 0xff);
 
 /**
  * Process A: /dev/iommu, an IOAS with a mock domain, BUF bytes of a pattern mapped at IOVA, and
@@ -60,7 +55,7 @@ function processA(kernel: Kernel) {
   expect(fd).toBeGreaterThanOrEqual(0);
   const ioas = ioasAlloc(p, fd);
   const dom = mockDomain(p, fd, ioas);
-  const buf = anon(p, BUF);
+  const buf = anon(p, BUF, MAP_SHARED);
   expect(p.writeMemory(buf, pattern(BUF, 1))).toBe(0);
   expect(ioctl(p, fd, IOMMU_IOAS_MAP, mapCmd({ flags: RW | FIXED, ioasId: ioas, userVa: buf, length: BUF, iova: IOVA }))).toBe(0);
   const acc = createAccessCmd(ioas, 0);
@@ -74,7 +69,7 @@ type A = ReturnType<typeof processA>;
 /** A's objects are intact: its mapping is in its domain page for page, and access reads it. */
 function expectAIntact(a: A): void {
   expect(ioctl(a.p, a.fd, IOMMU_TEST_CMD, checkMapCmd(a.hwpt, IOVA, BUF, a.buf)), "MD_CHECK_MAP in A").toBe(0);
-  const tmp = anon(a.p, PG);
+  const tmp = anon(a.p, PG, MAP_SHARED);
   expect(ioctl(a.p, a.fd, IOMMU_TEST_CMD, accessRwCmd(a.accessFd, IOVA + 16, 32, tmp))).toBe(0);
   const got = new Uint8Array(32);
   expect(a.p.readMemory(tmp, got)).toBe(0);
@@ -106,7 +101,7 @@ describe("iommufd object ids are per context", () => {
     const b = kernel.createProcess();
     const bfd = b.open("/dev/iommu", O_RDWR);
     expect(bfd).toBeGreaterThanOrEqual(0);
-    const bbuf = anon(b, BUF);
+    const bbuf = anon(b, BUF, MAP_SHARED);
     const ids = [a.ioas, a.stdev, a.hwpt, a.idev];
     expect(new Set(ids).size).toBe(4);
     for (const id of ids) {
@@ -148,7 +143,7 @@ describe("iommufd object ids are per context", () => {
     // MD_CHECK_MAP pins its uptr in the caller's mm: A's buffer address is nothing in B
     expect(ioctl(b, bfd, IOMMU_TEST_CMD, checkMapCmd(bDom.hwpt, IOVA, PG, a.buf))).toBe(-errno.EFAULT);
     // B's domain of the same hwpt number has nothing at IOVA: the check fails there
-    const bbuf = anon(b, BUF);
+    const bbuf = anon(b, BUF, MAP_SHARED);
     expect(ioctl(b, bfd, IOMMU_TEST_CMD, checkMapCmd(bDom.hwpt, IOVA, PG, bbuf))).toBe(-errno.EINVAL);
     // B's own map at the same IOVA of its own pages lives beside A's
     expect(b.writeMemory(bbuf, pattern(BUF, 99))).toBe(0);
@@ -174,7 +169,7 @@ describe("iommufd object ids are per context", () => {
     const kernel = await selftestKernel();
     const a = processA(kernel);
     const b = kernel.createProcess({ capIpcLock: true });
-    const tmp = anon(b, PG);
+    const tmp = anon(b, PG, MAP_SHARED);
     // no file at that number in B yet: fget fails, iommufd_access_get says EBADFD
     const bfd = b.open("/dev/iommu", O_RDWR);
     expect(bfd).toBeLessThan(a.accessFd);
@@ -284,7 +279,7 @@ describe("device DMA reaches only the binding process's memory", () => {
     expect(bind(a, ad, ai)).toBe(1);
     const ioas = ioasAlloc(a, ai);
     expect(attach(a, ad, ioas), "ATTACH (out_pt_id: the auto domain)").toBeGreaterThan(ioas);
-    const va = anon(a, BUF);
+    const va = anon(a, BUF, MAP_SHARED);
     const vb = b.mmap(va, BUF, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
     expect(vb, "B maps the same virtual address").toBe(va);
     expect(a.writeMemory(va, pattern(BUF, 3))).toBe(0);
@@ -392,7 +387,7 @@ describe("fork: the child's fds are the parent's open files", () => {
     expect(bind(a, ad, ai)).toBe(1);
     const ioas = ioasAlloc(a, ai);
     expect(attach(a, ad, ioas), "ATTACH (out_pt_id: the auto domain)").toBeGreaterThan(ioas);
-    const va = anon(a, BUF, MAP_PRIVATE);
+    const va = anon(a, BUF);
     expect(a.writeMemory(va, pattern(BUF, 5))).toBe(0);
     expect(a.ioctlBuf(ai, IOMMU_IOAS_MAP, ioasMapArg(ioas, va, BUF, 0x100000))).toBe(0);
     const child = a.fork();
@@ -466,7 +461,7 @@ describe("memory is per address space", () => {
     expect(b.readMemory(a.buf, got)).toBe(0);
     expect(got).toEqual(new Uint8Array(BUF));
     expect(ioctl(b, bfd, IOMMU_IOAS_MAP, mapCmd({ flags: RW | FIXED, ioasId: bIoas, userVa: a.buf, length: BUF, iova: IOVA }))).toBe(0);
-    const tmp = anon(b, PG);
+    const tmp = anon(b, PG, MAP_SHARED);
     const acc = createAccessCmd(bIoas, 0);
     expect(ioctl(b, bfd, IOMMU_TEST_CMD, acc)).toBe(0);
     expect(ioctl(b, bfd, IOMMU_TEST_CMD, accessRwCmd(acc.g32(16), IOVA, 32, tmp))).toBe(0);

@@ -9,7 +9,7 @@ import { describe, expect, it } from "vitest";
 import {
   MAP_ANONYMOUS, MAP_FIXED, MAP_PRIVATE, MAP_SHARED, O_RDWR, PROT_READ, PROT_WRITE, type Kernel, type Process,
 } from "../../src/index.js";
-import { attach, bind, boot, errno, ioasAlloc, ioasMapArg, IOMMU_IOAS_MAP, IOMMU_IOAS_UNMAP, openIommufd, struct } from "./util.js";
+import { attach, bind, boot, errno, ioasAlloc, ioasMapArg, IOMMU_IOAS_MAP, IOMMU_IOAS_UNMAP, groupOf, openIommufd, struct } from "./util.js";
 import { legacyOpen, mapDma, MAP_READ, unmapDma, VFIO_TYPE1_IOMMU, VFIO_TYPE1v2_IOMMU } from "./legacy_util.js";
 
 const BDF = "0000:00:04.0";
@@ -32,7 +32,6 @@ async function boundBar(): Promise<{ k: Kernel; p: Process; i: number; ioas: num
   return { k, p, i, ioas, d };
 }
 
-const groupOf = (p: Process) => Number((p.readlink(`/sys/bus/pci/devices/${BDF}/iommu_group`) as string).split("/").pop());
 
 /** The BAR mmap'd (region 0 at offset 0), at `at` when given. */
 function mapBar(p: Process, d: number, len = BAR, prot = PROT_READ | PROT_WRITE, at = 0): number {
@@ -98,7 +97,7 @@ describe("BAR mmaps under legacy type1", () => {
       const k = await bootBar();
       const free0 = k.stats().framesFree;
       const p = k.createProcess({ memlockBytes: 0 });
-      const { c, g, d } = legacyOpen(p, "/dev/vfio/vfio", groupOf(p), BDF, type);
+      const { c, g, d } = legacyOpen(p, "/dev/vfio/vfio", groupOf(p, BDF), BDF, type);
       const bar = mapBar(p, d);
       expect(mapDma(p, c, bar, IOVA, BAR)).toBe(0);
       expect(k.stats().pinnedPages).toBe(0);
@@ -123,7 +122,7 @@ describe("BAR mmaps under legacy type1", () => {
   it("a range half anonymous, half BAR charges only the anonymous page", async () => {
     const k = await bootBar();
     const p = k.createProcess({ memlockBytes: PG });
-    const { c, d } = legacyOpen(p, "/dev/vfio/vfio", groupOf(p), BDF, VFIO_TYPE1v2_IOMMU);
+    const { c, d } = legacyOpen(p, "/dev/vfio/vfio", groupOf(p, BDF), BDF, VFIO_TYPE1v2_IOMMU);
     const mixed = anonThenBar(p, d);
     expect(mapDma(p, c, mixed, IOVA, PG + BAR)).toBe(0);
     expect(k.stats().pinnedPages).toBe(1);
@@ -139,7 +138,7 @@ describe("BAR mmaps under legacy type1", () => {
   it("device DMA through the mapping reaches the BAR (peer-to-peer), and still does after the BAR is munmap'd", async () => {
     const k = await bootBar();
     const p = k.createProcess({ memlockBytes: 0 });
-    const { c, d } = legacyOpen(p, "/dev/vfio/vfio", groupOf(p), BDF, VFIO_TYPE1v2_IOMMU);
+    const { c, d } = legacyOpen(p, "/dev/vfio/vfio", groupOf(p, BDF), BDF, VFIO_TYPE1v2_IOMMU);
     const h = k.device(BDF)!;
     const bar = mapBar(p, d);
     const pattern = Uint8Array.from({ length: 64 }, (_, j) => j * 7 + 3);
@@ -167,7 +166,7 @@ describe("BAR mmaps under legacy type1", () => {
   it("follow_fault_pfn needs a writable mapping for a writable MAP_DMA: EFAULT on a read-only BAR mmap, which maps read-only", async () => {
     const k = await bootBar();
     const p = k.createProcess({ memlockBytes: 0 });
-    const { c, d } = legacyOpen(p, "/dev/vfio/vfio", groupOf(p), BDF, VFIO_TYPE1v2_IOMMU);
+    const { c, d } = legacyOpen(p, "/dev/vfio/vfio", groupOf(p, BDF), BDF, VFIO_TYPE1v2_IOMMU);
     const ro = mapBar(p, d, BAR, PROT_READ);
     expect(mapDma(p, c, ro, IOVA, BAR)).toBe(-errno.EFAULT);
     expect(mapDma(p, c, ro, IOVA, BAR, MAP_READ)).toBe(0);
@@ -184,7 +183,7 @@ describe("BAR mmaps while memory decoding is off", () => {
   it("clearing COMMAND.MEMORY zaps the mmap: loads, stores and type1's pfn walk fault (SIGBUS: EFAULT) until it is set again", async () => {
     const k = await bootBar();
     const p = k.createProcess({ memlockBytes: 0 });
-    const { c, d } = legacyOpen(p, "/dev/vfio/vfio", groupOf(p), BDF, VFIO_TYPE1v2_IOMMU);
+    const { c, d } = legacyOpen(p, "/dev/vfio/vfio", groupOf(p, BDF), BDF, VFIO_TYPE1v2_IOMMU);
     const bar = mapBar(p, d);
     expect(p.writeMemory(bar + PG, Uint8Array.of(0x77))).toBe(0);
     const b = new Uint8Array(1);
@@ -203,7 +202,7 @@ describe("BAR mmaps while memory decoding is off", () => {
   it("the ioat model's register stores through the mmap fault too", async () => {
     const k = await boot([{ bdf: BDF, model: "ioat" }]);
     const p = k.createProcess();
-    const { d } = legacyOpen(p, "/dev/vfio/vfio", groupOf(p), BDF, VFIO_TYPE1v2_IOMMU);
+    const { d } = legacyOpen(p, "/dev/vfio/vfio", groupOf(p, BDF), BDF, VFIO_TYPE1v2_IOMMU);
     const bar = mapBar(p, d, PG);
     setCommand(p, d, 0x04);
     expect(p.writeMemory(bar + 0x80, Uint8Array.of(0, 0))).toBe(-errno.EFAULT);

@@ -3,7 +3,7 @@
 
 import { describe, expect, it } from "vitest";
 import {
-  MAP_ANONYMOUS, MAP_PRIVATE, O_CLOEXEC, O_RDWR, PROT_READ, PROT_WRITE, VfioContainer, VfioError, VfioGroup, IommuFd,
+  O_CLOEXEC, O_RDWR, VfioContainer, VfioError, VfioGroup, IommuFd,
   type Kernel, type Process,
 } from "../../src/index.js";
 import { bind, bindArg, boot, errno, getInfo, openDev, openIommufd, struct, thrown, u32, VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_DEVICE_BIND_IOMMUFD, VFIO_DEVICE_DETACH_IOMMUFD_PT, attachArg, detachArg } from "./util.js";
@@ -15,15 +15,11 @@ import {
   VFIO_SET_IOMMU, VFIO_SPAPR_TCE_IOMMU, VFIO_TYPE1_IOMMU, VFIO_TYPE1v2_IOMMU, VFIO_UNMAP_ALL, VFIO_UPDATE_VADDR, VIABLE,
   type Type1Info,
 } from "./legacy_util.js";
+import { anon } from "../toolkit/memory.js";
 
 const BDF = "0000:00:05.0";
 const dev7 = { bdf: BDF, model: "memcpy", iommuGroup: 7 };
 
-function anon(p: Process, len: number): number {
-  const a = p.mmap(0, len, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-  expect(a).toBeGreaterThan(0);
-  return a;
-}
 
 /** A kernel with dev7, a process, and containerWithGroup(type) in it. */
 async function bootContainer(type = VFIO_TYPE1v2_IOMMU): Promise<{ k: Kernel; p: Process; c: number; g: number }> {

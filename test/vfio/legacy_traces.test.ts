@@ -8,7 +8,7 @@ import {
   PROT_READ, PROT_WRITE, type Process,
 } from "../../src/index.js";
 import {
-  boot, errno, struct, u32, u64, VFIO_DEVICE_GET_INFO, VFIO_DEVICE_GET_IRQ_INFO, VFIO_DEVICE_GET_REGION_INFO,
+  boot, errno, groupOf, regionInfo, struct, u32, VFIO_DEVICE_GET_INFO, VFIO_DEVICE_GET_IRQ_INFO,
   VFIO_DEVICE_RESET, VFIO_DEVICE_SET_IRQS,
 } from "./util.js";
 import {
@@ -18,17 +18,7 @@ import {
 
 const MIB = 1024 * 1024;
 
-function groupOf(p: Process, bdf: string): number {
-  const link = p.readlink(`/sys/bus/pci/devices/${bdf}/iommu_group`) as string;
-  expect(link).toMatch(/^(\.\.\/)+kernel\/iommu_groups\/\d+$/);
-  return Number(link.split("/").pop());
-}
 
-function regionInfo(p: Process, d: number, index: number): { rc: number; argsz: number; flags: number; size: bigint; offset: bigint } {
-  const a = struct(32, [[0, 4, 32], [8, 4, index]]);
-  const rc = p.ioctlBuf(d, VFIO_DEVICE_GET_REGION_INFO, a);
-  return { rc, argsz: u32(a, 0), flags: u32(a, 4), size: u64(a, 16), offset: u64(a, 24) };
-}
 
 function deviceInfo(p: Process, d: number): { flags: number; regions: number; irqs: number } {
   const a = struct(24, [[0, 4, 24]]);

@@ -131,3 +131,17 @@ export function gateWord(k: Kernel, p: Process, fd: number): number {
   const ref = p.fileRef(fd) as { slot: number; gen: number };
   return (k as unknown as { kcore: { core: { x: { gate_word(s: number): number } } } }).kcore.core.x.gate_word(ref.slot);
 }
+
+/** The iommu group number of `bdf`, from its sysfs iommu_group link (checked for the kernel's form). */
+export function groupOf(p: Process, bdf: string): number {
+  const link = p.readlink(`/sys/bus/pci/devices/${bdf}/iommu_group`) as string;
+  expect(link).toMatch(/^(\.\.\/)+kernel\/iommu_groups\/\d+$/);
+  return Number(link.split("/").pop());
+}
+
+/** VFIO_DEVICE_GET_REGION_INFO (32 bytes: argsz, flags, index, cap_offset, size, offset): the rc and what came back. */
+export function regionInfo(p: Process, d: number, index: number): { rc: number; argsz: number; flags: number; size: bigint; offset: bigint } {
+  const a = struct(32, [[0, 4, 32], [8, 4, index]]);
+  const rc = p.ioctlBuf(d, VFIO_DEVICE_GET_REGION_INFO, a);
+  return { rc, argsz: u32(a, 0), flags: u32(a, 4), size: u64(a, 16), offset: u64(a, 24) };
+}

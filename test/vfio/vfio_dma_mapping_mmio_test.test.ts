@@ -16,7 +16,7 @@ import {
 } from "../../src/index.js";
 import {
   attach, bind, boot, errno, ioasAlloc, ioasMapArg, IOMMU_IOAS_IOVA_RANGES, IOMMU_IOAS_MAP, IOMMU_IOAS_UNMAP,
-  openIommufd, struct, u32, u64, VFIO_DEVICE_GET_REGION_INFO,
+  openIommufd, regionInfo, struct, u32, u64,
 } from "./util.js";
 import { iovaRangesType1, legacyOpen, mapDma, unmapDma, VFIO_TYPE1_IOMMU, VFIO_TYPE1v2_IOMMU } from "./legacy_util.js";
 
@@ -58,12 +58,6 @@ function mmapReserve(p: Process, size: number, align: number, offset: number): n
   return at;
 }
 
-/** VFIO_DEVICE_GET_REGION_INFO (32 bytes: argsz, flags, index, cap_offset, size, offset). */
-function regionInfo(p: Process, d: number, index: number) {
-  const a = struct(32, [[0, 4, 32], [8, 4, index]]);
-  expect(p.ioctlBuf(d, VFIO_DEVICE_GET_REGION_INFO, a)).toBe(0);
-  return { flags: u32(a, 4), size: Number(u64(a, 16)), offset: u64(a, 24) };
-}
 
 /** IOMMU_IOAS_IOVA_RANGES, asked for the count first, then the ranges. */
 function ioasIovaRanges(p: Process, i: number, ioas: number): { start: bigint; last: bigint }[] {
@@ -118,7 +112,9 @@ async function setup(mode: Mode): Promise<Fixture> {
   // vfio_pci_device_init: every BAR with the mmap flag is mapped, aligned to its size.
   const bars: Bar[] = [];
   for (let index = 0; index < PCI_STD_NUM_BARS; index++) {
-    const info = regionInfo(p, d, index);
+    const r = regionInfo(p, d, index);
+    expect(r.rc).toBe(0);
+    const info = { flags: r.flags, size: Number(r.size), offset: r.offset };
     if (!(info.flags & REGION_INFO_FLAG_MMAP)) continue;
     const prot = (info.flags & REGION_INFO_FLAG_READ ? PROT_READ : 0) | (info.flags & REGION_INFO_FLAG_WRITE ? PROT_WRITE : 0);
     const at = mmapReserve(p, info.size, Math.min(info.size, SZ_1G), 0);
