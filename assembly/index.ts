@@ -4,6 +4,7 @@
 export * from "./layout";
 export * from "./frames";
 export * from "./radix";
+export * from "./gup";
 export * from "./gate";
 export * from "./eventfd";
 export * from "./stats";

@@ -136,8 +136,14 @@ export const BOUNCE_BASE: u32 = DEV_END;
 export const BOUNCE_BYTES: u32 = 16384;
 export const BOUNCE_END: u32 = BOUNCE_BASE + WORKER_SLOTS * BOUNCE_BYTES;
 
+// ---- the kernel thread's GUP batch (gup.ts): the frame numbers gup_fast_pin hands back, u32
+// each, read by the pinning code (src/kernel/mm.ts gupFast) right after the call ----------------
+export const GUP_BATCH: u32 = BOUNCE_END;
+export const GUP_BATCH_PAGES: u32 = 1024;
+export const GUP_BATCH_END: u32 = GUP_BATCH + GUP_BATCH_PAGES * 4;
+
 // Start of what is still free in [DOMAIN_BASE, FIXED_END); frames_init zeroes [DOMAIN_BASE, CARVED_END).
-export const CARVED_END: u32 = BOUNCE_END;
+export const CARVED_END: u32 = GUP_BATCH_END;
 
 // ---- frame metadata (placed at HDR_META_BASE by frames_init) ---------------------------------
 // Four arrays indexed by frame number, in this order:

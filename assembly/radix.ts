@@ -18,7 +18,10 @@ export const PTE_P: u32 = 0x1;
 export const PTE_W: u32 = 0x2;
 export const PTE_U: u32 = 0x4;
 export const PTE_PS: u32 = 0x80; // leaf above level 1
-const PTE_ADDR: u32 = 0xfffff000;
+// Software bit 9, as x86's _PAGE_SPECIAL: the leaf maps device memory (a VM_PFNMAP mapping),
+// which has no page to pin. It lets gup_fast_pin (gup.ts) refuse it without the VMA.
+export const PTE_SPECIAL: u32 = 0x200;
+export const PTE_ADDR: u32 = 0xfffff000;
 const LEVEL_SHIFT: u32 = 9;
 
 @inline function indexAt(va: u64, level: u32): u32 {
@@ -56,7 +59,7 @@ export function radix_lookup(root: u32, vaF: f64): u32 {
 
 /**
  * Installs a leaf for `va` at `level` pointing at physical address `phys` with `flags`
- * (PTE_W; PTE_P is implied). Missing tables are allocated. Returns 0, -12 (ENOMEM) when a table
+ * (PTE_W, PTE_SPECIAL; PTE_P is implied). Missing tables are allocated. Returns 0, -12 (ENOMEM) when a table
  * frame cannot be had, or -17 (EEXIST) when the slot or a covering huge leaf is occupied.
  */
 export function radix_install(root: u32, vaF: f64, phys: u32, flags: u32, level: u32): i32 {
@@ -78,7 +81,7 @@ export function radix_install(root: u32, vaF: f64, phys: u32, flags: u32, level:
   const at = entryAddr(table, va, level);
   if ((<u32>load<u64>(at) & PTE_P) != 0) return -17;
   const ps: u32 = level > 1 ? PTE_PS : 0;
-  store<u64>(at, <u64>((phys & PTE_ADDR) | PTE_P | PTE_U | ps | (flags & PTE_W)));
+  store<u64>(at, <u64>((phys & PTE_ADDR) | PTE_P | PTE_U | ps | (flags & (PTE_W | PTE_SPECIAL))));
   return 0;
 }
 

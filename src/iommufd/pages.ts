@@ -124,6 +124,18 @@ export class IoptPages {
     return n;
   }
 
+  /** The first page in [i, last] that some user pins already, or last + 1. */
+  private unpinnedEnd(i: number, last: number): number {
+    while (i <= last) {
+      const k = Math.floor(i / CHUNK);
+      const c = this.chunks.get(k);
+      const chunkEnd = Math.min((k + 1) * CHUNK, last + 1);
+      if (!c) { i = chunkEnd; continue; }
+      for (; i < chunkEnd; i++) if (c.s[CHUNK + (i & (CHUNK - 1))] > 0) return i;
+    }
+    return last + 1;
+  }
+
   /** Pins taken by users on page `index`. */
   usersAt(index: number): number { return this.chunk(index, false)?.s[CHUNK + (index & (CHUNK - 1))] ?? 0; }
 
@@ -144,12 +156,27 @@ export class IoptPages {
     let nr = 0;
     let c: PinChunk | undefined;
     let rc = 0;
-    for (let i = first; i <= last; i++) {
-      if ((i & (CHUNK - 1)) === 0 || i === first) c = this.chunk(i, false);
-      if (c && c.s[CHUNK + (i & (CHUNK - 1))] > 0) continue;
-      const f = this.pinOne(i);
-      if (f < 0) { rc = f; break; }
-      if (this.lastRsvd) { fresh[n++] = -f - 2; nr++; } else fresh[n++] = f;
+    const src = this.source;
+    const fast = src.kind === "user";
+    for (let i = first; i <= last;) {
+      const end = this.unpinnedEnd(i, last);
+      if (end === i) { i++; continue; }
+      // [i, end) is pinned by nobody yet: gup_fast takes what it can without a fault, in
+      // batches, and every page it stops at goes through pinOne (the fault path) alone.
+      while (i < end) {
+        if (fast) {
+          const got = src.mm.gupFast(Number(src.uptr) + i * PAGE_SIZE, end - i, fresh, n);
+          n += got;
+          i += got;
+          if (i === end) break;
+          if (got === this.pin.core.consts.GUP_BATCH_PAGES) continue;
+        }
+        const f = this.pinOne(i);
+        if (f < 0) { rc = f; break; }
+        if (this.lastRsvd) { fresh[n++] = -f - 2; nr++; } else fresh[n++] = f;
+        i++;
+      }
+      if (rc < 0) break;
     }
     if (rc === 0) rc = this.charge(n - nr);
     if (rc < 0) {

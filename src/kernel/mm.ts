@@ -35,6 +35,8 @@ const HUGE_2M = 0x200000;
 const HUGE_1G = 0x40000000;
 
 const PTE_W = 0x2;
+/** assembly/radix.ts PTE_SPECIAL: the leaf maps device memory (VM_PFNMAP); gup_fast_pin refuses it. */
+const PTE_SPECIAL = 0x200;
 
 export type VmaKind = "anon" | "file" | "hugetlb";
 
@@ -422,7 +424,7 @@ export class Mm {
     if (write ? !(v.prot & PROT_WRITE) : !(v.prot & (PROT_READ | PROT_WRITE))) return -errno.EFAULT;
     const page = addr - (addr % PAGE_SIZE);
     const cow = v.kind === "file" && (v.flags & MAP_TYPE) === MAP_PRIVATE;
-    const pte = v.prot & PROT_WRITE ? PTE_W : 0;
+    const pte = (v.prot & PROT_WRITE ? PTE_W : 0) | (v.pfnmap ? PTE_SPECIAL : 0);
     const leaf = x.radix_lookup(this.root, addr) >>> 0;
     if (leaf !== 0) {
       if (!cow || !(write || unshare)) return leaf;
@@ -447,7 +449,7 @@ export class Mm {
       } else {
         frame = src;
         x.frame_get(frame);
-        if (cow) flags = 0; // the cache page is never written through a private mapping
+        if (cow) flags &= ~PTE_W; // the cache page is never written through a private mapping
       }
     } else {
       frame = x.frame_alloc(0) >>> 0;
@@ -474,6 +476,22 @@ export class Mm {
   gupLeaf(addr: number, write: boolean): number {
     // faultIn's long-term (unshare) fault makes the VM_PFNMAP check on the VMA it finds.
     return this.faultIn(addr, write, true);
+  }
+
+  /**
+   * gup_fast for a long-term pin (assembly/gup.ts): pins up to `npages` pages from `addr`
+   * (page-aligned) whose leaves are present, writable and not device memory, one frame
+   * reference each, and stores their frames in `out` from index `at`. Returns how many; the
+   * page after them needs gupLeaf (the slow path, which faults and checks the VMA).
+   */
+  gupFast(addr: number, npages: number, out: Int32Array, at: number): number {
+    if (this.isDead) return 0;
+    const n = this.core.x.gup_fast_pin(this.root, addr, npages) >>> 0;
+    const u32 = this.core.u32;
+    const from = this.core.consts.GUP_BATCH >>> 2;
+    if (n < 16) for (let k = 0; k < n; k++) out[at + k] = u32[from + k];
+    else out.set(u32.subarray(from, from + n), at);
+    return n;
   }
 
   /**
@@ -679,7 +697,7 @@ export class Mm {
         f = this.copyFrame(frame);
         if (f < 0) return -errno.ENOMEM;
       }
-      if (child.install(a, f, w, a) < 0) return -errno.ENOMEM;
+      if (child.install(a, f, w | (v.pfnmap ? PTE_SPECIAL : 0), a) < 0) return -errno.ENOMEM;
     }
     return 0;
   }
