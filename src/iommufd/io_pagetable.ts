@@ -14,6 +14,9 @@ import type { IommufdCtx } from "./iommufd_private.js";
 import { checkPagesLength, pageCount, type IoptPages, type PagesSource } from "./pages.js";
 import type { DmabufAttachment, DmabufTrack } from "./dmabuf.js";
 
+/** Where a map reports the IOVA it used (the kernel's `unsigned long *iova`), written only on success. */
+export interface IovaOut { iova: bigint }
+
 const PAGE = BigInt(PAGE_SIZE);
 
 export class IoptArea implements Interval {
@@ -94,8 +97,9 @@ export class IoPagetable {
   /**
    * Chooses an IOVA for `length` bytes whose source starts at `addr` (user VA or file offset):
    * the lowest fitting hole that keeps the source's sub-page offset. IOVA 0 is never chosen.
+   * 0 with the IOVA in `out`, or -errno (`out` untouched).
    */
-  allocIova(addr: bigint, length: bigint): bigint | number {
+  allocIova(addr: bigint, length: bigint, out: IovaOut): number {
     if (length === 0n || length >= ULONG_MAX / 2n) return -errno.EOVERFLOW;
     let align = pow2ceil(length);
     if (addr !== 0n && lowestBit(addr) < align) align = lowestBit(addr);
@@ -121,7 +125,7 @@ export class IoPagetable {
       if (s === null) continue;
       for (const hole of holes(taken, s, span.last)) {
         const at = fit(hole.start, hole.last);
-        if (at !== null) return at;
+        if (at !== null) { out.iova = at; return 0; }
       }
     }
     return -errno.ENOSPC;
@@ -142,17 +146,18 @@ export class IoPagetable {
   /**
    * iopt_map_pages: places `length` bytes made of `slices` at `iova` (or an automatic IOVA when
    * null) and publishes the areas. On success the slices' page references move into the areas;
-   * on failure nothing is left behind and the caller still owns them. Returns the IOVA.
+   * on failure nothing is left behind and the caller still owns them. 0 with the IOVA in
+   * `out`, or -errno (`out` untouched).
    */
-  mapPages(slices: PagesSlice[], length: bigint, iova: bigint | null, prot: IommuProt): bigint | number {
+  mapPages(slices: PagesSlice[], length: bigint, iova: bigint | null, prot: IommuProt, out: IovaOut): number {
     for (let i = 0; i < slices.length; i++) if (this.shouldFail()) return -errno.ENOMEM;
     if ((length & (this.iovaAlignment - 1n)) || length === 0n) return -errno.EINVAL;
     let at: bigint;
     if (iova === null) {
       const first = slices[0];
-      const r = this.allocIova(first.pages.base + first.startByte, length);
-      if (typeof r === "number") return r;
-      at = r;
+      const rc = this.allocIova(first.pages.base + first.startByte, length, out);
+      if (rc < 0) return rc;
+      at = out.iova;
     } else {
       const rc = this.checkIova(iova, length);
       if (rc < 0) return rc;
@@ -177,7 +182,8 @@ export class IoPagetable {
       undo();
       return rc;
     }
-    return at;
+    out.iova = at;
+    return 0;
   }
 
   /**
@@ -545,7 +551,7 @@ export class IoPagetable {
  * pages go again.
  */
 export function mapNewPages(ctx: IommufdCtx, iopt: IoPagetable, src: PagesSource | (() => PagesSource | number), startByte: bigint,
-  length: bigint, iova: bigint | null, prot: IommuProt, owner: Process, mmAccounting: boolean): bigint | number {
+  length: bigint, iova: bigint | null, prot: IommuProt, owner: Process, mmAccounting: boolean, out: IovaOut): number {
   const rc = checkPagesLength(length);
   if (rc < 0) return rc;
   if (ctx.shouldFail()) return -errno.ENOMEM;
@@ -555,16 +561,16 @@ export function mapNewPages(ctx: IommufdCtx, iopt: IoPagetable, src: PagesSource
   if (source.kind === "file") source.file.refs++;
   const pages = ctx.newPages(source, pageCount(startByte, length), prot.write, owner);
   if (mmAccounting && pages.accountMode === "user") pages.accountMode = "mm";
-  const r = iopt.mapPages([{ pages, startByte, length }], length, iova, prot);
-  if (typeof r === "number") pages.put();
+  const r = iopt.mapPages([{ pages, startByte, length }], length, iova, prot, out);
+  if (r < 0) pages.put();
   return r;
 }
 
 /** iopt_map_user_pages: `length` bytes of the caller's memory from `uptr`. */
 export function mapUserPages(ctx: IommufdCtx, iopt: IoPagetable, proc: Process, uptr: bigint, length: bigint,
-  iova: bigint | null, prot: IommuProt, legacyAccounting = false): bigint | number {
+  iova: bigint | null, prot: IommuProt, out: IovaOut, legacyAccounting = false): number {
   if (addOverflow(uptr, length) === null) return -errno.EOVERFLOW;
   const startByte = uptr % PAGE;
   return mapNewPages(ctx, iopt, { kind: "user", mm: proc.mm, uptr: uptr - startByte }, startByte, length,
-    iova, prot, proc, legacyAccounting || ctx.accountMode === "mm");
+    iova, prot, proc, legacyAccounting || ctx.accountMode === "mm", out);
 }

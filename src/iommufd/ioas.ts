@@ -143,9 +143,10 @@ export function ioasMap(ctx: IommufdCtx, ucmd: UCmd): number {
   const length = c.u64("length");
   const ioas = mapPrologue(ctx, flags, c.u("__reserved"), c.u64("iova"), length, c.u("ioas_id"));
   if (typeof ioas === "number") return ioas;
-  const r = mapUserPages(ctx, ioas.iopt, ucmd.proc, c.u64("user_va"), length, fixedIova(flags, c.u64("iova")), protOf(flags));
-  if (typeof r === "number") return r;
-  c.set("iova", r);
+  const out = { iova: 0n };
+  const rc = mapUserPages(ctx, ioas.iopt, ucmd.proc, c.u64("user_va"), length, fixedIova(flags, c.u64("iova")), protOf(flags), out);
+  if (rc < 0) return rc;
+  c.set("iova", out.iova);
   return ucmd.respond();
 }
 
@@ -167,12 +168,13 @@ export function ioasMapFile(ctx: IommufdCtx, ucmd: UCmd): number {
     const at = fixedIova(flags, c.u64("iova"));
     // iopt_alloc_dmabuf_pages: the range must lie inside the buffer (EINVAL) first.
     if (BigInt((file.priv as TestDmaBuf).length) <= start + length - 1n) return -errno.EINVAL;
-    const r = mapNewPages(ctx, ioas.iopt, () => {
+    const out = { iova: 0n };
+    const rc = mapNewPages(ctx, ioas.iopt, () => {
       const a = dmabufAttach(file);
       return typeof a === "number" ? a : { kind: "dmabuf", attach: a, start: start - startByte };
-    }, startByte, length, at, prot, ucmd.proc, false);
-    if (typeof r === "number") return r;
-    c.set("iova", r);
+    }, startByte, length, at, prot, ucmd.proc, false, out);
+    if (rc < 0) return rc;
+    c.set("iova", out.iova);
     return ucmd.respond();
   }
   // A writable mapping needs a file opened for writing (FMODE_WRITE).
@@ -180,10 +182,11 @@ export function ioasMapFile(ctx: IommufdCtx, ucmd: UCmd): number {
   // Only memfd (shmem) pages can be pinned; anything else fails when pages are first needed,
   // which without a domain is never, as in the kernel.
   const memfd = file.priv instanceof MemFd ? file.priv : null;
-  const r = mapNewPages(ctx, ioas.iopt, { kind: "file", file, memfd, start: start - startByte }, startByte, length,
-    fixedIova(flags, c.u64("iova")), prot, ucmd.proc, ctx.accountMode === "mm");
-  if (typeof r === "number") return r;
-  c.set("iova", r);
+  const out = { iova: 0n };
+  const rc = mapNewPages(ctx, ioas.iopt, { kind: "file", file, memfd, start: start - startByte }, startByte, length,
+    fixedIova(flags, c.u64("iova")), prot, ucmd.proc, ctx.accountMode === "mm", out);
+  if (rc < 0) return rc;
+  c.set("iova", out.iova);
   return ucmd.respond();
 }
 
@@ -203,9 +206,10 @@ export function ioasCopy(ctx: IommufdCtx, ucmd: UCmd): number {
   const drop = (list: PagesSlice[]) => { for (const s of list) s.pages.put(); };
   const dst = ctx.getIoas(c.u("dst_ioas_id"));
   if (typeof dst === "number") { drop(slices); return dst; }
-  const r = dst.iopt.mapPages(slices, length, fixedIova(flags, dstIova), protOf(flags));
-  if (typeof r === "number") { drop(slices); return r; }
-  c.set("dst_iova", r);
+  const out = { iova: 0n };
+  const rc = dst.iopt.mapPages(slices, length, fixedIova(flags, dstIova), protOf(flags), out);
+  if (rc < 0) { drop(slices); return rc; }
+  c.set("dst_iova", out.iova);
   return ucmd.respond();
 }
 

@@ -85,10 +85,10 @@ function mapDma(ctx: IommufdCtx, proc: Process, arg: number): number {
   const ioas = compatIoas(ctx);
   if (typeof ioas === "number") return ioas;
   // Maps made through the legacy interface always use the VFIO (per-mm) accounting.
-  const r = mapUserPages(ctx, ioas.iopt, proc, v.getBigUint64(L.fields.vaddr.off, true),
+  const rc = mapUserPages(ctx, ioas.iopt, proc, v.getBigUint64(L.fields.vaddr.off, true),
     v.getBigUint64(L.fields.size.off, true), v.getBigUint64(L.fields.iova.off, true),
-    { read: (flags & VFIO_DMA_MAP_FLAG_READ) !== 0, write: (flags & VFIO_DMA_MAP_FLAG_WRITE) !== 0 }, true);
-  return typeof r === "number" ? r : 0;
+    { read: (flags & VFIO_DMA_MAP_FLAG_READ) !== 0, write: (flags & VFIO_DMA_MAP_FLAG_WRITE) !== 0 }, { iova: 0n }, true);
+  return rc < 0 ? rc : 0;
 }
 
 function unmapDma(ctx: IommufdCtx, proc: Process, arg: number): number {
