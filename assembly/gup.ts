@@ -13,8 +13,8 @@
 // Owned by the kernel thread: the results go to GUP_BATCH, which only it uses.
 
 import { GUP_BATCH, GUP_BATCH_PAGES, PAGE_SHIFT } from "./layout";
-import { frame_addr, frame_get } from "./frames";
-import { PTE_P, PTE_W, PTE_PS, PTE_SPECIAL, PTE_ADDR } from "./radix";
+import { frame_get } from "./frames";
+import { PTE_P, PTE_W, PTE_PS, PTE_SPECIAL, PTE_ADDR, entryAddr, indexAt } from "./radix";
 
 const PINNABLE: u32 = PTE_P | PTE_W | PTE_SPECIAL;
 
@@ -35,7 +35,7 @@ export function gup_fast_pin(root: u32, vaF: f64, npages: u32): u32 {
     let at: u32 = 0;
     let e: u32 = 0;
     for (;;) {
-      at = frame_addr(table) + ((<u32>(va >> (<u64>(PAGE_SHIFT + 9 * (level - 1)))) & 511) << 3);
+      at = entryAddr(table, va, level);
       e = <u32>load<u64>(at);
       if ((e & PTE_P) == 0) return n;
       if (level == 1 || (e & PTE_PS) != 0) break;
@@ -45,7 +45,7 @@ export function gup_fast_pin(root: u32, vaF: f64, npages: u32): u32 {
     if ((e & PINNABLE) != (PTE_P | PTE_W)) return n;
     if (level == 1) {
       // The following entries of the same table, while they stay pinnable.
-      let idx = <u32>(va >> PAGE_SHIFT) & 511;
+      let idx = indexAt(va, 1);
       for (;;) {
         const f = (e & PTE_ADDR) >> PAGE_SHIFT;
         frame_get(f);

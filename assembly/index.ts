@@ -3,7 +3,10 @@
 
 export * from "./layout";
 export * from "./frames";
-export * from "./radix";
+export {
+  PTE_P, PTE_W, PTE_U, PTE_PS, PTE_SPECIAL, PTE_ADDR,
+  radix_alloc_root, radix_lookup, radix_install, radix_remove, radix_protect, radix_destroy,
+} from "./radix";
 export * from "./gup";
 export * from "./gate";
 export * from "./eventfd";

@@ -24,11 +24,13 @@ export const PTE_SPECIAL: u32 = 0x200;
 export const PTE_ADDR: u32 = 0xfffff000;
 const LEVEL_SHIFT: u32 = 9;
 
-@inline function indexAt(va: u64, level: u32): u32 {
+// The index of `va`'s entry in a table at `level`, and that entry's address (also for gup.ts's
+// walk; assembly/index.ts names this module's wasm exports, so these stay internal).
+@inline export function indexAt(va: u64, level: u32): u32 {
   return <u32>(va >> (<u64>(PAGE_SHIFT + 9 * (level - 1)))) & 511;
 }
 
-@inline function entryAddr(table: u32, va: u64, level: u32): u32 {
+@inline export function entryAddr(table: u32, va: u64, level: u32): u32 {
   return frame_addr(table) + (indexAt(va, level) << 3);
 }
 

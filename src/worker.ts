@@ -38,13 +38,6 @@ export interface WorkerContext {
   detach(): void;
 }
 
-interface WorkerExports {
-  worker_claim(token: number): number;
-  worker_release(slot: number): void;
-  iotlb_attach(slot: number): number;
-  iotlb_flush(): void;
-}
-
 const { EINVAL, EBUSY } = errno;
 
 /** Instantiates the data-plane core in this thread over the memory of `init`. */
@@ -55,12 +48,12 @@ export function attachCore(init: CoreInit): Promise<Core> {
 /** Claims a worker slot over the kernel's memory (API.md §3). Throws when all 63 are taken. */
 export async function attachWorker(init: CoreInit): Promise<WorkerContext> {
   const core = await Core.attach(init);
-  const x = core.x as unknown as WorkerExports;
+  const x = core.x;
   const slot = x.worker_claim((Math.random() * 0x7fffffff) | 1);
   if (slot < 0) throw Object.assign(new Error("attachWorker: every worker slot is taken"), { errno: EBUSY });
   x.iotlb_attach(slot);
   x.iotlb_flush();
-  return new Context(core, x, slot);
+  return new Context(core, slot);
 }
 
 const toOffset = (o: number | bigint): number => {
@@ -191,17 +184,17 @@ export class WorkerFiles {
 }
 
 class Context implements WorkerContext {
-  private detached = false;
   private readonly port: DmaPort;
+  /** Also holds the context's detached state: its file operations check it on every call. */
   private readonly files: WorkerFiles;
 
-  constructor(readonly core: Core, private readonly x: WorkerExports, readonly slot: number) {
+  constructor(readonly core: Core, readonly slot: number) {
     this.port = dmaPort(core, slot);
     this.files = new WorkerFiles(core);
   }
 
   private live(): void {
-    if (this.detached) throw new Error("the worker context is detached");
+    if (this.files.detached) throw new Error("the worker context is detached");
   }
 
   file(ref: FileRef): WorkerFile {
@@ -226,8 +219,8 @@ class Context implements WorkerContext {
   }
 
   detach(): void {
-    if (this.detached) return;
-    this.detached = this.files.detached = true;
-    this.x.worker_release(this.slot);
+    if (this.files.detached) return;
+    this.files.detached = true;
+    this.core.x.worker_release(this.slot);
   }
 }

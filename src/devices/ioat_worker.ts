@@ -8,10 +8,6 @@ import { attachWorker } from "../worker.js";
 import { msixRaise } from "./msix.js";
 import type { IoatWorkerData } from "./ioat.js";
 
-interface EngineExports {
-  ioat_run(bar: number, eng: number, budget: number): number;
-}
-
 /** Descriptors per pass: between passes the worker looks at its stop word. */
 const BUDGET = 4096;
 /** Doorbell polls after the last work before sleeping. */
@@ -20,7 +16,7 @@ const SPIN = 20000;
 async function run(data: IoatWorkerData): Promise<void> {
   const ctx = await attachWorker(data.init as Parameters<typeof attachWorker>[0]);
   const core = ctx.core;
-  const x = core.x as unknown as EngineExports;
+  const x = core.x;
   const i32 = core.i32;
   const doorbell = (data.eng + core.consts.ENG_DOORBELL) >>> 2;
   const stop = (data.eng + core.consts.ENG_STOP) >>> 2;

@@ -154,7 +154,6 @@ export class IoptPages {
     let n = 0;
     // A reserved pfn (followPfnmap) is kept in `fresh` as -(frame + 2): not charged, not a pin.
     let nr = 0;
-    let c: PinChunk | undefined;
     let rc = 0;
     const src = this.source;
     const fast = src.kind === "user";
@@ -169,7 +168,6 @@ export class IoptPages {
           n += got;
           i += got;
           if (i === end) break;
-          if (got === this.pin.core.consts.GUP_BATCH_PAGES) continue;
         }
         const f = this.pinOne(i);
         if (f < 0) { rc = f; break; }
@@ -185,6 +183,7 @@ export class IoptPages {
     }
     // Pass 2: record them, and one more user on every page of the range.
     let k = 0;
+    let c: PinChunk | undefined;
     for (let i = first; i <= last; i++) {
       if ((i & (CHUNK - 1)) === 0 || i === first) c = this.chunk(i, true);
       const j = i & (CHUNK - 1);

@@ -34,9 +34,6 @@ export const MMAP_FLOOR = 0x10000000;
 const HUGE_2M = 0x200000;
 const HUGE_1G = 0x40000000;
 
-const PTE_W = 0x2;
-/** assembly/radix.ts PTE_SPECIAL: the leaf maps device memory (VM_PFNMAP); gup_fast_pin refuses it. */
-const PTE_SPECIAL = 0x200;
 
 export type VmaKind = "anon" | "file" | "hugetlb";
 
@@ -108,9 +105,14 @@ export class Mm {
    * zapping a sparse range (a MAP_NORESERVE reservation of terabytes) visits only what is there.
    */
   private readonly present = new Set<number>();
+  /** assembly/radix.ts's leaf flags: PTE_W, and PTE_SPECIAL for device memory (VM_PFNMAP), which gup_fast_pin refuses. */
+  private readonly pteW: number;
+  private readonly pteSpecial: number;
 
   private constructor(private readonly core: Core, private readonly acct: MemAccounting, root: number) {
     this.root = root;
+    this.pteW = core.consts.PTE_W;
+    this.pteSpecial = core.consts.PTE_SPECIAL;
   }
 
   /** mm_alloc: a new, empty address space, or -ENOMEM when no frame is left for its page table. */
@@ -308,7 +310,7 @@ export class Mm {
     if (kind === "hugetlb") {
       const level = pageSize === HUGE_2M ? 2 : 3;
       for (let i = 0; i < hugeFrames.length; i++) {
-        const rc = this.core.x.radix_install(this.root, start + i * pageSize, hugeFrames[i] * PAGE_SIZE, prot & PROT_WRITE ? PTE_W : 0, level);
+        const rc = this.core.x.radix_install(this.root, start + i * pageSize, hugeFrames[i] * PAGE_SIZE, prot & PROT_WRITE ? this.pteW : 0, level);
         if (rc === 0) this.present.add(start + i * pageSize);
         if (rc < 0) {
           // Out of page-table frames: undo the whole mapping (its installed leaves included).
@@ -424,7 +426,7 @@ export class Mm {
     if (write ? !(v.prot & PROT_WRITE) : !(v.prot & (PROT_READ | PROT_WRITE))) return -errno.EFAULT;
     const page = addr - (addr % PAGE_SIZE);
     const cow = v.kind === "file" && (v.flags & MAP_TYPE) === MAP_PRIVATE;
-    const pte = (v.prot & PROT_WRITE ? PTE_W : 0) | (v.pfnmap ? PTE_SPECIAL : 0);
+    const pte = (v.prot & PROT_WRITE ? this.pteW : 0) | (v.pfnmap ? this.pteSpecial : 0);
     const leaf = x.radix_lookup(this.root, addr) >>> 0;
     if (leaf !== 0) {
       if (!cow || !(write || unshare)) return leaf;
@@ -449,7 +451,7 @@ export class Mm {
       } else {
         frame = src;
         x.frame_get(frame);
-        if (cow) flags &= ~PTE_W; // the cache page is never written through a private mapping
+        if (cow) flags &= ~this.pteW; // the cache page is never written through a private mapping
       }
     } else {
       frame = x.frame_alloc(0) >>> 0;
@@ -481,17 +483,25 @@ export class Mm {
   /**
    * gup_fast for a long-term pin (assembly/gup.ts): pins up to `npages` pages from `addr`
    * (page-aligned) whose leaves are present, writable and not device memory, one frame
-   * reference each, and stores their frames in `out` from index `at`. Returns how many; the
-   * page after them needs gupLeaf (the slow path, which faults and checks the VMA).
+   * reference each, and stores their frames in `out` from index `at`, in as many batches of
+   * GUP_BATCH_PAGES as it takes. Returns how many; the page after them (when fewer than
+   * `npages`) needs gupLeaf (the slow path, which faults and checks the VMA).
    */
   gupFast(addr: number, npages: number, out: Int32Array, at: number): number {
     if (this.isDead) return 0;
-    const n = this.core.x.gup_fast_pin(this.root, addr, npages) >>> 0;
-    const u32 = this.core.u32;
-    const from = this.core.consts.GUP_BATCH >>> 2;
-    if (n < 16) for (let k = 0; k < n; k++) out[at + k] = u32[from + k];
-    else out.set(u32.subarray(from, from + n), at);
-    return n;
+    const { x, u32, consts } = this.core;
+    const from = consts.GUP_BATCH >>> 2;
+    let done = 0;
+    while (done < npages) {
+      const want = Math.min(npages - done, consts.GUP_BATCH_PAGES);
+      const n = x.gup_fast_pin(this.root, addr + done * PAGE_SIZE, want) >>> 0;
+      // A short copy by hand: a subarray would allocate per call (T9 pins one page).
+      if (n < 16) for (let k = 0; k < n; k++) out[at + done + k] = u32[from + k];
+      else out.set(u32.subarray(from, from + n), at + done);
+      done += n;
+      if (n < want) break;
+    }
+    return done;
   }
 
   /**
@@ -668,7 +678,7 @@ export class Mm {
       const leaf = x.radix_lookup(this.root, a) >>> 0;
       if (leaf === 0) continue;
       const frame = leaf >>> PAGE_SHIFT;
-      const w = leaf & PTE_W;
+      const w = leaf & this.pteW;
       if (v.kind === "hugetlb") {
         const n = v.pageSize / PAGE_SIZE;
         let f = frame;
@@ -697,7 +707,7 @@ export class Mm {
         f = this.copyFrame(frame);
         if (f < 0) return -errno.ENOMEM;
       }
-      if (child.install(a, f, w | (v.pfnmap ? PTE_SPECIAL : 0), a) < 0) return -errno.ENOMEM;
+      if (child.install(a, f, w | (v.pfnmap ? this.pteSpecial : 0), a) < 0) return -errno.ENOMEM;
     }
     return 0;
   }

@@ -10,6 +10,7 @@
 
 import { errno } from "../uapi/errno.js";
 import { getField } from "../uapi/struct.js";
+import type { CoreConstants } from "../wasm/core.js";
 import {
   VFIO_DEVICE_ATTACH_IOMMUFD_PT, VFIO_DEVICE_BIND_IOMMUFD, VFIO_DEVICE_DETACH_IOMMUFD_PT,
   VFIO_DEVICE_FEATURE,
@@ -87,6 +88,13 @@ export interface DeviceSharedState {
   /** The DMA engine's state page (src/devices/ioat.ts), absent when BAR0 is plain memory. */
   engine?: number;
 }
+
+/** Where each field of DeviceSharedState goes in the device's line (layout.ts DEV_*); absent fields are 0. */
+const DEV_LINE = [
+  ["config", "DEV_CONFIG"], ["configSize", "DEV_CONFIG_SIZE"], ["configMask", "DEV_CONFIG_MASK"], ["bar0", "DEV_BAR0"],
+  ["bar0Size", "DEV_BAR0_SIZE"], ["irqCtx", "DEV_IRQ_CTX"], ["msiCap", "DEV_MSI_CAP"], ["msixCap", "DEV_MSIX_CAP"],
+  ["msixTable", "DEV_MSIX_TABLE"], ["msixPba", "DEV_MSIX_PBA"], ["msixSize", "DEV_MSIX_SIZE"], ["engine", "DEV_ENGINE"],
+] as const satisfies readonly (readonly [keyof DeviceSharedState, keyof CoreConstants])[];
 
 /** A vfio_device_set: devices that share a reset domain (one lock, one open_count sum). */
 export class VfioDeviceSet {
@@ -309,18 +317,7 @@ export class Vfio {
     if (dev.index >= c.consts.DEV_SLOTS) return;
     const line = (c.consts.DEV_BASE + dev.index * c.consts.DEV_STRIDE) >>> 2;
     const st = dev.ops.sharedState?.();
-    c.u32[line + c.consts.DEV_CONFIG / 4] = st?.config ?? 0;
-    c.u32[line + c.consts.DEV_CONFIG_SIZE / 4] = st?.configSize ?? 0;
-    c.u32[line + c.consts.DEV_CONFIG_MASK / 4] = st?.configMask ?? 0;
-    c.u32[line + c.consts.DEV_BAR0 / 4] = st?.bar0 ?? 0;
-    c.u32[line + c.consts.DEV_BAR0_SIZE / 4] = st?.bar0Size ?? 0;
-    c.u32[line + c.consts.DEV_IRQ_CTX / 4] = st?.irqCtx ?? 0;
-    c.u32[line + c.consts.DEV_MSI_CAP / 4] = st?.msiCap ?? 0;
-    c.u32[line + c.consts.DEV_MSIX_CAP / 4] = st?.msixCap ?? 0;
-    c.u32[line + c.consts.DEV_MSIX_TABLE / 4] = st?.msixTable ?? 0;
-    c.u32[line + c.consts.DEV_MSIX_PBA / 4] = st?.msixPba ?? 0;
-    c.u32[line + c.consts.DEV_MSIX_SIZE / 4] = st?.msixSize ?? 0;
-    c.u32[line + c.consts.DEV_ENGINE / 4] = st?.engine ?? 0;
+    for (const [field, off] of DEV_LINE) c.u32[line + c.consts[off] / 4] = st?.[field] ?? 0;
     // Paired with the atomic load in dev_dma (assembly/dma.ts). A device that joins a group
     // already attached to a legacy container's domain is attached to it at once, as
     // __iommu_probe_device attaches a new device to group->domain.

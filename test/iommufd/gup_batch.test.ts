@@ -12,19 +12,19 @@ import {
 import type { Process } from "../../src/kernel/process.js";
 import type { IommufdCtx, Iommufd } from "../../src/iommufd/main.js";
 import type { IoptPages } from "../../src/iommufd/pages.js";
+import type { Core } from "../../src/wasm/core.js";
 import { attach, bind, boot, ioasAlloc, ioasMapArg, IOMMU_IOAS_MAP, openIommufd } from "../vfio/util.js";
 
 const PG = 4096;
 const MiB = 1 << 20;
 const RW = PROT_READ | PROT_WRITE;
 
-interface CoreView { x: { frame_refcount(f: number): number }; consts: { GUP_BATCH_PAGES: number } }
-interface Fx { kernel: Kernel; proc: Process; ctx: IommufdCtx; core: CoreView }
+interface Fx { kernel: Kernel; proc: Process; ctx: IommufdCtx; core: Core }
 
 function contextOf(kernel: Kernel, proc: Process): Fx {
   const driver = (kernel as unknown as { iommufd: Iommufd }).iommufd;
   const ctx = [...driver.contexts][0];
-  const core = (kernel as unknown as { kcore: { core: CoreView } }).kcore.core;
+  const core = (kernel as unknown as { kcore: { core: Core } }).kcore.core;
   return { kernel, proc, ctx, core };
 }
 

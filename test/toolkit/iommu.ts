@@ -1,12 +1,10 @@
 // The IOMMU's state as the tests look at it, through the kernel's core.
 import type { Kernel } from "../../src/index.js";
-import type { CoreConstants } from "../../src/wasm/core.js";
-
-interface FaultRing { x: { fault_head(): number; fault_rec(i: number): number }; u32: Uint32Array; consts: CoreConstants }
+import type { Core, CoreConstants } from "../../src/wasm/core.js";
 
 /** The newest record of the IOMMU's fault ring (assembly/fault.ts), whichever thread wrote it. */
 export function lastFault(k: Kernel): { iova: bigint; write: boolean; reason: number } {
-  const c = (k as unknown as { kcore: { core: FaultRing } }).kcore.core;
+  const c = (k as unknown as { kcore: { core: Core } }).kcore.core;
   const rec = c.x.fault_rec((c.x.fault_head() >>> 0) - 1) >>> 0;
   const word = (f: keyof CoreConstants) => c.u32[(rec + c.consts[f]) >>> 2];
   const flags = word("FAULT_FLAGS");
