@@ -464,3 +464,70 @@ describe("file mmap checks in the kernel's order", () => {
     expect(read(proc, a, 4)).toEqual(fill(4, 8));
   });
 });
+
+// User copies resolve a page once and repeat the answer (Mm's one-entry TLB): every change of
+// the mappings or the page table must make the next copy see the new state.
+describe("user copies after the address space changes", () => {
+  it("an unmapped or replaced page is never read or written through the old translation", async () => {
+    const { proc } = await setup();
+    const a = proc.mmap(0, PAGE, RW, ANON, -1, 0);
+    expect(proc.writeMemory(a, fill(40, 0x5a))).toBe(0);
+    expect(read(proc, a, 40)).toEqual(fill(40, 0x5a));
+    expect(proc.munmap(a, PAGE)).toBe(0);
+    expect(proc.readMemory(a, new Uint8Array(40))).toBe(-errno.EFAULT);
+    expect(proc.writeMemory(a, fill(40, 1))).toBe(-errno.EFAULT);
+    // A new mapping at the same address: demand-zero, not the old frame.
+    expect(proc.mmap(a, PAGE, RW, ANON | MAP_FIXED, -1, 0)).toBe(a);
+    expect(read(proc, a, 40)).toEqual(fill(40, 0));
+    // Replaced read-only while a write was the last access: the next write faults.
+    expect(proc.writeMemory(a, fill(40, 7))).toBe(0);
+    expect(proc.mmap(a, PAGE, PROT_READ, ANON | MAP_FIXED, -1, 0)).toBe(a);
+    expect(proc.writeMemory(a, fill(40, 8))).toBe(-errno.EFAULT);
+    expect(read(proc, a, 40)).toEqual(fill(40, 0));
+  });
+
+  it("a read of a read-only page does not let a write through", async () => {
+    const { proc } = await setup();
+    const ro = proc.mmap(0, PAGE, PROT_READ, ANON | MAP_POPULATE, -1, 0);
+    expect(read(proc, ro, 40)).toEqual(fill(40, 0));
+    expect(proc.writeMemory(ro, fill(40, 1))).toBe(-errno.EFAULT);
+    expect(read(proc, ro, 40)).toEqual(fill(40, 0));
+  });
+
+  it("a private file page read from the page cache gets its own copy on the first write", async () => {
+    const { proc } = await setup();
+    const fd = proc.memfd_create("cow");
+    expect(proc.ftruncate(fd, PAGE)).toBe(0);
+    expect(proc.pwrite(fd, fill(40, 0x33), 0)).toBe(40);
+    const priv = proc.mmap(0, PAGE, RW, MAP_PRIVATE, fd, 0);
+    expect(read(proc, priv, 40)).toEqual(fill(40, 0x33));
+    expect(proc.writeMemory(priv, fill(40, 0x44))).toBe(0);
+    expect(read(proc, priv, 40)).toEqual(fill(40, 0x44));
+    // The file keeps its bytes.
+    const back = new Uint8Array(40);
+    expect(proc.pread(fd, back, 0)).toBe(40);
+    expect(back).toEqual(fill(40, 0x33));
+  });
+
+  it("a shared file page truncated away faults on the next copy", async () => {
+    const { proc } = await setup();
+    const fd = proc.memfd_create("trunc");
+    expect(proc.ftruncate(fd, 2 * PAGE)).toBe(0);
+    const sh = proc.mmap(0, 2 * PAGE, RW, MAP_SHARED, fd, 0);
+    expect(proc.writeMemory(sh + PAGE, fill(40, 0x21))).toBe(0);
+    expect(read(proc, sh + PAGE, 40)).toEqual(fill(40, 0x21));
+    expect(proc.ftruncate(fd, PAGE)).toBe(0);
+    expect(proc.readMemory(sh + PAGE, new Uint8Array(40))).toBe(-errno.EFAULT);
+    expect(proc.writeMemory(sh + PAGE, fill(40, 1))).toBe(-errno.EFAULT);
+  });
+
+  it("a process that exited faults, even on the page it read last", async () => {
+    const { kernel, proc } = await setup();
+    const a = proc.mmap(0, PAGE, RW, ANON, -1, 0);
+    expect(read(proc, a, 40)).toEqual(fill(40, 0));
+    proc.mm.destroy();
+    expect(proc.readMemory(a, new Uint8Array(40))).toBe(-errno.EFAULT);
+    expect(proc.writeMemory(a, fill(40, 1))).toBe(-errno.EFAULT);
+    await kernel.close();
+  });
+});

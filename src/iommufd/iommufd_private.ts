@@ -30,6 +30,8 @@ export class UCmd {
     /** The kernel's image of the struct: sizeof bytes, zero-extended. */
     readonly cmd: Uint8Array,
     view?: DataView,
+    /** A Uint32Array over `cmd`'s bytes (the ioctl table's image), for word-wise copies. */
+    private readonly words?: Uint32Array,
   ) {
     this.view = view ?? new DataView(cmd.buffer, cmd.byteOffset, cmd.byteLength);
   }
@@ -46,14 +48,15 @@ export class UCmd {
   }
 
   /** copy_to_user for a handler (an injection point): 0 or -EFAULT. */
-  copyToUser(addr: number, data: Uint8Array): number {
+  copyToUser(addr: number, data: Uint8Array, len = data.length): number {
     if (this.shouldFail()) return -errno.EFAULT;
-    return this.proc.mm.copyToUser(addr, data);
+    return this.proc.mm.copyToUser(addr, data, len);
   }
 
   /** Copies the (updated) struct back: min(size, sizeof) bytes. 0 or -EFAULT. */
   respond(): number {
-    return this.copyToUser(this.ubuffer, this.cmd.subarray(0, Math.min(this.userSize, this.cmd.length)));
+    if (this.shouldFail()) return -errno.EFAULT;
+    return this.proc.mm.copyToUser(this.ubuffer, this.cmd, Math.min(this.userSize, this.cmd.length), this.words);
   }
 }
 

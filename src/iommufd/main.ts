@@ -64,7 +64,7 @@ export interface IommufdIoctlOp {
 export class IommufdIoctlTable {
   private readonly byNr = new Map<number, IommufdIoctlOp>();
   /** One struct image per op, reused by every call (the control plane runs one ioctl at a time). */
-  private readonly images = new Map<number, { bytes: Uint8Array; view: DataView }>();
+  private readonly images = new Map<number, { bytes: Uint8Array; view: DataView; words: Uint32Array }>();
   private readonly minNr: number;
   private maxNr: number;
 
@@ -99,14 +99,16 @@ export class IommufdIoctlTable {
     if (proc.kernel.shouldFail()) return -errno.EFAULT;
     let img = this.images.get(nr);
     if (!img) {
-      const bytes = new Uint8Array(op.layout.size);
-      img = { bytes, view: new DataView(bytes.buffer) };
+      // Whole words behind the struct, so that the user copies can move it word by word.
+      const buf = new ArrayBuffer((op.layout.size + 3) & ~3);
+      const bytes = new Uint8Array(buf, 0, op.layout.size);
+      img = { bytes, view: new DataView(buf, 0, op.layout.size), words: new Uint32Array(buf) };
       this.images.set(nr, img);
     }
     img.bytes.fill(0);
-    const image = copyStructFromUser(proc, arg, op.layout.size, size, img.bytes);
+    const image = copyStructFromUser(proc, arg, op.layout.size, size, img.bytes, img.words);
     if (typeof image === "number") return image;
-    return op.handler(ctx, new UCmd(proc, file, arg, size, image, img.view));
+    return op.handler(ctx, new UCmd(proc, file, arg, size, image, img.view, img.words));
   }
 }
 

@@ -36,19 +36,19 @@ export function checkZeroedUser(proc: Process, addr: number, len: number): numbe
 
 /**
  * copy_struct_from_user: the kernel's `ksize`-byte image of a user struct of `usize` bytes,
- * or -E2BIG / -EFAULT. `into`: a zeroed buffer of ksize bytes to fill instead of a new one.
+ * or -E2BIG / -EFAULT. `into`: a zeroed buffer of ksize bytes to fill instead of a new one
+ * (`intoWords`: a Uint32Array over its bytes, for a word-by-word copy).
  */
-export function copyStructFromUser(proc: Process, addr: number, ksize: number, usize: number, into?: Uint8Array): Uint8Array | number {
+export function copyStructFromUser(proc: Process, addr: number, ksize: number, usize: number, into?: Uint8Array,
+  intoWords?: Uint32Array): Uint8Array | number {
   const out = into ?? new Uint8Array(ksize);
   if (usize > ksize) {
     const z = checkZeroedUser(proc, addr + ksize, usize - ksize);
     if (z <= 0) return z < 0 ? z : -errno.E2BIG;
   }
   const n = Math.min(ksize, usize);
-  const b = proc.mm.copyFromUser(addr, n);
-  if (typeof b === "number") return b;
-  out.set(b);
-  return out;
+  const rc = proc.mm.copyFromUserInto(addr, out, n, intoWords);
+  return rc < 0 ? rc : out;
 }
 
 /**

@@ -33,6 +33,11 @@ export const MMAP_BASE = 0x7ffff7000000;
 export const MMAP_FLOOR = 0x10000000;
 const HUGE_2M = 0x200000;
 const HUGE_1G = 0x40000000;
+/**
+ * User copies up to this many bytes (an ioctl struct) go word by word when aligned: creating
+ * a typed-array view for set() costs more than such a copy, and a byte loop twice as much.
+ */
+const SHORT_COPY = 256;
 
 
 export type VmaKind = "anon" | "file" | "hugetlb";
@@ -108,6 +113,16 @@ export class Mm {
   /** assembly/radix.ts's leaf flags: PTE_W, and PTE_SPECIAL for device memory (VM_PFNMAP), which gup_fast_pin refuses. */
   private readonly pteW: number;
   private readonly pteSpecial: number;
+  /**
+   * A one-entry TLB of faultIn for user copies: the last 4 KiB page resolved, and the leaf a
+   * read (tlbRead) and a write (tlbWrite) fault returned there, 0 for none. Every change of
+   * the VMAs or the page table flushes it (flushTlb), so it only ever repeats an answer the
+   * fault handler would give again: an ioctl reads its size, its struct and writes the struct
+   * back through one walk instead of three.
+   */
+  private tlbPage = -1;
+  private tlbRead = 0;
+  private tlbWrite = 0;
 
   private constructor(private readonly core: Core, private readonly acct: MemAccounting, root: number) {
     this.root = root;
@@ -138,7 +153,10 @@ export class Mm {
     return this.vmas.some((v) => v.start < end && start < v.end);
   }
 
+  private flushTlb(): void { this.tlbPage = -1; }
+
   private insertVma(v: Vma): void {
+    this.flushTlb();
     let i = 0;
     while (i < this.vmas.length && this.vmas[i].start < v.start) i++;
     this.vmas.splice(i, 0, v);
@@ -308,6 +326,7 @@ export class Mm {
     mapping?.attach?.(this);
     vma.vmFile?.get();
     if (kind === "hugetlb") {
+      this.flushTlb();
       const level = pageSize === HUGE_2M ? 2 : 3;
       for (let i = 0; i < hugeFrames.length; i++) {
         const rc = this.core.x.radix_install(this.root, start + i * pageSize, hugeFrames[i] * PAGE_SIZE, prot & PROT_WRITE ? this.pteW : 0, level);
@@ -346,6 +365,7 @@ export class Mm {
 
   /** Removes every mapping in [start, end), splitting VMAs at the edges. */
   private unmapRange(start: number, end: number): void {
+    this.flushTlb();
     const keep: Vma[] = [];
     const gone: Vma[] = [];
     for (const v of this.vmas) {
@@ -381,6 +401,7 @@ export class Mm {
 
   /** Drops the page-table entries (and their frame references) of [start, end) inside v. */
   private zap(v: Vma, start: number, end: number): void {
+    this.flushTlb();
     const level = v.pageSize === PAGE_SIZE ? 1 : v.pageSize === HUGE_2M ? 2 : 3;
     const drop = (a: number) => {
       const leaf = this.core.x.radix_remove(this.root, a, level) >>> 0;
@@ -417,6 +438,24 @@ export class Mm {
    * what the process sees.
    */
   faultIn(addr: number, write: boolean, unshare = false): number {
+    const page = addr - (addr % PAGE_SIZE);
+    if (page === this.tlbPage && !unshare) {
+      const hit = write ? this.tlbWrite : this.tlbRead;
+      if (hit !== 0) return hit;
+    }
+    const leaf = this.handleFault(addr, write, unshare);
+    // An unshare (a long-term pin's fault) is never cached: it is not what a copy would ask.
+    if (leaf >= 0 && !unshare) {
+      if (page !== this.tlbPage) { this.tlbPage = page; this.tlbRead = 0; this.tlbWrite = 0; }
+      // What a write fault returned, a read returns too; not the other way round (COW, prot).
+      this.tlbRead = leaf;
+      if (write) this.tlbWrite = leaf;
+    }
+    return leaf;
+  }
+
+  /** The page-fault handler behind faultIn (the TLB's miss path). */
+  private handleFault(addr: number, write: boolean, unshare: boolean): number {
     const x = this.core.x;
     if (this.isDead) return -errno.EFAULT;
     const v = this.findVma(addr);
@@ -435,6 +474,7 @@ export class Mm {
       const copy = this.copyFrame(src);
       if (copy < 0) return copy;
       x.radix_remove(this.root, page, 1);
+      this.flushTlb();
       this.present.delete(page);
       x.frame_put(src);
       return this.install(page, copy, pte, addr);
@@ -531,6 +571,7 @@ export class Mm {
 
   /** Installs a 4 KiB leaf for `page` holding the caller's reference on `frame`. */
   private install(page: number, frame: number, flags: number, addr: number): number {
+    this.flushTlb();
     const x = this.core.x;
     const rc = x.radix_install(this.root, page, frame * PAGE_SIZE, flags, 1);
     if (rc < 0) {
@@ -588,6 +629,26 @@ export class Mm {
     return typeof b === "number" ? b : new DataView(b.buffer).getUint32(0, true);
   }
 
+  /**
+   * copy_from_user into the first `len` bytes of `dst`: 0 or -EFAULT (`dst` untouched then).
+   * Allocates nothing: the ioctl path copies its struct this way into a reused image.
+   */
+  copyFromUserInto(addr: number, dst: Uint8Array, len: number, dstWords?: Uint32Array): number {
+    const u8 = this.core.u8;
+    const h = this.onePage(addr, len, false);
+    if (h >= 0) {
+      if (dstWords && (h & 3) === 0 && len <= SHORT_COPY) {
+        const u32 = this.core.u32;
+        const w = len >>> 2;
+        for (let i = 0, b = h >>> 2; i < w; i++) dstWords[i] = u32[b + i];
+        for (let i = w << 2; i < len; i++) dst[i] = u8[h + i];
+      } else dst.set(u8.subarray(h, h + len));
+      return 0;
+    }
+    if (h !== -1) return h;
+    return this.access(addr, len, false, (a, n, d) => dst.set(u8.subarray(a, a + n), d));
+  }
+
   /** copy_from_user: the bytes, or -EFAULT. */
   copyFromUser(addr: number, len: number): Uint8Array | number {
     const u8 = this.core.u8;
@@ -599,26 +660,37 @@ export class Mm {
     return rc < 0 ? rc : out;
   }
 
-  /** copy_to_user: 0 or -EFAULT (nothing written on failure). */
-  copyToUser(addr: number, data: Uint8Array): number {
+  /**
+   * copy_to_user of the first `len` bytes of `data`: 0 or -EFAULT (nothing written on failure).
+   * `words`, a Uint32Array over `data`'s bytes, lets a short aligned copy go word by word.
+   */
+  copyToUser(addr: number, data: Uint8Array, len = data.length, words?: Uint32Array): number {
     if (this.hasMmio) {
       const v = this.findVma(addr);
-      if (v?.mapping?.mmioWrite && data.length > 0) {
+      if (v?.mapping?.mmioWrite && len > 0) {
         // A store to a device's register page: the device sees it (MMIO), within one VMA,
         // once every page of it faults in (a BAR with memory decoding off does not).
-        if (addr + data.length > v.end || !(v.prot & PROT_WRITE)) return -errno.EFAULT;
-        for (let a = addr - (addr % PAGE_SIZE); a < addr + data.length; a += PAGE_SIZE) {
+        if (addr + len > v.end || !(v.prot & PROT_WRITE)) return -errno.EFAULT;
+        for (let a = addr - (addr % PAGE_SIZE); a < addr + len; a += PAGE_SIZE) {
           if (this.faultIn(a, true) < 0) return -errno.EFAULT;
         }
-        v.mapping.mmioWrite(v.pgoff * PAGE_SIZE + (addr - v.start), data);
+        v.mapping.mmioWrite(v.pgoff * PAGE_SIZE + (addr - v.start), data.subarray(0, len));
         return 0;
       }
     }
     const u8 = this.core.u8;
-    const h = this.onePage(addr, data.length, true);
-    if (h >= 0) { u8.set(data, h); return 0; }
+    const h = this.onePage(addr, len, true);
+    if (h >= 0) {
+      if (words && (h & 3) === 0 && len <= SHORT_COPY) {
+        const u32 = this.core.u32;
+        const w = len >>> 2;
+        for (let i = 0, b = h >>> 2; i < w; i++) u32[b + i] = words[i];
+        for (let i = w << 2; i < len; i++) u8[h + i] = data[i];
+      } else u8.set(len === data.length ? data : data.subarray(0, len), h);
+      return 0;
+    }
     if (h !== -1) return h;
-    return this.access(addr, data.length, true, (a, n, d) => u8.set(data.subarray(d, d + n), a));
+    return this.access(addr, len, true, (a, n, d) => u8.set(data.subarray(d, d + n), a));
   }
 
   /**
@@ -727,6 +799,7 @@ export class Mm {
       obj.pages.set(v.pgoff + (a - v.start) / PAGE_SIZE, f);
     }
     v.mapping = obj;
+    this.flushTlb();
     obj.attach(this);
   }
 
@@ -734,6 +807,7 @@ export class Mm {
   destroy(): void {
     if (this.isDead) return;
     this.isDead = true;
+    this.flushTlb();
     this.unmapRange(0, TASK_SIZE);
     this.core.x.radix_destroy(this.root);
   }

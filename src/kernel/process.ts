@@ -281,10 +281,7 @@ export class Process {
 
   readMemory(addr: number, out: Uint8Array): number {
     checkBuf(out, "out");
-    const r = this.mm.copyFromUser(addr, out.length);
-    if (typeof r === "number") return r;
-    out.set(r);
-    return 0;
+    return this.mm.copyFromUserInto(addr, out, out.length);
   }
 
   writeMemory(addr: number, data: Uint8Array): number {
