@@ -26,16 +26,35 @@ export class IoptArea implements Interval {
   numAccesses = 0;
   /** Those of them held by internal accesses (a HW queue's): no unmap until they go. */
   numLocks = 0;
+  readonly length: bigint;
+  /** Offset of the first byte in its page. */
+  readonly pageOffset: bigint;
+  /** The pages that back it, [firstPage, lastPage] (iopt_area_index, iopt_area_last_index). */
+  readonly firstPage: number;
+  readonly lastPage: number;
+  /** Its length as a number: it lies in pinnable memory when a domain maps it. */
+  readonly bytes: number;
+
   constructor(
-    public start: bigint,
-    public last: bigint,
+    readonly start: bigint,
+    readonly last: bigint,
     /** Offset of the area's first byte from byte 0 of its pages. */
     readonly startByte: bigint,
     readonly prot: IommuProt,
-  ) {}
-
-  get length(): bigint { return this.last - this.start + 1n; }
-  get pageOffset(): bigint { return this.startByte % PAGE; }
+  ) {
+    // Computed once: the map and unmap paths read them, and each bigint operation allocates.
+    this.length = last - start + 1n;
+    this.pageOffset = startByte % PAGE;
+    const sb = Number(startByte);
+    this.bytes = Number(this.length);
+    if (sb + this.bytes <= Number.MAX_SAFE_INTEGER) {
+      this.firstPage = Math.floor(sb / PAGE_SIZE);
+      this.lastPage = Math.floor((sb + this.bytes - 1) / PAGE_SIZE);
+    } else {
+      this.firstPage = Number(startByte / PAGE);
+      this.lastPage = Number((startByte + this.length - 1n) / PAGE);
+    }
+  }
   /** The offset into the pages of `iova` inside this area (iopt_area_start_byte). */
   startByteOf(iova: bigint): bigint { return this.startByte + (iova - this.start); }
 }
@@ -53,7 +72,11 @@ export class IoPagetable {
   /** Sorted, non-overlapping (ALLOW_IOVAS). */
   allowed: Interval[] = [];
   /** A fresh table is a software table over the whole 64-bit space, with no alignment. */
-  iovaAlignment = 1n;
+  private alignment = 1n;
+  /** alignment - 1, kept with it (the map path masks with it on every call). */
+  private alignMask = 0n;
+  get iovaAlignment(): bigint { return this.alignment; }
+  set iovaAlignment(v: bigint) { this.alignment = v; this.alignMask = v - 1n; }
   disableLargePages = false;
   /** The domains every area is mirrored into. */
   readonly domains: IoDomain[] = [];
@@ -69,12 +92,15 @@ export class IoPagetable {
 
   // ---- lookups ----------------------------------------------------------------------------
 
+  // Loops rather than find(): no closure per lookup on the map and unmap paths.
   private firstArea(start: bigint, last: bigint): IoptArea | undefined {
-    return this.areas.find((a) => intersects(a, start, last));
+    for (const a of this.areas) if (intersects(a, start, last)) return a;
+    return undefined;
   }
 
   private firstReserved(start: bigint, last: bigint): Reserved | undefined {
-    return this.reserved.find((r) => intersects(r, start, last));
+    for (const r of this.reserved) if (intersects(r, start, last)) return r;
+    return undefined;
   }
 
   private firstAllowed(start: bigint, last: bigint): Interval | undefined {
@@ -82,14 +108,16 @@ export class IoPagetable {
   }
 
   private insertArea(a: IoptArea): void {
-    let i = this.areas.findIndex((b) => b.start > a.start);
-    if (i < 0) i = this.areas.length;
-    this.areas.splice(i, 0, a);
+    let i = this.areas.length;
+    while (i > 0 && this.areas[i - 1].start > a.start) i--;
+    if (i === this.areas.length) this.areas.push(a);
+    else this.areas.splice(i, 0, a);
   }
 
   private removeArea(a: IoptArea): void {
     const i = this.areas.indexOf(a);
-    if (i >= 0) this.areas.splice(i, 1);
+    if (i === this.areas.length - 1) this.areas.pop();
+    else if (i >= 0) this.areas.splice(i, 1);
   }
 
   // ---- placement (iopt_alloc_iova / iopt_check_iova) ---------------------------------------
@@ -133,7 +161,7 @@ export class IoPagetable {
 
   /** A fixed IOVA: aligned, not wrapping, clear of reserved ranges (EINVAL) and areas (EEXIST). */
   checkIova(iova: bigint, length: bigint): number {
-    if (iova & (this.iovaAlignment - 1n)) return -errno.EINVAL;
+    if (iova & this.alignMask) return -errno.EINVAL;
     const last = addOverflow(iova, length - 1n);
     if (last === null) return -errno.EOVERFLOW;
     if (this.firstReserved(iova, last)) return -errno.EINVAL;
@@ -151,7 +179,7 @@ export class IoPagetable {
    */
   mapPages(slices: PagesSlice[], length: bigint, iova: bigint | null, prot: IommuProt, out: IovaOut): number {
     for (let i = 0; i < slices.length; i++) if (this.shouldFail()) return -errno.ENOMEM;
-    if ((length & (this.iovaAlignment - 1n)) || length === 0n) return -errno.EINVAL;
+    if ((length & this.alignMask) || length === 0n) return -errno.EINVAL;
     let at: bigint;
     if (iova === null) {
       const first = slices[0];
@@ -164,22 +192,24 @@ export class IoPagetable {
       at = iova;
     }
     const areas: IoptArea[] = [];
-    const undo = () => { for (const a of areas) this.removeArea(a); };
+    let rc = 0;
     let cur = at;
     for (const s of slices) {
-      if (prot.write && !s.pages.writable) { undo(); return -errno.EPERM; }
+      if (prot.write && !s.pages.writable) { rc = -errno.EPERM; break; }
       const area = new IoptArea(cur, cur + s.length - 1n, s.startByte, prot);
-      if (area.pageOffset & (this.iovaAlignment - 1n)) { undo(); return -errno.EINVAL; }
+      if (area.pageOffset & this.alignMask) { rc = -errno.EINVAL; break; }
       this.insertArea(area);
       areas.push(area);
       cur += s.length;
     }
-    // Every domain gets the new areas before they are published.
-    slices.forEach((s, i) => { areas[i].pages = s.pages; });
-    const rc = this.fillDomainsAreas(areas);
+    if (rc === 0) {
+      // Every domain gets the new areas before they are published.
+      for (let i = 0; i < slices.length; i++) areas[i].pages = slices[i].pages;
+      rc = this.fillDomainsAreas(areas);
+      if (rc < 0) for (const a of areas) a.pages = null;
+    }
     if (rc < 0) {
-      for (const a of areas) a.pages = null;
-      undo();
+      for (const a of areas) this.removeArea(a);
       return rc;
     }
     out.iova = at;
@@ -211,7 +241,7 @@ export class IoPagetable {
       area.pages = null;
       this.removeArea(area);
       pages.put();
-      unmapped += area.length;
+      unmapped = unmapped === 0n ? area.length : unmapped + area.length;
     }
     return { rc: unmapped > 0n ? 0 : emptyRc, unmapped };
   }
@@ -340,11 +370,6 @@ export class IoPagetable {
 
   // ---- domains (iopt_table_add_domain / iopt_table_remove_domain) ------------------------
 
-  /** The page range [first, last] of the pages that back `area`. */
-  private pageRange(a: IoptArea): [number, number] {
-    return [Number(a.startByte / PAGE), Number((a.startByte + a.length - 1n) / PAGE)];
-  }
-
   /**
    * Pins the area's pages for one more user (this domain) and maps them, run by run of
    * physically contiguous frames. On failure nothing of it stays mapped or pinned.
@@ -352,14 +377,14 @@ export class IoPagetable {
   private fillArea(a: IoptArea, d: IoDomain): number {
     const pages = a.pages!;
     if (pages.source.kind === "dmabuf") return this.fillDmabufArea(a, d, pages.source.attach, pages.source.start);
-    const [first, last] = this.pageRange(a);
+    const first = a.firstPage, last = a.lastPage;
     let rc = pages.pinRange(first, last);
     if (rc < 0) return rc;
     const allowLarge = !this.disableLargePages;
     // Byte offsets as numbers: the pages just pinned lie in memory, far below 2^53.
     let done = 0;
     let off = Number(a.startByte);
-    let left = Number(a.length);
+    let left = a.bytes;
     while (left > 0) {
       const idx = Math.floor(off / PAGE_SIZE);
       const inPage = off % PAGE_SIZE;
@@ -372,7 +397,7 @@ export class IoPagetable {
       const step = allowLarge ? run : PAGE_SIZE;
       for (let o = 0; o < run; o += step) {
         const len = Math.min(step, run - o);
-        rc = d.map(a.start + BigInt(done), phys + o, len, a.prot, allowLarge);
+        rc = d.map(done === 0 ? a.start : a.start + BigInt(done), phys + o, len, a.prot, allowLarge);
         if (rc < 0) {
           if (done > 0) d.unmap(a.start, done);
           pages.unpinRange(first, last);
@@ -437,22 +462,21 @@ export class IoPagetable {
       if (t) { src.attach.tracks.delete(t); d.unmap(a.start, Number(a.length)); }
       return;
     }
-    d.unmap(a.start, Number(a.length));
-    const [first, last] = this.pageRange(a);
-    a.pages!.unpinRange(first, last);
+    d.unmap(a.start, a.bytes);
+    a.pages!.unpinRange(a.firstPage, a.lastPage);
   }
 
-  /** Fills every domain with new areas; all or nothing. */
+  /** Fills every domain with new areas; all or nothing (undone in reverse order). */
   private fillDomainsAreas(areas: IoptArea[]): number {
-    const done: [IoptArea, IoDomain][] = [];
-    for (const d of this.domains) {
-      for (const a of areas) {
-        const rc = this.fillArea(a, d);
+    const doms = this.domains;
+    for (let di = 0; di < doms.length; di++) {
+      for (let ai = 0; ai < areas.length; ai++) {
+        const rc = this.fillArea(areas[ai], doms[di]);
         if (rc < 0) {
-          for (const [ua, ud] of done.reverse()) this.unfillArea(ua, ud);
+          for (let j = ai - 1; j >= 0; j--) this.unfillArea(areas[j], doms[di]);
+          for (let e = di - 1; e >= 0; e--) for (let j = areas.length - 1; j >= 0; j--) this.unfillArea(areas[j], doms[e]);
           return rc;
         }
-        done.push([a, d]);
       }
     }
     return 0;

@@ -59,10 +59,13 @@ export function fields<F extends string>(ucmd: UCmd, layout: StructLayout<F>): F
   return new Fields(ucmd.view, layout);
 }
 
-const protOf = (flags: number): IommuProt => ({
-  read: (flags & IOMMU_IOAS_MAP_READABLE) !== 0,
-  write: (flags & IOMMU_IOAS_MAP_WRITEABLE) !== 0,
-});
+// One frozen object per combination, shared by every area (the areas never change their prot).
+const PROTS: readonly IommuProt[] = [0, 1, 2, 3].map((f) => Object.freeze({
+  read: (f & 1) !== 0,
+  write: (f & 2) !== 0,
+}));
+const protOf = (flags: number): IommuProt =>
+  PROTS[(flags & IOMMU_IOAS_MAP_READABLE ? 1 : 0) | (flags & IOMMU_IOAS_MAP_WRITEABLE ? 2 : 0)];
 
 /** A new, published IOAS (iommufd_ioas_alloc + finalize), or -errno. */
 export function ioasAlloc(ctx: IommufdCtx): Ioas | number {
@@ -141,10 +144,11 @@ export function ioasMap(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_ioas_map);
   const flags = c.u("flags");
   const length = c.u64("length");
-  const ioas = mapPrologue(ctx, flags, c.u("__reserved"), c.u64("iova"), length, c.u("ioas_id"));
+  const iova = c.u64("iova");
+  const ioas = mapPrologue(ctx, flags, c.u("__reserved"), iova, length, c.u("ioas_id"));
   if (typeof ioas === "number") return ioas;
   const out = { iova: 0n };
-  const rc = mapUserPages(ctx, ioas.iopt, ucmd.proc, c.u64("user_va"), length, fixedIova(flags, c.u64("iova")), protOf(flags), out);
+  const rc = mapUserPages(ctx, ioas.iopt, ucmd.proc, c.u64("user_va"), length, fixedIova(flags, iova), protOf(flags), out);
   if (rc < 0) return rc;
   c.set("iova", out.iova);
   return ucmd.respond();

@@ -31,6 +31,8 @@ export interface PinContext {
   notePinned(frames: ArrayLike<number>, delta: 1 | -1, n?: number): void;
 }
 
+const MAX_PAGES_LENGTH = ULONG_MAX - BigInt(PAGE_SIZE);
+
 /** Pages per chunk of the pin bookkeeping: dense within 256 KiB, sparse across an area. */
 const CHUNK_SHIFT = 6;
 const CHUNK = 1 << CHUNK_SHIFT;
@@ -338,7 +340,7 @@ export class IoptPages {
  * page; the length is limited so that the page count cannot overflow.
  */
 export function checkPagesLength(length: bigint): number {
-  if (length === 0n || length > ULONG_MAX - BigInt(PAGE_SIZE)) return -errno.EINVAL;
+  if (length === 0n || length > MAX_PAGES_LENGTH) return -errno.EINVAL;
   return 0;
 }
 
