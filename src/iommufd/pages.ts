@@ -67,7 +67,13 @@ export class IoptPages {
   /** The task charged for pins (source_task / source_user); CHANGE_PROCESS moves it. */
   owner: Process;
   /** Pin state by chunk of pages (sparse: an area may span terabytes of lazily mapped VA). */
-  private readonly chunks = new Map<number, PinChunk>();
+  private chunks: Map<number, PinChunk> | null = null;
+  /**
+   * The first chunk in use lives outside the map (`oneKey` -1: none), which is made only for
+   * a second: most pages (every small map) need one chunk, and a Map costs more than the pin.
+   */
+  private one: PinChunk | null = null;
+  private oneKey = -1;
   /** Pages pinned now, and charged to the owner under accountMode. */
   npinned = 0;
   /**
@@ -97,13 +103,18 @@ export class IoptPages {
   }
 
   private chunk(index: number, create: boolean): PinChunk | undefined {
-    const k = index >>> CHUNK_SHIFT;
-    let c = this.chunks.get(k);
+    const k = Math.floor(index / CHUNK); // not >>>: an index may pass 2^32 (a 16 TiB area)
+    if (k === this.oneKey) return this.one!;
+    let c = this.chunks?.get(k);
     if (!c && create) {
       c = { s: chunkPool.pop() ?? new Int32Array(2 * CHUNK), pinned: 0 };
-      this.chunks.set(k, c);
+      if (this.oneKey < 0) { this.one = c; this.oneKey = k; } else (this.chunks ??= new Map()).set(k, c);
     }
     return c;
+  }
+
+  private dropChunk(k: number): void {
+    if (k === this.oneKey) { this.one = null; this.oneKey = -1; } else this.chunks!.delete(k);
   }
 
   /** The frame of pinned page `index`, or -1. */
@@ -130,7 +141,7 @@ export class IoptPages {
   private unpinnedEnd(i: number, last: number): number {
     while (i <= last) {
       const k = Math.floor(i / CHUNK);
-      const c = this.chunks.get(k);
+      const c = this.chunk(i, false);
       const chunkEnd = Math.min((k + 1) * CHUNK, last + 1);
       if (!c) { i = chunkEnd; continue; }
       for (; i < chunkEnd; i++) if (c.s[CHUNK + (i & (CHUNK - 1))] > 0) return i;
@@ -224,7 +235,7 @@ export class IoptPages {
       } else gone[n++] = c.s[j] - 1;
       c.s[j] = 0;
       if (--c.pinned === 0) {
-        this.chunks.delete(i >>> CHUNK_SHIFT);
+        this.dropChunk(Math.floor(i / CHUNK));
         if (chunkPool.length < CHUNK_POOL_MAX) chunkPool.push(c.s);
       }
     }

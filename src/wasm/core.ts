@@ -141,8 +141,12 @@ export class Core {
     }
   }
 
-  /** Host address of physical address 0. */
-  get poolBase(): number { return this.x.pool_base() >>> 0; }
+  /**
+   * Host address of physical address 0. Fixed once the memory map is laid out (frames_init or
+   * frames_attach; 0 before): kept then, since every user copy asks for it.
+   */
+  get poolBase(): number { return this.base || (this.base = this.x.pool_base() >>> 0); }
+  private base = 0;
   get poolFrames(): number { return this.x.pool_frames() >>> 0; }
   get freeFrames(): number { return this.x.frames_free() >>> 0; }
 }
