@@ -18,6 +18,7 @@ import type { DmabufAttachment, DmabufTrack } from "./dmabuf.js";
 export interface IovaOut { iova: bigint }
 
 const PAGE = BigInt(PAGE_SIZE);
+const SAFE_BIG = BigInt(Number.MAX_SAFE_INTEGER);
 
 export class IoptArea implements Interval {
   /** null while the map that creates it is in progress (an UNMAP that meets it gets EBUSY). */
@@ -41,10 +42,12 @@ export class IoptArea implements Interval {
     /** Offset of the area's first byte from byte 0 of its pages. */
     readonly startByte: bigint,
     readonly prot: IommuProt,
+    /** last - start + 1, when the caller has it. */
+    length?: bigint,
   ) {
     // Computed once: the map and unmap paths read them, and each bigint operation allocates.
-    this.length = last - start + 1n;
-    this.pageOffset = startByte % PAGE;
+    this.length = length ?? last - start + 1n;
+    this.pageOffset = startByte === 0n ? 0n : startByte % PAGE;
     const sb = Number(startByte);
     this.bytes = Number(this.length);
     if (sb + this.bytes <= Number.MAX_SAFE_INTEGER) {
@@ -196,11 +199,11 @@ export class IoPagetable {
     let cur = at;
     for (const s of slices) {
       if (prot.write && !s.pages.writable) { rc = -errno.EPERM; break; }
-      const area = new IoptArea(cur, cur + s.length - 1n, s.startByte, prot);
+      const area = new IoptArea(cur, cur + s.length - 1n, s.startByte, prot, s.length);
       if (area.pageOffset & this.alignMask) { rc = -errno.EINVAL; break; }
       this.insertArea(area);
       areas.push(area);
-      cur += s.length;
+      if (slices.length > 1) cur += s.length;
     }
     if (rc === 0) {
       // Every domain gets the new areas before they are published.
@@ -594,7 +597,9 @@ export function mapNewPages(ctx: IommufdCtx, iopt: IoPagetable, src: PagesSource
 export function mapUserPages(ctx: IommufdCtx, iopt: IoPagetable, proc: Process, uptr: bigint, length: bigint,
   iova: bigint | null, prot: IommuProt, out: IovaOut, legacyAccounting = false): number {
   if (addOverflow(uptr, length) === null) return -errno.EOVERFLOW;
-  const startByte = uptr % PAGE;
-  return mapNewPages(ctx, iopt, { kind: "user", mm: proc.mm, uptr: uptr - startByte }, startByte, length,
+  // A page-aligned buffer (the usual one) needs no bigint arithmetic for its offset.
+  const inPage = uptr <= SAFE_BIG ? Number(uptr) % PAGE_SIZE : Number(uptr % PAGE);
+  const startByte = inPage === 0 ? 0n : BigInt(inPage);
+  return mapNewPages(ctx, iopt, { kind: "user", mm: proc.mm, uptr: inPage === 0 ? uptr : uptr - startByte }, startByte, length,
     iova, prot, proc, legacyAccounting || ctx.accountMode === "mm", out);
 }

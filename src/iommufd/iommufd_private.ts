@@ -83,6 +83,8 @@ export function copyUserData(ucmd: UCmd, type: number, uptr: number, len: number
  */
 export interface IommufdMmap { readonly owner: IommufdObject; readonly start: number; readonly length: number; readonly frame: number }
 
+const releaseNothing = (): void => {};
+
 /** struct iommufd_ctx. */
 export class IommufdCtx {
   readonly objects = new ObjectTable();
@@ -156,7 +158,8 @@ export class IommufdCtx {
 
   /** A new iopt_pages charged to `owner`; a file source keeps its file reference until freed. */
   newPages(source: PagesSource, npages: number, writable: boolean, owner: Process): IoptPages {
-    return new IoptPages(source, npages, writable, owner, this.pinContext, () => {
+    // User memory holds nothing to give back: no closure for it (one per IOAS_MAP).
+    return new IoptPages(source, npages, writable, owner, this.pinContext, source.kind === "user" ? releaseNothing : () => {
       if (source.kind === "file") this.kcore.fput(source.file);
       // dma_buf_detach + dma_buf_put (the reference dmabufAttach took).
       else if (source.kind === "dmabuf") { source.attach.detach(); this.kcore.fput(source.attach.file); }

@@ -54,11 +54,21 @@ export function getU64(view: DataView, f: Field): bigint {
   return view.getBigUint64(f.off, true);
 }
 
+const U64_END = 1n << 64n;
+
+/** Writes `v` truncated to the field's width (two's complement for negative values). */
 export function setField(view: DataView, f: Field, v: number | bigint): void {
   switch (f.size) {
     case 1: view.setUint8(f.off, Number(v) & 0xff); break;
     case 2: view.setUint16(f.off, Number(v) & 0xffff, true); break;
-    case 4: view.setUint32(f.off, Number(BigInt.asUintN(32, BigInt(v))), true); break;
-    case 8: view.setBigUint64(f.off, BigInt.asUintN(64, BigInt(v)), true); break;
+    case 4:
+      // A u32 already (ids, flags, sizes): no bigint round trip.
+      if (typeof v === "number" && v >= 0 && v <= 0xffffffff && Number.isInteger(v)) view.setUint32(f.off, v, true);
+      else view.setUint32(f.off, Number(BigInt.asUintN(32, BigInt(v))), true);
+      break;
+    case 8:
+      if (typeof v === "bigint" && v >= 0n && v < U64_END) view.setBigUint64(f.off, v, true);
+      else view.setBigUint64(f.off, BigInt.asUintN(64, BigInt(v)), true);
+      break;
   }
 }
