@@ -167,9 +167,15 @@ export class Recorder {
       if (this.depth > 0 && inner === 0 && typeof r !== "number") this.mem.push({ pid, op: "r", addr, hex: hexOf(r) });
       return r;
     };
-    mm.copyToUser = (addr, data) => {
-      const r = to(addr, data);
-      if (this.depth > 0 && r === 0 && data.length > 0) this.mem.push({ pid, op: "w", addr, hex: hexOf(data) });
+    const into = mm.copyFromUserInto.bind(mm);
+    mm.copyFromUserInto = (addr, dst, len, dstWords) => {
+      const r = into(addr, dst, len, dstWords);
+      if (this.depth > 0 && inner === 0 && r === 0) this.mem.push({ pid, op: "r", addr, hex: hexOf(dst.subarray(0, len)) });
+      return r;
+    };
+    mm.copyToUser = (addr, data, len = data.length, words) => {
+      const r = to(addr, data, len, words);
+      if (this.depth > 0 && r === 0 && len > 0) this.mem.push({ pid, op: "w", addr, hex: hexOf(data.subarray(0, len)) });
       return r;
     };
     mm.readU32 = (addr) => {
