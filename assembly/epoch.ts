@@ -5,11 +5,24 @@
 // observed while it may hold a domain pointer, an IOTLB entry or a PTE, and 0 when idle.
 // This thread's slot is chosen by iotlb_attach (iotlb.ts), default 0.
 
-import { HDR_GLOBAL_EPOCH, WORKER_BASE, WORKER_SLOTS, WORKER_STRIDE, WORKER_OWNER } from "./layout";
+import { HDR_GLOBAL_EPOCH, HDR_WORKER_HIGH, WORKER_BASE, WORKER_SLOTS, WORKER_STRIDE, WORKER_OWNER } from "./layout";
 
 let epochWord: u32 = WORKER_BASE;
 
-@inline export function epochSetSlot(slot: u32): void { epochWord = WORKER_BASE + slot * WORKER_STRIDE; }
+/**
+ * Makes `slot` this thread's. HDR_WORKER_HIGH is raised past it first (a CAS loop: threads
+ * attach at once), so it is seq-cst before any epoch_enter of this thread, and epoch_quiescent,
+ * which loads it after its epoch_advance, scans every slot that can hold an older epoch.
+ */
+export function epochSetSlot(slot: u32): void {
+  let high = atomic.load<u32>(HDR_WORKER_HIGH);
+  while (high < slot + 1) {
+    const seen = atomic.cmpxchg<u32>(HDR_WORKER_HIGH, high, slot + 1);
+    if (seen == high) break;
+    high = seen;
+  }
+  epochWord = WORKER_BASE + slot * WORKER_STRIDE;
+}
 
 /** This thread's worker-slot line (its epoch word is @0). */
 @inline export function epochWordAddr(): u32 { return epochWord; }
@@ -46,7 +59,11 @@ export function epoch_advance(): u32 {
  * at epoch >= e is fine), or -1 when none. The caller spins / waits and retries.
  */
 export function epoch_quiescent(e: u32): i32 {
-  for (let s: u32 = 0; s < WORKER_SLOTS; s++) {
+  // Slots never attached are idle: only [0, high) can hold an epoch (slot 0 always: the
+  // default of every thread that attaches none). Paired with epochSetSlot's raise.
+  const high = atomic.load<u32>(HDR_WORKER_HIGH);
+  const n: u32 = high == 0 ? 1 : high > WORKER_SLOTS ? WORKER_SLOTS : high;
+  for (let s: u32 = 0; s < n; s++) {
     const w = atomic.load<u32>(WORKER_BASE + s * WORKER_STRIDE);
     if (w != 0 && <i32>(w - e) < 0) return <i32>s;
   }

@@ -23,6 +23,7 @@ export const HDR_FREE_FRAMES: u32 = HDR + 24; // u32: frames currently free (car
 export const HDR_FAIL_NTH: u32 = HDR + 28; // i32: fault injection countdown (0 = off), see frames.ts
 export const HDR_DOMAIN_SERIAL: u32 = HDR + 32; // u32: last domain serial handed out (domain.ts)
 export const HDR_DOMAIN_HINT: u32 = HDR + 36; // u32: next descriptor slot to try (round robin delays reuse)
+export const HDR_WORKER_HIGH: u32 = HDR + 40; // u32: worker slots [0, high) were ever attached (epoch.ts): the grace period scans only those
 // Own cache line: workers load it on every epoch refresh (grace period, DESIGN.md).
 export const HDR_GLOBAL_EPOCH: u32 = HDR + 64; // u32
 // Own cache line: bumped (and notified) by every eventfd signal so poll() can sleep on it.

@@ -242,6 +242,31 @@ describe("dma through a domain", () => {
     x.epoch_exit();
     expect(c.u32[slot0]).toBe(0);
   });
+
+  it("grace period: the kernel waits for a thread in any attached slot, the highest too", async () => {
+    const e = await env("x86");
+    const { c, x } = e;
+    const high = () => c.u32[c.consts.HDR_WORKER_HIGH >>> 2];
+    // Nothing attached yet: only slot 0 can be busy.
+    expect(high()).toBe(0);
+    const last = c.consts.WORKER_SLOTS - 1;
+    const w = await Core.attach(c.init());
+    expect(w.x.iotlb_attach(last)).toBe(0);
+    expect(high()).toBe(last + 1);
+    // A later attach to a lower slot keeps the mark where it is.
+    const v = await Core.attach(c.init());
+    expect(v.x.iotlb_attach(3)).toBe(0);
+    expect(high()).toBe(last + 1);
+    w.x.epoch_enter();
+    const ep = x.epoch_advance() >>> 0;
+    expect(x.epoch_quiescent(ep)).toBe(last);
+    w.x.epoch_exit();
+    v.x.epoch_enter();
+    const ep2 = x.epoch_advance() >>> 0;
+    expect(x.epoch_quiescent(ep2)).toBe(3);
+    v.x.epoch_exit();
+    expect(x.epoch_quiescent(ep2)).toBe(-1);
+  });
 });
 
 describe("runs: one translation and one copy over contiguous leaves", () => {

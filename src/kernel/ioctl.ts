@@ -36,8 +36,9 @@ export function checkZeroedUser(proc: Process, addr: number, len: number): numbe
 
 /**
  * copy_struct_from_user: the kernel's `ksize`-byte image of a user struct of `usize` bytes,
- * or -E2BIG / -EFAULT. `into`: a zeroed buffer of ksize bytes to fill instead of a new one
- * (`intoWords`: a Uint32Array over its bytes, for a word-by-word copy).
+ * or -E2BIG / -EFAULT. `into`: a buffer of ksize bytes to fill instead of a new one, whatever
+ * it held: the bytes past the user's are zeroed (`intoWords`: a Uint32Array over its bytes,
+ * for a word-by-word copy).
  */
 export function copyStructFromUser(proc: Process, addr: number, ksize: number, usize: number, into?: Uint8Array,
   intoWords?: Uint32Array): Uint8Array | number {
@@ -48,7 +49,9 @@ export function copyStructFromUser(proc: Process, addr: number, ksize: number, u
   }
   const n = Math.min(ksize, usize);
   const rc = proc.mm.copyFromUserInto(addr, out, n, intoWords);
-  return rc < 0 ? rc : out;
+  if (rc < 0) return rc;
+  if (into && n < ksize) out.fill(0, n);
+  return out;
 }
 
 /**
