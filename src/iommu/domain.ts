@@ -67,7 +67,12 @@ export function aperture(core: Core, format: IommuCaps["format"]): [bigint, bigi
 // The two u32 halves of an IOVA for the wasm calls (domains and DMA); IOVAs below 2^53 (all
 // real apertures) take the number path, which allocates no intermediate BigInt.
 const SAFE = BigInt(Number.MAX_SAFE_INTEGER);
-export const iovaLo = (v: bigint): number => (v <= SAFE ? Number(v) % 0x100000000 : Number(v & 0xffffffffn));
+// (The low half by floor, not `%`: a double modulo is an fmod call.)
+export const iovaLo = (v: bigint): number => {
+  if (v > SAFE) return Number(v & 0xffffffffn);
+  const n = Number(v);
+  return n - Math.floor(n / 0x100000000) * 0x100000000;
+};
 /** The high half (wasm takes its low 32 bits). */
 export const iovaHi = (v: bigint): number => (v <= SAFE ? Math.floor(Number(v) / 0x100000000) : Number(v >> 32n));
 
@@ -100,7 +105,9 @@ class WasmDomain implements IommuDomain {
     const unit = 1 << this.shift;
     // The IO page divides 2^32: the low half of the IOVA tells its alignment.
     const lo = iovaLo(iova);
-    if (lo % unit || phys % unit || length % unit) return -errno.EINVAL;
+    // Masks, not `%` (an fmod on doubles): phys and lo pass 2^31; all three are integers.
+    const m = unit - 1;
+    if ((lo & m) || (phys & m) || (length & m)) return -errno.EINVAL;
     const p = (prot.read ? this.protRead : 0) | (prot.write ? this.protWrite : 0);
     return this.x.domain_map(this.handle, lo, iovaHi(iova), phys / unit, length / unit, p, allowLarge ? 1 : 0);
   }

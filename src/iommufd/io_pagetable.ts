@@ -10,6 +10,7 @@ import {
   ULONG_MAX, usedSpans, type Interval,
 } from "./iova.js";
 import type { Process } from "../kernel/process.js";
+import { pageOff } from "../kernel/mm.js";
 import type { IommufdCtx } from "./iommufd_private.js";
 import { checkPagesLength, pageCount, type IoptPages, type PagesSource } from "./pages.js";
 import type { DmabufAttachment, DmabufTrack } from "./dmabuf.js";
@@ -390,7 +391,7 @@ export class IoPagetable {
     let left = a.bytes;
     while (left > 0) {
       const idx = Math.floor(off / PAGE_SIZE);
-      const inPage = off % PAGE_SIZE;
+      const inPage = pageOff(off);
       // One call per run of physically contiguous frames.
       const npages = pages.contigFrames(idx, Math.ceil((inPage + left) / PAGE_SIZE));
       const run = Math.min(npages * PAGE_SIZE - inPage, left);
@@ -598,7 +599,7 @@ export function mapUserPages(ctx: IommufdCtx, iopt: IoPagetable, proc: Process, 
   iova: bigint | null, prot: IommuProt, out: IovaOut, legacyAccounting = false): number {
   if (addOverflow(uptr, length) === null) return -errno.EOVERFLOW;
   // A page-aligned buffer (the usual one) needs no bigint arithmetic for its offset.
-  const inPage = uptr <= SAFE_BIG ? Number(uptr) % PAGE_SIZE : Number(uptr % PAGE);
+  const inPage = uptr <= SAFE_BIG ? pageOff(Number(uptr)) : Number(uptr % PAGE);
   const startByte = inPage === 0 ? 0n : BigInt(inPage);
   return mapNewPages(ctx, iopt, { kind: "user", mm: proc.mm, uptr: inPage === 0 ? uptr : uptr - startByte }, startByte, length,
     iova, prot, proc, legacyAccounting || ctx.accountMode === "mm", out);
