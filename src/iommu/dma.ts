@@ -68,8 +68,8 @@ export function deviceDma(port: DmaPort, dev: number, iova: number | bigint, buf
   let lo: number;
   let hi: number;
   if (typeof iova === "number" && iova >= 0 && Number.isSafeInteger(iova)) {
-    lo = iova % U32;
-    hi = (iova - lo) / U32;
+    hi = Math.floor(iova / U32); // not `%`: an fmod on a double past 2^31
+    lo = iova - hi * U32;
   } else {
     const at = typeof iova === "bigint" ? iova : BigInt(iova);
     lo = Number(at & 0xffffffffn);
