@@ -77,10 +77,22 @@ export class IoPagetable {
   allowed: Interval[] = [];
   /** A fresh table is a software table over the whole 64-bit space, with no alignment. */
   private alignment = 1n;
-  /** alignment - 1, kept with it (the map path masks with it on every call). */
+  /** alignment - 1, kept with it (the map path masks with it on every call); as a number too, -1 past 2^31. */
   private alignMask = 0n;
+  private alignMaskN = 0;
   get iovaAlignment(): bigint { return this.alignment; }
-  set iovaAlignment(v: bigint) { this.alignment = v; this.alignMask = v - 1n; }
+  set iovaAlignment(v: bigint) {
+    this.alignment = v;
+    this.alignMask = v - 1n;
+    this.alignMaskN = v <= 1n << 31n ? Number(v - 1n) : -1;
+  }
+
+  /** v & (alignment - 1) != 0: on the number while v is exact as one (a bigint & allocates). */
+  private misaligned(v: bigint): boolean {
+    const n = Number(v);
+    if (n <= Number.MAX_SAFE_INTEGER && this.alignMaskN >= 0) return (n & this.alignMaskN) !== 0;
+    return (v & this.alignMask) !== 0n;
+  }
   disableLargePages = false;
   /** The domains every area is mirrored into. */
   readonly domains: IoDomain[] = [];
@@ -165,7 +177,7 @@ export class IoPagetable {
 
   /** A fixed IOVA: aligned, not wrapping, clear of reserved ranges (EINVAL) and areas (EEXIST). */
   checkIova(iova: bigint, length: bigint): number {
-    if (iova & this.alignMask) return -errno.EINVAL;
+    if (this.misaligned(iova)) return -errno.EINVAL;
     const last = addOverflow(iova, length - 1n);
     if (last === null) return -errno.EOVERFLOW;
     if (this.firstReserved(iova, last)) return -errno.EINVAL;
@@ -183,7 +195,7 @@ export class IoPagetable {
    */
   mapPages(slices: PagesSlice[], length: bigint, iova: bigint | null, prot: IommuProt, out: IovaOut): number {
     for (let i = 0; i < slices.length; i++) if (this.shouldFail()) return -errno.ENOMEM;
-    if ((length & this.alignMask) || length === 0n) return -errno.EINVAL;
+    if (length === 0n || this.misaligned(length)) return -errno.EINVAL;
     let at: bigint;
     if (iova === null) {
       const first = slices[0];
@@ -201,7 +213,7 @@ export class IoPagetable {
     for (const s of slices) {
       if (prot.write && !s.pages.writable) { rc = -errno.EPERM; break; }
       const area = new IoptArea(cur, cur + s.length - 1n, s.startByte, prot, s.length);
-      if (area.pageOffset & this.alignMask) { rc = -errno.EINVAL; break; }
+      if (this.misaligned(area.pageOffset)) { rc = -errno.EINVAL; break; }
       this.insertArea(area);
       areas.push(area);
       if (slices.length > 1) cur += s.length;
@@ -229,6 +241,7 @@ export class IoPagetable {
    */
   private unmapRange(start: bigint, last: bigint, emptyRc: number): { rc: number; unmapped: bigint } {
     let unmapped = 0n;
+    let any = false; // a boolean, not bigint compares with 0n, on the common path
     for (;;) {
       const area = this.firstArea(start, last);
       if (!area) break;
@@ -245,9 +258,10 @@ export class IoPagetable {
       area.pages = null;
       this.removeArea(area);
       pages.put();
-      unmapped = unmapped === 0n ? area.length : unmapped + area.length;
+      unmapped = any ? unmapped + area.length : area.length;
+      any = true;
     }
-    return { rc: unmapped > 0n ? 0 : emptyRc, unmapped };
+    return { rc: any ? 0 : emptyRc, unmapped };
   }
 
   /** iopt_unmap_iova: a range of `length` bytes from `iova` (`emptyRc`: see unmapRange). */
