@@ -9,6 +9,7 @@
 
 import { errno } from "../uapi/errno.js";
 import type { Core } from "../wasm/core.js";
+import { hi32, lo32 } from "./domain.js";
 
 export interface FaultRecord {
   readonly iova: bigint;
@@ -68,8 +69,8 @@ export function deviceDma(port: DmaPort, dev: number, iova: number | bigint, buf
   let lo: number;
   let hi: number;
   if (typeof iova === "number" && iova >= 0 && Number.isSafeInteger(iova)) {
-    hi = Math.floor(iova / U32); // not `%`: an fmod on a double past 2^31
-    lo = iova - hi * U32;
+    hi = hi32(iova);
+    lo = lo32(iova);
   } else {
     const at = typeof iova === "bigint" ? iova : BigInt(iova);
     lo = Number(at & 0xffffffffn);

@@ -67,14 +67,13 @@ export function aperture(core: Core, format: IommuCaps["format"]): [bigint, bigi
 // The two u32 halves of an IOVA for the wasm calls (domains and DMA); IOVAs below 2^53 (all
 // real apertures) take the number path, which allocates no intermediate BigInt.
 const SAFE = BigInt(Number.MAX_SAFE_INTEGER);
-// (The low half by floor, not `%`: a double modulo is an fmod call.)
-export const iovaLo = (v: bigint): number => {
-  if (v > SAFE) return Number(v & 0xffffffffn);
-  const n = Number(v);
-  return n - Math.floor(n / 0x100000000) * 0x100000000;
-};
+const U32 = 0x100000000;
+/** The halves of a safe integer n >= 0, by floor: `%` on a double past 2^31 is an fmod call. */
+export const hi32 = (n: number): number => Math.floor(n / U32);
+export const lo32 = (n: number): number => n - hi32(n) * U32;
+export const iovaLo = (v: bigint): number => (v <= SAFE ? lo32(Number(v)) : Number(v & 0xffffffffn));
 /** The high half (wasm takes its low 32 bits). */
-export const iovaHi = (v: bigint): number => (v <= SAFE ? Math.floor(Number(v) / 0x100000000) : Number(v >> 32n));
+export const iovaHi = (v: bigint): number => (v <= SAFE ? hi32(Number(v)) : Number(v >> 32n));
 
 /** A paging domain in the wasm core. */
 class WasmDomain implements IommuDomain {

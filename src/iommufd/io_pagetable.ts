@@ -6,11 +6,10 @@
 import { errno } from "../uapi/errno.js";
 import type { IoDomain, IommuProt } from "../iommu/domain.js";
 import {
-  addOverflow, holes, HPAGE_SIZE, intersects, lowestBit, PAGE_SIZE, pow2ceil,
+  addOverflow, holes, HPAGE_SIZE, intersects, lowestBit, PAGE_SIZE, pageOff, pow2ceil,
   ULONG_MAX, usedSpans, type Interval,
 } from "./iova.js";
 import type { Process } from "../kernel/process.js";
-import { pageOff } from "../kernel/mm.js";
 import type { IommufdCtx } from "./iommufd_private.js";
 import { checkPagesLength, pageCount, type IoptPages, type PagesSource } from "./pages.js";
 import type { DmabufAttachment, DmabufTrack } from "./dmabuf.js";
@@ -43,11 +42,9 @@ export class IoptArea implements Interval {
     /** Offset of the area's first byte from byte 0 of its pages. */
     readonly startByte: bigint,
     readonly prot: IommuProt,
-    /** last - start + 1, when the caller has it. */
-    length?: bigint,
   ) {
     // Computed once: the map and unmap paths read them, and each bigint operation allocates.
-    this.length = length ?? last - start + 1n;
+    this.length = last - start + 1n;
     this.pageOffset = startByte === 0n ? 0n : startByte % PAGE;
     const sb = Number(startByte);
     this.bytes = Number(this.length);
@@ -77,13 +74,11 @@ export class IoPagetable {
   allowed: Interval[] = [];
   /** A fresh table is a software table over the whole 64-bit space, with no alignment. */
   private alignment = 1n;
-  /** alignment - 1, kept with it (the map path masks with it on every call); as a number too, -1 past 2^31. */
-  private alignMask = 0n;
+  /** alignment - 1 as a number, kept with it for the map path's checks; -1 past 2^31. */
   private alignMaskN = 0;
   get iovaAlignment(): bigint { return this.alignment; }
   set iovaAlignment(v: bigint) {
     this.alignment = v;
-    this.alignMask = v - 1n;
     this.alignMaskN = v <= 1n << 31n ? Number(v - 1n) : -1;
   }
 
@@ -91,7 +86,7 @@ export class IoPagetable {
   private misaligned(v: bigint): boolean {
     const n = Number(v);
     if (n <= Number.MAX_SAFE_INTEGER && this.alignMaskN >= 0) return (n & this.alignMaskN) !== 0;
-    return (v & this.alignMask) !== 0n;
+    return (v & (this.alignment - 1n)) !== 0n;
   }
   disableLargePages = false;
   /** The domains every area is mirrored into. */
@@ -212,7 +207,7 @@ export class IoPagetable {
     let cur = at;
     for (const s of slices) {
       if (prot.write && !s.pages.writable) { rc = -errno.EPERM; break; }
-      const area = new IoptArea(cur, cur + s.length - 1n, s.startByte, prot, s.length);
+      const area = new IoptArea(cur, cur + s.length - 1n, s.startByte, prot);
       if (this.misaligned(area.pageOffset)) { rc = -errno.EINVAL; break; }
       this.insertArea(area);
       areas.push(area);

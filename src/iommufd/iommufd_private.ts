@@ -47,16 +47,18 @@ export class UCmd {
     return this.proc.mm.copyFromUser(addr, len);
   }
 
-  /** copy_to_user for a handler (an injection point): 0 or -EFAULT. */
-  copyToUser(addr: number, data: Uint8Array, len = data.length): number {
+  /**
+   * copy_to_user for a handler (an injection point) of the first `len` bytes of `data`
+   * (`words`: a Uint32Array over them, see Mm.copyToUser): 0 or -EFAULT.
+   */
+  copyToUser(addr: number, data: Uint8Array, len = data.length, words?: Uint32Array): number {
     if (this.shouldFail()) return -errno.EFAULT;
-    return this.proc.mm.copyToUser(addr, data, len);
+    return this.proc.mm.copyToUser(addr, data, len, words);
   }
 
   /** Copies the (updated) struct back: min(size, sizeof) bytes. 0 or -EFAULT. */
   respond(): number {
-    if (this.shouldFail()) return -errno.EFAULT;
-    return this.proc.mm.copyToUser(this.ubuffer, this.cmd, Math.min(this.userSize, this.cmd.length), this.words);
+    return this.copyToUser(this.ubuffer, this.cmd, Math.min(this.userSize, this.cmd.length), this.words);
   }
 }
 

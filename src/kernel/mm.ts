@@ -44,6 +44,20 @@ const HUGE_1G = 0x40000000;
  */
 const SHORT_COPY = 256;
 
+/**
+ * Copies `len` bytes from src[si] to dst[di] for a user copy: word by word when the copy is
+ * short, both offsets are 4-aligned and both sides have a word view over their bytes (srcW,
+ * dstW); else by set().
+ */
+function copyBytes(src: Uint8Array, srcW: Uint32Array | undefined, si: number,
+  dst: Uint8Array, dstW: Uint32Array | undefined, di: number, len: number): void {
+  if (srcW && dstW && len <= SHORT_COPY && ((si | di) & 3) === 0) {
+    const w = len >>> 2;
+    for (let i = 0, s = si >>> 2, d = di >>> 2; i < w; i++) dstW[d + i] = srcW[s + i];
+    for (let i = w << 2; i < len; i++) dst[di + i] = src[si + i];
+  } else dst.set(src.subarray(si, si + len), di);
+}
+
 
 export type VmaKind = "anon" | "file" | "hugetlb";
 
@@ -159,6 +173,17 @@ export class Mm {
   }
 
   private flushTlb(): void { this.tlbPage = -1; }
+
+  // Every change of this page table goes through these two, which flush the TLB first.
+  private ptInstall(va: number, phys: number, flags: number, level: number): number {
+    this.flushTlb();
+    return this.core.x.radix_install(this.root, va, phys, flags, level);
+  }
+
+  private ptRemove(va: number, level: number): number {
+    this.flushTlb();
+    return this.core.x.radix_remove(this.root, va, level) >>> 0;
+  }
 
   private insertVma(v: Vma): void {
     this.flushTlb();
@@ -331,10 +356,9 @@ export class Mm {
     mapping?.attach?.(this);
     vma.vmFile?.get();
     if (kind === "hugetlb") {
-      this.flushTlb();
       const level = pageSize === HUGE_2M ? 2 : 3;
       for (let i = 0; i < hugeFrames.length; i++) {
-        const rc = this.core.x.radix_install(this.root, start + i * pageSize, hugeFrames[i] * PAGE_SIZE, prot & PROT_WRITE ? this.pteW : 0, level);
+        const rc = this.ptInstall(start + i * pageSize, hugeFrames[i] * PAGE_SIZE, prot & PROT_WRITE ? this.pteW : 0, level);
         if (rc === 0) this.present.add(start + i * pageSize);
         if (rc < 0) {
           // Out of page-table frames: undo the whole mapping (its installed leaves included).
@@ -370,6 +394,7 @@ export class Mm {
 
   /** Removes every mapping in [start, end), splitting VMAs at the edges. */
   private unmapRange(start: number, end: number): void {
+    // The VMA list changes (the leaves go in zap): the TLB must not answer for what was here.
     this.flushTlb();
     const keep: Vma[] = [];
     const gone: Vma[] = [];
@@ -406,10 +431,9 @@ export class Mm {
 
   /** Drops the page-table entries (and their frame references) of [start, end) inside v. */
   private zap(v: Vma, start: number, end: number): void {
-    this.flushTlb();
     const level = v.pageSize === PAGE_SIZE ? 1 : v.pageSize === HUGE_2M ? 2 : 3;
     const drop = (a: number) => {
-      const leaf = this.core.x.radix_remove(this.root, a, level) >>> 0;
+      const leaf = this.ptRemove(a, level);
       this.present.delete(a);
       if (leaf === 0) return;
       const f = leaf >>> PAGE_SHIFT;
@@ -478,8 +502,7 @@ export class Mm {
       if (src !== leaf >>> PAGE_SHIFT) return leaf; // already this mapping's own copy
       const copy = this.copyFrame(src);
       if (copy < 0) return copy;
-      x.radix_remove(this.root, page, 1);
-      this.flushTlb();
+      this.ptRemove(page, 1);
       this.present.delete(page);
       x.frame_put(src);
       return this.install(page, copy, pte, addr);
@@ -576,9 +599,8 @@ export class Mm {
 
   /** Installs a 4 KiB leaf for `page` holding the caller's reference on `frame`. */
   private install(page: number, frame: number, flags: number, addr: number): number {
-    this.flushTlb();
     const x = this.core.x;
-    const rc = x.radix_install(this.root, page, frame * PAGE_SIZE, flags, 1);
+    const rc = this.ptInstall(page, frame * PAGE_SIZE, flags, 1);
     if (rc < 0) {
       x.frame_put(frame);
       return -errno.EFAULT;
@@ -639,30 +661,26 @@ export class Mm {
    * Allocates nothing: the ioctl path copies its struct this way into a reused image.
    */
   copyFromUserInto(addr: number, dst: Uint8Array, len: number, dstWords?: Uint32Array): number {
-    const u8 = this.core.u8;
-    const h = this.onePage(addr, len, false);
-    if (h >= 0) {
-      if (dstWords && (h & 3) === 0 && len <= SHORT_COPY) {
-        const u32 = this.core.u32;
-        const w = len >>> 2;
-        for (let i = 0, b = h >>> 2; i < w; i++) dstWords[i] = u32[b + i];
-        for (let i = w << 2; i < len; i++) dst[i] = u8[h + i];
-      } else dst.set(u8.subarray(h, h + len));
-      return 0;
-    }
-    if (h !== -1) return h;
-    return this.access(addr, len, false, (a, n, d) => dst.set(u8.subarray(a, a + n), d));
+    return this.copyIn(addr, dst, len, dstWords);
   }
 
   /** copy_from_user: the bytes, or -EFAULT. */
   copyFromUser(addr: number, len: number): Uint8Array | number {
-    const u8 = this.core.u8;
-    const h = this.onePage(addr, len, false);
-    if (h >= 0) return u8.slice(h, h + len);
-    if (h !== -1) return h;
     const out = new Uint8Array(len);
-    const rc = this.access(addr, len, false, (a, n, d) => out.set(u8.subarray(a, a + n), d));
+    const rc = this.copyIn(addr, out, len);
     return rc < 0 ? rc : out;
+  }
+
+  /** Both copies from user memory (private: the trace recorder wraps the public ones, once each). */
+  private copyIn(addr: number, dst: Uint8Array, len: number, dstWords?: Uint32Array): number {
+    const { u8, u32 } = this.core;
+    const h = this.onePage(addr, len, false);
+    if (h >= 0) {
+      copyBytes(u8, u32, h, dst, dstWords, 0, len);
+      return 0;
+    }
+    if (h !== -1) return h;
+    return this.access(addr, len, false, (a, n, d) => dst.set(u8.subarray(a, a + n), d));
   }
 
   /**
@@ -676,22 +694,17 @@ export class Mm {
         // A store to a device's register page: the device sees it (MMIO), within one VMA,
         // once every page of it faults in (a BAR with memory decoding off does not).
         if (addr + len > v.end || !(v.prot & PROT_WRITE)) return -errno.EFAULT;
-        for (let a = addr - (addr % PAGE_SIZE); a < addr + len; a += PAGE_SIZE) {
+        for (let a = addr - pageOff(addr); a < addr + len; a += PAGE_SIZE) {
           if (this.faultIn(a, true) < 0) return -errno.EFAULT;
         }
         v.mapping.mmioWrite(v.pgoff * PAGE_SIZE + (addr - v.start), data.subarray(0, len));
         return 0;
       }
     }
-    const u8 = this.core.u8;
+    const { u8, u32 } = this.core;
     const h = this.onePage(addr, len, true);
     if (h >= 0) {
-      if (words && (h & 3) === 0 && len <= SHORT_COPY) {
-        const u32 = this.core.u32;
-        const w = len >>> 2;
-        for (let i = 0, b = h >>> 2; i < w; i++) u32[b + i] = words[i];
-        for (let i = w << 2; i < len; i++) u8[h + i] = data[i];
-      } else u8.set(len === data.length ? data : data.subarray(0, len), h);
+      copyBytes(data, words, 0, u8, u32, h, len);
       return 0;
     }
     if (h !== -1) return h;
@@ -767,7 +780,7 @@ export class Mm {
           const base = this.core.poolBase;
           this.core.u8.copyWithin(base + f * PAGE_SIZE, base + frame * PAGE_SIZE, base + (frame + n) * PAGE_SIZE);
         }
-        const rc = x.radix_install(child.root, a, f * PAGE_SIZE, w, v.pageSize === HUGE_2M ? 2 : 3);
+        const rc = child.ptInstall(a, f * PAGE_SIZE, w, v.pageSize === HUGE_2M ? 2 : 3);
         if (rc < 0) { this.putBlock(f, v.pageSize); return -errno.ENOMEM; }
         child.present.add(a);
         continue;
@@ -812,7 +825,6 @@ export class Mm {
   destroy(): void {
     if (this.isDead) return;
     this.isDead = true;
-    this.flushTlb();
     this.unmapRange(0, TASK_SIZE);
     this.core.x.radix_destroy(this.root);
   }
