@@ -11,7 +11,7 @@
 
 import { EFAULT, EINVAL, iova64 } from "./iopt";
 import { DEV_BASE, DEV_SLOTS, DEV_STRIDE, DEV_DOMAIN, DEV_NONE } from "./layout";
-import { xlate, xlateBegin, tAvail, iotlb_slot, XLATE_HOST } from "./iotlb";
+import { xlate, xlateBegin, xlateLast, xlateRecheck, tAvail, iotlb_slot, XLATE_HOST } from "./iotlb";
 import { faultRecord } from "./fault";
 import { epoch_enter, epoch_exit, epochActive } from "./epoch";
 
@@ -51,13 +51,17 @@ export const DMA_OP_COPY: u32 = 3;
   if (own) epoch_exit();
 }
 
-/** Charges n bytes to the epoch budget; refreshes the slot's epoch when it runs out. */
-@inline function charge(n: u32): void {
+/**
+ * Charges n bytes to the epoch budget; refreshes the slot's epoch when it runs out. True when
+ * it did: the transfer on a domain then rechecks its invalidation counter (xlateRecheck)
+ * before it translates again, so nothing translated before the refresh is used after it.
+ */
+@inline function charge(n: u32): bool {
   budget -= n;
-  if (budget == 0) {
-    epoch_enter(); // refresh: nothing translated before is used after this (xlate re-checks)
-    budget = EPOCH_CHUNK;
-  }
+  if (budget != 0) return false;
+  epoch_enter();
+  budget = EPOCH_CHUNK;
+  return true;
 }
 
 // How far ahead (bytes) a transfer asks a translation fill to look for a run of contiguous
@@ -78,7 +82,19 @@ const IDENTITY_LIMIT: u64 = 0x100000000; // the identity domain's aperture: the 
 // run is still cut at every 64 KiB refresh, and the translation is re-validated (invalidation
 // counter) after each.
 @inline function xferWith(identity: bool, dom: u32, iova: u64, host: u32, len: u32, write: bool): i32 {
-  if (!identity) xlateBegin(dom);
+  if (!identity) {
+    xlateBegin(dom);
+    // The common small transfer: the last translation holds it whole, one copy, no loop.
+    if (len <= budget) {
+      const h = xlateLast(iova, len, write);
+      if (h != 0) {
+        if (write) memory.copy(<usize>h, <usize>host, <usize>len);
+        else memory.copy(<usize>host, <usize>h, <usize>len);
+        if (charge(len)) xlateRecheck(dom);
+        return 0;
+      }
+    }
+  }
   let done: u32 = 0;
   while (done < len) {
     const at = iova + <u64>done;
@@ -102,7 +118,7 @@ const IDENTITY_LIMIT: u64 = 0x100000000; // the identity domain's aperture: the 
     if (write) memory.copy(<usize>h, <usize>(host + done), <usize>n);
     else memory.copy(<usize>(host + done), <usize>h, <usize>n);
     done += n;
-    charge(n);
+    if (charge(n) && !identity) xlateRecheck(dom);
   }
   return 0;
 }
@@ -110,7 +126,19 @@ const IDENTITY_LIMIT: u64 = 0x100000000; // the identity domain's aperture: the 
 // Source through the read-side last translation, destination through the write-side one, so
 // both hit; each chunk is the shortest of the two runs, the bytes left and the epoch budget.
 @inline function copyWith(identity: bool, dom: u32, src: u64, dst: u64, len: u32): i32 {
-  if (!identity) xlateBegin(dom);
+  if (!identity) {
+    xlateBegin(dom);
+    // Both ends held whole by the last translations: one copy, no loop.
+    if (len <= budget) {
+      const from = xlateLast(src, len, false);
+      const to = from != 0 ? xlateLast(dst, len, true) : 0;
+      if (to != 0) {
+        memory.copy(<usize>to, <usize>from, <usize>len);
+        if (charge(len)) xlateRecheck(dom);
+        return 0;
+      }
+    }
+  }
   let done: u32 = 0;
   while (done < len) {
     const s = src + <u64>done;
@@ -148,7 +176,7 @@ const IDENTITY_LIMIT: u64 = 0x100000000; // the identity domain's aperture: the 
     if (budget < n) n = budget;
     memory.copy(<usize>to, <usize>from, <usize>n);
     done += n;
-    charge(n);
+    if (charge(n) && !identity) xlateRecheck(dom);
   }
   return 0;
 }

@@ -9,6 +9,16 @@ import { HDR_GLOBAL_EPOCH, HDR_WORKER_HIGH, WORKER_BASE, WORKER_SLOTS, WORKER_ST
 
 let epochWord: u32 = WORKER_BASE;
 
+// This thread's stretch counter: odd inside a read-side section, even outside, moved on by
+// every epoch_enter (entry or refresh), epoch_exit and slot change. Two equal readings mean
+// one stretch of one section: whatever this thread loaded in it is covered by the same epoch
+// (the IOTLB keeps a transfer's domain state for a stretch, iotlb.ts xlateBegin). Plain:
+// only this thread reads it.
+let stretch: u64 = 0;
+
+/** This thread's stretch counter (odd: inside a section). */
+@inline export function epochStretch(): u64 { return stretch; }
+
 /**
  * Makes `slot` this thread's. HDR_WORKER_HIGH is raised past it first (a CAS loop: threads
  * attach at once), so it is seq-cst before any epoch_enter of this thread, and epoch_quiescent,
@@ -22,6 +32,7 @@ export function epochSetSlot(slot: u32): void {
     high = seen;
   }
   epochWord = WORKER_BASE + slot * WORKER_STRIDE;
+  stretch = (stretch + 2) & ~(<u64>1);
 }
 
 /** This thread's worker-slot line (its epoch word is @0). */
@@ -35,11 +46,13 @@ export function epochSetSlot(slot: u32): void {
  */
 export function epoch_enter(): void {
   atomic.store<u32>(epochWord, atomic.load<u32>(HDR_GLOBAL_EPOCH));
+  stretch = (stretch + 2) | 1;
 }
 
 /** Leaves the section: the slot reads idle. Paired with the loads in epoch_quiescent. */
 export function epoch_exit(): void {
   atomic.store<u32>(epochWord, 0);
+  stretch = (stretch + 2) & ~(<u64>1);
 }
 
 /** True when this thread is inside a section (entered by its caller). */

@@ -33,7 +33,7 @@ import { mock_walk, mock_run, mock_in_aperture, MOCK_DIRTY } from "./iopt_mock";
 import {
   FAULT_REASON_UNMAPPED, FAULT_REASON_PERM, FAULT_REASON_BLOCKED, FAULT_REASON_RANGE,
 } from "./fault";
-import { epochSetSlot } from "./epoch";
+import { epochSetSlot, epochStretch } from "./epoch";
 import { stat_inc, STAT_IOTLB_LAST_HITS, STAT_IOTLB_HITS, STAT_IOTLB_MISSES, STAT_IOTLB_WALKS } from "./stats";
 
 // Entry fields (layout.ts; @28 is the run length, bytes from the leaf base).
@@ -67,6 +67,13 @@ let lastHost: u32 = 0;
 let xSerial: u32 = 0;
 // The serial's share of the array index (entryFor), computed once per transfer.
 let xMix: u32 = 0;
+// What a valid entry of this transfer holds at E_SERIAL (u64): the serial, and the domain's
+// invalidation counter as last rechecked above it.
+let xKey: u64 = 0;
+// The domain whose serial and key the globals above hold, and the stretch they were loaded in.
+const NO_DOM: u32 = 0xffffffff;
+let xDom: u32 = NO_DOM;
+let xStretch: u64 = 0;
 
 /**
  * Binds this thread (instance) to worker slot `slot`: its IOTLB array and its epoch word.
@@ -89,10 +96,43 @@ export function iotlb_flush(): void {
   memory.fill(<usize>tlb, 0, <usize>IOTLB_SLOT_BYTES);
 }
 
-/** Starts a transfer on `dom`: remembers its serial (0 for the blocking or a dead domain). */
+/**
+ * Starts a transfer on `dom`: remembers its serial (0 for the blocking or a dead domain) and
+ * its invalidation counter. Both are loaded once per stretch of the caller's grace-period
+ * section (epoch.ts epochStretch) for the domain of the stretch's last transfer: neither can
+ * change under a domain this thread reached inside the stretch until the stretch ends, since
+ * domain_free and every invalidation are followed by a grace period that waits for it
+ * (DESIGN.md). Outside a section nothing is kept: each transfer loads them.
+ */
 @inline export function xlateBegin(dom: u32): void {
+  const now = epochStretch();
+  if (dom == xDom && now == xStretch) return;
   xSerial = domainKnown(dom) ? atomic.load<u32>(dom + DOM_SERIAL) : 0;
   xMix = serialMix(xSerial);
+  xlateKey(dom);
+  xDom = (now & 1) != 0 ? dom : NO_DOM;
+  xStretch = now;
+}
+
+/**
+ * After an epoch refresh in the middle of a transfer (dma.ts charge): the stretch it began
+ * in is over, so what it loaded is checked again. A domain freed meanwhile leaves serial 0
+ * (the rest of the transfer is blocked, and its handle may since name another domain).
+ */
+@inline export function xlateRecheck(dom: u32): void {
+  if (xSerial != 0 && atomic.load<u32>(dom + DOM_SERIAL) != xSerial) {
+    xSerial = 0;
+    xDom = NO_DOM; // the next transfer loads the handle afresh
+  }
+  xlateKey(dom);
+  xStretch = epochStretch();
+}
+
+// The last translations compare their entry with xKey instead of an atomic load of the
+// counter per access. Atomic load paired with domain_invalidate's RMW.
+@inline function xlateKey(dom: u32): void {
+  const inv = xSerial != 0 ? atomic.load<u32>(dom + DOM_INV) : 0;
+  xKey = (<u64>inv << 32) | <u64>xSerial;
 }
 
 @inline function serialMix(serial: u32): u32 { return serial * 0x9e3779b1; }
@@ -114,21 +154,28 @@ export function iotlb_flush(): void {
  * access). The fast path is the last translation of the access's kind; else xlateSlow.
  */
 @inline export function xlate(dom: u32, iova: u64, write: bool, want: u64): u32 {
+  const h = xlateLast(iova, 1, write);
+  if (h != 0) return h;
+  return xlateSlow(dom, iova, write, want);
+}
+
+/**
+ * The last translation of the access's kind, when its run holds [iova, iova + len) whole: the
+ * host address of iova, with tAvail set; else 0 (the caller goes the slow way). An empty
+ * entry has run 0; a filled one has a non-zero serial, so a key match means the entry belongs
+ * to the live domain this transfer began on and no invalidation of it is due (xlateRecheck).
+ */
+@inline export function xlateLast(iova: u64, len: u32, write: bool): u32 {
   const e = write ? wEnt : rEnt;
   const off = iova - (load<u64>(e + E_TAG) & ~(<u64>E_SHIFT_MASK));
   const run = load<u32>(e + E_RUN);
-  // An empty entry has run 0; a filled one has a non-zero serial, so a match means dom is
-  // the live domain this transfer began on. Atomic load paired with domain_invalidate's RMW.
-  if (off < <u64>run && load<u32>(e + E_SERIAL) == xSerial
-    && load<u32>(e + E_INV) == atomic.load<u32>(dom + DOM_INV)) {
-    const leaf = load<u32>(e + E_LEAF);
-    if ((leaf & (write ? LEAF_W : LEAF_R)) != 0 && (!write || load<u32>(e + E_DBIT) == 0)) {
-      stat_inc(STAT_IOTLB_LAST_HITS);
-      tAvail = run - <u32>off;
-      return pool_base() + (leaf & ~LEAF_FLAGS) + <u32>off;
-    }
-  }
-  return xlateSlow(dom, iova, write, want);
+  // off is below run (so fits a u32) before len is compared with what is left of the run.
+  if (off >= <u64>run || len > run - <u32>off || load<u64>(e + E_SERIAL) != xKey) return 0;
+  const leaf = load<u32>(e + E_LEAF);
+  if ((leaf & (write ? LEAF_W : LEAF_R)) == 0 || (write && load<u32>(e + E_DBIT) != 0)) return 0;
+  stat_inc(STAT_IOTLB_LAST_HITS);
+  tAvail = run - <u32>off;
+  return pool_base() + (leaf & ~LEAF_FLAGS) + <u32>off;
 }
 
 /**
@@ -163,6 +210,8 @@ export function iotlb_flush(): void {
   // Loaded before any walk: an unmap the walk might miss bumps it past this value, so an
   // entry filled below cannot outlive that unmap. Paired with domain_invalidate's RMW.
   const inv = atomic.load<u32>(dom + DOM_INV);
+  // Newer is only stricter: the last translations now also want what this walk will see.
+  xKey = (<u64>inv << 32) | <u64>serial;
   // Entries carry the serial the transfer began with, so a reused handle never hits them.
   let shifts = load<u32>(dom + DOM_SHIFTS);
   do {

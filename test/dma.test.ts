@@ -243,6 +243,50 @@ describe("dma through a domain", () => {
     expect(c.u32[slot0]).toBe(0);
   });
 
+  it("a thread's last translations see an invalidation at its next stretch: an epoch refresh, or its next section", async () => {
+    const e = await env("x86");
+    const { c, x, dom } = e;
+    const A = 0x40000000;
+    expect(map(e, A, 0, 1, READ | WRITE)).toBe(0);
+    expect(map(e, A + 0x1000, 0x1000, 1, READ | WRITE)).toBe(0);
+    for (let i = 0; i < 64; i++) c.u8[e.host + i] = i + 1;
+    x.epoch_enter();
+    expect(x.dma_copy(dom, lo(A), hi(A), lo(A + 0x1000), hi(A), 64)).toBe(0);
+    // The raw unmap clears the leaf and bumps the counter; its caller's grace period would
+    // now wait for this stretch, in which the thread may still use what it loaded.
+    expect(x.domain_unmap(dom, lo(A), hi(A), 1)).toBe(1);
+    expect(x.epoch_quiescent(x.epoch_advance() >>> 0)).toBe(0);
+    expect(x.dma_copy(dom, lo(A), hi(A), lo(A + 0x1000), hi(A), 64)).toBe(0);
+    // A refresh ends the stretch: the next transfer translates afresh and faults.
+    x.epoch_enter();
+    let head = x.fault_head();
+    expect(x.dma_copy(dom, lo(A), hi(A), lo(A + 0x1000), hi(A), 64)).toBe(EFAULT);
+    expect(faultsSince(c, head)).toEqual([{ iova: A, write: false, reason: UNMAPPED, dom, serial: x.domain_serial(dom), slot: 0 }]);
+    x.epoch_exit();
+    // Outside a section every call is its own: a remap serves the next one, an unmap stops it.
+    expect(map(e, A, 0x2000, 1, READ)).toBe(0);
+    c.u8[e.host + 0x2000] = 0x5a;
+    expect(x.dma_copy(dom, lo(A), hi(A), lo(A + 0x1000), hi(A), 1)).toBe(0);
+    expect(c.u8[e.host + 0x1000]).toBe(0x5a);
+    expect(x.domain_unmap(dom, lo(A), hi(A), 1)).toBe(1);
+    head = x.fault_head();
+    expect(x.dma_copy(dom, lo(A), hi(A), lo(A + 0x1000), hi(A), 1)).toBe(EFAULT);
+    expect(faultsSince(c, head).map((f) => [f.iova, f.reason])).toEqual([[A, UNMAPPED]]);
+    // A handle freed and allocated again between two sections names the new domain.
+    const serial = x.domain_serial(dom);
+    expect(x.domain_free(dom)).toBe(0);
+    c.u32[c.consts.HDR_DOMAIN_HINT >>> 2] = (dom - c.consts.DOMAIN_BASE) / c.consts.DOMAIN_STRIDE; // reuse at once
+    expect(x.domain_alloc(c.consts.IOPT_X86, 0) >>> 0).toBe(dom);
+    expect(x.domain_serial(dom)).not.toBe(serial);
+    expect(map(e, A, 0x3000, 1, READ)).toBe(0);
+    expect(map(e, A + 0x1000, 0x1000, 1, READ | WRITE)).toBe(0);
+    c.u8[e.host + 0x3000] = 0xa5;
+    x.epoch_enter();
+    expect(x.dma_copy(dom, lo(A), hi(A), lo(A + 0x1000), hi(A), 1)).toBe(0);
+    x.epoch_exit();
+    expect(c.u8[e.host + 0x1000]).toBe(0xa5);
+  });
+
   it("grace period: the kernel waits for a thread in any attached slot, the highest too", async () => {
     const e = await env("x86");
     const { c, x } = e;

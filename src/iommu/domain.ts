@@ -108,7 +108,11 @@ class WasmDomain implements IommuDomain {
     const m = unit - 1;
     if ((lo & m) || (phys & m) || (length & m)) return -errno.EINVAL;
     const p = (prot.read ? this.protRead : 0) | (prot.write ? this.protWrite : 0);
-    return this.x.domain_map(this.handle, lo, iovaHi(iova), phys / unit, length / unit, p, allowLarge ? 1 : 0);
+    const rc = this.x.domain_map(this.handle, lo, iovaHi(iova), phys / unit, length / unit, p, allowLarge ? 1 : 0);
+    // A failed map rolled back the leaves it had written (and invalidated): a worker that
+    // raced into them is waited out before the caller unpins their frames.
+    if (rc < 0) synchronizeDma(this.kcore, "map");
+    return rc;
   }
 
   /** Unmaps, then waits out the grace period: no DMA reaches the range once this returns. */
@@ -131,7 +135,11 @@ class WasmDomain implements IommuDomain {
 
   setDirtyTracking(on: boolean): number {
     this.dirtyOn = on;
-    return this.x.domain_set_dirty_tracking(this.handle, on ? 1 : 0);
+    const rc = this.x.domain_set_dirty_tracking(this.handle, on ? 1 : 0);
+    // The IOTLB entries remember whether a write owes a dirty bit: once tracking is on, no
+    // worker still writes through one filled before (it drops them at its next stretch).
+    if (rc === 0) synchronizeDma(this.kcore, "dirty_tracking");
+    return rc;
   }
 
   readAndClearDirty(iova: bigint, length: bigint, pageSize: bigint, noClear: boolean, mark: (i: number) => void): number {
