@@ -19,8 +19,10 @@
 // Nothing is ever flushed: an entry whose domain counter moved on (domain_unmap,
 // domain_invalidate, dirty read-and-clear, domain_free) simply stops matching, and so does a
 // run (unmap, the only way a PTE of a run changes, bumps the counter; map never overwrites a
-// present PTE). The array is written only by the thread that owns the slot, so its words are
-// plain loads and stores.
+// present PTE). A thread reads the counter once per stretch of its grace-period section
+// (xlateBegin, xlateRecheck), which is what the grace period after every change waits for. The
+// array is written only by the thread that owns the slot, so its words are plain loads and
+// stores.
 
 import { IOTLB_BASE, IOTLB_ENTRIES, IOTLB_ENTRY_SIZE, IOTLB_SLOT_BYTES, WORKER_SLOTS } from "./layout";
 import { pool_base } from "./frames";
