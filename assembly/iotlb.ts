@@ -112,7 +112,8 @@ export function iotlb_flush(): void {
   xSerial = domainKnown(dom) ? atomic.load<u32>(dom + DOM_SERIAL) : 0;
   xMix = serialMix(xSerial);
   xlateKey(dom);
-  xDom = (now & 1) != 0 ? dom : NO_DOM;
+  // A dead handle is not kept: the kernel may allocate it without waiting for anyone.
+  xDom = (now & 1) != 0 && xSerial != 0 ? dom : NO_DOM;
   xStretch = now;
 }
 

@@ -243,7 +243,7 @@ describe("dma through a domain", () => {
     expect(c.u32[slot0]).toBe(0);
   });
 
-  it("a thread's last translations see an invalidation at its next stretch: an epoch refresh, or its next section", async () => {
+  it("a thread's last translations see an invalidation at its next stretch (an epoch refresh, or its next section), a reallocated handle at once", async () => {
     const e = await env("x86");
     const { c, x, dom } = e;
     const A = 0x40000000;
@@ -272,16 +272,21 @@ describe("dma through a domain", () => {
     head = x.fault_head();
     expect(x.dma_copy(dom, lo(A), hi(A), lo(A + 0x1000), hi(A), 1)).toBe(EFAULT);
     expect(faultsSince(c, head).map((f) => [f.iova, f.reason])).toEqual([[A, UNMAPPED]]);
-    // A handle freed and allocated again between two sections names the new domain.
+    // A handle freed and allocated again names the new domain.
     const serial = x.domain_serial(dom);
     expect(x.domain_free(dom)).toBe(0);
+    // A dead handle is blocked, and not remembered: allocated again (which waits for no one),
+    // it serves the next transfer of the same stretch.
+    x.epoch_enter();
+    head = x.fault_head();
+    expect(x.dma_copy(dom, lo(A), hi(A), lo(A + 0x1000), hi(A), 1)).toBe(EFAULT);
+    expect(faultsSince(c, head).map((f) => [f.iova, f.reason])).toEqual([[A, BLOCKED]]);
     c.u32[c.consts.HDR_DOMAIN_HINT >>> 2] = (dom - c.consts.DOMAIN_BASE) / c.consts.DOMAIN_STRIDE; // reuse at once
     expect(x.domain_alloc(c.consts.IOPT_X86, 0) >>> 0).toBe(dom);
     expect(x.domain_serial(dom)).not.toBe(serial);
     expect(map(e, A, 0x3000, 1, READ)).toBe(0);
     expect(map(e, A + 0x1000, 0x1000, 1, READ | WRITE)).toBe(0);
     c.u8[e.host + 0x3000] = 0xa5;
-    x.epoch_enter();
     expect(x.dma_copy(dom, lo(A), hi(A), lo(A + 0x1000), hi(A), 1)).toBe(0);
     x.epoch_exit();
     expect(c.u8[e.host + 0x1000]).toBe(0xa5);
