@@ -13,6 +13,7 @@ import { EFAULT, EINVAL, iova64 } from "./iopt";
 import { DEV_BASE, DEV_SLOTS, DEV_STRIDE, DEV_DOMAIN, DEV_NONE } from "./layout";
 import { xlate, xlateBegin, xlateLast, xlateRecheck, tAvail, iotlb_slot, XLATE_HOST } from "./iotlb";
 import { faultRecord } from "./fault";
+import { stat_inc, STAT_IOTLB_LAST_HITS } from "./stats";
 import { epoch_enter, epoch_exit, epochActive } from "./epoch";
 
 const EPOCH_CHUNK: u32 = 65536;
@@ -52,16 +53,16 @@ export const DMA_OP_COPY: u32 = 3;
 }
 
 /**
- * Charges n bytes to the epoch budget; refreshes the slot's epoch when it runs out. True when
- * it did: the transfer on a domain then rechecks its invalidation counter (xlateRecheck)
- * before it translates again, so nothing translated before the refresh is used after it.
+ * Charges n bytes to the epoch budget; refreshes the slot's epoch when it runs out, and then a
+ * transfer on a domain rechecks its invalidation counter (xlateRecheck) before it translates
+ * again, so nothing translated before the refresh is used after it.
  */
-@inline function charge(n: u32): bool {
+@inline function charge(identity: bool, dom: u32, n: u32): void {
   budget -= n;
-  if (budget != 0) return false;
+  if (budget != 0) return;
   epoch_enter();
   budget = EPOCH_CHUNK;
-  return true;
+  if (!identity) xlateRecheck(dom);
 }
 
 // How far ahead (bytes) a transfer asks a translation fill to look for a run of contiguous
@@ -88,9 +89,10 @@ const IDENTITY_LIMIT: u64 = 0x100000000; // the identity domain's aperture: the 
     if (len <= budget) {
       const h = xlateLast(iova, len, write);
       if (h != 0) {
+        stat_inc(STAT_IOTLB_LAST_HITS);
         if (write) memory.copy(<usize>h, <usize>host, <usize>len);
         else memory.copy(<usize>host, <usize>h, <usize>len);
-        if (charge(len)) xlateRecheck(dom);
+        charge(false, dom, len);
         return 0;
       }
     }
@@ -118,7 +120,7 @@ const IDENTITY_LIMIT: u64 = 0x100000000; // the identity domain's aperture: the 
     if (write) memory.copy(<usize>h, <usize>(host + done), <usize>n);
     else memory.copy(<usize>(host + done), <usize>h, <usize>n);
     done += n;
-    if (charge(n) && !identity) xlateRecheck(dom);
+    charge(identity, dom, n);
   }
   return 0;
 }
@@ -133,8 +135,10 @@ const IDENTITY_LIMIT: u64 = 0x100000000; // the identity domain's aperture: the 
       const from = xlateLast(src, len, false);
       const to = from != 0 ? xlateLast(dst, len, true) : 0;
       if (to != 0) {
+        stat_inc(STAT_IOTLB_LAST_HITS); // both ends
+        stat_inc(STAT_IOTLB_LAST_HITS);
         memory.copy(<usize>to, <usize>from, <usize>len);
-        if (charge(len)) xlateRecheck(dom);
+        charge(false, dom, len);
         return 0;
       }
     }
@@ -176,7 +180,7 @@ const IDENTITY_LIMIT: u64 = 0x100000000; // the identity domain's aperture: the 
     if (budget < n) n = budget;
     memory.copy(<usize>to, <usize>from, <usize>n);
     done += n;
-    if (charge(n) && !identity) xlateRecheck(dom);
+    charge(identity, dom, n);
   }
   return 0;
 }

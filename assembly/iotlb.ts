@@ -158,7 +158,10 @@ export function iotlb_flush(): void {
  */
 @inline export function xlate(dom: u32, iova: u64, write: bool, want: u64): u32 {
   const h = xlateLast(iova, 1, write);
-  if (h != 0) return h;
+  if (h != 0) {
+    stat_inc(STAT_IOTLB_LAST_HITS);
+    return h;
+  }
   return xlateSlow(dom, iova, write, want);
 }
 
@@ -167,6 +170,7 @@ export function iotlb_flush(): void {
  * host address of iova, with tAvail set; else 0 (the caller goes the slow way). An empty
  * entry has run 0; a filled one has a non-zero serial, so a key match means the entry belongs
  * to the live domain this transfer began on and no invalidation of it is due (xlateRecheck).
+ * Counted by the caller (STAT_IOTLB_LAST_HITS) once the translation is used.
  */
 @inline export function xlateLast(iova: u64, len: u32, write: bool): u32 {
   const e = write ? wEnt : rEnt;
@@ -176,7 +180,6 @@ export function iotlb_flush(): void {
   if (off >= <u64>run || len > run - <u32>off || load<u64>(e + E_SERIAL) != xKey) return 0;
   const leaf = load<u32>(e + E_LEAF);
   if ((leaf & (write ? LEAF_W : LEAF_R)) == 0 || (write && load<u32>(e + E_DBIT) != 0)) return 0;
-  stat_inc(STAT_IOTLB_LAST_HITS);
   tAvail = run - <u32>off;
   return pool_base() + (leaf & ~LEAF_FLAGS) + <u32>off;
 }
@@ -213,7 +216,8 @@ export function iotlb_flush(): void {
   // Loaded before any walk: an unmap the walk might miss bumps it past this value, so an
   // entry filled below cannot outlive that unmap. Paired with domain_invalidate's RMW.
   const inv = atomic.load<u32>(dom + DOM_INV);
-  // Newer is only stricter: the last translations now also want what this walk will see.
+  // Newer is only stricter: the probes below and the last translations from now on want
+  // what this walk will see.
   xKey = (<u64>inv << 32) | <u64>serial;
   // Entries carry the serial the transfer began with, so a reused handle never hits them.
   let shifts = load<u32>(dom + DOM_SHIFTS);
@@ -223,7 +227,7 @@ export function iotlb_flush(): void {
     const base = vpn << s;
     const e = entryFor(xMix, vpn);
     // Serial and invalidation count side by side: one 64-bit compare for both.
-    if (load<u64>(e + E_TAG) == (base | s) && load<u64>(e + E_SERIAL) == (<u64>inv << 32 | serial)) {
+    if (load<u64>(e + E_TAG) == (base | s) && load<u64>(e + E_SERIAL) == xKey) {
       stat_inc(STAT_IOTLB_HITS);
       return grant(iova, write, base, e);
     }
