@@ -16,12 +16,11 @@ import {
   iommu_hwpt_pgfault,
 } from "../uapi/iommufd.js";
 import type { File, FileOperations } from "../kernel/file.js";
-import type { IommufdCtx, UCmd } from "./iommufd_private.js";
+import { fields, type IommufdCtx, type UCmd } from "./iommufd_private.js";
 import type { AttachHandle, IommufdDevice } from "./device.js";
 
 /** enum iommu_page_response_code's FAILURE (the kernel's own; user answers are 0 or 1). */
 const IOMMU_PAGE_RESP_FAILURE = 2;
-import { fields } from "./ioas.js";
 import { IommufdObject } from "./object.js";
 
 /** One fault record of a group (struct iopf_fault, as read back in iommu_hwpt_pgfault). */

@@ -14,12 +14,12 @@ import {
   iommu_hwpt_invalidate, iommu_hwpt_invalidate_selftest, iommu_hwpt_selftest,
   iommu_hwpt_set_dirty_tracking, iommu_test_hw_info,
 } from "../uapi/iommufd.js";
-import { copyUserData, type IommufdCtx, type UCmd } from "./iommufd_private.js";
+import { copyUserData, fields, type IommufdCtx, type UCmd } from "./iommufd_private.js";
 import { setField } from "../uapi/struct.js";
 import type { IommuDomain } from "../iommu/domain.js";
 import type { IommufdDevice } from "./device.js";
 import type { IommufdFault } from "./eventq.js";
-import { fields, Ioas } from "./ioas.js";
+import { Ioas } from "./ioas.js";
 import { IommufdObject } from "./object.js";
 import { Viommu, viommuCacheInvalidate } from "./viommu.js";
 

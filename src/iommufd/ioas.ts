@@ -8,8 +8,7 @@ import {
   iommu_ioas_change_process, iommu_ioas_copy, iommu_ioas_iova_ranges, iommu_ioas_map,
   iommu_ioas_map_file, iommu_ioas_unmap, iommu_option,
 } from "../uapi/iommufd.js";
-import { getField, getU64, setField, type StructLayout } from "../uapi/struct.js";
-import type { IommufdCtx, UCmd } from "./iommufd_private.js";
+import { fields, type IommufdCtx, type UCmd } from "./iommufd_private.js";
 import { MemFd } from "../kernel/memfd.js";
 import { dmabufAttach, testDmabufFops, type TestDmaBuf } from "./dmabuf.js";
 import { O_ACCMODE, O_RDONLY } from "../uapi/posix.js";
@@ -45,18 +44,6 @@ export class Ioas extends IommufdObject {
     this.iopt.removeReserved(null);
     if (this.ctx.vfioIoas === this) this.ctx.vfioIoas = null;
   }
-}
-
-/** Field accessors over a command image (one object per call, no closures: the ioctl path). */
-class Fields<F extends string> {
-  constructor(private readonly v: DataView, private readonly layout: StructLayout<F>) {}
-  u(k: F): number { return getField(this.v, this.layout.fields[k]); }
-  u64(k: F): bigint { return getU64(this.v, this.layout.fields[k]); }
-  set(k: F, x: number | bigint): void { setField(this.v, this.layout.fields[k], x); }
-}
-
-export function fields<F extends string>(ucmd: UCmd, layout: StructLayout<F>): Fields<F> {
-  return new Fields(ucmd.view, layout);
 }
 
 // One frozen object per combination, shared by every area (the areas never change their prot).

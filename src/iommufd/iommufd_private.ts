@@ -9,31 +9,78 @@ import type { File, FileMapping, MmapRequest } from "../kernel/file.js";
 import { PAGE_SIZE } from "../kernel/mm.js";
 import type { KernelCore } from "../kernel/kernel.js";
 import type { Process } from "../kernel/process.js";
-import type { StructLayout } from "../uapi/struct.js";
+import { getField, getU64, setField, type StructLayout } from "../uapi/struct.js";
 import type { IommufdGroup } from "./device.js";
 import type { Ioas } from "./ioas.js";
 import type { Iommufd } from "./main.js";
 import { ObjectTable, type IommufdObject, type ObjType } from "./object.js";
 import { IoptPages, type PagesSource, type PinContext } from "./pages.js";
 
-/** An iommufd command in flight (the kernel's struct iommufd_ucmd). */
+/**
+ * Field accessors over a command image (the ioctl path: no closures). The u64 fields, which
+ * the uapi aligns to 8, go through a BigUint64Array: a DataView's getBigUint64 costs twice.
+ */
+export class Fields<F extends string> {
+  constructor(private readonly v: DataView, private readonly q: BigUint64Array, readonly layout: StructLayout<F>) {}
+  u(k: F): number { return getField(this.v, this.layout.fields[k]); }
+  u64(k: F): bigint {
+    const f = this.layout.fields[k];
+    return (f.off & 7) === 0 ? this.q[f.off >>> 3] : getU64(this.v, f);
+  }
+  /** A bigint into a u64 field is stored modulo 2^64, as setField does. */
+  set(k: F, x: number | bigint): void {
+    const f = this.layout.fields[k];
+    if (f.size === 8 && typeof x === "bigint" && (f.off & 7) === 0) this.q[f.off >>> 3] = x;
+    else setField(this.v, f, x);
+  }
+}
+
+/**
+ * An iommufd command in flight (the kernel's struct iommufd_ucmd). The ioctl table keeps one
+ * per op beside its struct image and points it at each call in turn (begin): the control
+ * plane runs one ioctl at a time, and two objects per call are most of an empty one's cost.
+ */
 export class UCmd {
   readonly view: DataView;
+  private readonly q: BigUint64Array;
+  /** The accessors the handler asked for last (one layout per op, so made once). */
+  private accessors: Fields<string> | null = null;
 
   constructor(
-    readonly proc: Process,
-    readonly file: File,
+    public proc: Process,
+    public file: File,
     /** User address of the argument. */
-    readonly ubuffer: number,
+    public ubuffer: number,
     /** The caller's `size`. */
-    readonly userSize: number,
-    /** The kernel's image of the struct: sizeof bytes, zero-extended. */
+    public userSize: number,
+    /**
+     * The kernel's image of the struct: sizeof bytes, zero-extended, at the start of a buffer
+     * of whole 8-byte words.
+     */
     readonly cmd: Uint8Array,
-    view?: DataView,
-    /** A Uint32Array over `cmd`'s bytes (the ioctl table's image), for word-wise copies. */
-    private readonly words?: Uint32Array,
+    /** A Uint32Array over the image's buffer, for word-wise copies. */
+    private readonly words: Uint32Array,
   ) {
-    this.view = view ?? new DataView(cmd.buffer, cmd.byteOffset, cmd.byteLength);
+    this.view = new DataView(cmd.buffer, 0, cmd.byteLength);
+    this.q = new BigUint64Array(cmd.buffer);
+  }
+
+  /** Points the command at the next call over the same image. */
+  begin(proc: Process, file: File, ubuffer: number, userSize: number): this {
+    this.proc = proc;
+    this.file = file;
+    this.ubuffer = ubuffer;
+    this.userSize = userSize;
+    return this;
+  }
+
+  /** The image's fields under `layout`. */
+  fields<F extends string>(layout: StructLayout<F>): Fields<F> {
+    const a = this.accessors;
+    if (a !== null && a.layout === layout) return a as unknown as Fields<F>;
+    const f = new Fields(this.view, this.q, layout);
+    this.accessors = f as unknown as Fields<string>;
+    return f;
   }
 
   /** A fault-injection point (failNth): true when this allocation or copy must fail. */
@@ -60,6 +107,11 @@ export class UCmd {
   respond(): number {
     return this.copyToUser(this.ubuffer, this.cmd, Math.min(this.userSize, this.cmd.length), this.words);
   }
+}
+
+/** The command's struct under `layout` (each handler reads its own). */
+export function fields<F extends string>(ucmd: UCmd, layout: StructLayout<F>): Fields<F> {
+  return ucmd.fields(layout);
 }
 
 /**

@@ -29,10 +29,10 @@ import type { Process } from "../kernel/process.js";
 import { faultAlloc } from "./eventq.js";
 import { getHwInfo, hwptAlloc, hwptGetDirtyBitmap, hwptInvalidate, hwptSetDirtyTracking } from "./hw_pagetable.js";
 import {
-  fields, ioasAllocIoctl, ioasAllowIovas, ioasChangeProcess, ioasCopy, ioasIovaRanges,
+  ioasAllocIoctl, ioasAllowIovas, ioasChangeProcess, ioasCopy, ioasIovaRanges,
   ioasMap, ioasMapFile, ioasOption, ioasUnmap,
 } from "./ioas.js";
-import { IommufdCtx, UCmd } from "./iommufd_private.js";
+import { fields, IommufdCtx, UCmd } from "./iommufd_private.js";
 import { DEFAULT_MEMORY_LIMIT } from "./selftest.js";
 import { vfioCompatIoctl, vfioIoasIoctl } from "./vfio_compat.js";
 import { hwQueueAlloc, vdeviceAlloc, veventqAlloc, viommuAlloc } from "./viommu.js";
@@ -64,8 +64,11 @@ export interface IommufdIoctlOp {
 export class IommufdIoctlTable {
   // Arrays indexed by nr (8 bits), not Maps: two lookups on every ioctl.
   private readonly byNr: (IommufdIoctlOp | undefined)[] = [];
-  /** One struct image per op, reused by every call (the control plane runs one ioctl at a time). */
-  private readonly images: ({ bytes: Uint8Array; view: DataView; words: Uint32Array } | undefined)[] = [];
+  /**
+   * One struct image per op and the command over it, reused by every call (the control plane
+   * runs one ioctl at a time).
+   */
+  private readonly images: ({ bytes: Uint8Array; words: Uint32Array; ucmd: UCmd } | undefined)[] = [];
   private readonly minNr: number;
   private maxNr: number;
 
@@ -100,15 +103,17 @@ export class IommufdIoctlTable {
     if (proc.kernel.shouldFail()) return -errno.EFAULT;
     let img = this.images[nr];
     if (!img) {
-      // Whole words behind the struct, so that the user copies can move it word by word.
-      const buf = new ArrayBuffer((op.layout.size + 3) & ~3);
+      // Whole 8-byte words behind the struct: the user copies move it word by word, and the
+      // handler reads its u64 fields as such.
+      const buf = new ArrayBuffer((op.layout.size + 7) & ~7);
       const bytes = new Uint8Array(buf, 0, op.layout.size);
-      img = { bytes, view: new DataView(buf, 0, op.layout.size), words: new Uint32Array(buf) };
+      const words = new Uint32Array(buf);
+      img = { bytes, words, ucmd: new UCmd(proc, file, arg, size, bytes, words) };
       this.images[nr] = img;
     }
-    const image = copyStructFromUser(proc, arg, op.layout.size, size, img.bytes, img.words);
-    if (typeof image === "number") return image;
-    return op.handler(ctx, new UCmd(proc, file, arg, size, image, img.view, img.words));
+    const rc = copyStructFromUser(proc, arg, op.layout.size, size, img.bytes, img.words);
+    if (typeof rc === "number") return rc;
+    return op.handler(ctx, img.ucmd.begin(proc, file, arg, size));
   }
 }
 

@@ -20,11 +20,10 @@ import {
 } from "../uapi/vfio.js";
 import type { StructLayout } from "../uapi/struct.js";
 import type { Process } from "../kernel/process.js";
-import { fields } from "./ioas.js";
 import { mapUserPages } from "./io_pagetable.js";
 import { PAGE_SIZE, ULONG_MAX } from "./iova.js";
 import type { Ioas } from "./ioas.js";
-import type { IommufdCtx, UCmd } from "./iommufd_private.js";
+import { fields, type IommufdCtx, type UCmd } from "./iommufd_private.js";
 import { capDmaAvail, capIovaRange, capPaddedSize } from "../uapi/vfio_type1_caps.js";
 
 const PAGE = BigInt(PAGE_SIZE);

@@ -19,12 +19,11 @@ import {
 } from "../uapi/iommufd.js";
 import { O_RDWR, POLLIN, POLLRDNORM } from "../uapi/posix.js";
 import type { File, FileOperations } from "../kernel/file.js";
-import { copyUserData, type IommufdCtx, type UCmd } from "./iommufd_private.js";
+import { copyUserData, fields, type IommufdCtx, type UCmd } from "./iommufd_private.js";
 import type { IommuDevice } from "../iommu/device.js";
 import type { IommufdDevice } from "./device.js";
 import { accessCreateInternal, accessDestroy, type IommufdAccess } from "./access.js";
 import type { Hwpt, HwptPaging } from "./hw_pagetable.js";
-import { fields } from "./ioas.js";
 import { addOverflow, alignUp, PAGE_SIZE } from "./iova.js";
 import { IommufdObject } from "./object.js";
 
