@@ -431,3 +431,28 @@ describe("property: domain_map / domain_unmap / iova_to_phys against a reference
   property("mock", 2, 3000);
   property("mock-huge", 3, 3000);
 });
+
+describe("WasmDomain (src/iommu/domain.ts)", () => {
+  it("takes IOVAs as numbers: one past 2^53 is EINVAL, never truncated into the aperture", async () => {
+    const { createKernel } = await import("../src/index.js");
+    const { allocDomain } = await import("../src/iommu/domain.js");
+    const kernel = await createKernel({ memoryBytes: 64 * MiB });
+    try {
+      const kc = (kernel as unknown as { kcore: import("../src/kernel/kernel.js").KernelCore }).kcore;
+      const d = allocDomain(kc, "x86", { dirtyTracking: false });
+      if (typeof d === "number") throw new Error(`allocDomain: ${d}`);
+      const rw = { read: true, write: true };
+      // 2^64 as a number: its halves would be 2^32 and 0, which the core reads as IOVA 0.
+      for (const iova of [2 ** 53 + 4096, 2 ** 64]) expect(d.map(iova, 0x10000, 4096, rw, true), String(iova)).toBe(EINVAL);
+      expect(d.iovaToPhys(0n)).toBe(-1);
+      expect(() => d.unmap(2 ** 64, 4096)).toThrow(/unmap of \[0x10000000000000000/);
+      expect(d.map(0x1000, 0x10000, 4096, rw, true)).toBe(0);
+      expect(d.iovaToPhys(0x1234n)).toBe(0x10234);
+      d.unmap(0x1000, 4096);
+      expect(d.iovaToPhys(0x1234n)).toBe(-1);
+      d.free();
+    } finally {
+      await kernel.close();
+    }
+  });
+});

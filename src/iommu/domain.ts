@@ -21,10 +21,13 @@ export interface IoDomain {
   readonly pgsizeBitmap: bigint;
   readonly apertureStart: bigint;
   readonly apertureEnd: bigint;
-  /** 0 or -errno; a failed call leaves nothing of itself mapped. */
-  map(iova: bigint, phys: number, length: number, prot: IommuProt, allowLarge: boolean): number;
+  /**
+   * 0 or -errno; a failed call leaves nothing of itself mapped. IOVAs are numbers: every
+   * aperture ends below 2^53, and a number past it, exact or not, lies outside them all.
+   */
+  map(iova: number, phys: number, length: number, prot: IommuProt, allowLarge: boolean): number;
   /** Unmaps [iova, iova+length) that earlier map calls covered. */
-  unmap(iova: bigint, length: number): void;
+  unmap(iova: number, length: number): void;
 }
 
 export interface DomainOptions {
@@ -100,15 +103,17 @@ class WasmDomain implements IommuDomain {
     this.protWrite = core.consts.IOMMU_WRITE;
   }
 
-  map(iova: bigint, phys: number, length: number, prot: IommuProt, allowLarge: boolean): number {
+  map(iova: number, phys: number, length: number, prot: IommuProt, allowLarge: boolean): number {
+    // Past 2^53 (where a number may be rounded): outside every aperture, as the core says.
+    if (!(iova <= Number.MAX_SAFE_INTEGER)) return -errno.EINVAL;
     const unit = 1 << this.shift;
     // The IO page divides 2^32: the low half of the IOVA tells its alignment.
-    const lo = iovaLo(iova);
+    const lo = lo32(iova);
     // Masks, not `%` (an fmod on doubles): phys and lo pass 2^31; all three are integers.
     const m = unit - 1;
     if ((lo & m) || (phys & m) || (length & m)) return -errno.EINVAL;
     const p = (prot.read ? this.protRead : 0) | (prot.write ? this.protWrite : 0);
-    const rc = this.x.domain_map(this.handle, lo, iovaHi(iova), phys / unit, length / unit, p, allowLarge ? 1 : 0);
+    const rc = this.x.domain_map(this.handle, lo, hi32(iova), phys / unit, length / unit, p, allowLarge ? 1 : 0);
     // A failed map rolled back the leaves it had written (and invalidated): a worker that
     // raced into them is waited out before the caller unpins their frames.
     if (rc < 0) synchronizeDma(this.kcore, "map");
@@ -116,8 +121,9 @@ class WasmDomain implements IommuDomain {
   }
 
   /** Unmaps, then waits out the grace period: no DMA reaches the range once this returns. */
-  unmap(iova: bigint, length: number): void {
-    const rc = this.x.domain_unmap(this.handle, iovaLo(iova), iovaHi(iova), length >> this.shift);
+  unmap(iova: number, length: number): void {
+    // Only what map took can be unmapped: an IOVA no aperture holds is a caller's bug.
+    const rc = iova <= Number.MAX_SAFE_INTEGER ? this.x.domain_unmap(this.handle, lo32(iova), hi32(iova), length >> this.shift) : -errno.EINVAL;
     if (rc < 0) throw new Error(`iommu domain: unmap of [0x${iova.toString(16)}, +0x${length.toString(16)}) failed (${rc})`);
     synchronizeDma(this.kcore, "unmap");
   }

@@ -103,7 +103,7 @@ export class IommufdAccess extends IommufdObject {
     const frames: number[] = [];
     for (const p of pieces) {
       // A pin of whole pages needs every area after the first to start on a page.
-      if (p !== pieces[0] && p.area.pageOffset !== 0n) return this.unpinPieces(done, -errno.EINVAL);
+      if (p !== pieces[0] && p.area.pageOffset !== 0) return this.unpinPieces(done, -errno.EINVAL);
       const rc = p.area.pages!.pinRange(p.first, p.last);
       if (rc < 0) return this.unpinPieces(done, rc);
       p.area.numAccesses++;

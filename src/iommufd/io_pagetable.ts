@@ -28,13 +28,19 @@ export class IoptArea implements Interval {
   /** Those of them held by internal accesses (a HW queue's): no unmap until they go. */
   numLocks = 0;
   readonly length: bigint;
-  /** Offset of the first byte in its page. */
-  readonly pageOffset: bigint;
+  /** Offset of the first byte in its page (below PAGE_SIZE, so a number). */
+  readonly pageOffset: number;
   /** The pages that back it, [firstPage, lastPage] (iopt_area_index, iopt_area_last_index). */
   readonly firstPage: number;
   readonly lastPage: number;
-  /** Its length as a number: it lies in pinnable memory when a domain maps it. */
+  // As numbers (Number(bigint) is a runtime call), for the paths that need a domain: exact
+  // there, since such an area lies in pinnable memory and in an aperture, both below 2^53.
+  /** Its length. */
   readonly bytes: number;
+  /** Its start, as domains take it. */
+  readonly iova: number;
+  /** startByte. */
+  readonly startOff: number;
 
   constructor(
     readonly start: bigint,
@@ -45,13 +51,16 @@ export class IoptArea implements Interval {
   ) {
     // Computed once: the map and unmap paths read them, and each bigint operation allocates.
     this.length = last - start + 1n;
-    this.pageOffset = startByte === 0n ? 0n : startByte % PAGE;
-    const sb = Number(startByte);
+    const sb = startByte === 0n ? 0 : Number(startByte);
+    this.startOff = sb;
     this.bytes = Number(this.length);
+    this.iova = Number(start);
     if (sb + this.bytes <= Number.MAX_SAFE_INTEGER) {
+      this.pageOffset = pageOff(sb);
       this.firstPage = Math.floor(sb / PAGE_SIZE);
       this.lastPage = Math.floor((sb + this.bytes - 1) / PAGE_SIZE);
     } else {
+      this.pageOffset = Number(startByte % PAGE);
       this.firstPage = Number(startByte / PAGE);
       this.lastPage = Number((startByte + this.length - 1n) / PAGE);
     }
@@ -87,6 +96,11 @@ export class IoPagetable {
     const n = Number(v);
     if (n <= Number.MAX_SAFE_INTEGER && this.alignMaskN >= 0) return (n & this.alignMaskN) !== 0;
     return (v & (this.alignment - 1n)) !== 0n;
+  }
+
+  /** The same for 0 <= n < 2^31; an alignment past that keeps only n = 0. */
+  private misalignedSmall(n: number): boolean {
+    return this.alignMaskN >= 0 ? (n & this.alignMaskN) !== 0 : n !== 0;
   }
   disableLargePages = false;
   /** The domains every area is mirrored into. */
@@ -208,7 +222,7 @@ export class IoPagetable {
     for (const s of slices) {
       if (prot.write && !s.pages.writable) { rc = -errno.EPERM; break; }
       const area = new IoptArea(cur, cur + s.length - 1n, s.startByte, prot);
-      if (this.misaligned(area.pageOffset)) { rc = -errno.EINVAL; break; }
+      if (this.misalignedSmall(area.pageOffset)) { rc = -errno.EINVAL; break; }
       this.insertArea(area);
       areas.push(area);
       if (slices.length > 1) cur += s.length;
@@ -347,7 +361,7 @@ export class IoPagetable {
   /** iopt_check_iova_alignment: every area keeps a raised alignment, or EADDRINUSE. */
   private checkAlignment(align: bigint): number {
     const m = align - 1n;
-    for (const a of this.areas) if ((a.start & m) || (a.length & m) || (a.pageOffset & m)) return -errno.EADDRINUSE;
+    for (const a of this.areas) if ((a.start & m) || (a.length & m) || (BigInt(a.pageOffset) & m)) return -errno.EADDRINUSE;
     return 0;
   }
 
@@ -396,7 +410,7 @@ export class IoPagetable {
     const allowLarge = !this.disableLargePages;
     // Byte offsets as numbers: the pages just pinned lie in memory, far below 2^53.
     let done = 0;
-    let off = Number(a.startByte);
+    let off = a.startOff;
     let left = a.bytes;
     while (left > 0) {
       const idx = Math.floor(off / PAGE_SIZE);
@@ -410,9 +424,9 @@ export class IoPagetable {
       const step = allowLarge ? run : PAGE_SIZE;
       for (let o = 0; o < run; o += step) {
         const len = Math.min(step, run - o);
-        rc = d.map(done === 0 ? a.start : a.start + BigInt(done), phys + o, len, a.prot, allowLarge);
+        rc = d.map(a.iova + done, phys + o, len, a.prot, allowLarge);
         if (rc < 0) {
-          if (done > 0) d.unmap(a.start, done);
+          if (done > 0) d.unmap(a.iova, done);
           pages.unpinRange(first, last);
           return rc;
         }
@@ -436,9 +450,9 @@ export class IoPagetable {
     while (done < len) {
       const off = start + done;
       const run = Math.min(PAGE_SIZE - (off % PAGE_SIZE), len - done);
-      const rc = d.map(a.start + BigInt(done), att.frameAt(off) * PAGE_SIZE + (off % PAGE_SIZE), run, a.prot, false);
+      const rc = d.map(a.iova + done, att.frameAt(off) * PAGE_SIZE + (off % PAGE_SIZE), run, a.prot, false);
       if (rc < 0) {
-        if (done > 0) d.unmap(a.start, done);
+        if (done > 0) d.unmap(a.iova, done);
         return rc;
       }
       done += run;
@@ -454,7 +468,7 @@ export class IoPagetable {
     if (!m) { m = new Map(); this.tracks.set(a, m); }
     let t = m.get(d);
     if (!t) {
-      t = { unmap: () => { d.unmap(a.start, Number(a.length)); this.untrack(a, d); } };
+      t = { unmap: () => { d.unmap(a.iova, a.bytes); this.untrack(a, d); } };
       m.set(d, t);
     }
     return t;
@@ -472,10 +486,10 @@ export class IoPagetable {
     if (src.kind === "dmabuf") {
       // Revoked: the revoke unmapped it already (iopt_dmabuf_untrack_domain).
       const t = this.untrack(a, d);
-      if (t) { src.attach.tracks.delete(t); d.unmap(a.start, Number(a.length)); }
+      if (t) { src.attach.tracks.delete(t); d.unmap(a.iova, a.bytes); }
       return;
     }
-    d.unmap(a.start, a.bytes);
+    d.unmap(a.iova, a.bytes);
     a.pages!.unpinRange(a.firstPage, a.lastPage);
   }
 

@@ -180,7 +180,7 @@ export class VfioIommuType1 {
     if (this.domains.length === 1) {
       this.removeAll();
     } else {
-      for (const dma of this.dmas) if (dma.pinned) d.domain.unmap(dma.iova, Number(dma.size));
+      for (const dma of this.dmas) if (dma.pinned) d.domain.unmap(Number(dma.iova), Number(dma.size));
     }
     this.domains.splice(i, 1);
     d.domain.free();
@@ -200,7 +200,7 @@ export class VfioIommuType1 {
     const done: VfioDma[] = [];
     const pinnedHere: VfioDma[] = [];
     const unwind = () => {
-      for (const dma of done) d.domain.unmap(dma.iova, Number(dma.size));
+      for (const dma of done) d.domain.unmap(Number(dma.iova), Number(dma.size));
       for (const dma of pinnedHere) { dma.pages.unpinRange(0, dma.pages.npages - 1); dma.pinned = false; }
     };
     for (const dma of this.dmas) {
@@ -224,9 +224,9 @@ export class VfioIommuType1 {
       const f = dma.pages.frameAt(i);
       let run = 1;
       while (i + run < n && dma.pages.frameAt(i + run) === f + run) run++;
-      const rc = dom.map(dma.iova + BigInt(i) * PAGE, f * PAGE_SIZE, run * PAGE_SIZE, { read: dma.read, write: dma.write }, true);
+      const rc = dom.map(Number(dma.iova) + i * PAGE_SIZE, f * PAGE_SIZE, run * PAGE_SIZE, { read: dma.read, write: dma.write }, true);
       if (rc < 0) {
-        if (i > 0) dom.unmap(dma.iova, i * PAGE_SIZE);
+        if (i > 0) dom.unmap(Number(dma.iova), i * PAGE_SIZE);
         return rc;
       }
       i += run;
@@ -309,7 +309,7 @@ export class VfioIommuType1 {
   /** vfio_remove_dma: out of every domain, unpinned and uncharged, out of the tree. */
   private removeDma(dma: VfioDma): void {
     if (dma.pinned) {
-      for (const d of this.domains) d.domain.unmap(dma.iova, Number(dma.size));
+      for (const d of this.domains) d.domain.unmap(Number(dma.iova), Number(dma.size));
       dma.pages.unpinRange(0, dma.pages.npages - 1);
       dma.pinned = false;
     }
@@ -413,7 +413,7 @@ export class VfioIommuType1 {
           done.push(d.domain);
         }
         if (rc < 0) {
-          for (const d of done) d.unmap(iova, Number(size));
+          for (const d of done) d.unmap(Number(iova), Number(size));
           pages.unpinRange(0, npages - 1);
           dma.pinned = false;
         }
