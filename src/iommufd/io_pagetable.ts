@@ -11,7 +11,7 @@ import {
 } from "./iova.js";
 import type { Process } from "../kernel/process.js";
 import type { IommufdCtx } from "./iommufd_private.js";
-import { checkPagesLength, pageCount, type IoptPages, type PagesSource } from "./pages.js";
+import { checkPagesLength, pageCount, userSource, type IoptPages, type PagesSource } from "./pages.js";
 import type { DmabufAttachment, DmabufTrack } from "./dmabuf.js";
 
 /** Where a map reports the IOVA it used (the kernel's `unsigned long *iova`), written only on success. */
@@ -622,8 +622,9 @@ export function mapUserPages(ctx: IommufdCtx, iopt: IoPagetable, proc: Process, 
   iova: bigint | null, prot: IommuProt, out: IovaOut, legacyAccounting = false): number {
   if (addOverflow(uptr, length) === null) return -errno.EOVERFLOW;
   // A page-aligned buffer (the usual one) needs no bigint arithmetic for its offset.
-  const inPage = uptr <= SAFE_BIG ? pageOff(Number(uptr)) : Number(uptr % PAGE);
+  const va = Number(uptr);
+  const inPage = uptr <= SAFE_BIG ? pageOff(va) : Number(uptr % PAGE);
   const startByte = inPage === 0 ? 0n : BigInt(inPage);
-  return mapNewPages(ctx, iopt, { kind: "user", mm: proc.mm, uptr: inPage === 0 ? uptr : uptr - startByte }, startByte, length,
-    iova, prot, proc, legacyAccounting || ctx.accountMode === "mm", out);
+  const source = userSource(proc.mm, inPage === 0 ? uptr : uptr - startByte, va - inPage);
+  return mapNewPages(ctx, iopt, source, startByte, length, iova, prot, proc, legacyAccounting || ctx.accountMode === "mm", out);
 }

@@ -17,9 +17,21 @@ import { PAGE_SIZE, ULONG_MAX } from "./iova.js";
 export type AccountMode = "none" | "user" | "mm";
 
 export type PagesSource =
-  | { kind: "user"; mm: Mm; /** page-aligned start */ uptr: bigint }
+  | {
+    kind: "user"; mm: Mm; /** page-aligned start */ uptr: bigint;
+    /**
+     * uptr as a number, for the mm: exact for every address a process maps (below TASK_SIZE);
+     * one past 2^53 is rounded, and faults all the same.
+     */
+    addr: number;
+  }
   | { kind: "file"; file: File; /** null: not shmem, never pinnable */ memfd: MemFd | null; /** page-aligned file offset */ start: bigint }
   | { kind: "dmabuf"; attach: DmabufAttachment; /** page-aligned offset into the buffer */ start: bigint };
+
+/** A user-memory source from page-aligned `uptr` (`addr`: the same as a number, if known). */
+export function userSource(mm: Mm, uptr: bigint, addr = Number(uptr)): PagesSource {
+  return { kind: "user", mm, uptr, addr };
+}
 
 /** What pinning needs from the kernel: the core, the accounting, the pin ledger. */
 export interface PinContext {
@@ -177,7 +189,7 @@ export class IoptPages {
       // batches, and every page it stops at goes through pinOne (the fault path) alone.
       while (i < end) {
         if (fast) {
-          const got = src.mm.gupFast(Number(src.uptr) + i * PAGE_SIZE, end - i, fresh, n);
+          const got = src.mm.gupFast(src.addr + i * PAGE_SIZE, end - i, fresh, n);
           n += got;
           i += got;
           if (i === end) break;
@@ -255,7 +267,7 @@ export class IoptPages {
     if (pinned >= 0) return pinned;
     const src = this.source;
     if (src.kind === "user") {
-      const leaf = src.mm.faultIn(Number(src.uptr) + i * PAGE_SIZE, write);
+      const leaf = src.mm.faultIn(src.addr + i * PAGE_SIZE, write);
       return leaf < 0 ? -errno.EFAULT : Math.floor(leaf / PAGE_SIZE);
     }
     // iopt_pages_rw_access: no CPU access to dmabuf pages.
@@ -271,7 +283,7 @@ export class IoptPages {
     if (src.kind === "user") {
       // A long-term pin: faulted in for write when writable, private file pages unshared;
       // EFAULT for device memory (VM_PFNMAP), which GUP cannot pin.
-      const at = Number(src.uptr) + i * PAGE_SIZE;
+      const at = src.addr + i * PAGE_SIZE;
       let leaf = src.mm.gupLeaf(at, this.writable);
       if (leaf < 0 && this.followPfnmap) {
         // vaddr_get_pfns: GUP failed, so a VM_PFNMAP mapping there is walked for its pfn.
@@ -356,7 +368,7 @@ export function checkPagesLength(length: bigint): number {
 }
 
 export function pageCount(startByte: bigint, length: bigint): number {
-  const end = Number(startByte) + Number(length);
+  const end = (startByte === 0n ? 0 : Number(startByte)) + Number(length);
   // Exact while the sum is a safe integer; beyond that the BigInt path.
   if (Number.isSafeInteger(end)) return Math.ceil(end / PAGE_SIZE);
   return Number((startByte + length + BigInt(PAGE_SIZE) - 1n) / BigInt(PAGE_SIZE));

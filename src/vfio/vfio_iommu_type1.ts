@@ -27,7 +27,7 @@ import { PAGE_SIZE } from "../kernel/mm.js";
 import type { Process } from "../kernel/process.js";
 import type { IommuCaps } from "../iommu/device.js";
 import { allocDomain, aperture, type IommuDomain } from "../iommu/domain.js";
-import { IoptPages, type PinContext } from "../iommufd/pages.js";
+import { IoptPages, userSource, type PinContext } from "../iommufd/pages.js";
 import type { VfioGroup } from "./group.js";
 import { capDmaAvail, capIovaRange, capMigration, capPaddedSize } from "../uapi/vfio_type1_caps.js";
 
@@ -388,7 +388,7 @@ export class VfioIommuType1 {
     // Sizes that cannot be pinned page by page here are far past any RLIMIT_MEMLOCK.
     if (size / PAGE > BigInt(Number.MAX_SAFE_INTEGER)) return -errno.ENOMEM;
     const npages = Number(size / PAGE);
-    const pages = new IoptPages({ kind: "user", mm: proc.mm, uptr: vaddr }, npages, write, proc, this.pinCtx, () => {});
+    const pages = new IoptPages(userSource(proc.mm, vaddr), npages, write, proc, this.pinCtx, () => {});
     // type1 charges locked_vm of the mapping task's mm (CAP_IPC_LOCK: nothing is charged),
     // and takes device memory (VM_PFNMAP, a BAR mmap) by pfn, uncharged (vaddr_get_pfns).
     if (pages.accountMode === "user") pages.accountMode = "mm";

@@ -11,7 +11,7 @@ import {
 } from "../../src/index.js";
 import type { Process } from "../../src/kernel/process.js";
 import type { IommufdCtx, Iommufd } from "../../src/iommufd/main.js";
-import type { IoptPages } from "../../src/iommufd/pages.js";
+import { userSource, type IoptPages } from "../../src/iommufd/pages.js";
 import type { Core } from "../../src/wasm/core.js";
 import { attach, bind, boot, ioasAlloc, ioasMapArg, IOMMU_IOAS_MAP, openIommufd } from "../vfio/util.js";
 
@@ -37,7 +37,7 @@ async function fixture(memoryBytes = 64 * MiB): Promise<Fx> {
 }
 
 function userPages(fx: Fx, va: number, npages: number, writable = true): IoptPages {
-  return fx.ctx.newPages({ kind: "user", mm: fx.proc.mm, uptr: BigInt(va) }, npages, writable, fx.proc);
+  return fx.ctx.newPages(userSource(fx.proc.mm, BigInt(va)), npages, writable, fx.proc);
 }
 
 const locked = (k: Kernel, uid: number) => (k as unknown as { kcore: { acct: { lockedOf(u: number): number } } }).kcore.acct.lockedOf(uid);

@@ -6,7 +6,7 @@ import { describe, it, expect } from "vitest";
 import { createKernel, errno, MAP_ANONYMOUS, MAP_PRIVATE, MAP_SHARED, O_RDWR, PROT_READ, PROT_WRITE, type Kernel } from "../../src/index.js";
 import type { Process } from "../../src/kernel/process.js";
 import type { IommufdCtx, Iommufd } from "../../src/iommufd/main.js";
-import type { IoptPages } from "../../src/iommufd/pages.js";
+import { userSource, type IoptPages } from "../../src/iommufd/pages.js";
 import { failNth } from "../../src/testing.js";
 
 const PG = 4096;
@@ -24,7 +24,7 @@ async function fixture(opts: Parameters<Kernel["createProcess"]>[0] = {}): Promi
 }
 
 function userPages(fx: Fx, va: number, npages: number, writable = true, proc = fx.proc): IoptPages {
-  return fx.ctx.newPages({ kind: "user", mm: proc.mm, uptr: BigInt(va) }, npages, writable, proc);
+  return fx.ctx.newPages(userSource(proc.mm, BigInt(va)), npages, writable, proc);
 }
 
 const locked = (k: Kernel, uid: number) => (k as unknown as { kcore: { acct: { lockedOf(u: number): number } } }).kcore.acct.lockedOf(uid);
