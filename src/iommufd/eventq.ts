@@ -192,7 +192,7 @@ const faultFops: FileOperations = {
  */
 export function faultAlloc(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_fault_alloc);
-  if (c.u("flags")) return -errno.EOPNOTSUPP;
+  if (c.u(c.f.flags)) return -errno.EOPNOTSUPP;
   const fault = new IommufdFault(ctx);
   let rc = ctx.objectAlloc(fault, false);
   if (rc < 0) return rc;
@@ -207,8 +207,8 @@ export function faultAlloc(ctx: IommufdCtx, ucmd: UCmd): number {
     ctx.objectAbort(fault);
     return fd;
   }
-  c.set("out_fault_id", fault.id);
-  c.set("out_fault_fd", fd);
+  c.set(c.f.out_fault_id, fault.id);
+  c.set(c.f.out_fault_fd, fd);
   rc = ucmd.respond();
   if (rc < 0) {
     // put_unused_fd + fput: the fd was never visible to the process.

@@ -204,21 +204,21 @@ function viommuHwptNestedAlloc(ctx: IommufdCtx, ucmd: UCmd, viommu: Viommu, flag
 
 export function hwptAlloc(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_hwpt_alloc);
-  if (c.u("__reserved")) return -errno.EOPNOTSUPP;
-  const noData = c.u("data_type") === IOMMU_HWPT_DATA_NONE;
-  if (noData !== (c.u("data_len") === 0)) return -errno.EINVAL;
-  const idev = ctx.getObject(c.u("dev_id"), "device") as IommufdDevice | number;
+  if (c.u(c.f.__reserved)) return -errno.EOPNOTSUPP;
+  const noData = c.u(c.f.data_type) === IOMMU_HWPT_DATA_NONE;
+  if (noData !== (c.u(c.f.data_len) === 0)) return -errno.EINVAL;
+  const idev = ctx.getObject(c.u(c.f.dev_id), "device") as IommufdDevice | number;
   if (typeof idev === "number") return idev;
   // A missing pt_id is EINVAL here, not ENOENT.
-  const pt = ctx.getObject(c.u("pt_id"));
+  const pt = ctx.getObject(c.u(c.f.pt_id));
   if (typeof pt === "number") return -errno.EINVAL;
   let hwpt: Hwpt | number;
-  const wantFault = (c.u("flags") & IOMMU_HWPT_FAULT_ID_VALID) !== 0;
+  const wantFault = (c.u(c.f.flags) & IOMMU_HWPT_FAULT_ID_VALID) !== 0;
   // The FAULT object, looked up once the HWPT exists (ENOENT then undoes it).
-  const fault = (): IommufdFault | number => ctx.getObject(c.u("fault_id"), "fault") as IommufdFault | number;
+  const fault = (): IommufdFault | number => ctx.getObject(c.u(c.f.fault_id), "fault") as IommufdFault | number;
   if (pt instanceof Ioas) {
     if (!noData) return -errno.EOPNOTSUPP;
-    hwpt = hwptPagingAlloc(ctx, pt, idev, c.u("flags"), false);
+    hwpt = hwptPagingAlloc(ctx, pt, idev, c.u(c.f.flags), false);
     if (typeof hwpt !== "number" && wantFault) {
       const f = fault();
       // (published by hwptPagingAlloc already: nothing else ran in between, so it goes as
@@ -228,7 +228,7 @@ export function hwptAlloc(ctx: IommufdCtx, ucmd: UCmd): number {
       f.users++;
     }
   } else if (pt instanceof HwptPaging || pt instanceof Viommu) {
-    const args = [c.u("flags"), c.u("data_type"), c.u("data_len"), Number(c.u64("data_uptr"))] as const;
+    const args = [c.u(c.f.flags), c.u(c.f.data_type), c.u(c.f.data_len), Number(c.u64(c.f.data_uptr))] as const;
     // A vIOMMU serves the devices of its own IOMMU instance only.
     if (pt instanceof Viommu && pt.iommuFormat !== idev.dev.caps.format) return -errno.EINVAL;
     hwpt = pt instanceof Viommu ? viommuHwptNestedAlloc(ctx, ucmd, pt, ...args) : hwptNestedAlloc(ctx, ucmd, pt, idev, ...args);
@@ -245,7 +245,7 @@ export function hwptAlloc(ctx: IommufdCtx, ucmd: UCmd): number {
     return -errno.EINVAL;
   }
   if (typeof hwpt === "number") return hwpt;
-  c.set("out_hwpt_id", hwpt.id);
+  c.set(c.f.out_hwpt_id, hwpt.id);
   const rc = ucmd.respond();
   if (rc < 0) { ctx.objects.remove(hwpt.id); return rc; }
   return 0;
@@ -253,34 +253,34 @@ export function hwptAlloc(ctx: IommufdCtx, ucmd: UCmd): number {
 
 export function getHwInfo(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_hw_info);
-  const flags = c.u("flags");
-  if ((flags & ~IOMMU_HW_INFO_FLAG_INPUT_TYPE) || c.u("__reserved[0]") || c.u("__reserved[1]") || c.u("__reserved[2]")) {
+  const flags = c.u(c.f.flags);
+  if ((flags & ~IOMMU_HW_INFO_FLAG_INPUT_TYPE) || c.u(c.f["__reserved[0]"]) || c.u(c.f["__reserved[1]"]) || c.u(c.f["__reserved[2]"])) {
     return -errno.EOPNOTSUPP;
   }
-  const idev = ctx.getObject(c.u("dev_id"), "device") as IommufdDevice | number;
+  const idev = ctx.getObject(c.u(c.f.dev_id), "device") as IommufdDevice | number;
   if (typeof idev === "number") return idev;
   // The mock IOMMU reports the selftest's registers; the x86 model has no driver-specific data.
   const mock = idev.dev.caps.format === "mock";
   const type = mock ? IOMMU_HW_INFO_TYPE_SELFTEST : IOMMU_HW_INFO_TYPE_DEFAULT;
-  const inType = c.u("in_data_type");
+  const inType = c.u(c.f.in_data_type);
   if ((flags & IOMMU_HW_INFO_FLAG_INPUT_TYPE) && inType !== type && inType !== IOMMU_HW_INFO_TYPE_DEFAULT) return -errno.EOPNOTSUPP;
   const data = new Uint8Array(mock ? iommu_test_hw_info.size : 0);
   if (mock) setField(new DataView(data.buffer), iommu_test_hw_info.fields.test_reg, IOMMU_HW_INFO_SELFTEST_REGVAL);
-  const userLen = c.u("data_len");
+  const userLen = c.u(c.f.data_len);
   if (userLen > 0) {
     // Copy what fits; zero the rest of the user's buffer.
     const out = new Uint8Array(userLen);
     out.set(data.subarray(0, Math.min(userLen, data.length)));
-    const rc = ucmd.copyToUser(Number(c.u64("data_uptr")), out);
+    const rc = ucmd.copyToUser(Number(c.u64(c.f.data_uptr)), out);
     if (rc < 0) return rc;
   }
-  c.set("data_len", data.length);
-  c.set("out_data_type", type);
+  c.set(c.f.data_len, data.length);
+  c.set(c.f.out_data_type, type);
   // ilog2(max_pasids) for a device with PASIDs (no emulated PCI device has the capability, so
   // the PCI PASID EXEC/PRIV capability bits never show).
   const maxPasids = idev.dev.maxPasids ?? 0;
-  c.set("out_max_pasid_log2", maxPasids ? 31 - Math.clz32(maxPasids) : 0);
-  c.set("out_capabilities", idev.dev.caps.dirtyTracking ? IOMMU_HW_CAP_DIRTY_TRACKING : 0);
+  c.set(c.f.out_max_pasid_log2, maxPasids ? 31 - Math.clz32(maxPasids) : 0);
+  c.set(c.f.out_capabilities, idev.dev.caps.dirtyTracking ? IOMMU_HW_CAP_DIRTY_TRACKING : 0);
   return ucmd.respond();
 }
 
@@ -298,20 +298,20 @@ function dirtyHwpt(ctx: IommufdCtx, flags: number, knownFlags: number, reserved:
 
 export function hwptSetDirtyTracking(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_hwpt_set_dirty_tracking);
-  const flags = c.u("flags");
-  const hwpt = dirtyHwpt(ctx, flags, IOMMU_HWPT_DIRTY_TRACKING_ENABLE, c.u("__reserved"), c.u("hwpt_id"));
+  const flags = c.u(c.f.flags);
+  const hwpt = dirtyHwpt(ctx, flags, IOMMU_HWPT_DIRTY_TRACKING_ENABLE, c.u(c.f.__reserved), c.u(c.f.hwpt_id));
   if (typeof hwpt === "number") return hwpt;
   return hwpt.domain.setDirtyTracking((flags & IOMMU_HWPT_DIRTY_TRACKING_ENABLE) !== 0);
 }
 
 export function hwptGetDirtyBitmap(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_hwpt_get_dirty_bitmap);
-  const flags = c.u("flags");
-  const hwpt = dirtyHwpt(ctx, flags, IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR, c.u("__reserved"), c.u("hwpt_id"));
+  const flags = c.u(c.f.flags);
+  const hwpt = dirtyHwpt(ctx, flags, IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR, c.u(c.f.__reserved), c.u(c.f.hwpt_id));
   if (typeof hwpt === "number") return hwpt;
-  const iova = c.u64("iova");
-  const length = c.u64("length");
-  const pageSize = c.u64("page_size");
+  const iova = c.u64(c.f.iova);
+  const length = c.u64(c.f.length);
+  const pageSize = c.u64(c.f.page_size);
   const last = iova + length - 1n;
   if (length === 0n || last >= 1n << 64n) return -errno.EOVERFLOW;
   const align = hwpt.ioas.iopt.iovaAlignment;
@@ -323,7 +323,7 @@ export function hwptGetDirtyBitmap(ctx: IommufdCtx, ucmd: UCmd): number {
     (i) => { bitmap[i >> 3] |= 1 << (i & 7); });
   if (rc < 0) return rc;
   // Only the bits of the range are ours to set: OR them into what the user has.
-  const at = Number(c.u64("data"));
+  const at = Number(c.u64(c.f.data));
   const cur = ucmd.copyFromUser(at, bitmap.length);
   if (typeof cur === "number") return cur;
   for (let i = 0; i < bitmap.length; i++) cur[i] |= bitmap[i];
@@ -336,20 +336,20 @@ export function hwptGetDirtyBitmap(ctx: IommufdCtx, ucmd: UCmd): number {
  */
 export function hwptInvalidate(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_hwpt_invalidate);
-  if (c.u("__reserved")) return -errno.EOPNOTSUPP;
+  if (c.u(c.f.__reserved)) return -errno.EOPNOTSUPP;
   let rc: number;
   let done = 0;
-  if (c.u("entry_num") && (!c.u64("data_uptr") || !c.u("entry_len"))) {
+  if (c.u(c.f.entry_num) && (!c.u64(c.f.data_uptr) || !c.u(c.f.entry_len))) {
     rc = -errno.EINVAL;
   } else {
-    const obj = ctx.getObject(c.u("hwpt_id"));
+    const obj = ctx.getObject(c.u(c.f.hwpt_id));
     if (typeof obj === "number") rc = obj;
     else if (obj instanceof HwptNested) {
-      const r = mockCacheInvalidateUser(ucmd, obj, c.u("data_type"), Number(c.u64("data_uptr")), c.u("entry_len"), c.u("entry_num"));
+      const r = mockCacheInvalidateUser(ucmd, obj, c.u(c.f.data_type), Number(c.u64(c.f.data_uptr)), c.u(c.f.entry_len), c.u(c.f.entry_num));
       rc = r.rc;
       done = r.done;
     } else if (obj instanceof Viommu) {
-      const r = viommuCacheInvalidate(ucmd, obj, c.u("data_type"), Number(c.u64("data_uptr")), c.u("entry_len"), c.u("entry_num"));
+      const r = viommuCacheInvalidate(ucmd, obj, c.u(c.f.data_type), Number(c.u64(c.f.data_uptr)), c.u(c.f.entry_len), c.u(c.f.entry_num));
       rc = r.rc;
       done = r.done;
     } else {
@@ -357,7 +357,7 @@ export function hwptInvalidate(ctx: IommufdCtx, ucmd: UCmd): number {
       rc = -errno.EINVAL;
     }
   }
-  c.set("entry_num", done);
+  c.set(c.f.entry_num, done);
   if (ucmd.respond() < 0) return -errno.EFAULT;
   return rc;
 }

@@ -63,21 +63,21 @@ export function ioasAlloc(ctx: IommufdCtx): Ioas | number {
 
 export function ioasAllocIoctl(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_ioas_alloc);
-  if (c.u("flags")) return -errno.EOPNOTSUPP;
+  if (c.u(c.f.flags)) return -errno.EOPNOTSUPP;
   const ioas = new Ioas(ctx);
   const rc = ctx.objectAlloc(ioas, false);
   if (rc < 0) return rc;
-  c.set("out_ioas_id", ioas.id);
+  c.set(c.f.out_ioas_id, ioas.id);
   return ctx.respondFinalize(ucmd, ioas);
 }
 
 export function ioasIovaRanges(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_ioas_iova_ranges);
-  if (c.u("__reserved")) return -errno.EOPNOTSUPP;
-  const ioas = ctx.getIoas(c.u("ioas_id"));
+  if (c.u(c.f.__reserved)) return -errno.EOPNOTSUPP;
+  const ioas = ctx.getIoas(c.u(c.f.ioas_id));
   if (typeof ioas === "number") return ioas;
-  const max = c.u("num_iovas");
-  const uptr = c.u64("allowed_iovas");
+  const max = c.u(c.f.num_iovas);
+  const uptr = c.u64(c.f.allowed_iovas);
   const ranges = ioas.iopt.validRanges();
   for (let i = 0; i < ranges.length && i < max; i++) {
     const elm = new Uint8Array(16);
@@ -87,8 +87,8 @@ export function ioasIovaRanges(ctx: IommufdCtx, ucmd: UCmd): number {
     const rc = ucmd.copyToUser(Number(uptr + BigInt(i * 16)), elm);
     if (rc < 0) return rc;
   }
-  c.set("num_iovas", ranges.length);
-  c.set("out_iova_alignment", ioas.iopt.iovaAlignment);
+  c.set(c.f.num_iovas, ranges.length);
+  c.set(c.f.out_iova_alignment, ioas.iopt.iovaAlignment);
   const rc = ucmd.respond();
   if (rc < 0) return rc;
   return ranges.length > max ? -errno.EMSGSIZE : 0;
@@ -96,12 +96,12 @@ export function ioasIovaRanges(ctx: IommufdCtx, ucmd: UCmd): number {
 
 export function ioasAllowIovas(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_ioas_allow_iovas);
-  if (c.u("__reserved")) return -errno.EOPNOTSUPP;
-  const ioas = ctx.getIoas(c.u("ioas_id"));
+  if (c.u(c.f.__reserved)) return -errno.EOPNOTSUPP;
+  const ioas = ctx.getIoas(c.u(c.f.ioas_id));
   if (typeof ioas === "number") return ioas;
-  const uptr = c.u64("allowed_iovas");
+  const uptr = c.u64(c.f.allowed_iovas);
   const list: Interval[] = [];
-  for (let i = 0; i < c.u("num_iovas"); i++) {
+  for (let i = 0; i < c.u(c.f.num_iovas); i++) {
     const b = ucmd.copyFromUser(Number(uptr + BigInt(i * 16)), 16);
     if (typeof b === "number") return b;
     const dv = new DataView(b.buffer);
@@ -129,34 +129,34 @@ const fixedIova = (flags: number, iova: bigint): bigint | null => (flags & IOMMU
 
 export function ioasMap(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_ioas_map);
-  const flags = c.u("flags");
-  const length = c.u64("length");
-  const iova = c.u64("iova");
-  const ioas = mapPrologue(ctx, flags, c.u("__reserved"), iova, length, c.u("ioas_id"));
+  const flags = c.u(c.f.flags);
+  const length = c.u64(c.f.length);
+  const iova = c.u64(c.f.iova);
+  const ioas = mapPrologue(ctx, flags, c.u(c.f.__reserved), iova, length, c.u(c.f.ioas_id));
   if (typeof ioas === "number") return ioas;
   const out = { iova: 0n };
-  const rc = mapUserPages(ctx, ioas.iopt, ucmd.proc, c.u64("user_va"), length, fixedIova(flags, iova), protOf(flags), out);
+  const rc = mapUserPages(ctx, ioas.iopt, ucmd.proc, c.u64(c.f.user_va), length, fixedIova(flags, iova), protOf(flags), out);
   if (rc < 0) return rc;
-  c.set("iova", out.iova);
+  c.set(c.f.iova, out.iova);
   return ucmd.respond();
 }
 
 export function ioasMapFile(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_ioas_map_file);
-  const flags = c.u("flags");
-  const length = c.u64("length");
-  const ioas = mapPrologue(ctx, flags, 0, c.u64("iova"), length, c.u("ioas_id"));
+  const flags = c.u(c.f.flags);
+  const length = c.u64(c.f.length);
+  const ioas = mapPrologue(ctx, flags, 0, c.u64(c.f.iova), length, c.u(c.f.ioas_id));
   if (typeof ioas === "number") return ioas;
-  const start = c.u64("start");
+  const start = c.u64(c.f.start);
   if (length === 0n) return -errno.EINVAL;
   if (addOverflow(start, length - 1n) === null) return -errno.EOVERFLOW;
-  const file = ucmd.proc.file(c.u("fd"));
+  const file = ucmd.proc.file(c.u(c.f.fd));
   if (!file) return -errno.EBADF;
   const prot = protOf(flags);
   const startByte = start % PAGE;
   // iopt_map_file_pages tries dma_buf_get first: a dmabuf needs no FMODE_WRITE.
   if (file.ops === testDmabufFops) {
-    const at = fixedIova(flags, c.u64("iova"));
+    const at = fixedIova(flags, c.u64(c.f.iova));
     // iopt_alloc_dmabuf_pages: the range must lie inside the buffer (EINVAL) first.
     if (BigInt((file.priv as TestDmaBuf).length) <= start + length - 1n) return -errno.EINVAL;
     const out = { iova: 0n };
@@ -165,7 +165,7 @@ export function ioasMapFile(ctx: IommufdCtx, ucmd: UCmd): number {
       return typeof a === "number" ? a : { kind: "dmabuf", attach: a, start: start - startByte };
     }, startByte, length, at, prot, ucmd.proc, false, out);
     if (rc < 0) return rc;
-    c.set("iova", out.iova);
+    c.set(c.f.iova, out.iova);
     return ucmd.respond();
   }
   // A writable mapping needs a file opened for writing (FMODE_WRITE).
@@ -175,41 +175,41 @@ export function ioasMapFile(ctx: IommufdCtx, ucmd: UCmd): number {
   const memfd = file.priv instanceof MemFd ? file.priv : null;
   const out = { iova: 0n };
   const rc = mapNewPages(ctx, ioas.iopt, { kind: "file", file, memfd, start: start - startByte }, startByte, length,
-    fixedIova(flags, c.u64("iova")), prot, ucmd.proc, ctx.accountMode === "mm", out);
+    fixedIova(flags, c.u64(c.f.iova)), prot, ucmd.proc, ctx.accountMode === "mm", out);
   if (rc < 0) return rc;
-  c.set("iova", out.iova);
+  c.set(c.f.iova, out.iova);
   return ucmd.respond();
 }
 
 export function ioasCopy(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_ioas_copy);
-  const flags = c.u("flags");
+  const flags = c.u(c.f.flags);
   if (flags & ~MAP_FLAGS) return -errno.EOPNOTSUPP;
-  const length = c.u64("length");
-  const srcIova = c.u64("src_iova");
-  const dstIova = c.u64("dst_iova");
+  const length = c.u64(c.f.length);
+  const srcIova = c.u64(c.f.src_iova);
+  const dstIova = c.u64(c.f.dst_iova);
   if (length >= ULONG_MAX || srcIova >= ULONG_MAX || dstIova >= ULONG_MAX) return -errno.EOVERFLOW;
   if (!(flags & (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE))) return -errno.EINVAL;
-  const src = ctx.getIoas(c.u("src_ioas_id"));
+  const src = ctx.getIoas(c.u(c.f.src_ioas_id));
   if (typeof src === "number") return src;
   const slices = src.iopt.getPages(srcIova, length);
   if (typeof slices === "number") return slices;
   const drop = (list: PagesSlice[]) => { for (const s of list) s.pages.put(); };
-  const dst = ctx.getIoas(c.u("dst_ioas_id"));
+  const dst = ctx.getIoas(c.u(c.f.dst_ioas_id));
   if (typeof dst === "number") { drop(slices); return dst; }
   const out = { iova: 0n };
   const rc = dst.iopt.mapPages(slices, length, fixedIova(flags, dstIova), protOf(flags), out);
   if (rc < 0) { drop(slices); return rc; }
-  c.set("dst_iova", out.iova);
+  c.set(c.f.dst_iova, out.iova);
   return ucmd.respond();
 }
 
 export function ioasUnmap(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_ioas_unmap);
-  const ioas = ctx.getIoas(c.u("ioas_id"));
+  const ioas = ctx.getIoas(c.u(c.f.ioas_id));
   if (typeof ioas === "number") return ioas;
-  const iova = c.u64("iova");
-  const length = c.u64("length");
+  const iova = c.u64(c.f.iova);
+  const length = c.u64(c.f.length);
   let r: { rc: number; unmapped: bigint };
   if (iova === 0n && length === ULONG_MAX) {
     r = ioas.iopt.unmapAll();
@@ -218,7 +218,7 @@ export function ioasUnmap(ctx: IommufdCtx, ucmd: UCmd): number {
     r = ioas.iopt.unmapIova(iova, length);
   }
   if (r.rc < 0) return r.rc;
-  c.set("length", r.unmapped);
+  c.set(c.f.length, r.unmapped);
   return ucmd.respond();
 }
 
@@ -239,7 +239,7 @@ function ioasOptionHugePages(ioas: Ioas, op: number, val: bigint): { rc: number;
  */
 export function ioasChangeProcess(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_ioas_change_process);
-  if (c.u("__reserved")) return -errno.EOPNOTSUPP;
+  if (c.u(c.f.__reserved)) return -errno.EOPNOTSUPP;
   const all = ctx.allIoas();
   for (const ioas of all) {
     for (const a of ioas.iopt.areas) if (a.pages && !a.pages.isFile) return -errno.EINVAL;
@@ -250,7 +250,7 @@ export function ioasChangeProcess(ctx: IommufdCtx, ucmd: UCmd): number {
 /** The option ioctl's HUGE_PAGES path: the ioas lookup comes first (ENOENT for object 0). */
 export function ioasOption(ctx: IommufdCtx, ucmd: UCmd): { rc: number; val?: bigint } {
   const c = fields(ucmd, iommu_option);
-  const ioas = ctx.getIoas(c.u("object_id"));
+  const ioas = ctx.getIoas(c.u(c.f.object_id));
   if (typeof ioas === "number") return { rc: ioas };
-  return ioasOptionHugePages(ioas, c.u("op"), c.u64("val64"));
+  return ioasOptionHugePages(ioas, c.u(c.f.op), c.u64(c.f.val64));
 }

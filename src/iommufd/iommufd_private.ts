@@ -9,7 +9,7 @@ import type { File, FileMapping, MmapRequest } from "../kernel/file.js";
 import { PAGE_SIZE } from "../kernel/mm.js";
 import type { KernelCore } from "../kernel/kernel.js";
 import type { Process } from "../kernel/process.js";
-import { getField, getU64, setField, type StructLayout } from "../uapi/struct.js";
+import { getField, getU64, setField, type Field, type StructLayout } from "../uapi/struct.js";
 import type { IommufdGroup } from "./device.js";
 import type { Ioas } from "./ioas.js";
 import type { Iommufd } from "./main.js";
@@ -17,19 +17,24 @@ import { ObjectTable, type IommufdObject, type ObjType } from "./object.js";
 import { IoptPages, type PagesSource, type PinContext } from "./pages.js";
 
 /**
- * Field accessors over a command image (the ioctl path: no closures). The u64 fields, which
- * the uapi aligns to 8, go through a BigUint64Array: a DataView's getBigUint64 costs twice.
+ * Field accessors over a command image (the ioctl path: no closures): `c.u(c.f.flags)`. The
+ * field is named at the handler's own call site, where it has one shape; a name looked up
+ * inside u() would be one lookup for the fields of every layout, which V8 serves through its
+ * megamorphic cache. The u64 fields, which the uapi aligns to 8, go through a BigUint64Array:
+ * a DataView's getBigUint64 costs twice.
  */
 export class Fields<F extends string> {
-  constructor(private readonly v: DataView, private readonly q: BigUint64Array, readonly layout: StructLayout<F>) {}
-  u(k: F): number { return getField(this.v, this.layout.fields[k]); }
-  u64(k: F): bigint {
-    const f = this.layout.fields[k];
-    return (f.off & 7) === 0 ? this.q[f.off >>> 3] : getU64(this.v, f);
+  /** The layout's fields. */
+  readonly f: { readonly [K in F]: Field };
+
+  constructor(private readonly v: DataView, private readonly q: BigUint64Array, readonly layout: StructLayout<F>) {
+    this.f = layout.fields;
   }
+
+  u(f: Field): number { return getField(this.v, f); }
+  u64(f: Field): bigint { return (f.off & 7) === 0 ? this.q[f.off >>> 3] : getU64(this.v, f); }
   /** A bigint into a u64 field is stored modulo 2^64, as setField does. */
-  set(k: F, x: number | bigint): void {
-    const f = this.layout.fields[k];
+  set(f: Field, x: number | bigint): void {
     if (f.size === 8 && typeof x === "bigint" && (f.off & 7) === 0) this.q[f.off >>> 3] = x;
     else setField(this.v, f, x);
   }

@@ -205,17 +205,18 @@ export class Iommufd {
 const ctxOf = (file: File): IommufdCtx => file.priv as IommufdCtx;
 
 function destroyIoctl(ctx: IommufdCtx, ucmd: UCmd): number {
-  return ctx.objects.remove(fields(ucmd, iommu_destroy).u("id"));
+  const c = fields(ucmd, iommu_destroy);
+  return ctx.objects.remove(c.u(c.f.id));
 }
 
 /** IOMMU_OPTION: on success only val64 is copied back. */
 function optionIoctl(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_option);
-  if (c.u("__reserved")) return -errno.EOPNOTSUPP;
+  if (c.u(c.f.__reserved)) return -errno.EOPNOTSUPP;
   let r: { rc: number; val?: bigint };
-  switch (c.u("option_id")) {
+  switch (c.u(c.f.option_id)) {
     case IOMMU_OPTION_RLIMIT_MODE:
-      r = rlimitMode(ctx, ucmd, c.u("object_id"), c.u("op"), c.u64("val64"));
+      r = rlimitMode(ctx, ucmd, c.u(c.f.object_id), c.u(c.f.op), c.u64(c.f.val64));
       break;
     case IOMMU_OPTION_HUGE_PAGES:
       r = ioasOption(ctx, ucmd);
@@ -225,7 +226,7 @@ function optionIoctl(ctx: IommufdCtx, ucmd: UCmd): number {
   }
   if (r.rc < 0) return r.rc;
   const val = new Uint8Array(8);
-  new DataView(val.buffer).setBigUint64(0, r.val ?? c.u64("val64"), true);
+  new DataView(val.buffer).setBigUint64(0, r.val ?? c.u64(c.f.val64), true);
   return ucmd.copyToUser(ucmd.ubuffer + iommu_option.fields.val64.off, val) < 0 ? -errno.EFAULT : 0;
 }
 

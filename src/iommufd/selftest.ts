@@ -141,11 +141,11 @@ function mockDomain(ctx: IommufdCtx, ucmd: UCmd, devFlags: number): number {
   const idev = iommufdDeviceBind(ctx, sobj.mock);
   if (typeof idev === "number") { ctx.objectAbort(sobj); return idev; }
   sobj.idev = idev;
-  const pt = idev.attach(c.u("id"));
+  const pt = idev.attach(c.u(c.f.id));
   if (pt < 0) { ctx.objectAbort(sobj); return pt; }
-  c.set("mock_domain.out_hwpt_id", pt);
-  c.set("mock_domain.out_stdev_id", sobj.id);
-  c.set("mock_domain.out_idev_id", idev.id);
+  c.set(c.f["mock_domain.out_hwpt_id"], pt);
+  c.set(c.f["mock_domain.out_stdev_id"], sobj.id);
+  c.set(c.f["mock_domain.out_idev_id"], idev.id);
   return ctx.respondFinalize(ucmd, sobj);
 }
 
@@ -189,19 +189,19 @@ function staccessGet(proc: Process, fd: number): SelftestAccess | number {
 
 function createAccess(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_test_cmd);
-  const flags = c.u("create_access.flags");
+  const flags = c.u(c.f["create_access.flags"]);
   if (flags & ~MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES) return -errno.EOPNOTSUPP;
   const st = new SelftestAccess();
   const stat = { mode: 0, rdev: 0, size: 0 };
   const file = ctx.kcore.newFile(staccessFops, O_RDWR, st, "anon_inode:[iommufd_test_staccess]", stat);
   if (typeof file === "number") return file;
   const needsPin = (flags & MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES) !== 0;
-  const access = accessCreate(ctx, { needsPinPages: needsPin, unmap: (iova, len) => st.unmap(iova, len) }, c.u("id"));
+  const access = accessCreate(ctx, { needsPinPages: needsPin, unmap: (iova, len) => st.unmap(iova, len) }, c.u(c.f.id));
   if (typeof access === "number") { ctx.kcore.fput(file); return access; }
   st.access = access;
   const fd = ucmd.proc.installFile(file, true);
   if (fd < 0) { ctx.kcore.fput(file); return fd; }
-  c.set("create_access.out_access_fd", fd);
+  c.set(c.f["create_access.out_access_fd"], fd);
   const rc = ucmd.respond();
   if (rc < 0) { ucmd.proc.close(fd); return rc; }
   return 0;
@@ -209,19 +209,19 @@ function createAccess(ctx: IommufdCtx, ucmd: UCmd): number {
 
 function accessPages(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_test_cmd);
-  const length = c.u64("access_pages.length");
+  const length = c.u64(c.f["access_pages.length"]);
   if (length > BigInt(ACCESS_MAX)) return -errno.ENOMEM;
-  const flags = c.u("access_pages.flags");
+  const flags = c.u(c.f["access_pages.flags"]);
   if (flags & ~(MOCK_FLAGS_ACCESS_WRITE | MOCK_FLAGS_ACCESS_SYZ)) return -errno.EOPNOTSUPP;
-  const st = staccessGet(ucmd.proc, c.u("id"));
+  const st = staccessGet(ucmd.proc, c.u(c.f.id));
   if (typeof st === "number") return st;
   const access = st.access!;
   if (!access.ops.needsPinPages) return -errno.EOPNOTSUPP;
-  const iova = c.u64("access_pages.iova");
+  const iova = c.u64(c.f["access_pages.iova"]);
   const frames = access.pinPages(iova, length, (flags & MOCK_FLAGS_ACCESS_WRITE) !== 0);
   if (typeof frames === "number") return frames;
   // The pinned pages must be the very pages the caller's memory has at uptr.
-  const uptr = Number(c.u64("access_pages.uptr"));
+  const uptr = Number(c.u64(c.f["access_pages.uptr"]));
   if (uptr) {
     const base = uptr - Number(iova % BigInt(PAGE_SIZE));
     for (let i = 0; i < frames.length; i++) {
@@ -231,7 +231,7 @@ function accessPages(ctx: IommufdCtx, ucmd: UCmd): number {
   }
   const id = st.nextId++;
   st.items.set(id, { iova, length });
-  c.set("access_pages.out_access_pages_id", id);
+  c.set(c.f["access_pages.out_access_pages_id"], id);
   const rc = ucmd.respond();
   if (rc < 0) { st.items.delete(id); access.unpinPages(iova, length); return rc; }
   return 0;
@@ -239,9 +239,9 @@ function accessPages(ctx: IommufdCtx, ucmd: UCmd): number {
 
 function destroyAccessPages(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_test_cmd);
-  const st = staccessGet(ucmd.proc, c.u("id"));
+  const st = staccessGet(ucmd.proc, c.u(c.f.id));
   if (typeof st === "number") return st;
-  const id = c.u("destroy_access_pages.access_pages_id");
+  const id = c.u(c.f["destroy_access_pages.access_pages_id"]);
   const it = st.items.get(id);
   if (!it) return -errno.ENOENT;
   st.access!.unpinPages(it.iova, it.length);
@@ -251,14 +251,14 @@ function destroyAccessPages(ctx: IommufdCtx, ucmd: UCmd): number {
 
 function accessRw(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_test_cmd);
-  const length = Number(c.u64("access_rw.length"));
+  const length = Number(c.u64(c.f["access_rw.length"]));
   if (length > ACCESS_MAX) return -errno.ENOMEM;
-  const flags = c.u("access_rw.flags");
+  const flags = c.u(c.f["access_rw.flags"]);
   if (flags & ~(MOCK_ACCESS_RW_WRITE | MOCK_ACCESS_RW_SLOW_PATH | MOCK_FLAGS_ACCESS_SYZ)) return -errno.EOPNOTSUPP;
-  const st = staccessGet(ucmd.proc, c.u("id"));
+  const st = staccessGet(ucmd.proc, c.u(c.f.id));
   if (typeof st === "number") return st;
   if (ctx.shouldFail()) return -errno.ENOMEM;
-  const uptr = Number(c.u64("access_rw.uptr"));
+  const uptr = Number(c.u64(c.f["access_rw.uptr"]));
   const write = (flags & MOCK_ACCESS_RW_WRITE) !== 0;
   let buf: Uint8Array = new Uint8Array(length);
   if (write) {
@@ -266,7 +266,7 @@ function accessRw(ctx: IommufdCtx, ucmd: UCmd): number {
     if (typeof b === "number") return -errno.EFAULT;
     buf = b;
   }
-  const rc = st.access!.rw(c.u64("access_rw.iova"), buf, write);
+  const rc = st.access!.rw(c.u64(c.f["access_rw.iova"]), buf, write);
   if (rc < 0) return rc;
   if (!write && ucmd.copyToUser(uptr, buf) < 0) return -errno.EFAULT;
   return 0;
@@ -274,10 +274,10 @@ function accessRw(ctx: IommufdCtx, ucmd: UCmd): number {
 
 function accessReplaceIoas(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_test_cmd);
-  const st = staccessGet(ucmd.proc, c.u("id"));
+  const st = staccessGet(ucmd.proc, c.u(c.f.id));
   if (typeof st === "number") return st;
   if (!st.access!.ioas) return -errno.ENOENT;
-  return st.access!.changeIoas(c.u("access_replace_ioas.ioas_id"));
+  return st.access!.changeIoas(c.u(c.f["access_replace_ioas.ioas_id"]));
 }
 
 /** The mock paging HWPT `id` (get_md_pagetable): ENOENT, or EINVAL for another format. */
@@ -290,12 +290,12 @@ function mockHwpt(ctx: IommufdCtx, id: number): HwptPaging | number {
 /** DIRTY: marks the IO pages of every set bit of the user's bitmap dirty; out_nr_dirty. */
 function dirty(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_test_cmd);
-  const iova = c.u64("dirty.iova");
-  const length = c.u64("dirty.length");
-  const pageSize = c.u64("dirty.page_size");
-  const uptr = Number(c.u64("dirty.uptr"));
+  const iova = c.u64(c.f["dirty.iova"]);
+  const length = c.u64(c.f["dirty.length"]);
+  const pageSize = c.u64(c.f["dirty.page_size"]);
+  const uptr = Number(c.u64(c.f["dirty.uptr"]));
   if (!pageSize || !length || iova % pageSize || length % pageSize || !uptr) return -errno.EINVAL;
-  const hwpt = mockHwpt(ctx, c.u("id"));
+  const hwpt = mockHwpt(ctx, c.u(c.f.id));
   if (typeof hwpt === "number") return hwpt;
   if (!hwpt.domain.dirtyEnabled) return -errno.EINVAL;
   const nbits = Number(length / pageSize);
@@ -307,18 +307,18 @@ function dirty(ctx: IommufdCtx, ucmd: UCmd): number {
     if (!(bits[i >> 3] & (1 << (i & 7)))) continue;
     if (hwpt.domain.markDirty(iova + BigInt(i) * pageSize, pageSize) > 0) count++;
   }
-  c.set("dirty.out_nr_dirty", count);
+  c.set(c.f["dirty.out_nr_dirty"], count);
   return ucmd.respond();
 }
 
 function mockDomainReplace(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_test_cmd);
-  const sobj = ctx.getObject(c.u("id"), "selftest") as SelftestObject | number;
+  const sobj = ctx.getObject(c.u(c.f.id), "selftest") as SelftestObject | number;
   if (typeof sobj === "number") return sobj;
   const idev = sobj.idev!;
-  const pt = idev.attached ? idev.replace(c.u("mock_domain_replace.pt_id")) : idev.attach(c.u("mock_domain_replace.pt_id"));
+  const pt = idev.attached ? idev.replace(c.u(c.f["mock_domain_replace.pt_id"])) : idev.attach(c.u(c.f["mock_domain_replace.pt_id"]));
   if (pt < 0) return pt;
-  c.set("mock_domain_replace.pt_id", pt);
+  c.set(c.f["mock_domain_replace.pt_id"], pt);
   return ucmd.respond();
 }
 
@@ -328,11 +328,11 @@ function mockDomainReplace(ctx: IommufdCtx, ucmd: UCmd): number {
  */
 function mdCheckMap(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_test_cmd);
-  const iova = c.u64("check_map.iova");
-  const length = Number(c.u64("check_map.length"));
-  const uptr = Number(c.u64("check_map.uptr"));
+  const iova = c.u64(c.f["check_map.iova"]);
+  const length = Number(c.u64(c.f["check_map.length"]));
+  const uptr = Number(c.u64(c.f["check_map.uptr"]));
   if (iova % BigInt(MOCK_PAGE_SIZE) || length % MOCK_PAGE_SIZE || uptr % MOCK_PAGE_SIZE) return -errno.EINVAL;
-  const hwpt = mockHwpt(ctx, c.u("id"));
+  const hwpt = mockHwpt(ctx, c.u(c.f.id));
   if (typeof hwpt === "number") return hwpt;
   for (let off = 0; off < length; off += MOCK_PAGE_SIZE) {
     const frame = ucmd.proc.mm.frameOf(uptr + off);
@@ -350,11 +350,11 @@ function mdCheckMap(ctx: IommufdCtx, ucmd: UCmd): number {
  */
 function mdCheckIotlb(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_test_cmd);
-  const hwpt = ctx.getObject(c.u("id"), "hwpt_nested") as HwptNested | number;
+  const hwpt = ctx.getObject(c.u(c.f.id), "hwpt_nested") as HwptNested | number;
   if (typeof hwpt === "number") return hwpt;
   if (hwpt.domain.format !== "mock") return -errno.EINVAL;
-  const slot = c.u("check_iotlb.id");
-  if (slot > MOCK_NESTED_DOMAIN_IOTLB_ID_MAX || hwpt.iotlb[slot] !== c.u("check_iotlb.iotlb")) return -errno.EINVAL;
+  const slot = c.u(c.f["check_iotlb.id"]);
+  if (slot > MOCK_NESTED_DOMAIN_IOTLB_ID_MAX || hwpt.iotlb[slot] !== c.u(c.f["check_iotlb.iotlb"])) return -errno.EINVAL;
   return 0;
 }
 
@@ -364,12 +364,12 @@ function mdCheckIotlb(ctx: IommufdCtx, ucmd: UCmd): number {
  */
 function triggerIopf(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_test_cmd);
-  const idev = ctx.getObject(c.u("trigger_iopf.dev_id"), "device") as IommufdDevice | number;
+  const idev = ctx.getObject(c.u(c.f["trigger_iopf.dev_id"]), "device") as IommufdDevice | number;
   if (typeof idev === "number") return idev;
-  const pasid = c.u("trigger_iopf.pasid");
+  const pasid = c.u(c.f["trigger_iopf.pasid"]);
   const fault: IopfFault = {
     flags: IOMMU_PGFAULT_FLAGS_LAST_PAGE | (pasid !== 0 ? IOMMU_PGFAULT_FLAGS_PASID_VALID : 0),
-    pasid, grpid: c.u("trigger_iopf.grpid"), perm: c.u("trigger_iopf.perm"), addr: c.u64("trigger_iopf.addr"),
+    pasid, grpid: c.u(c.f["trigger_iopf.grpid"]), perm: c.u(c.f["trigger_iopf.perm"]), addr: c.u64(c.f["trigger_iopf.addr"]),
   };
   // Another IOMMU's device has no fault handler here: its driver answers it, unseen.
   if (idev.dev instanceof MockDevice) reportDeviceFault(idev, fault, idev.dev);
@@ -388,12 +388,12 @@ function selftestIdev(ctx: IommufdCtx, id: number): IommufdDevice | number {
  */
 function pasidAttach(ctx: IommufdCtx, ucmd: UCmd, replace: boolean): number {
   const c = fields(ucmd, iommu_test_cmd);
-  const idev = selftestIdev(ctx, c.u("id"));
+  const idev = selftestIdev(ctx, c.u(c.f.id));
   if (typeof idev === "number") return idev;
-  const pasid = c.u("pasid_attach.pasid");
-  const pt = replace ? idev.replace(c.u("pasid_attach.pt_id"), pasid) : idev.attach(c.u("pasid_attach.pt_id"), pasid);
+  const pasid = c.u(c.f["pasid_attach.pasid"]);
+  const pt = replace ? idev.replace(c.u(c.f["pasid_attach.pt_id"]), pasid) : idev.attach(c.u(c.f["pasid_attach.pt_id"]), pasid);
   if (pt < 0) return pt;
-  c.set("pasid_attach.pt_id", pt);
+  c.set(c.f["pasid_attach.pt_id"], pt);
   const rc = ucmd.respond();
   if (rc < 0 && !replace) idev.detach(pasid);
   return rc;
@@ -405,10 +405,10 @@ function pasidAttach(ctx: IommufdCtx, ucmd: UCmd, replace: boolean): number {
  */
 function pasidCheckHwpt(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_test_cmd);
-  const idev = selftestIdev(ctx, c.u("id"));
+  const idev = selftestIdev(ctx, c.u(c.f.id));
   if (typeof idev === "number") return idev;
-  const attached = idev.handleAt(c.u("pasid_check.pasid"))?.hwpt ?? null;
-  const want = c.u("pasid_check.hwpt_id");
+  const attached = idev.handleAt(c.u(c.f["pasid_check.pasid"]))?.hwpt ?? null;
+  const want = c.u(c.f["pasid_check.hwpt_id"]);
   if (!want) return attached ? -errno.EINVAL : 0;
   const hwpt = ctx.getObject(want);
   if (typeof hwpt === "number") return hwpt;
@@ -424,18 +424,18 @@ export const DEFAULT_MEMORY_LIMIT = 65536;
 
 function testCmd(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_test_cmd);
-  switch (c.u("op")) {
+  switch (c.u(c.f.op)) {
     case IOMMU_TEST_OP_ADD_RESERVED: {
-      const ioas = ctx.getIoas(c.u("id"));
+      const ioas = ctx.getIoas(c.u(c.f.id));
       if (typeof ioas === "number") return ioas;
-      const start = c.u64("add_reserved.start");
-      return ioas.iopt.reserveIova(start, BigInt.asUintN(64, start + c.u64("add_reserved.length") - 1n), null);
+      const start = c.u64(c.f["add_reserved.start"]);
+      return ioas.iopt.reserveIova(start, BigInt.asUintN(64, start + c.u64(c.f["add_reserved.length"]) - 1n), null);
     }
     case IOMMU_TEST_OP_MD_CHECK_REFS: {
       // Every CPU page of the range must be pinned exactly `refs` times.
-      let uptr = Number(c.u64("check_refs.uptr"));
-      let length = Number(c.u64("check_refs.length"));
-      const refs = c.u("check_refs.refs");
+      let uptr = Number(c.u64(c.f["check_refs.uptr"]));
+      let length = Number(c.u64(c.f["check_refs.length"]));
+      const refs = c.u(c.f["check_refs.refs"]);
       if (length % PAGE_SIZE || uptr % PAGE_SIZE) return -errno.EINVAL;
       for (; length > 0; length -= PAGE_SIZE, uptr += PAGE_SIZE) {
         const frame = ucmd.proc.mm.frameOf(uptr);
@@ -447,7 +447,7 @@ function testCmd(ctx: IommufdCtx, ucmd: UCmd): number {
     case IOMMU_TEST_OP_MOCK_DOMAIN:
       return mockDomain(ctx, ucmd, 0);
     case IOMMU_TEST_OP_MOCK_DOMAIN_FLAGS:
-      return mockDomain(ctx, ucmd, c.u("mock_domain_flags.dev_flags"));
+      return mockDomain(ctx, ucmd, c.u(c.f["mock_domain_flags.dev_flags"]));
     case IOMMU_TEST_OP_MOCK_DOMAIN_REPLACE:
       return mockDomainReplace(ctx, ucmd);
     case IOMMU_TEST_OP_MD_CHECK_MAP:
@@ -463,17 +463,17 @@ function testCmd(ctx: IommufdCtx, ucmd: UCmd): number {
     case IOMMU_TEST_OP_PASID_REPLACE:
       return pasidAttach(ctx, ucmd, true);
     case IOMMU_TEST_OP_PASID_DETACH: {
-      const idev = selftestIdev(ctx, c.u("id"));
+      const idev = selftestIdev(ctx, c.u(c.f.id));
       if (typeof idev === "number") return idev;
-      idev.detach(c.u("pasid_detach.pasid"));
+      idev.detach(c.u(c.f["pasid_detach.pasid"]));
       return 0;
     }
     case IOMMU_TEST_OP_PASID_CHECK_HWPT:
       return pasidCheckHwpt(ctx, ucmd);
     case IOMMU_TEST_OP_TRIGGER_VEVENT:
-      return triggerVevent(ctx, c.u("trigger_vevent.dev_id"));
+      return triggerVevent(ctx, c.u(c.f["trigger_vevent.dev_id"]));
     case IOMMU_TEST_OP_DEV_CHECK_CACHE:
-      return devCheckCache(ctx, c.u("id"), c.u("check_dev_cache.id"), c.u("check_dev_cache.cache"));
+      return devCheckCache(ctx, c.u(c.f.id), c.u(c.f["check_dev_cache.id"]), c.u(c.f["check_dev_cache.cache"]));
     case IOMMU_TEST_OP_CREATE_ACCESS:
       return createAccess(ctx, ucmd);
     case IOMMU_TEST_OP_ACCESS_PAGES:
@@ -485,20 +485,20 @@ function testCmd(ctx: IommufdCtx, ucmd: UCmd): number {
     case IOMMU_TEST_OP_ACCESS_REPLACE_IOAS:
       return accessReplaceIoas(ctx, ucmd);
     case IOMMU_TEST_OP_SET_TEMP_MEMORY_LIMIT: {
-      const limit = c.u("memory_limit.limit");
+      const limit = c.u(c.f["memory_limit.limit"]);
       if (limit < MIN_MEMORY_LIMIT) return -errno.EINVAL;
       ctx.driver.memoryLimit = limit;
       return 0;
     }
     case IOMMU_TEST_OP_DMABUF_GET:
-      return testDmabufGet(ctx.kcore, ucmd.proc, c.u("dmabuf_get.length"), c.u("dmabuf_get.open_flags"));
+      return testDmabufGet(ctx.kcore, ucmd.proc, c.u(c.f["dmabuf_get.length"]), c.u(c.f["dmabuf_get.open_flags"]));
     case IOMMU_TEST_OP_DMABUF_REVOKE:
-      return testDmabufRevoke(ucmd.proc, c.u("dmabuf_revoke.dmabuf_fd"), c.u("dmabuf_revoke.revoked") !== 0);
+      return testDmabufRevoke(ucmd.proc, c.u(c.f["dmabuf_revoke.dmabuf_fd"]), c.u(c.f["dmabuf_revoke.revoked"]) !== 0);
     case IOMMU_TEST_OP_MD_CHECK_DMABUF: {
-      const hwpt = mockHwpt(ctx, c.u("id"));
+      const hwpt = mockHwpt(ctx, c.u(c.f.id));
       if (typeof hwpt === "number") return hwpt;
       return testMdCheckDmabuf(hwpt.domain, Number(lowestBit(hwpt.domain.pgsizeBitmap)), ucmd.proc,
-        c.u("check_dmabuf.dmabuf_fd"), c.u64("check_dmabuf.iova"), c.u64("check_dmabuf.length"), c.u64("check_dmabuf.offset"));
+        c.u(c.f["check_dmabuf.dmabuf_fd"]), c.u64(c.f["check_dmabuf.iova"]), c.u64(c.f["check_dmabuf.length"]), c.u64(c.f["check_dmabuf.offset"]));
     }
     default:
       return -errno.EOPNOTSUPP;

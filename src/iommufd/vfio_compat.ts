@@ -35,16 +35,16 @@ function compatIoas(ctx: IommufdCtx): Ioas | number {
 
 export function vfioIoasIoctl(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_vfio_ioas);
-  if (c.u("__reserved")) return -errno.EOPNOTSUPP;
-  switch (c.u("op")) {
+  if (c.u(c.f.__reserved)) return -errno.EOPNOTSUPP;
+  switch (c.u(c.f.op)) {
     case IOMMU_VFIO_IOAS_GET: {
       const ioas = compatIoas(ctx);
       if (typeof ioas === "number") return ioas;
-      c.set("ioas_id", ioas.id);
+      c.set(c.f.ioas_id, ioas.id);
       return ucmd.respond();
     }
     case IOMMU_VFIO_IOAS_SET: {
-      const ioas = ctx.getIoas(c.u("ioas_id"));
+      const ioas = ctx.getIoas(c.u(c.f.ioas_id));
       if (typeof ioas === "number") return ioas;
       ctx.vfioIoas = ioas;
       return 0;

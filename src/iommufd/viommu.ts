@@ -160,21 +160,21 @@ export class Vdevice extends IommufdObject {
  */
 export function viommuAlloc(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_viommu_alloc);
-  const type = c.u("type");
-  if (c.u("flags") || type === IOMMU_VIOMMU_TYPE_DEFAULT) return -errno.EOPNOTSUPP;
-  const idev = ctx.getObject(c.u("dev_id"), "device") as IommufdDevice | number;
+  const type = c.u(c.f.type);
+  if (c.u(c.f.flags) || type === IOMMU_VIOMMU_TYPE_DEFAULT) return -errno.EOPNOTSUPP;
+  const idev = ctx.getObject(c.u(c.f.dev_id), "device") as IommufdDevice | number;
   if (typeof idev === "number") return idev;
   if (idev.dev.caps.format !== "mock" || type !== IOMMU_VIOMMU_TYPE_SELFTEST) return -errno.EOPNOTSUPP;
-  const hwpt = ctx.getObject(c.u("hwpt_id"), "hwpt_paging") as HwptPaging | number;
+  const hwpt = ctx.getObject(c.u(c.f.hwpt_id), "hwpt_paging") as HwptPaging | number;
   if (typeof hwpt === "number") return hwpt;
   if (!hwpt.nestParent) return -errno.EINVAL;
   const viommu = new Viommu(ctx, hwpt, type);
   let rc = ctx.objectAlloc(viommu, false);
   if (rc < 0) return rc;
   hwpt.users++;
-  rc = viommu.init(ucmd, Number(c.u64("data_uptr")), c.u("data_len"));
+  rc = viommu.init(ucmd, Number(c.u64(c.f.data_uptr)), c.u(c.f.data_len));
   if (rc < 0) { ctx.objectAbort(viommu); return rc; }
-  c.set("out_viommu_id", viommu.id);
+  c.set(c.f.out_viommu_id, viommu.id);
   return ctx.respondFinalize(ucmd, viommu);
 }
 
@@ -186,10 +186,10 @@ export function viommuAlloc(ctx: IommufdCtx, ucmd: UCmd): number {
  */
 export function vdeviceAlloc(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_vdevice_alloc);
-  const virtId = c.u64("virt_id");
-  const viommu = ctx.getObject(c.u("viommu_id"), "viommu") as Viommu | number;
+  const virtId = c.u64(c.f.virt_id);
+  const viommu = ctx.getObject(c.u(c.f.viommu_id), "viommu") as Viommu | number;
   if (typeof viommu === "number") return viommu;
-  const idev = ctx.getObject(c.u("dev_id"), "device") as IommufdDevice | number;
+  const idev = ctx.getObject(c.u(c.f.dev_id), "device") as IommufdDevice | number;
   if (typeof idev === "number") return idev;
   if (viommu.iommuFormat !== idev.dev.caps.format) return -errno.EINVAL;
   if (idev.vdev) return -errno.EEXIST;
@@ -202,7 +202,7 @@ export function vdeviceAlloc(ctx: IommufdCtx, ucmd: UCmd): number {
   idev.vdev = vdev;
   if (viommu.vdevs.has(virtId)) { ctx.objectAbort(vdev); return -errno.EEXIST; }
   viommu.vdevs.set(virtId, vdev);
-  c.set("out_vdevice_id", vdev.id);
+  c.set(c.f.out_vdevice_id, vdev.id);
   return ctx.respondFinalize(ucmd, vdev);
 }
 
@@ -361,11 +361,11 @@ const veventqFops: FileOperations = {
  */
 export function veventqAlloc(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_veventq_alloc);
-  const type = c.u("type");
-  if (c.u("flags") || c.u("__reserved") || type === IOMMU_VEVENTQ_TYPE_DEFAULT) return -errno.EOPNOTSUPP;
-  const depth = c.u("veventq_depth");
+  const type = c.u(c.f.type);
+  if (c.u(c.f.flags) || c.u(c.f.__reserved) || type === IOMMU_VEVENTQ_TYPE_DEFAULT) return -errno.EOPNOTSUPP;
+  const depth = c.u(c.f.veventq_depth);
   if (!depth) return -errno.EINVAL;
-  const viommu = ctx.getObject(c.u("viommu_id"), "viommu") as Viommu | number;
+  const viommu = ctx.getObject(c.u(c.f.viommu_id), "viommu") as Viommu | number;
   if (typeof viommu === "number") return viommu;
   if (viommu.findVeventq(type)) return -errno.EEXIST;
   const q = new Veventq(ctx, viommu, type, depth);
@@ -380,8 +380,8 @@ export function veventqAlloc(ctx: IommufdCtx, ucmd: UCmd): number {
   ctx.file.refs++;
   const fd = ucmd.proc.installFile(file, true);
   if (fd < 0) { ctx.kcore.fput(file); ctx.objectAbort(q); return fd; }
-  c.set("out_veventq_id", q.id);
-  c.set("out_veventq_fd", fd);
+  c.set(c.f.out_veventq_id, q.id);
+  c.set(c.f.out_veventq_fd, fd);
   rc = ucmd.respond();
   if (rc < 0) { ucmd.proc.close(fd); ctx.objectAbort(q); return rc; }
   ctx.objectFinalize(q);
@@ -527,13 +527,13 @@ function hwQueueAllocPhys(viommu: Viommu, iova: bigint, length: bigint): { acces
  */
 export function hwQueueAlloc(ctx: IommufdCtx, ucmd: UCmd): number {
   const c = fields(ucmd, iommu_hw_queue_alloc);
-  const type = c.u("type");
-  if (c.u("flags") || type === IOMMU_HW_QUEUE_TYPE_DEFAULT) return -errno.EOPNOTSUPP;
-  const length = c.u64("length");
+  const type = c.u(c.f.type);
+  if (c.u(c.f.flags) || type === IOMMU_HW_QUEUE_TYPE_DEFAULT) return -errno.EOPNOTSUPP;
+  const length = c.u64(c.f.length);
   if (!length) return -errno.EINVAL;
-  const iova = c.u64("nesting_parent_iova");
+  const iova = c.u64(c.f.nesting_parent_iova);
   if (addOverflow(iova, length - 1n) === null) return -errno.EOVERFLOW;
-  const viommu = ctx.getObject(c.u("viommu_id"), "viommu") as Viommu | number;
+  const viommu = ctx.getObject(c.u(c.f.viommu_id), "viommu") as Viommu | number;
   if (typeof viommu === "number") return viommu;
   if (type !== IOMMU_HW_QUEUE_TYPE_SELFTEST) return -errno.EOPNOTSUPP;
   const q = new HwQueue(type);
@@ -546,8 +546,8 @@ export function hwQueueAlloc(ctx: IommufdCtx, ucmd: UCmd): number {
   q.access = phys.access;
   q.length = length;
   q.baseAddr = iova;
-  rc = q.initPhys(viommu, c.u("index"), phys.basePa);
+  rc = q.initPhys(viommu, c.u(c.f.index), phys.basePa);
   if (rc < 0) { ctx.objectAbort(q); return rc; }
-  c.set("out_hw_queue_id", q.id);
+  c.set(c.f.out_hw_queue_id, q.id);
   return ctx.respondFinalize(ucmd, q);
 }
