@@ -27,7 +27,6 @@ export class IoptArea implements Interval {
   numAccesses = 0;
   /** Those of them held by internal accesses (a HW queue's): no unmap until they go. */
   numLocks = 0;
-  readonly length: bigint;
   /** Offset of the first byte in its page (below PAGE_SIZE, so a number). */
   readonly pageOffset: number;
   /** The pages that back it, [firstPage, lastPage] (iopt_area_index, iopt_area_last_index). */
@@ -42,15 +41,17 @@ export class IoptArea implements Interval {
   /** startByte. */
   readonly startOff: number;
 
+  readonly last: bigint;
+
   constructor(
     readonly start: bigint,
-    readonly last: bigint,
+    readonly length: bigint,
     /** Offset of the area's first byte from byte 0 of its pages. */
     readonly startByte: bigint,
     readonly prot: IommuProt,
   ) {
     // Computed once: the map and unmap paths read them, and each bigint operation allocates.
-    this.length = last - start + 1n;
+    this.last = start + length - 1n;
     const sb = startByte === 0n ? 0 : Number(startByte);
     this.startOff = sb;
     this.bytes = Number(this.length);
@@ -221,7 +222,7 @@ export class IoPagetable {
     let cur = at;
     for (const s of slices) {
       if (prot.write && !s.pages.writable) { rc = -errno.EPERM; break; }
-      const area = new IoptArea(cur, cur + s.length - 1n, s.startByte, prot);
+      const area = new IoptArea(cur, s.length, s.startByte, prot);
       if (this.misalignedSmall(area.pageOffset)) { rc = -errno.EINVAL; break; }
       this.insertArea(area);
       areas.push(area);
@@ -573,8 +574,8 @@ export class IoPagetable {
     if (this.shouldFail() || this.shouldFail()) return -errno.ENOMEM;
     // A domain that may hold the area in huge IOPTEs cannot be cut.
     if (largeMapped && !this.disableLargePages) return -errno.EINVAL;
-    const lhs = new IoptArea(area.start, iova, area.startByte, area.prot);
-    const rhs = new IoptArea(newStart, area.last, area.startByteOf(newStart), area.prot);
+    const lhs = new IoptArea(area.start, newStart - area.start, area.startByte, area.prot);
+    const rhs = new IoptArea(newStart, area.last - iova, area.startByteOf(newStart), area.prot);
     lhs.pages = area.pages;
     rhs.pages = area.pages;
     area.pages.get();
