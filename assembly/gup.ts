@@ -10,10 +10,11 @@
 // special because device memory (VM_PFNMAP) has no page to pin. A writable leaf is always in a
 // writable VMA and is never a shared cache page (mm.ts installs those read-only).
 //
-// Owned by the kernel thread: the results go to GUP_BATCH, which only it uses.
+// Owned by the kernel thread: the results go to GUP_BATCH, which only it uses; gup_unpin takes
+// a batch of frames back the same way.
 
 import { GUP_BATCH, GUP_BATCH_PAGES, PAGE_SHIFT } from "./layout";
-import { frame_get } from "./frames";
+import { frame_get, frame_put } from "./frames";
 import { PTE_P, PTE_W, PTE_PS, PTE_SPECIAL, PTE_ADDR, entryAddr, indexAt } from "./radix";
 
 const PINNABLE: u32 = PTE_P | PTE_W | PTE_SPECIAL;
@@ -73,4 +74,15 @@ export function gup_fast_pin(root: u32, vaF: f64, npages: u32): u32 {
     }
   }
   return n;
+}
+
+/**
+ * unpin_user_pages: drops the frame reference of each of the first `npages` (at most
+ * GUP_BATCH_PAGES) frames the caller stored as u32 at GUP_BATCH, in one call rather than one
+ * frame_put from JS per page. Returns how many it dropped.
+ */
+export function gup_unpin(npages: u32): u32 {
+  if (npages > GUP_BATCH_PAGES) npages = GUP_BATCH_PAGES;
+  for (let i: u32 = 0; i < npages; i++) frame_put(load<u32>(GUP_BATCH + (i << 2)));
+  return npages;
 }

@@ -12,6 +12,7 @@ import type { Process } from "../kernel/process.js";
 import type { File } from "../kernel/file.js";
 import type { DmabufAttachment } from "./dmabuf.js";
 import { PAGE_SIZE, ULONG_MAX } from "./iova.js";
+import { unpinFrames } from "../kernel/gup.js";
 
 /** enum iopt_pages_account_mode. */
 export type AccountMode = "none" | "user" | "mm";
@@ -206,18 +207,13 @@ export class IoptPages {
       for (let k = 0; k < n; k++) x.frame_put(fresh[k] < 0 ? -fresh[k] - 2 : fresh[k]);
       return rc;
     }
-    // Pass 2: record them, and one more user on every page of the range.
+    // Pass 2: record them, and one more user on every page of the range, chunk by chunk.
     let k = 0;
-    let c: PinChunk | undefined;
-    for (let i = first; i <= last; i++) {
-      if ((i & (CHUNK - 1)) === 0 || i === first) c = this.chunk(i, true);
-      const j = i & (CHUNK - 1);
-      if (c!.s[CHUNK + j]++ === 0) {
-        let f = fresh[k++];
-        if (f < 0) { f = -f - 2; (this.rsvd ??= new Set()).add(i); }
-        c!.s[j] = f + 1;
-        c!.pinned++;
-      }
+    for (let i = first; i <= last;) {
+      const j0 = i & (CHUNK - 1);
+      const e = Math.min(CHUNK - 1, j0 + (last - i));
+      k = this.pinChunk(this.chunk(i, true)!, i - j0, j0, e, fresh, k);
+      i += e - j0 + 1;
     }
     if (nr > 0) {
       // Only the pinned pages go to the ledger: the reserved ones leave the list.
@@ -234,28 +230,65 @@ export class IoptPages {
   unpinRange(first: number, last: number): void {
     const gone = scratchFor(last - first + 1);
     let n = 0;
-    let c: PinChunk | undefined;
-    for (let i = first; i <= last; i++) {
-      if ((i & (CHUNK - 1)) === 0 || i === first) c = this.chunk(i, false);
-      const j = i & (CHUNK - 1);
-      if (!c || c.s[CHUNK + j] === 0) throw new Error(`iopt_pages: unpin of page ${i} that is not pinned`);
-      if (--c.s[CHUNK + j] > 0) continue;
-      if (this.rsvd?.delete(i)) {
-        // A reserved pfn: only the emulator's frame reference goes (nothing was pinned).
-        this.pin.core.x.frame_put(c.s[j] - 1);
-        this.nreserved--;
-      } else gone[n++] = c.s[j] - 1;
-      c.s[j] = 0;
-      if (--c.pinned === 0) {
+    for (let i = first; i <= last;) {
+      const j0 = i & (CHUNK - 1);
+      const e = Math.min(CHUNK - 1, j0 + (last - i));
+      const c = this.chunk(i, false);
+      if (!c) throw new Error(`iopt_pages: unpin of page ${i} that is not pinned`);
+      n = this.unpinChunk(c, i - j0, j0, e, gone, n);
+      if (c.pinned === 0) {
         this.dropChunk(Math.floor(i / CHUNK));
         if (chunkPool.length < CHUNK_POOL_MAX) chunkPool.push(c.s);
       }
+      i += e - j0 + 1;
     }
-    const x = this.pin.core.x;
-    for (let k = 0; k < n; k++) x.frame_put(gone[k]);
+    unpinFrames(this.pin.core, gone, n);
     this.uncharge(n);
     this.npinned -= n;
     this.pin.notePinned(gone, -1, n);
+  }
+
+  // The per-page loops of a pin and an unpin, one chunk per call: a function this small is
+  // optimised once and stays so, where a loop over a whole area inside pinRange or unpinRange
+  // runs each call until on-stack replacement, and is thrown back to the interpreter when the
+  // code after it meets a path the first run never took.
+
+  /**
+   * One more user on pages [j0, e] of chunk `c` (page `base + j`): a page nobody pinned takes
+   * the next frame of `fresh` from `k` (a reserved pfn encoded as in pinRange). The next k.
+   */
+  private pinChunk(c: PinChunk, base: number, j0: number, e: number, fresh: Int32Array, k: number): number {
+    const s = c.s;
+    let added = 0;
+    for (let j = j0; j <= e; j++) {
+      if (s[CHUNK + j]++ !== 0) continue;
+      let f = fresh[k++];
+      if (f < 0) { f = -f - 2; (this.rsvd ??= new Set()).add(base + j); }
+      s[j] = f + 1;
+      added++;
+    }
+    c.pinned += added;
+    return k;
+  }
+
+  /**
+   * One user fewer on pages [j0, e] of chunk `c` (page `base + j`): the frames of pages no user
+   * needs any more go to `gone` from `n` (a reserved pfn drops its reference here). The next n.
+   */
+  private unpinChunk(c: PinChunk, base: number, j0: number, e: number, gone: Int32Array, n: number): number {
+    const s = c.s;
+    for (let j = j0; j <= e; j++) {
+      if (s[CHUNK + j] === 0) throw new Error(`iopt_pages: unpin of page ${base + j} that is not pinned`);
+      if (--s[CHUNK + j] > 0) continue;
+      if (this.rsvd?.delete(base + j)) {
+        // A reserved pfn: only the emulator's frame reference goes (nothing was pinned).
+        this.pin.core.x.frame_put(s[j] - 1);
+        this.nreserved--;
+      } else gone[n++] = s[j] - 1;
+      s[j] = 0;
+      c.pinned--;
+    }
+    return n;
   }
 
   /**

@@ -2,6 +2,24 @@
 // keeps in each folio's refcount (in units of GUP_PIN_COUNTING_BIAS), and their sum. It is mm
 // state, not a driver's: iommufd's iopt_pages and legacy type1 both record their pins here.
 
+import type { Core } from "../wasm/core.js";
+
+/**
+ * unpin_user_pages: drops one frame reference on each of the first `n` of `frames`, through
+ * the core's pin batch (assembly/gup.ts gup_unpin) a batch at a time.
+ */
+export function unpinFrames(core: Core, frames: Int32Array, n: number): void {
+  const { x, u32, consts } = core;
+  const at = consts.GUP_BATCH >>> 2;
+  for (let done = 0; done < n;) {
+    const m = Math.min(n - done, consts.GUP_BATCH_PAGES);
+    // A short batch by hand: a subarray would allocate per call (T9 unpins one page).
+    if (m < 16) for (let k = 0; k < m; k++) u32[at + k] = frames[done + k];
+    else u32.set(frames.subarray(done, done + m), at);
+    done += x.gup_unpin(m);
+  }
+}
+
 export class PinLedger {
   /** Long-term DMA pins per frame; allocated at the first pin. */
   private pins: Int32Array | null = null;
