@@ -57,6 +57,16 @@ const CHUNK = 1 << CHUNK_SHIFT;
 interface PinChunk { s: Int32Array; pinned: number }
 
 /**
+ * How many entries of a chunk's frames from j0 to e (each frame + 1) are base + j: a run's
+ * test one chunk per call (see pinChunk for why the loops are cut so).
+ */
+function contigIn(s: Int32Array, j0: number, e: number, base: number): number {
+  let j = j0;
+  while (j <= e && s[j] === base + j) j++;
+  return j - j0;
+}
+
+/**
  * Chunk arrays given back when their last pin went: all zeros again by then, so they are
  * reused as they are (a typed-array allocation per map is most of a small map's cost).
  */
@@ -138,14 +148,18 @@ export class IoptPages {
    * one domain map call can take.
    */
   contigFrames(index: number, max: number): number {
-    let c: PinChunk | undefined;
-    let want = 0;
+    const c0 = this.chunk(index, false);
+    // frame + 1 of the first page; pages after it must hold this plus their distance.
+    const first = c0 ? c0.s[index & (CHUNK - 1)] : 0;
     let n = 0;
-    for (let i = index; n < max; i++, n++) {
-      if (n === 0 || (i & (CHUNK - 1)) === 0) c = this.chunk(i, false);
-      const f = (c ? c.s[i & (CHUNK - 1)] : 0) - 1;
-      if (n > 0 && f !== want) break;
-      want = f + 1;
+    while (n < max) {
+      const i = index + n;
+      const j0 = i & (CHUNK - 1);
+      const e = Math.min(CHUNK - 1, j0 + (max - n - 1));
+      const c = n === 0 ? c0 : this.chunk(i, false);
+      const got = c ? contigIn(c.s, j0, e, first + n - j0) : 0;
+      n += got;
+      if (got < e - j0 + 1) return n === 0 ? 1 : n;
     }
     return n;
   }

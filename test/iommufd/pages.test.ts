@@ -53,6 +53,34 @@ describe("iopt_pages pinning", () => {
     pages.put();
   });
 
+  it("contigFrames counts the run of consecutive frames from any page, across chunks and up to its cap", async () => {
+    const fx = await fixture();
+    const n = 300;
+    const va = fx.proc.mmap(0, n * PG, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    // Faulted in as [0, 100), [200, 300), [100, 200): frame runs break at pages 100 and 200.
+    for (const [a, b] of [[0, 100], [200, 300], [100, 200]]) {
+      for (let i = a; i < b; i++) expect(fx.proc.writeMemory(va + i * PG, new Uint8Array([1]))).toBe(0);
+    }
+    const pages = userPages(fx, va, n);
+    expect(pages.pinRange(0, n - 1)).toBe(0);
+    const model = (i: number, max: number) => {
+      let k = 1;
+      while (k < max && pages.frameAt(i + k) === pages.frameAt(i) + k) k++;
+      return Math.min(k, max);
+    };
+    let breaks = 0;
+    for (let i = 1; i < n; i++) if (pages.frameAt(i) !== pages.frameAt(i - 1) + 1) breaks++;
+    expect(breaks).toBeGreaterThanOrEqual(2);
+    for (const i of [0, 1, 63, 64, 99, 100, 127, 150, 199, 200, 255, 299]) {
+      for (const max of [1, 2, 37, 64, 65, 130, n - i]) {
+        if (i + max > n) continue;
+        expect(pages.contigFrames(i, max), `${i} ${max}`).toBe(model(i, max));
+      }
+    }
+    pages.unpinRange(0, n - 1);
+    pages.put();
+  });
+
   it("pins the same frames the process sees, and keeps them after munmap", async () => {
     const fx = await fixture();
     const va = fx.proc.mmap(0, 2 * PG, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
