@@ -6,7 +6,7 @@
 import { errno } from "../uapi/errno.js";
 import type { IoDomain, IommuProt } from "../iommu/domain.js";
 import {
-  addOverflow, holes, HPAGE_SIZE, intersects, lowestBit, PAGE_SIZE, pageOff, pow2ceil,
+  addOverflow, holes, u64Number, HPAGE_SIZE, intersects, lowestBit, PAGE_SIZE, pageOff, pow2ceil,
   ULONG_MAX, usedSpans, type Interval,
 } from "./iova.js";
 import type { Process } from "../kernel/process.js";
@@ -18,7 +18,6 @@ import type { DmabufAttachment, DmabufTrack } from "./dmabuf.js";
 export interface IovaOut { iova: bigint }
 
 const PAGE = BigInt(PAGE_SIZE);
-const SAFE_BIG = BigInt(Number.MAX_SAFE_INTEGER);
 
 export class IoptArea implements Interval {
   /** null while the map that creates it is in progress (an UNMAP that meets it gets EBUSY). */
@@ -52,10 +51,10 @@ export class IoptArea implements Interval {
   ) {
     // Computed once: the map and unmap paths read them, and each bigint operation allocates.
     this.last = start + length - 1n;
-    const sb = startByte === 0n ? 0 : Number(startByte);
+    const sb = startByte === 0n ? 0 : u64Number(startByte);
     this.startOff = sb;
-    this.bytes = Number(this.length);
-    this.iova = Number(start);
+    this.bytes = u64Number(length);
+    this.iova = u64Number(start);
     if (sb + this.bytes <= Number.MAX_SAFE_INTEGER) {
       this.pageOffset = pageOff(sb);
       this.firstPage = Math.floor(sb / PAGE_SIZE);
@@ -94,7 +93,7 @@ export class IoPagetable {
 
   /** v & (alignment - 1) != 0: on the number while v is exact as one (a bigint & allocates). */
   private misaligned(v: bigint): boolean {
-    const n = Number(v);
+    const n = u64Number(v);
     if (n <= Number.MAX_SAFE_INTEGER && this.alignMaskN >= 0) return (n & this.alignMaskN) !== 0;
     return (v & (this.alignment - 1n)) !== 0n;
   }
@@ -623,8 +622,8 @@ export function mapUserPages(ctx: IommufdCtx, iopt: IoPagetable, proc: Process, 
   iova: bigint | null, prot: IommuProt, out: IovaOut, legacyAccounting = false): number {
   if (addOverflow(uptr, length) === null) return -errno.EOVERFLOW;
   // A page-aligned buffer (the usual one) needs no bigint arithmetic for its offset.
-  const va = Number(uptr);
-  const inPage = uptr <= SAFE_BIG ? pageOff(va) : Number(uptr % PAGE);
+  const va = u64Number(uptr);
+  const inPage = va <= Number.MAX_SAFE_INTEGER ? pageOff(va) : Number(uptr % PAGE);
   const startByte = inPage === 0 ? 0n : BigInt(inPage);
   const source = userSource(proc.mm, inPage === 0 ? uptr : uptr - startByte, va - inPage);
   return mapNewPages(ctx, iopt, source, startByte, length, iova, prot, proc, legacyAccounting || ctx.accountMode === "mm", out);

@@ -8,6 +8,16 @@ export const HPAGE_SIZE = 2n * 1024n * 1024n;
 
 const u64 = (v: bigint): bigint => BigInt.asUintN(64, v);
 
+// Number(v) of a u64 is a call into V8's runtime; its two halves through a 64-bit cell and one
+// sum give the same correctly rounded double without it.
+const cell = new BigUint64Array(1);
+const halves = new Uint32Array(cell.buffer);
+/** Number(v) for 0 <= v < 2^64 (exact below 2^53). */
+export function u64Number(v: bigint): number {
+  cell[0] = v;
+  return halves[0] + halves[1] * 0x100000000;
+}
+
 /** roundup_pow_of_two for 0 < v < 2^63. */
 export function pow2ceil(v: bigint): bigint {
   let p = 1n;

@@ -11,7 +11,7 @@ import type { MemFd } from "../kernel/memfd.js";
 import type { Process } from "../kernel/process.js";
 import type { File } from "../kernel/file.js";
 import type { DmabufAttachment } from "./dmabuf.js";
-import { PAGE_SIZE, ULONG_MAX } from "./iova.js";
+import { PAGE_SIZE, u64Number, ULONG_MAX } from "./iova.js";
 import { unpinFrames } from "../kernel/gup.js";
 
 /** enum iopt_pages_account_mode. */
@@ -415,7 +415,7 @@ export function checkPagesLength(length: bigint): number {
 }
 
 export function pageCount(startByte: bigint, length: bigint): number {
-  const end = (startByte === 0n ? 0 : Number(startByte)) + Number(length);
+  const end = (startByte === 0n ? 0 : u64Number(startByte)) + u64Number(length);
   // Exact while the sum is a safe integer; beyond that the BigInt path.
   if (Number.isSafeInteger(end)) return Math.ceil(end / PAGE_SIZE);
   return Number((startByte + length + BigInt(PAGE_SIZE) - 1n) / BigInt(PAGE_SIZE));

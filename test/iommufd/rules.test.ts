@@ -582,3 +582,16 @@ describe("lazy pinning (no domain)", () => {
     teardown(fx);
   });
 });
+
+describe("u64Number (iova.ts)", () => {
+  it("is Number(v) for every u64: edge values and random ones, rounding past 2^53 included", async () => {
+    const { u64Number } = await import("../../src/iommufd/iova.js");
+    const { prng } = await import("../toolkit/prng.js");
+    const edges = [0n, 1n, 0xffffffffn, 0x100000000n, (1n << 53n) - 1n, 1n << 53n, (1n << 53n) + 1n, (1n << 53n) + 3n,
+      (1n << 63n) + 1025n, (1n << 64n) - 1n, (1n << 64n) - 2049n, (1n << 64n) - 2048n];
+    const r = prng(15);
+    const word = () => BigInt(r.int(0x10000)) << 16n | BigInt(r.int(0x10000));
+    const random = Array.from({ length: 10000 }, () => (word() << 32n | word()) >> BigInt(r.int(64)));
+    for (const v of [...edges, ...random]) expect(u64Number(v), v.toString(16)).toBe(Number(v));
+  });
+});
