@@ -42,8 +42,9 @@ export class Fields<F extends string> {
 
 /**
  * An iommufd command in flight (the kernel's struct iommufd_ucmd). The ioctl table keeps one
- * per op beside its struct image and points it at each call in turn (begin): the control
- * plane runs one ioctl at a time, and two objects per call are most of an empty one's cost.
+ * per op beside its struct image and points it at each call in turn (begin), as it reuses the
+ * image: the control plane runs one ioctl at a time, so a call allocates neither. Handlers
+ * read proc, file, ubuffer and userSize; only begin sets them.
  */
 export class UCmd {
   readonly view: DataView;
