@@ -7,6 +7,9 @@ import {
   MiB, GiB, NONE, EINVAL, EEXIST, ENOMEM, READ, WRITE, lo, hi, Model, type Run, setFailNth,
 } from "./iommu_util.js";
 import { prng } from "./toolkit/prng.js";
+import { createKernel } from "../src/index.js";
+import { allocDomain } from "../src/iommu/domain.js";
+import type { KernelCore } from "../src/kernel/kernel.js";
 
 const P = 1, R = 2, W = 4, D = 8;
 const leafShift = (w: number) => (w >>> 4) & 31;
@@ -434,11 +437,9 @@ describe("property: domain_map / domain_unmap / iova_to_phys against a reference
 
 describe("WasmDomain (src/iommu/domain.ts)", () => {
   it("takes IOVAs as numbers: one past 2^53 is EINVAL, never truncated into the aperture", async () => {
-    const { createKernel } = await import("../src/index.js");
-    const { allocDomain } = await import("../src/iommu/domain.js");
     const kernel = await createKernel({ memoryBytes: 64 * MiB });
     try {
-      const kc = (kernel as unknown as { kcore: import("../src/kernel/kernel.js").KernelCore }).kcore;
+      const kc = (kernel as unknown as { kcore: KernelCore }).kcore;
       const d = allocDomain(kc, "x86", { dirtyTracking: false });
       if (typeof d === "number") throw new Error(`allocDomain: ${d}`);
       const rw = { read: true, write: true };

@@ -122,8 +122,10 @@ class WasmDomain implements IommuDomain {
 
   /** Unmaps, then waits out the grace period: no DMA reaches the range once this returns. */
   unmap(iova: number, length: number): void {
-    // Only what map took can be unmapped: an IOVA no aperture holds is a caller's bug.
-    const rc = iova <= Number.MAX_SAFE_INTEGER ? this.x.domain_unmap(this.handle, lo32(iova), hi32(iova), length >> this.shift) : -errno.EINVAL;
+    // Only what map took can be unmapped: an IOVA no aperture holds is a caller's bug (and
+    // past 2^53 its halves would name another IOVA).
+    const ok = iova <= Number.MAX_SAFE_INTEGER;
+    const rc = ok ? this.x.domain_unmap(this.handle, lo32(iova), hi32(iova), length >> this.shift) : -errno.EINVAL;
     if (rc < 0) throw new Error(`iommu domain: unmap of [0x${iova.toString(16)}, +0x${length.toString(16)}) failed (${rc})`);
     synchronizeDma(this.kcore, "unmap");
   }

@@ -16,7 +16,7 @@ import {
   iommu_hwpt_pgfault,
 } from "../uapi/iommufd.js";
 import type { File, FileOperations } from "../kernel/file.js";
-import { fields, type IommufdCtx, type UCmd } from "./iommufd_private.js";
+import type { IommufdCtx, UCmd } from "./iommufd_private.js";
 import type { AttachHandle, IommufdDevice } from "./device.js";
 
 /** enum iommu_page_response_code's FAILURE (the kernel's own; user answers are 0 or 1). */
@@ -191,7 +191,7 @@ const faultFops: FileOperations = {
  * the object is published.
  */
 export function faultAlloc(ctx: IommufdCtx, ucmd: UCmd): number {
-  const c = fields(ucmd, iommu_fault_alloc);
+  const c = ucmd.fields(iommu_fault_alloc);
   if (c.u(c.f.flags)) return -errno.EOPNOTSUPP;
   const fault = new IommufdFault(ctx);
   let rc = ctx.objectAlloc(fault, false);

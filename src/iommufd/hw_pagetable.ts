@@ -14,7 +14,7 @@ import {
   iommu_hwpt_invalidate, iommu_hwpt_invalidate_selftest, iommu_hwpt_selftest,
   iommu_hwpt_set_dirty_tracking, iommu_test_hw_info,
 } from "../uapi/iommufd.js";
-import { copyUserData, fields, type IommufdCtx, type UCmd } from "./iommufd_private.js";
+import { copyUserData, type IommufdCtx, type UCmd } from "./iommufd_private.js";
 import { setField } from "../uapi/struct.js";
 import type { IommuDomain } from "../iommu/domain.js";
 import type { IommufdDevice } from "./device.js";
@@ -203,7 +203,7 @@ function viommuHwptNestedAlloc(ctx: IommufdCtx, ucmd: UCmd, viommu: Viommu, flag
 }
 
 export function hwptAlloc(ctx: IommufdCtx, ucmd: UCmd): number {
-  const c = fields(ucmd, iommu_hwpt_alloc);
+  const c = ucmd.fields(iommu_hwpt_alloc);
   if (c.u(c.f.__reserved)) return -errno.EOPNOTSUPP;
   const noData = c.u(c.f.data_type) === IOMMU_HWPT_DATA_NONE;
   if (noData !== (c.u(c.f.data_len) === 0)) return -errno.EINVAL;
@@ -252,7 +252,7 @@ export function hwptAlloc(ctx: IommufdCtx, ucmd: UCmd): number {
 }
 
 export function getHwInfo(ctx: IommufdCtx, ucmd: UCmd): number {
-  const c = fields(ucmd, iommu_hw_info);
+  const c = ucmd.fields(iommu_hw_info);
   const flags = c.u(c.f.flags);
   if ((flags & ~IOMMU_HW_INFO_FLAG_INPUT_TYPE) || c.u(c.f["__reserved[0]"]) || c.u(c.f["__reserved[1]"]) || c.u(c.f["__reserved[2]"])) {
     return -errno.EOPNOTSUPP;
@@ -297,7 +297,7 @@ function dirtyHwpt(ctx: IommufdCtx, flags: number, knownFlags: number, reserved:
 }
 
 export function hwptSetDirtyTracking(ctx: IommufdCtx, ucmd: UCmd): number {
-  const c = fields(ucmd, iommu_hwpt_set_dirty_tracking);
+  const c = ucmd.fields(iommu_hwpt_set_dirty_tracking);
   const flags = c.u(c.f.flags);
   const hwpt = dirtyHwpt(ctx, flags, IOMMU_HWPT_DIRTY_TRACKING_ENABLE, c.u(c.f.__reserved), c.u(c.f.hwpt_id));
   if (typeof hwpt === "number") return hwpt;
@@ -305,7 +305,7 @@ export function hwptSetDirtyTracking(ctx: IommufdCtx, ucmd: UCmd): number {
 }
 
 export function hwptGetDirtyBitmap(ctx: IommufdCtx, ucmd: UCmd): number {
-  const c = fields(ucmd, iommu_hwpt_get_dirty_bitmap);
+  const c = ucmd.fields(iommu_hwpt_get_dirty_bitmap);
   const flags = c.u(c.f.flags);
   const hwpt = dirtyHwpt(ctx, flags, IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR, c.u(c.f.__reserved), c.u(c.f.hwpt_id));
   if (typeof hwpt === "number") return hwpt;
@@ -335,7 +335,7 @@ export function hwptGetDirtyBitmap(ctx: IommufdCtx, ucmd: UCmd): number {
  * written back on every path after the reserved-field check.
  */
 export function hwptInvalidate(ctx: IommufdCtx, ucmd: UCmd): number {
-  const c = fields(ucmd, iommu_hwpt_invalidate);
+  const c = ucmd.fields(iommu_hwpt_invalidate);
   if (c.u(c.f.__reserved)) return -errno.EOPNOTSUPP;
   let rc: number;
   let done = 0;

@@ -37,7 +37,7 @@ export class IoptArea implements Interval {
   readonly bytes: number;
   /** Its start, as domains take it. */
   readonly iova: number;
-  /** startByte. */
+  /** Its startByte. */
   readonly startOff: number;
 
   readonly last: bigint;
@@ -51,7 +51,7 @@ export class IoptArea implements Interval {
   ) {
     // Computed once: the map and unmap paths read them, and each bigint operation allocates.
     this.last = start + length - 1n;
-    const sb = startByte === 0n ? 0 : u64Number(startByte);
+    const sb = u64Number(startByte);
     this.startOff = sb;
     this.bytes = u64Number(length);
     this.iova = u64Number(start);
@@ -625,6 +625,6 @@ export function mapUserPages(ctx: IommufdCtx, iopt: IoPagetable, proc: Process, 
   const va = u64Number(uptr);
   const inPage = va <= Number.MAX_SAFE_INTEGER ? pageOff(va) : Number(uptr % PAGE);
   const startByte = inPage === 0 ? 0n : BigInt(inPage);
-  const source = userSource(proc.mm, inPage === 0 ? uptr : uptr - startByte, va - inPage);
+  const source = userSource(proc.mm, inPage === 0 ? uptr : uptr - startByte);
   return mapNewPages(ctx, iopt, source, startByte, length, iova, prot, proc, legacyAccounting || ctx.accountMode === "mm", out);
 }

@@ -8,7 +8,7 @@ import {
   iommu_ioas_change_process, iommu_ioas_copy, iommu_ioas_iova_ranges, iommu_ioas_map,
   iommu_ioas_map_file, iommu_ioas_unmap, iommu_option,
 } from "../uapi/iommufd.js";
-import { fields, type IommufdCtx, type UCmd } from "./iommufd_private.js";
+import type { IommufdCtx, UCmd } from "./iommufd_private.js";
 import { MemFd } from "../kernel/memfd.js";
 import { dmabufAttach, testDmabufFops, type TestDmaBuf } from "./dmabuf.js";
 import { O_ACCMODE, O_RDONLY } from "../uapi/posix.js";
@@ -62,7 +62,7 @@ export function ioasAlloc(ctx: IommufdCtx): Ioas | number {
 }
 
 export function ioasAllocIoctl(ctx: IommufdCtx, ucmd: UCmd): number {
-  const c = fields(ucmd, iommu_ioas_alloc);
+  const c = ucmd.fields(iommu_ioas_alloc);
   if (c.u(c.f.flags)) return -errno.EOPNOTSUPP;
   const ioas = new Ioas(ctx);
   const rc = ctx.objectAlloc(ioas, false);
@@ -72,7 +72,7 @@ export function ioasAllocIoctl(ctx: IommufdCtx, ucmd: UCmd): number {
 }
 
 export function ioasIovaRanges(ctx: IommufdCtx, ucmd: UCmd): number {
-  const c = fields(ucmd, iommu_ioas_iova_ranges);
+  const c = ucmd.fields(iommu_ioas_iova_ranges);
   if (c.u(c.f.__reserved)) return -errno.EOPNOTSUPP;
   const ioas = ctx.getIoas(c.u(c.f.ioas_id));
   if (typeof ioas === "number") return ioas;
@@ -95,7 +95,7 @@ export function ioasIovaRanges(ctx: IommufdCtx, ucmd: UCmd): number {
 }
 
 export function ioasAllowIovas(ctx: IommufdCtx, ucmd: UCmd): number {
-  const c = fields(ucmd, iommu_ioas_allow_iovas);
+  const c = ucmd.fields(iommu_ioas_allow_iovas);
   if (c.u(c.f.__reserved)) return -errno.EOPNOTSUPP;
   const ioas = ctx.getIoas(c.u(c.f.ioas_id));
   if (typeof ioas === "number") return ioas;
@@ -128,7 +128,7 @@ function mapPrologue(ctx: IommufdCtx, flags: number, reserved: number, iova: big
 const fixedIova = (flags: number, iova: bigint): bigint | null => (flags & IOMMU_IOAS_MAP_FIXED_IOVA ? iova : null);
 
 export function ioasMap(ctx: IommufdCtx, ucmd: UCmd): number {
-  const c = fields(ucmd, iommu_ioas_map);
+  const c = ucmd.fields(iommu_ioas_map);
   const flags = c.u(c.f.flags);
   const length = c.u64(c.f.length);
   const iova = c.u64(c.f.iova);
@@ -142,7 +142,7 @@ export function ioasMap(ctx: IommufdCtx, ucmd: UCmd): number {
 }
 
 export function ioasMapFile(ctx: IommufdCtx, ucmd: UCmd): number {
-  const c = fields(ucmd, iommu_ioas_map_file);
+  const c = ucmd.fields(iommu_ioas_map_file);
   const flags = c.u(c.f.flags);
   const length = c.u64(c.f.length);
   const ioas = mapPrologue(ctx, flags, 0, c.u64(c.f.iova), length, c.u(c.f.ioas_id));
@@ -182,7 +182,7 @@ export function ioasMapFile(ctx: IommufdCtx, ucmd: UCmd): number {
 }
 
 export function ioasCopy(ctx: IommufdCtx, ucmd: UCmd): number {
-  const c = fields(ucmd, iommu_ioas_copy);
+  const c = ucmd.fields(iommu_ioas_copy);
   const flags = c.u(c.f.flags);
   if (flags & ~MAP_FLAGS) return -errno.EOPNOTSUPP;
   const length = c.u64(c.f.length);
@@ -205,7 +205,7 @@ export function ioasCopy(ctx: IommufdCtx, ucmd: UCmd): number {
 }
 
 export function ioasUnmap(ctx: IommufdCtx, ucmd: UCmd): number {
-  const c = fields(ucmd, iommu_ioas_unmap);
+  const c = ucmd.fields(iommu_ioas_unmap);
   const ioas = ctx.getIoas(c.u(c.f.ioas_id));
   if (typeof ioas === "number") return ioas;
   const iova = c.u64(c.f.iova);
@@ -238,7 +238,7 @@ function ioasOptionHugePages(ioas: Ioas, op: number, val: bigint): { rc: number;
  * A user-VA area anywhere in the context makes it EINVAL with nothing changed.
  */
 export function ioasChangeProcess(ctx: IommufdCtx, ucmd: UCmd): number {
-  const c = fields(ucmd, iommu_ioas_change_process);
+  const c = ucmd.fields(iommu_ioas_change_process);
   if (c.u(c.f.__reserved)) return -errno.EOPNOTSUPP;
   const all = ctx.allIoas();
   for (const ioas of all) {
@@ -249,7 +249,7 @@ export function ioasChangeProcess(ctx: IommufdCtx, ucmd: UCmd): number {
 
 /** The option ioctl's HUGE_PAGES path: the ioas lookup comes first (ENOENT for object 0). */
 export function ioasOption(ctx: IommufdCtx, ucmd: UCmd): { rc: number; val?: bigint } {
-  const c = fields(ucmd, iommu_option);
+  const c = ucmd.fields(iommu_option);
   const ioas = ctx.getIoas(c.u(c.f.object_id));
   if (typeof ioas === "number") return { rc: ioas };
   return ioasOptionHugePages(ioas, c.u(c.f.op), c.u64(c.f.val64));

@@ -115,11 +115,6 @@ export class UCmd {
   }
 }
 
-/** The command's struct under `layout` (each handler reads its own). */
-export function fields<F extends string>(ucmd: UCmd, layout: StructLayout<F>): Fields<F> {
-  return ucmd.fields(layout);
-}
-
 /**
  * iommu_copy_struct_from_user for a driver's user data (an HWPT's, a vIOMMU's, an invalidation
  * entry's): the type, then min <= data_len <= sizeof, then the copy.

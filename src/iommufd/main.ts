@@ -32,7 +32,7 @@ import {
   ioasAllocIoctl, ioasAllowIovas, ioasChangeProcess, ioasCopy, ioasIovaRanges,
   ioasMap, ioasMapFile, ioasOption, ioasUnmap,
 } from "./ioas.js";
-import { fields, IommufdCtx, UCmd } from "./iommufd_private.js";
+import { IommufdCtx, UCmd } from "./iommufd_private.js";
 import { DEFAULT_MEMORY_LIMIT } from "./selftest.js";
 import { vfioCompatIoctl, vfioIoasIoctl } from "./vfio_compat.js";
 import { hwQueueAlloc, vdeviceAlloc, veventqAlloc, viommuAlloc } from "./viommu.js";
@@ -205,13 +205,13 @@ export class Iommufd {
 const ctxOf = (file: File): IommufdCtx => file.priv as IommufdCtx;
 
 function destroyIoctl(ctx: IommufdCtx, ucmd: UCmd): number {
-  const c = fields(ucmd, iommu_destroy);
+  const c = ucmd.fields(iommu_destroy);
   return ctx.objects.remove(c.u(c.f.id));
 }
 
 /** IOMMU_OPTION: on success only val64 is copied back. */
 function optionIoctl(ctx: IommufdCtx, ucmd: UCmd): number {
-  const c = fields(ucmd, iommu_option);
+  const c = ucmd.fields(iommu_option);
   if (c.u(c.f.__reserved)) return -errno.EOPNOTSUPP;
   let r: { rc: number; val?: bigint };
   switch (c.u(c.f.option_id)) {

@@ -29,9 +29,9 @@ export type PagesSource =
   | { kind: "file"; file: File; /** null: not shmem, never pinnable */ memfd: MemFd | null; /** page-aligned file offset */ start: bigint }
   | { kind: "dmabuf"; attach: DmabufAttachment; /** page-aligned offset into the buffer */ start: bigint };
 
-/** A user-memory source from page-aligned `uptr` (`addr`: the same as a number, if known). */
-export function userSource(mm: Mm, uptr: bigint, addr = Number(uptr)): PagesSource {
-  return { kind: "user", mm, uptr, addr };
+/** A user-memory source from page-aligned `uptr`. */
+export function userSource(mm: Mm, uptr: bigint): PagesSource {
+  return { kind: "user", mm, uptr, addr: u64Number(uptr) };
 }
 
 /** What pinning needs from the kernel: the core, the accounting, the pin ledger. */
@@ -148,18 +148,18 @@ export class IoptPages {
    * one domain map call can take.
    */
   contigFrames(index: number, max: number): number {
-    const c0 = this.chunk(index, false);
-    // frame + 1 of the first page; pages after it must hold this plus their distance.
-    const first = c0 ? c0.s[index & (CHUNK - 1)] : 0;
-    let n = 0;
+    if (max <= 0) return 0;
+    // frame + 1 of the first page (0: not pinned); page index + n must hold that plus n.
+    const first = this.frameAt(index) + 1;
+    let n = 1;
     while (n < max) {
       const i = index + n;
       const j0 = i & (CHUNK - 1);
       const e = Math.min(CHUNK - 1, j0 + (max - n - 1));
-      const c = n === 0 ? c0 : this.chunk(i, false);
+      const c = this.chunk(i, false);
       const got = c ? contigIn(c.s, j0, e, first + n - j0) : 0;
       n += got;
-      if (got < e - j0 + 1) return n === 0 ? 1 : n;
+      if (got < e - j0 + 1) break;
     }
     return n;
   }
@@ -415,7 +415,7 @@ export function checkPagesLength(length: bigint): number {
 }
 
 export function pageCount(startByte: bigint, length: bigint): number {
-  const end = (startByte === 0n ? 0 : u64Number(startByte)) + u64Number(length);
+  const end = u64Number(startByte) + u64Number(length);
   // Exact while the sum is a safe integer; beyond that the BigInt path.
   if (Number.isSafeInteger(end)) return Math.ceil(end / PAGE_SIZE);
   return Number((startByte + length + BigInt(PAGE_SIZE) - 1n) / BigInt(PAGE_SIZE));

@@ -23,7 +23,7 @@ import { O_RDWR } from "../uapi/posix.js";
 import type { File, FileOperations } from "../kernel/file.js";
 import type { Process } from "../kernel/process.js";
 import { accessCreate, accessDestroy, type IommufdAccess } from "./access.js";
-import { fields, type IommufdCtx, type UCmd } from "./iommufd_private.js";
+import type { IommufdCtx, UCmd } from "./iommufd_private.js";
 import type { IommuCaps, IommuDevice } from "../iommu/device.js";
 import { iommufdDeviceBind, type IommufdDevice } from "./device.js";
 import { reportDeviceFault, type IopfDevice, type IopfFault, type IopfGroup } from "./eventq.js";
@@ -129,7 +129,7 @@ class SelftestObject extends IommufdObject {
 }
 
 function mockDomain(ctx: IommufdCtx, ucmd: UCmd, devFlags: number): number {
-  const c = fields(ucmd, iommu_test_cmd);
+  const c = ucmd.fields(iommu_test_cmd);
   if (devFlags & ~MOCK_DEV_FLAGS) return -errno.EINVAL;
   const driver = ctx.driver;
   const mockId = driver.mockIds.alloc();
@@ -188,7 +188,7 @@ function staccessGet(proc: Process, fd: number): SelftestAccess | number {
 }
 
 function createAccess(ctx: IommufdCtx, ucmd: UCmd): number {
-  const c = fields(ucmd, iommu_test_cmd);
+  const c = ucmd.fields(iommu_test_cmd);
   const flags = c.u(c.f["create_access.flags"]);
   if (flags & ~MOCK_FLAGS_ACCESS_CREATE_NEEDS_PIN_PAGES) return -errno.EOPNOTSUPP;
   const st = new SelftestAccess();
@@ -208,7 +208,7 @@ function createAccess(ctx: IommufdCtx, ucmd: UCmd): number {
 }
 
 function accessPages(ctx: IommufdCtx, ucmd: UCmd): number {
-  const c = fields(ucmd, iommu_test_cmd);
+  const c = ucmd.fields(iommu_test_cmd);
   const length = c.u64(c.f["access_pages.length"]);
   if (length > BigInt(ACCESS_MAX)) return -errno.ENOMEM;
   const flags = c.u(c.f["access_pages.flags"]);
@@ -238,7 +238,7 @@ function accessPages(ctx: IommufdCtx, ucmd: UCmd): number {
 }
 
 function destroyAccessPages(ctx: IommufdCtx, ucmd: UCmd): number {
-  const c = fields(ucmd, iommu_test_cmd);
+  const c = ucmd.fields(iommu_test_cmd);
   const st = staccessGet(ucmd.proc, c.u(c.f.id));
   if (typeof st === "number") return st;
   const id = c.u(c.f["destroy_access_pages.access_pages_id"]);
@@ -250,7 +250,7 @@ function destroyAccessPages(ctx: IommufdCtx, ucmd: UCmd): number {
 }
 
 function accessRw(ctx: IommufdCtx, ucmd: UCmd): number {
-  const c = fields(ucmd, iommu_test_cmd);
+  const c = ucmd.fields(iommu_test_cmd);
   const length = Number(c.u64(c.f["access_rw.length"]));
   if (length > ACCESS_MAX) return -errno.ENOMEM;
   const flags = c.u(c.f["access_rw.flags"]);
@@ -273,7 +273,7 @@ function accessRw(ctx: IommufdCtx, ucmd: UCmd): number {
 }
 
 function accessReplaceIoas(ctx: IommufdCtx, ucmd: UCmd): number {
-  const c = fields(ucmd, iommu_test_cmd);
+  const c = ucmd.fields(iommu_test_cmd);
   const st = staccessGet(ucmd.proc, c.u(c.f.id));
   if (typeof st === "number") return st;
   if (!st.access!.ioas) return -errno.ENOENT;
@@ -289,7 +289,7 @@ function mockHwpt(ctx: IommufdCtx, id: number): HwptPaging | number {
 
 /** DIRTY: marks the IO pages of every set bit of the user's bitmap dirty; out_nr_dirty. */
 function dirty(ctx: IommufdCtx, ucmd: UCmd): number {
-  const c = fields(ucmd, iommu_test_cmd);
+  const c = ucmd.fields(iommu_test_cmd);
   const iova = c.u64(c.f["dirty.iova"]);
   const length = c.u64(c.f["dirty.length"]);
   const pageSize = c.u64(c.f["dirty.page_size"]);
@@ -312,7 +312,7 @@ function dirty(ctx: IommufdCtx, ucmd: UCmd): number {
 }
 
 function mockDomainReplace(ctx: IommufdCtx, ucmd: UCmd): number {
-  const c = fields(ucmd, iommu_test_cmd);
+  const c = ucmd.fields(iommu_test_cmd);
   const sobj = ctx.getObject(c.u(c.f.id), "selftest") as SelftestObject | number;
   if (typeof sobj === "number") return sobj;
   const idev = sobj.idev!;
@@ -327,7 +327,7 @@ function mockDomainReplace(ctx: IommufdCtx, ucmd: UCmd): number {
  * domain, to the physical address behind the same offset of `uptr`.
  */
 function mdCheckMap(ctx: IommufdCtx, ucmd: UCmd): number {
-  const c = fields(ucmd, iommu_test_cmd);
+  const c = ucmd.fields(iommu_test_cmd);
   const iova = c.u64(c.f["check_map.iova"]);
   const length = Number(c.u64(c.f["check_map.length"]));
   const uptr = Number(c.u64(c.f["check_map.uptr"]));
@@ -349,7 +349,7 @@ function mdCheckMap(ctx: IommufdCtx, ucmd: UCmd): number {
  * value than `check_iotlb.iotlb`, is EINVAL.
  */
 function mdCheckIotlb(ctx: IommufdCtx, ucmd: UCmd): number {
-  const c = fields(ucmd, iommu_test_cmd);
+  const c = ucmd.fields(iommu_test_cmd);
   const hwpt = ctx.getObject(c.u(c.f.id), "hwpt_nested") as HwptNested | number;
   if (typeof hwpt === "number") return hwpt;
   if (hwpt.domain.format !== "mock") return -errno.EINVAL;
@@ -363,7 +363,7 @@ function mdCheckIotlb(ctx: IommufdCtx, ucmd: UCmd): number {
  * a valid PASID unless it is 0; 0 whatever becomes of it (iommu_report_device_fault).
  */
 function triggerIopf(ctx: IommufdCtx, ucmd: UCmd): number {
-  const c = fields(ucmd, iommu_test_cmd);
+  const c = ucmd.fields(iommu_test_cmd);
   const idev = ctx.getObject(c.u(c.f["trigger_iopf.dev_id"]), "device") as IommufdDevice | number;
   if (typeof idev === "number") return idev;
   const pasid = c.u(c.f["trigger_iopf.pasid"]);
@@ -387,7 +387,7 @@ function selftestIdev(ctx: IommufdCtx, id: number): IommufdDevice | number {
  * pt_id written back; an attach whose answer cannot be written is detached again.
  */
 function pasidAttach(ctx: IommufdCtx, ucmd: UCmd, replace: boolean): number {
-  const c = fields(ucmd, iommu_test_cmd);
+  const c = ucmd.fields(iommu_test_cmd);
   const idev = selftestIdev(ctx, c.u(c.f.id));
   if (typeof idev === "number") return idev;
   const pasid = c.u(c.f["pasid_attach.pasid"]);
@@ -404,7 +404,7 @@ function pasidAttach(ctx: IommufdCtx, ucmd: UCmd, replace: boolean): number {
  * for hwpt_id 0 (EINVAL otherwise); hwpt_id must name a HWPT (ENOENT, EINVAL).
  */
 function pasidCheckHwpt(ctx: IommufdCtx, ucmd: UCmd): number {
-  const c = fields(ucmd, iommu_test_cmd);
+  const c = ucmd.fields(iommu_test_cmd);
   const idev = selftestIdev(ctx, c.u(c.f.id));
   if (typeof idev === "number") return idev;
   const attached = idev.handleAt(c.u(c.f["pasid_check.pasid"]))?.hwpt ?? null;
@@ -423,7 +423,7 @@ const MIN_MEMORY_LIMIT = 12;
 export const DEFAULT_MEMORY_LIMIT = 65536;
 
 function testCmd(ctx: IommufdCtx, ucmd: UCmd): number {
-  const c = fields(ucmd, iommu_test_cmd);
+  const c = ucmd.fields(iommu_test_cmd);
   switch (c.u(c.f.op)) {
     case IOMMU_TEST_OP_ADD_RESERVED: {
       const ioas = ctx.getIoas(c.u(c.f.id));

@@ -23,7 +23,7 @@ import type { Process } from "../kernel/process.js";
 import { mapUserPages } from "./io_pagetable.js";
 import { PAGE_SIZE, ULONG_MAX } from "./iova.js";
 import type { Ioas } from "./ioas.js";
-import { fields, type IommufdCtx, type UCmd } from "./iommufd_private.js";
+import type { IommufdCtx, UCmd } from "./iommufd_private.js";
 import { capDmaAvail, capIovaRange, capPaddedSize } from "../uapi/vfio_type1_caps.js";
 
 const PAGE = BigInt(PAGE_SIZE);
@@ -34,7 +34,7 @@ function compatIoas(ctx: IommufdCtx): Ioas | number {
 }
 
 export function vfioIoasIoctl(ctx: IommufdCtx, ucmd: UCmd): number {
-  const c = fields(ucmd, iommu_vfio_ioas);
+  const c = ucmd.fields(iommu_vfio_ioas);
   if (c.u(c.f.__reserved)) return -errno.EOPNOTSUPP;
   switch (c.u(c.f.op)) {
     case IOMMU_VFIO_IOAS_GET: {

@@ -19,7 +19,7 @@ import {
 } from "../uapi/iommufd.js";
 import { O_RDWR, POLLIN, POLLRDNORM } from "../uapi/posix.js";
 import type { File, FileOperations } from "../kernel/file.js";
-import { copyUserData, fields, type IommufdCtx, type UCmd } from "./iommufd_private.js";
+import { copyUserData, type IommufdCtx, type UCmd } from "./iommufd_private.js";
 import type { IommuDevice } from "../iommu/device.js";
 import type { IommufdDevice } from "./device.js";
 import { accessCreateInternal, accessDestroy, type IommufdAccess } from "./access.js";
@@ -159,7 +159,7 @@ export class Vdevice extends IommufdObject {
  * (EINVAL), the object (ENOMEM), then the mock's viommu_init (with data_len: its user data).
  */
 export function viommuAlloc(ctx: IommufdCtx, ucmd: UCmd): number {
-  const c = fields(ucmd, iommu_viommu_alloc);
+  const c = ucmd.fields(iommu_viommu_alloc);
   const type = c.u(c.f.type);
   if (c.u(c.f.flags) || type === IOMMU_VIOMMU_TYPE_DEFAULT) return -errno.EOPNOTSUPP;
   const idev = ctx.getObject(c.u(c.f.dev_id), "device") as IommufdDevice | number;
@@ -185,7 +185,7 @@ export function viommuAlloc(ctx: IommufdCtx, ucmd: UCmd): number {
  * happen on a 64-bit kernel.)
  */
 export function vdeviceAlloc(ctx: IommufdCtx, ucmd: UCmd): number {
-  const c = fields(ucmd, iommu_vdevice_alloc);
+  const c = ucmd.fields(iommu_vdevice_alloc);
   const virtId = c.u64(c.f.virt_id);
   const viommu = ctx.getObject(c.u(c.f.viommu_id), "viommu") as Viommu | number;
   if (typeof viommu === "number") return viommu;
@@ -360,7 +360,7 @@ const veventqFops: FileOperations = {
  * installed once the object is published.
  */
 export function veventqAlloc(ctx: IommufdCtx, ucmd: UCmd): number {
-  const c = fields(ucmd, iommu_veventq_alloc);
+  const c = ucmd.fields(iommu_veventq_alloc);
   const type = c.u(c.f.type);
   if (c.u(c.f.flags) || c.u(c.f.__reserved) || type === IOMMU_VEVENTQ_TYPE_DEFAULT) return -errno.EOPNOTSUPP;
   const depth = c.u(c.f.veventq_depth);
@@ -526,7 +526,7 @@ function hwQueueAllocPhys(viommu: Viommu, iova: bigint, length: bigint): { acces
  * index. Any failure after the object destroys it with what it holds.
  */
 export function hwQueueAlloc(ctx: IommufdCtx, ucmd: UCmd): number {
-  const c = fields(ucmd, iommu_hw_queue_alloc);
+  const c = ucmd.fields(iommu_hw_queue_alloc);
   const type = c.u(c.f.type);
   if (c.u(c.f.flags) || type === IOMMU_HW_QUEUE_TYPE_DEFAULT) return -errno.EOPNOTSUPP;
   const length = c.u64(c.f.length);

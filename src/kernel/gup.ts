@@ -5,6 +5,16 @@
 import type { Core } from "../wasm/core.js";
 
 /**
+ * Moves `n` frame numbers between the core's pin batch (GUP_BATCH, as u32) and a caller's
+ * list: dst[di..] = src[si..]. A short batch goes by hand, since a subarray for set() would
+ * allocate on every call (T9 pins and unpins one page).
+ */
+export function copyFrames(dst: Int32Array | Uint32Array, di: number, src: Int32Array | Uint32Array, si: number, n: number): void {
+  if (n < 16) for (let k = 0; k < n; k++) dst[di + k] = src[si + k];
+  else dst.set(src.subarray(si, si + n), di);
+}
+
+/**
  * unpin_user_pages: drops one frame reference on each of the first `n` of `frames`, through
  * the core's pin batch (assembly/gup.ts gup_unpin) a batch at a time.
  */
@@ -13,9 +23,7 @@ export function unpinFrames(core: Core, frames: Int32Array, n: number): void {
   const at = consts.GUP_BATCH >>> 2;
   for (let done = 0; done < n;) {
     const m = Math.min(n - done, consts.GUP_BATCH_PAGES);
-    // A short batch by hand: a subarray would allocate per call (T9 unpins one page).
-    if (m < 16) for (let k = 0; k < m; k++) u32[at + k] = frames[done + k];
-    else u32.set(frames.subarray(done, done + m), at);
+    copyFrames(u32, at, frames, done, m);
     done += x.gup_unpin(m);
   }
 }

@@ -19,6 +19,7 @@ import {
 } from "../uapi/posix.js";
 import { FRAME_NONE, type Core } from "../wasm/core.js";
 import { Mappers, type FileMapping } from "./file.js";
+import { copyFrames } from "./gup.js";
 import type { MemAccounting } from "./accounting.js";
 
 export const PAGE_SIZE = 4096;
@@ -563,9 +564,7 @@ export class Mm {
     while (done < npages) {
       const want = Math.min(npages - done, consts.GUP_BATCH_PAGES);
       const n = x.gup_fast_pin(this.root, addr + done * PAGE_SIZE, want) >>> 0;
-      // A short copy by hand: a subarray would allocate per call (T9 pins one page).
-      if (n < 16) for (let k = 0; k < n; k++) out[at + done + k] = u32[from + k];
-      else out.set(u32.subarray(from, from + n), at + done);
+      copyFrames(out, at + done, u32, from, n);
       done += n;
       if (n < want) break;
     }

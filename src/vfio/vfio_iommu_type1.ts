@@ -222,8 +222,7 @@ export class VfioIommuType1 {
     const n = dma.pages.npages;
     for (let i = 0; i < n;) {
       const f = dma.pages.frameAt(i);
-      let run = 1;
-      while (i + run < n && dma.pages.frameAt(i + run) === f + run) run++;
+      const run = dma.pages.contigFrames(i, n - i);
       const rc = dom.map(Number(dma.iova) + i * PAGE_SIZE, f * PAGE_SIZE, run * PAGE_SIZE, { read: dma.read, write: dma.write }, true);
       if (rc < 0) {
         if (i > 0) dom.unmap(Number(dma.iova), i * PAGE_SIZE);

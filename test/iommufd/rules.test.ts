@@ -13,6 +13,8 @@ import {
   destroyCmd, ioasAllocCmd, mapCmd, mapFileCmd, copyCmd, unmapCmd, iovaRangesCmd, allowIovasCmd,
   optionCmd, changeProcessCmd,
 } from "./util.js";
+import { u64Number } from "../../src/iommufd/iova.js";
+import { prng } from "../toolkit/prng.js";
 import { ioasFixture } from "../toolkit/iommufd.js";
 
 const BAD_ID = 0x7777;
@@ -584,9 +586,7 @@ describe("lazy pinning (no domain)", () => {
 });
 
 describe("u64Number (iova.ts)", () => {
-  it("is Number(v) for every u64: edge values and random ones, rounding past 2^53 included", async () => {
-    const { u64Number } = await import("../../src/iommufd/iova.js");
-    const { prng } = await import("../toolkit/prng.js");
+  it("is Number(v) for every u64: edge values and random ones, rounding past 2^53 included", () => {
     const edges = [0n, 1n, 0xffffffffn, 0x100000000n, (1n << 53n) - 1n, 1n << 53n, (1n << 53n) + 1n, (1n << 53n) + 3n,
       (1n << 63n) + 1025n, (1n << 64n) - 1n, (1n << 64n) - 2049n, (1n << 64n) - 2048n];
     const r = prng(15);
