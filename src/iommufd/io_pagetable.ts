@@ -216,7 +216,9 @@ export class IoPagetable {
       if (rc < 0) return rc;
       at = iova;
     }
-    const areas: IoptArea[] = [];
+    // Sized up front: an empty array's first push gives it room for 17.
+    const areas = new Array<IoptArea>(slices.length);
+    let made = 0;
     let rc = 0;
     let cur = at;
     for (const s of slices) {
@@ -224,17 +226,17 @@ export class IoPagetable {
       const area = new IoptArea(cur, s.length, s.startByte, prot);
       if (this.misalignedSmall(area.pageOffset)) { rc = -errno.EINVAL; break; }
       this.insertArea(area);
-      areas.push(area);
+      areas[made++] = area;
       if (slices.length > 1) cur += s.length;
     }
     if (rc === 0) {
       // Every domain gets the new areas before they are published.
-      for (let i = 0; i < slices.length; i++) areas[i].pages = slices[i].pages;
+      for (let i = 0; i < made; i++) areas[i].pages = slices[i].pages;
       rc = this.fillDomainsAreas(areas);
-      if (rc < 0) for (const a of areas) a.pages = null;
+      if (rc < 0) for (let i = 0; i < made; i++) areas[i].pages = null;
     }
     if (rc < 0) {
-      for (const a of areas) this.removeArea(a);
+      for (let i = 0; i < made; i++) this.removeArea(areas[i]);
       return rc;
     }
     out.iova = at;
