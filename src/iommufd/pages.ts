@@ -67,10 +67,10 @@ function contigIn(s: Int32Array, j0: number, e: number, base: number): number {
 }
 
 /**
- * Chunk arrays given back when their last pin went: all zeros again by then, so they are
- * reused as they are (a typed-array allocation per map is most of a small map's cost).
+ * Chunks given back when their last pin went: all zeros again by then (pinned 0 too), so they
+ * are reused as they are (a typed-array allocation per map is most of a small map's cost).
  */
-const chunkPool: Int32Array[] = [];
+const chunkPool: PinChunk[] = [];
 const CHUNK_POOL_MAX = 4096;
 
 /**
@@ -130,7 +130,7 @@ export class IoptPages {
     if (k === this.oneKey) return this.one!;
     let c = this.chunks?.get(k);
     if (!c && create) {
-      c = { s: chunkPool.pop() ?? new Int32Array(2 * CHUNK), pinned: 0 };
+      c = chunkPool.pop() ?? { s: new Int32Array(2 * CHUNK), pinned: 0 };
       if (this.oneKey < 0) { this.one = c; this.oneKey = k; } else (this.chunks ??= new Map()).set(k, c);
     }
     return c;
@@ -252,7 +252,7 @@ export class IoptPages {
       n = this.unpinChunk(c, i - j0, j0, e, gone, n);
       if (c.pinned === 0) {
         this.dropChunk(Math.floor(i / CHUNK));
-        if (chunkPool.length < CHUNK_POOL_MAX) chunkPool.push(c.s);
+        if (chunkPool.length < CHUNK_POOL_MAX) chunkPool.push(c);
       }
       i += e - j0 + 1;
     }
