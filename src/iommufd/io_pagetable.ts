@@ -17,6 +17,9 @@ import type { DmabufAttachment, DmabufTrack } from "./dmabuf.js";
 /** Where a map reports the IOVA it used (the kernel's `unsigned long *iova`), written only on success. */
 export interface IovaOut { iova: bigint }
 
+/** Where an unmap reports the bytes it removed (the kernel's `unsigned long *unmapped`). */
+export interface UnmappedOut { unmapped: bigint }
+
 const PAGE = BigInt(PAGE_SIZE);
 
 export class IoptArea implements Interval {
@@ -246,22 +249,24 @@ export class IoPagetable {
   /**
    * iopt_unmap_iova_range: removes every area inside [start, last], lowest first. An area still
    * being created, or locked by an internal access, stops it with EBUSY; one that sticks out
-   * of the range with ENOENT (the earlier ones stay removed, in both cases). Returns the
-   * bytes unmapped and the result: `emptyRc` when the range met no area at all (ENOENT for
-   * IOAS_UNMAP; 0 for unmap-all and for the type1 compat unmap, which succeed on nothing).
+   * of the range with ENOENT (the earlier ones stay removed, in both cases). The bytes
+   * unmapped go to `out` whatever the result. Returns `emptyRc` when the range met no area at
+   * all (ENOENT for IOAS_UNMAP; 0 for unmap-all and for the type1 compat unmap, which succeed
+   * on nothing).
    */
-  private unmapRange(start: bigint, last: bigint, emptyRc: number): { rc: number; unmapped: bigint } {
+  private unmapRange(start: bigint, last: bigint, emptyRc: number, out: UnmappedOut): number {
     let unmapped = 0n;
     let any = false; // a boolean, not bigint compares with 0n, on the common path
+    let rc = 0;
     for (;;) {
       const area = this.firstArea(start, last);
       if (!area) break;
-      if (!area.pages || area.numLocks > 0) return { rc: -errno.EBUSY, unmapped };
-      if (area.start < start || area.last > last) return { rc: -errno.ENOENT, unmapped };
+      if (!area.pages || area.numLocks > 0) { rc = -errno.EBUSY; break; }
+      if (area.start < start || area.last > last) { rc = -errno.ENOENT; break; }
       if (area.numAccesses > 0) {
         this.notifyAccessUnmap(area.start, area.length);
         // An access that keeps its pins would make the unmap spin forever (EDEADLOCK).
-        if (area.numAccesses > 0) return { rc: -errno.EDEADLK, unmapped };
+        if (area.numAccesses > 0) { rc = -errno.EDEADLK; break; }
         continue;
       }
       const pages = area.pages;
@@ -272,20 +277,22 @@ export class IoPagetable {
       unmapped = any ? unmapped + area.length : area.length;
       any = true;
     }
-    return { rc: any ? 0 : emptyRc, unmapped };
+    out.unmapped = unmapped;
+    return rc < 0 ? rc : any ? 0 : emptyRc;
   }
 
-  /** iopt_unmap_iova: a range of `length` bytes from `iova` (`emptyRc`: see unmapRange). */
-  unmapIova(iova: bigint, length: bigint, emptyRc = -errno.ENOENT): { rc: number; unmapped: bigint } {
-    if (length === 0n) return { rc: -errno.EINVAL, unmapped: 0n };
+  /** iopt_unmap_iova: a range of `length` bytes from `iova` (`emptyRc`, `out`: see unmapRange). */
+  unmapIova(iova: bigint, length: bigint, out: UnmappedOut, emptyRc = -errno.ENOENT): number {
+    out.unmapped = 0n;
+    if (length === 0n) return -errno.EINVAL;
     const last = addOverflow(iova, length - 1n);
-    if (last === null) return { rc: -errno.EOVERFLOW, unmapped: 0n };
-    return this.unmapRange(iova, last, emptyRc);
+    if (last === null) return -errno.EOVERFLOW;
+    return this.unmapRange(iova, last, emptyRc, out);
   }
 
   /** iopt_unmap_all: succeeds on an empty table. */
-  unmapAll(): { rc: number; unmapped: bigint } {
-    return this.unmapRange(0n, ULONG_MAX, 0);
+  unmapAll(out: UnmappedOut): number {
+    return this.unmapRange(0n, ULONG_MAX, 0, out);
   }
 
   /**

@@ -12,7 +12,7 @@ import type { IommufdCtx, UCmd } from "./iommufd_private.js";
 import { MemFd } from "../kernel/memfd.js";
 import { dmabufAttach, testDmabufFops, type TestDmaBuf } from "./dmabuf.js";
 import { O_ACCMODE, O_RDONLY } from "../uapi/posix.js";
-import { IoPagetable, mapNewPages, mapUserPages, type PagesSlice } from "./io_pagetable.js";
+import { IoPagetable, mapNewPages, mapUserPages, type IovaOut, type PagesSlice, type UnmappedOut } from "./io_pagetable.js";
 import type { IommuProt } from "../iommu/domain.js";
 import { addOverflow, intersects, PAGE_SIZE, ULONG_MAX, type Interval } from "./iova.js";
 import { IommufdObject } from "./object.js";
@@ -39,7 +39,7 @@ export class Ioas extends IommufdObject {
   }
 
   destroy(): void {
-    this.iopt.unmapAll();
+    this.iopt.unmapAll({ unmapped: 0n });
     // Ranges reserved through the test command have no owner object to take them away.
     this.iopt.removeReserved(null);
     if (this.ctx.vfioIoas === this) this.ctx.vfioIoas = null;
@@ -134,7 +134,7 @@ export function ioasMap(ctx: IommufdCtx, ucmd: UCmd): number {
   const iova = c.u64(c.f.iova);
   const ioas = mapPrologue(ctx, flags, c.u(c.f.__reserved), iova, length, c.u(c.f.ioas_id));
   if (typeof ioas === "number") return ioas;
-  const out = { iova: 0n };
+  const out: IovaOut = { iova: 0n };
   const rc = mapUserPages(ctx, ioas.iopt, ucmd.proc, c.u64(c.f.user_va), length, fixedIova(flags, iova), protOf(flags), out);
   if (rc < 0) return rc;
   c.set(c.f.iova, out.iova);
@@ -159,7 +159,7 @@ export function ioasMapFile(ctx: IommufdCtx, ucmd: UCmd): number {
     const at = fixedIova(flags, c.u64(c.f.iova));
     // iopt_alloc_dmabuf_pages: the range must lie inside the buffer (EINVAL) first.
     if (BigInt((file.priv as TestDmaBuf).length) <= start + length - 1n) return -errno.EINVAL;
-    const out = { iova: 0n };
+    const out: IovaOut = { iova: 0n };
     const rc = mapNewPages(ctx, ioas.iopt, () => {
       const a = dmabufAttach(file);
       return typeof a === "number" ? a : { kind: "dmabuf", attach: a, start: start - startByte };
@@ -173,7 +173,7 @@ export function ioasMapFile(ctx: IommufdCtx, ucmd: UCmd): number {
   // Only memfd (shmem) pages can be pinned; anything else fails when pages are first needed,
   // which without a domain is never, as in the kernel.
   const memfd = file.priv instanceof MemFd ? file.priv : null;
-  const out = { iova: 0n };
+  const out: IovaOut = { iova: 0n };
   const rc = mapNewPages(ctx, ioas.iopt, { kind: "file", file, memfd, start: start - startByte }, startByte, length,
     fixedIova(flags, c.u64(c.f.iova)), prot, ucmd.proc, ctx.accountMode === "mm", out);
   if (rc < 0) return rc;
@@ -197,7 +197,7 @@ export function ioasCopy(ctx: IommufdCtx, ucmd: UCmd): number {
   const drop = (list: PagesSlice[]) => { for (const s of list) s.pages.put(); };
   const dst = ctx.getIoas(c.u(c.f.dst_ioas_id));
   if (typeof dst === "number") { drop(slices); return dst; }
-  const out = { iova: 0n };
+  const out: IovaOut = { iova: 0n };
   const rc = dst.iopt.mapPages(slices, length, fixedIova(flags, dstIova), protOf(flags), out);
   if (rc < 0) { drop(slices); return rc; }
   c.set(c.f.dst_iova, out.iova);
@@ -210,15 +210,16 @@ export function ioasUnmap(ctx: IommufdCtx, ucmd: UCmd): number {
   if (typeof ioas === "number") return ioas;
   const iova = c.u64(c.f.iova);
   const length = c.u64(c.f.length);
-  let r: { rc: number; unmapped: bigint };
+  const out: UnmappedOut = { unmapped: 0n };
+  let rc: number;
   if (iova === 0n && length === ULONG_MAX) {
-    r = ioas.iopt.unmapAll();
+    rc = ioas.iopt.unmapAll(out);
   } else {
     if (iova >= ULONG_MAX || length >= ULONG_MAX) return -errno.EOVERFLOW;
-    r = ioas.iopt.unmapIova(iova, length);
+    rc = ioas.iopt.unmapIova(iova, length, out);
   }
-  if (r.rc < 0) return r.rc;
-  c.set(c.f.length, r.unmapped);
+  if (rc < 0) return rc;
+  c.set(c.f.length, out.unmapped);
   return ucmd.respond();
 }
 

@@ -100,10 +100,11 @@ function unmapDma(ctx: IommufdCtx, proc: Process, arg: number): number {
   if (typeof ioas === "number") return ioas;
   const iova = v.getBigUint64(L.fields.iova.off, true);
   const size = v.getBigUint64(L.fields.size.off, true);
-  let r: { rc: number; unmapped: bigint };
+  const out = { unmapped: 0n };
+  let rc: number;
   if (flags & VFIO_DMA_UNMAP_FLAG_ALL) {
     if (iova !== 0n || size !== 0n) return -errno.EINVAL;
-    r = ioas.iopt.unmapAll();
+    rc = ioas.iopt.unmapAll(out);
   } else {
     if (ioas.iopt.disableLargePages) {
       // type1 v1: cut the areas at both ends of the range so that a sub-range can go.
@@ -113,12 +114,12 @@ function unmapDma(ctx: IommufdCtx, proc: Process, arg: number): number {
       if (rc < 0) return rc;
     }
     // A range that meets no mapping at all unmaps nothing and succeeds, as type1 does.
-    r = ioas.iopt.unmapIova(iova, size, 0);
+    rc = ioas.iopt.unmapIova(iova, size, out, 0);
   }
   // The struct goes back as it came, with size set to the bytes unmapped.
-  v.setBigUint64(L.fields.size.off, r.unmapped, true);
+  v.setBigUint64(L.fields.size.off, out.unmapped, true);
   if (writeUser(ctx, proc, arg, new Uint8Array(v.buffer)) < 0) return -errno.EFAULT;
-  return r.rc;
+  return rc;
 }
 
 function setIommu(ctx: IommufdCtx, type: number): number {
