@@ -14,7 +14,7 @@ import { dmabufAttach, testDmabufFops, type TestDmaBuf } from "./dmabuf.js";
 import { O_ACCMODE, O_RDONLY } from "../uapi/posix.js";
 import { IoPagetable, mapNewPages, mapUserPages, type IovaOut, type PagesSlice, type UnmappedOut } from "./io_pagetable.js";
 import type { IommuProt } from "../iommu/domain.js";
-import { addOverflow, intersects, PAGE_SIZE, ULONG_MAX, type Interval } from "./iova.js";
+import { addOverflow, intersects, isUlongMax, PAGE_SIZE, type Interval } from "./iova.js";
 import { IommufdObject } from "./object.js";
 import type { HwptPaging } from "./hw_pagetable.js";
 import type { IommufdAccess } from "./access.js";
@@ -120,7 +120,7 @@ export function ioasAllowIovas(ctx: IommufdCtx, ucmd: UCmd): number {
  */
 function mapPrologue(ctx: IommufdCtx, flags: number, reserved: number, iova: bigint, length: bigint, ioasId: number): Ioas | number {
   if ((flags & ~MAP_FLAGS) || reserved) return -errno.EOPNOTSUPP;
-  if (iova >= ULONG_MAX || length >= ULONG_MAX) return -errno.EOVERFLOW;
+  if (isUlongMax(iova) || isUlongMax(length)) return -errno.EOVERFLOW;
   if (!(flags & (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE))) return -errno.EINVAL;
   return ctx.getIoas(ioasId);
 }
@@ -188,7 +188,7 @@ export function ioasCopy(ctx: IommufdCtx, ucmd: UCmd): number {
   const length = c.u64(c.f.length);
   const srcIova = c.u64(c.f.src_iova);
   const dstIova = c.u64(c.f.dst_iova);
-  if (length >= ULONG_MAX || srcIova >= ULONG_MAX || dstIova >= ULONG_MAX) return -errno.EOVERFLOW;
+  if (isUlongMax(length) || isUlongMax(srcIova) || isUlongMax(dstIova)) return -errno.EOVERFLOW;
   if (!(flags & (IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE))) return -errno.EINVAL;
   const src = ctx.getIoas(c.u(c.f.src_ioas_id));
   if (typeof src === "number") return src;
@@ -212,10 +212,10 @@ export function ioasUnmap(ctx: IommufdCtx, ucmd: UCmd): number {
   const length = c.u64(c.f.length);
   const out: UnmappedOut = { unmapped: 0n };
   let rc: number;
-  if (iova === 0n && length === ULONG_MAX) {
+  if (iova === 0n && isUlongMax(length)) {
     rc = ioas.iopt.unmapAll(out);
   } else {
-    if (iova >= ULONG_MAX || length >= ULONG_MAX) return -errno.EOVERFLOW;
+    if (isUlongMax(iova) || isUlongMax(length)) return -errno.EOVERFLOW;
     rc = ioas.iopt.unmapIova(iova, length, out);
   }
   if (rc < 0) return rc;

@@ -31,11 +31,19 @@ export const lowestBit = (v: bigint): bigint => v & -v;
 /** ALIGN(v, a) with the kernel's 64-bit wrap-around. */
 export const alignUp = (v: bigint, a: bigint): bigint => u64((v + a - 1n) & ~(a - 1n));
 
-/** check_add_overflow(a, b): the sum, or null when it does not fit in 64 bits. */
+// The tests against 2^64 - 1 are written as 64-bit wrap-arounds (asUintN, asIntN): V8
+// compiles those to machine compares, where a comparison with a bigint past 2^63 such as
+// ULONG_MAX is a call into its runtime (about 10 ns, several per IOAS_MAP).
+
+/** check_add_overflow(a, b) for u64s a and b: the sum, or null when it does not fit in 64 bits. */
 export function addOverflow(a: bigint, b: bigint): bigint | null {
-  const s = a + b;
-  return s > ULONG_MAX ? null : s;
+  const s = BigInt.asUintN(64, a + b);
+  return s < a ? null : s;
 }
+
+const MINUS_ONE = -1n; // a literal -1n is a negation at every evaluation
+/** v == ULONG_MAX for a u64 v. */
+export const isUlongMax = (v: bigint): boolean => BigInt.asIntN(64, v) === MINUS_ONE;
 
 export interface Interval { start: bigint; last: bigint }
 

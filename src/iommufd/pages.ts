@@ -11,7 +11,7 @@ import type { MemFd } from "../kernel/memfd.js";
 import type { Process } from "../kernel/process.js";
 import type { File } from "../kernel/file.js";
 import type { DmabufAttachment } from "./dmabuf.js";
-import { PAGE_SIZE, u64Number, ULONG_MAX } from "./iova.js";
+import { PAGE_SIZE, u64Number } from "./iova.js";
 import { unpinFrames } from "../kernel/gup.js";
 
 /** enum iopt_pages_account_mode. */
@@ -44,7 +44,8 @@ export interface PinContext {
   notePinned(frames: ArrayLike<number>, delta: 1 | -1, n?: number): void;
 }
 
-const MAX_PAGES_LENGTH = ULONG_MAX - BigInt(PAGE_SIZE);
+/** -PAGE_SIZE: a length past MAX_PAGES_LENGTH (ULONG_MAX - PAGE_SIZE) is at least this as an s64. */
+const MINUS_PAGE = -BigInt(PAGE_SIZE);
 
 /** Pages per chunk of the pin bookkeeping: dense within 256 KiB, sparse across an area. */
 const CHUNK_SHIFT = 6;
@@ -410,7 +411,9 @@ export class IoptPages {
  * page; the length is limited so that the page count cannot overflow.
  */
 export function checkPagesLength(length: bigint): number {
-  if (length === 0n || length > MAX_PAGES_LENGTH) return -errno.EINVAL;
+  // Past MAX_PAGES_LENGTH, a u64 is one of the last PAGE_SIZE below 2^64: a negative s64 there.
+  const s = BigInt.asIntN(64, length);
+  if (length === 0n || (s < 0n && s >= MINUS_PAGE)) return -errno.EINVAL;
   return 0;
 }
 

@@ -13,7 +13,8 @@ import {
   destroyCmd, ioasAllocCmd, mapCmd, mapFileCmd, copyCmd, unmapCmd, iovaRangesCmd, allowIovasCmd,
   optionCmd, changeProcessCmd,
 } from "./util.js";
-import { u64Number } from "../../src/iommufd/iova.js";
+import { addOverflow, isUlongMax, u64Number, ULONG_MAX } from "../../src/iommufd/iova.js";
+import { checkPagesLength } from "../../src/iommufd/pages.js";
 import { prng } from "../toolkit/prng.js";
 import { ioasFixture } from "../toolkit/iommufd.js";
 
@@ -593,5 +594,27 @@ describe("u64Number (iova.ts)", () => {
     const word = () => BigInt(r.int(0x10000)) << 16n | BigInt(r.int(0x10000));
     const random = Array.from({ length: 10000 }, () => (word() << 32n | word()) >> BigInt(r.int(64)));
     for (const v of [...edges, ...random]) expect(u64Number(v), v.toString(16)).toBe(Number(v));
+  });
+});
+
+describe("64-bit wrap-around tests (iova.ts, pages.ts)", () => {
+  it("addOverflow, isUlongMax and checkPagesLength agree with plain bigint arithmetic on edge and random u64s", () => {
+    const edges = [0n, 1n, 4095n, 4096n, 4097n, (1n << 53n) - 1n, (1n << 53n) + 1n, (1n << 63n) - 1n, 1n << 63n,
+      (1n << 63n) + 1n, ULONG_MAX - 4097n, ULONG_MAX - 4096n, ULONG_MAX - 4095n, ULONG_MAX - 1n, ULONG_MAX];
+    const r = prng(16);
+    const word = () => BigInt(r.int(0x10000)) << 16n | BigInt(r.int(0x10000));
+    const random = Array.from({ length: 2000 }, () => (word() << 32n | word()) >> BigInt(r.int(64)));
+    const all = [...edges, ...random];
+    for (const a of all) {
+      expect(isUlongMax(a), a.toString(16)).toBe(a === ULONG_MAX);
+      // iopt_alloc_pages: zero, or past ULONG_MAX - PAGE_SIZE (the page count would overflow).
+      expect(checkPagesLength(a), a.toString(16)).toBe(a === 0n || a > ULONG_MAX - 4096n ? -errno.EINVAL : 0);
+    }
+    for (let i = 0; i < all.length; i++) {
+      for (const b of [all[(i * 7) % all.length], all[(i * 13 + 5) % all.length], edges[i % edges.length]]) {
+        const a = all[i];
+        expect(addOverflow(a, b), `${a.toString(16)} + ${b.toString(16)}`).toBe(a + b > ULONG_MAX ? null : a + b);
+      }
+    }
   });
 });
