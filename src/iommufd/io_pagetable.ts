@@ -11,7 +11,7 @@ import {
 } from "./iova.js";
 import type { Process } from "../kernel/process.js";
 import type { IommufdCtx } from "./iommufd_private.js";
-import { checkPagesLength, pageCount, userSource, type IoptPages, type PagesSource } from "./pages.js";
+import { checkPagesLength, PAGE_MASK, pageCount, userSource, type IoptPages, type PagesSource } from "./pages.js";
 import type { DmabufAttachment, DmabufTrack } from "./dmabuf.js";
 
 /** Where a map reports the IOVA it used (the kernel's `unsigned long *iova`), written only on success. */
@@ -86,19 +86,19 @@ export class IoPagetable {
   allowed: Interval[] = [];
   /** A fresh table is a software table over the whole 64-bit space, with no alignment. */
   private alignment = 1n;
-  /** alignment - 1 as a number, kept with it for the map path's checks; -1 past 2^31. */
+  /** alignment - 1, kept with it for the map path's checks; also as a number (-1 past 2^31). */
+  private alignMask = 0n;
   private alignMaskN = 0;
   get iovaAlignment(): bigint { return this.alignment; }
   set iovaAlignment(v: bigint) {
     this.alignment = v;
+    this.alignMask = v - 1n;
     this.alignMaskN = v <= 1n << 31n ? Number(v - 1n) : -1;
   }
 
-  /** v & (alignment - 1) != 0: on the number while v is exact as one (a bigint & allocates). */
+  /** v & (alignment - 1) != 0 (V8 compiles a bigint & of 64-bit values to one machine and). */
   private misaligned(v: bigint): boolean {
-    const n = u64Number(v);
-    if (n <= Number.MAX_SAFE_INTEGER && this.alignMaskN >= 0) return (n & this.alignMaskN) !== 0;
-    return (v & (this.alignment - 1n)) !== 0n;
+    return (v & this.alignMask) !== 0n;
   }
 
   /** The same for 0 <= n < 2^31; an alignment past that keeps only n = 0. */
@@ -630,10 +630,7 @@ export function mapNewPages(ctx: IommufdCtx, iopt: IoPagetable, src: PagesSource
 export function mapUserPages(ctx: IommufdCtx, iopt: IoPagetable, proc: Process, uptr: bigint, length: bigint,
   iova: bigint | null, prot: IommuProt, out: IovaOut, legacyAccounting = false): number {
   if (addOverflow(uptr, length) === null) return -errno.EOVERFLOW;
-  // A page-aligned buffer (the usual one) needs no bigint arithmetic for its offset.
-  const va = u64Number(uptr);
-  const inPage = va <= Number.MAX_SAFE_INTEGER ? pageOff(va) : Number(uptr % PAGE);
-  const startByte = inPage === 0 ? 0n : BigInt(inPage);
-  const source = userSource(proc.mm, inPage === 0 ? uptr : uptr - startByte);
+  const startByte = uptr & PAGE_MASK;
+  const source = userSource(proc.mm, uptr - startByte);
   return mapNewPages(ctx, iopt, source, startByte, length, iova, prot, proc, legacyAccounting || ctx.accountMode === "mm", out);
 }

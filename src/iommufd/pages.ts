@@ -44,6 +44,9 @@ export interface PinContext {
   notePinned(frames: ArrayLike<number>, delta: 1 | -1, n?: number): void;
 }
 
+const PAGE_SIZE_N = BigInt(PAGE_SIZE);
+/** PAGE_SIZE - 1, the mask of an offset in its page. */
+export const PAGE_MASK = PAGE_SIZE_N - 1n;
 /** -PAGE_SIZE: a length past MAX_PAGES_LENGTH (ULONG_MAX - PAGE_SIZE) is at least this as an s64. */
 const MINUS_PAGE = -BigInt(PAGE_SIZE);
 
@@ -417,9 +420,7 @@ export function checkPagesLength(length: bigint): number {
   return 0;
 }
 
+/** Pages spanned by `length` bytes from `startByte` (below 2^52 for any u64s: exact as a number). */
 export function pageCount(startByte: bigint, length: bigint): number {
-  const end = u64Number(startByte) + u64Number(length);
-  // Exact while the sum is a safe integer; beyond that the BigInt path.
-  if (Number.isSafeInteger(end)) return Math.ceil(end / PAGE_SIZE);
-  return Number((startByte + length + BigInt(PAGE_SIZE) - 1n) / BigInt(PAGE_SIZE));
+  return u64Number((startByte + length + PAGE_MASK) / PAGE_SIZE_N);
 }
