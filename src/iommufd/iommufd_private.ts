@@ -14,7 +14,7 @@ import type { IommufdGroup } from "./device.js";
 import type { Ioas } from "./ioas.js";
 import type { Iommufd } from "./main.js";
 import { ObjectTable, type IommufdObject, type ObjType } from "./object.js";
-import { IoptPages, type PagesSource, type PinContext } from "./pages.js";
+import { IoptPages, type PagesSource } from "./pages.js";
 
 /**
  * Field accessors over a command image (the ioctl path: no closures): `c.u(c.f.flags)`. The
@@ -150,15 +150,9 @@ export class IommufdCtx {
   /** iommufd_group per iommu_group number with bound devices. */
   readonly groups = new Map<number, IommufdGroup>();
 
-  constructor(readonly driver: Iommufd, readonly file: File, public accountMode: "user" | "mm") {
-    const k = driver.kcore;
-    this.pinContext = { core: k.core, acct: k.acct, shouldFail: () => k.shouldFail(), notePinned: (f, d, n) => k.pins.notePinned(f, d, n) };
-  }
+  constructor(readonly driver: Iommufd, readonly file: File, public accountMode: "user" | "mm") {}
 
   get kcore(): KernelCore { return this.driver.kcore; }
-
-  /** What iopt_pages need to pin: the core, the accounting, the kernel's pin ledger. */
-  private readonly pinContext: PinContext;
 
   shouldFail(): boolean { return this.kcore.shouldFail(); }
 
@@ -214,7 +208,7 @@ export class IommufdCtx {
   /** A new iopt_pages charged to `owner`; a file source keeps its file reference until freed. */
   newPages(source: PagesSource, npages: number, writable: boolean, owner: Process): IoptPages {
     // User memory holds nothing to give back: no closure for it (one per IOAS_MAP).
-    return new IoptPages(source, npages, writable, owner, this.pinContext, source.kind === "user" ? releaseNothing : () => {
+    return new IoptPages(source, npages, writable, owner, this.kcore, source.kind === "user" ? releaseNothing : () => {
       if (source.kind === "file") this.kcore.fput(source.file);
       // dma_buf_detach + dma_buf_put (the reference dmabufAttach took).
       else if (source.kind === "dmabuf") { source.attach.detach(); this.kcore.fput(source.attach.file); }

@@ -12,7 +12,7 @@ import type { Process } from "../kernel/process.js";
 import type { File } from "../kernel/file.js";
 import type { DmabufAttachment } from "./dmabuf.js";
 import { PAGE_SIZE, u64Number } from "./iova.js";
-import { unpinFrames } from "../kernel/gup.js";
+import { unpinFrames, type PinLedger } from "../kernel/gup.js";
 
 /** enum iopt_pages_account_mode. */
 export type AccountMode = "none" | "user" | "mm";
@@ -34,14 +34,14 @@ export function userSource(mm: Mm, uptr: bigint): PagesSource {
   return { kind: "user", mm, uptr, addr: u64Number(uptr) };
 }
 
-/** What pinning needs from the kernel: the core, the accounting, the pin ledger. */
+/** What pinning needs from the kernel (its KernelCore): the core, the accounting, the pin ledger. */
 export interface PinContext {
   readonly core: Core;
   readonly acct: MemAccounting;
+  /** Long-term pins per frame, recorded as they are taken and dropped. */
+  readonly pins: PinLedger;
   /** An injection point: true when this allocation must fail. */
   shouldFail(): boolean;
-  /** Records long-term pins taken (+1) or dropped (-1) per frame (the first n of `frames`). */
-  notePinned(frames: ArrayLike<number>, delta: 1 | -1, n?: number): void;
 }
 
 const PAGE_SIZE_N = BigInt(PAGE_SIZE);
@@ -240,7 +240,7 @@ export class IoptPages {
       this.nreserved += nr;
     }
     this.npinned += n - nr;
-    this.pin.notePinned(fresh, 1, n - nr);
+    this.pin.pins.notePinned(fresh, 1, n - nr);
     return 0;
   }
 
@@ -263,7 +263,7 @@ export class IoptPages {
     unpinFrames(this.pin.core, gone, n);
     this.uncharge(n);
     this.npinned -= n;
-    this.pin.notePinned(gone, -1, n);
+    this.pin.pins.notePinned(gone, -1, n);
   }
 
   // The per-page loops of a pin and an unpin, one chunk per call: a function this small is

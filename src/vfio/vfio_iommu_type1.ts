@@ -27,7 +27,7 @@ import { PAGE_SIZE } from "../kernel/mm.js";
 import type { Process } from "../kernel/process.js";
 import type { IommuCaps } from "../iommu/device.js";
 import { allocDomain, aperture, type IommuDomain } from "../iommu/domain.js";
-import { IoptPages, userSource, type PinContext } from "../iommufd/pages.js";
+import { IoptPages, userSource } from "../iommufd/pages.js";
 import type { VfioGroup } from "./group.js";
 import { capDmaAvail, capIovaRange, capMigration, capPaddedSize } from "../uapi/vfio_type1_caps.js";
 
@@ -80,14 +80,9 @@ export class VfioIommuType1 {
   readonly domains: Type1Domain[] = [];
   dmaAvail: number;
   private dirtyTracking = false;
-  private readonly pinCtx: PinContext;
 
   constructor(readonly kcore: KernelCore, readonly v2: boolean, private readonly params: Type1Params) {
     this.dmaAvail = params.dmaEntryLimit;
-    this.pinCtx = {
-      core: kcore.core, acct: kcore.acct, shouldFail: () => kcore.shouldFail(),
-      notePinned: (f, d, n) => kcore.pins.notePinned(f, d, n),
-    };
   }
 
   /** vfio_iommu_type1_open: TYPE1 or TYPE1v2 (anything else is not ours). */
@@ -387,7 +382,7 @@ export class VfioIommuType1 {
     // Sizes that cannot be pinned page by page here are far past any RLIMIT_MEMLOCK.
     if (size / PAGE > BigInt(Number.MAX_SAFE_INTEGER)) return -errno.ENOMEM;
     const npages = Number(size / PAGE);
-    const pages = new IoptPages(userSource(proc.mm, vaddr), npages, write, proc, this.pinCtx, () => {});
+    const pages = new IoptPages(userSource(proc.mm, vaddr), npages, write, proc, this.kcore, () => {});
     // type1 charges locked_vm of the mapping task's mm (CAP_IPC_LOCK: nothing is charged),
     // and takes device memory (VM_PFNMAP, a BAR mmap) by pfn, uncharged (vaddr_get_pfns).
     if (pages.accountMode === "user") pages.accountMode = "mm";
