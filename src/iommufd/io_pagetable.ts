@@ -114,8 +114,8 @@ export class IoPagetable {
   notifyAccessUnmap: (iova: bigint, length: bigint) => void = () => {};
 
   constructor(
-    /** A fault-injection point: true when this allocation must fail (ENOMEM). */
-    private readonly shouldFail: () => boolean,
+    /** Its fault-injection point (the kernel's): shouldFail() true when an allocation must fail (ENOMEM). */
+    private readonly faults: { shouldFail(): boolean },
   ) {}
 
   // ---- lookups ----------------------------------------------------------------------------
@@ -206,7 +206,7 @@ export class IoPagetable {
    * `out`, or -errno (`out` untouched).
    */
   mapPages(slices: PagesSlice[], length: bigint, iova: bigint | null, prot: IommuProt, out: IovaOut): number {
-    for (let i = 0; i < slices.length; i++) if (this.shouldFail()) return -errno.ENOMEM;
+    for (let i = 0; i < slices.length; i++) if (this.faults.shouldFail()) return -errno.ENOMEM;
     if (length === 0n || this.misaligned(length)) return -errno.EINVAL;
     let at: bigint;
     if (iova === null) {
@@ -324,7 +324,7 @@ export class IoPagetable {
     if (lastIova === null) return -errno.EOVERFLOW;
     const out: PagesSlice[] = [];
     const rc = this.forEachContigArea(iova, lastIova, (area, cur, last) => {
-      if (this.shouldFail()) return -errno.ENOMEM;
+      if (this.faults.shouldFail()) return -errno.ENOMEM;
       area.pages!.get();
       out.push({ pages: area.pages!, startByte: area.startByteOf(cur), length: last - cur + 1n });
       return 0;
@@ -341,7 +341,7 @@ export class IoPagetable {
   /** iopt_reserve_iova: EADDRINUSE over an area or an allowed range. */
   reserveIova(start: bigint, last: bigint, owner: unknown): number {
     if (this.firstArea(start, last) || this.firstAllowed(start, last)) return -errno.EADDRINUSE;
-    if (this.shouldFail()) return -errno.ENOMEM;
+    if (this.faults.shouldFail()) return -errno.ENOMEM;
     let i = this.reserved.findIndex((r) => r.start > start);
     if (i < 0) i = this.reserved.length;
     this.reserved.splice(i, 0, { start, last, owner });
@@ -579,7 +579,7 @@ export class IoPagetable {
     const newStart = iova + 1n;
     const m = this.iovaAlignment - 1n;
     if ((newStart & m) || (area.startByteOf(newStart) & m)) return -errno.EINVAL;
-    if (this.shouldFail() || this.shouldFail()) return -errno.ENOMEM;
+    if (this.faults.shouldFail() || this.faults.shouldFail()) return -errno.ENOMEM;
     // A domain that may hold the area in huge IOPTEs cannot be cut.
     if (largeMapped && !this.disableLargePages) return -errno.EINVAL;
     const lhs = new IoptArea(area.start, newStart - area.start, area.startByte, area.prot);

@@ -32,7 +32,7 @@ export class Ioas extends IommufdObject {
 
   constructor(readonly ctx: IommufdCtx) {
     super();
-    this.iopt = new IoPagetable(() => ctx.shouldFail());
+    this.iopt = new IoPagetable(ctx.kcore);
     this.iopt.notifyAccessUnmap = (iova, length) => {
       for (const a of [...this.accesses]) a.ops.unmap(iova, length);
     };
