@@ -27,46 +27,59 @@ export abstract class IommufdObject {
 }
 
 export class ObjectTable {
-  /** id -> object, or null while the id is reserved by a creation in progress. */
-  private readonly objects = new Map<number, IommufdObject | null>();
+  /**
+   * By id (0 is never one): the object, null while the id is reserved by a creation in
+   * progress, undefined when free. Ids are taken lowest-free, so the array stays dense, and a
+   * lookup is one indexed load where a Map would hash.
+   */
+  private readonly slots: (IommufdObject | null | undefined)[] = [undefined];
+  /** Ids reserved or published. */
+  private count = 0;
   /** Ids of objects destroyed by the kernel itself whose ids stay taken (XA_ZERO_ENTRY). */
   private readonly tombstones = new Set<number>();
 
-  get size(): number { return this.objects.size; }
+  get size(): number { return this.count; }
 
   /** Reserves the lowest free id for `obj` (xa_alloc with XA_FLAGS_ALLOC1). */
   reserve(obj: IommufdObject): number {
     let id = 1;
-    while (this.objects.has(id) || this.tombstones.has(id)) id++;
+    while ((id < this.slots.length && this.slots[id] !== undefined) || this.tombstones.has(id)) id++;
     if (id > ID_LIMIT) return -errno.ENOSPC;
     obj.id = id;
-    this.objects.set(id, null);
+    this.slots[id] = null;
+    this.count++;
     return 0;
   }
 
   /** Publishes a reserved object: from now on lookups find it. */
   finalize(obj: IommufdObject): void {
-    this.objects.set(obj.id, obj);
+    this.slots[obj.id] = obj;
   }
 
   /** Gives back the id of an object that was never published. */
   unreserve(obj: IommufdObject): void {
-    if (this.objects.get(obj.id) === null) this.objects.delete(obj.id);
+    if (this.slots[obj.id] === null) this.free(obj.id);
+  }
+
+  private free(id: number): void {
+    this.slots[id] = undefined;
+    this.count--;
   }
 
   /** The published object `id` of `type` (any type when undefined), or undefined. */
   lookup(id: number, type?: ObjType): IommufdObject | undefined {
-    const o = this.objects.get(id);
+    // Any u32 may come from userspace: only ids inside the array are looked at.
+    const o = id < this.slots.length ? this.slots[id] : undefined;
     if (!o || (type !== undefined && o.type !== type)) return undefined;
     return o;
   }
 
   /** Removes `id` if only the table references it: 0, -ENOENT or -EBUSY. */
   remove(id: number): number {
-    const o = this.objects.get(id);
+    const o = this.lookup(id);
     if (!o) return -errno.ENOENT;
     if (o.users !== 1) return -errno.EBUSY;
-    this.objects.delete(id);
+    this.free(id);
     o.users = 0;
     o.destroy();
     return 0;
@@ -77,8 +90,8 @@ export class ObjectTable {
    * taken; lookups and DESTROY see nothing there (ENOENT) until the context is released.
    */
   tombstone(obj: IommufdObject): void {
-    if (this.objects.get(obj.id) !== obj) return;
-    this.objects.delete(obj.id);
+    if (this.lookup(obj.id) !== obj) return;
+    this.free(obj.id);
     this.tombstones.add(obj.id);
     obj.users = 0;
     obj.destroy();
@@ -86,8 +99,9 @@ export class ObjectTable {
 
   /** Every published object, in id order. */
   all(): IommufdObject[] {
-    return [...this.objects.entries()].sort((a, b) => a[0] - b[0])
-      .map(([, o]) => o).filter((o): o is IommufdObject => o !== null);
+    const out: IommufdObject[] = [];
+    for (const o of this.slots) if (o) out.push(o);
+    return out;
   }
 
   /**
@@ -96,11 +110,11 @@ export class ObjectTable {
    */
   sweep(): void {
     this.tombstones.clear();
-    while (this.objects.size > 0) {
+    while (this.count > 0) {
       let destroyed = 0;
       for (const o of this.all()) {
         if (o.users !== 1) continue;
-        this.objects.delete(o.id);
+        this.free(o.id);
         o.users = 0;
         o.destroy();
         destroyed++;
