@@ -6,12 +6,12 @@
 import { errno } from "../uapi/errno.js";
 import type { IoDomain, IommuProt } from "../iommu/domain.js";
 import {
-  addOverflow, holes, u64Number, HPAGE_SIZE, intersects, lowestBit, PAGE_SIZE, pageOff, pow2ceil,
+  addOverflow, holes, u64Number, HPAGE_SIZE, intersects, lowestBit, PAGE_MASK, PAGE_SIZE, pageOff, pow2ceil,
   ULONG_MAX, usedSpans, type Interval,
 } from "./iova.js";
 import type { Process } from "../kernel/process.js";
 import type { IommufdCtx } from "./iommufd_private.js";
-import { checkPagesLength, PAGE_MASK, pageCount, userSource, type IoptPages, type PagesSource } from "./pages.js";
+import { checkPagesLength, pageCount, userSource, type IoptPages, type PagesSource } from "./pages.js";
 import type { DmabufAttachment, DmabufTrack } from "./dmabuf.js";
 
 /** Where a map reports the IOVA it used (the kernel's `unsigned long *iova`), written only on success. */
@@ -114,7 +114,7 @@ export class IoPagetable {
   notifyAccessUnmap: (iova: bigint, length: bigint) => void = () => {};
 
   constructor(
-    /** Its fault-injection point (the kernel's): shouldFail() true when an allocation must fail (ENOMEM). */
+    /** The kernel's fault-injection point: shouldFail() when an allocation must fail (ENOMEM). */
     private readonly faults: { shouldFail(): boolean },
   ) {}
 

@@ -1,8 +1,12 @@
 // IOVA arithmetic in 64 bits (the kernel's unsigned long on x86_64). IOVAs and lengths are
 // bigints so that values near 2^64 keep their exact meaning.
 
+import { PAGE_SIZE } from "../kernel/mm.js";
+
 export { PAGE_SIZE, pageOff } from "../kernel/mm.js";
 export const ULONG_MAX = (1n << 64n) - 1n;
+/** PAGE_SIZE - 1 as a bigint: the mask of an offset in its page. */
+export const PAGE_MASK = BigInt(PAGE_SIZE) - 1n;
 /** HPAGE_SIZE with transparent huge pages: the cap on automatic IOVA alignment. */
 export const HPAGE_SIZE = 2n * 1024n * 1024n;
 

@@ -11,7 +11,7 @@ import type { MemFd } from "../kernel/memfd.js";
 import type { Process } from "../kernel/process.js";
 import type { File } from "../kernel/file.js";
 import type { DmabufAttachment } from "./dmabuf.js";
-import { PAGE_SIZE, u64Number } from "./iova.js";
+import { PAGE_MASK, PAGE_SIZE, u64Number } from "./iova.js";
 import { unpinFrames, type PinLedger } from "../kernel/gup.js";
 
 /** enum iopt_pages_account_mode. */
@@ -45,10 +45,8 @@ export interface PinContext {
 }
 
 const PAGE_SIZE_N = BigInt(PAGE_SIZE);
-/** PAGE_SIZE - 1, the mask of an offset in its page. */
-export const PAGE_MASK = PAGE_SIZE_N - 1n;
 /** -PAGE_SIZE: a length past MAX_PAGES_LENGTH (ULONG_MAX - PAGE_SIZE) is at least this as an s64. */
-const MINUS_PAGE = -BigInt(PAGE_SIZE);
+const MINUS_PAGE = -PAGE_SIZE_N;
 
 /** Pages per chunk of the pin bookkeeping: dense within 256 KiB, sparse across an area. */
 const CHUNK_SHIFT = 6;
