@@ -7,12 +7,11 @@
 
 import { errno } from "../uapi/errno.js";
 import type { IoptArea } from "./io_pagetable.js";
-import { addOverflow, PAGE_SIZE } from "./iova.js";
+import { addOverflow, PAGE, PAGE_SIZE } from "./iova.js";
 import type { Ioas } from "./ioas.js";
 import { IommufdObject } from "./object.js";
 import type { IommufdCtx } from "./iommufd_private.js";
 
-const PAGE = BigInt(PAGE_SIZE);
 
 export interface AccessOps {
   /** Pins are taken only by users that can give them back when an unmap asks. */

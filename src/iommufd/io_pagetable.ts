@@ -6,7 +6,7 @@
 import { errno } from "../uapi/errno.js";
 import type { IoDomain, IommuProt } from "../iommu/domain.js";
 import {
-  addOverflow, holes, u64Number, HPAGE_SIZE, intersects, lowestBit, PAGE_MASK, PAGE_SIZE, pageOff, pow2ceil,
+  addOverflow, holes, u64Number, HPAGE_SIZE, intersects, lowestBit, PAGE, PAGE_MASK, PAGE_SIZE, pageOff, pow2ceil,
   ULONG_MAX, usedSpans, type Interval,
 } from "./iova.js";
 import type { Process } from "../kernel/process.js";
@@ -20,7 +20,6 @@ export interface IovaOut { iova: bigint }
 /** Where an unmap reports the bytes it removed (the kernel's `unsigned long *unmapped`). */
 export interface UnmappedOut { unmapped: bigint }
 
-const PAGE = BigInt(PAGE_SIZE);
 
 export class IoptArea implements Interval {
   /** null while the map that creates it is in progress (an UNMAP that meets it gets EBUSY). */

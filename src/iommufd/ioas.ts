@@ -14,12 +14,11 @@ import { dmabufAttach, testDmabufFops, type TestDmaBuf } from "./dmabuf.js";
 import { O_ACCMODE, O_RDONLY } from "../uapi/posix.js";
 import { IoPagetable, mapNewPages, mapUserPages, type IovaOut, type PagesSlice, type UnmappedOut } from "./io_pagetable.js";
 import type { IommuProt } from "../iommu/domain.js";
-import { addOverflow, intersects, isUlongMax, PAGE_SIZE, type Interval } from "./iova.js";
+import { addOverflow, intersects, isUlongMax, PAGE, PAGE_SIZE, type Interval } from "./iova.js";
 import { IommufdObject } from "./object.js";
 import type { HwptPaging } from "./hw_pagetable.js";
 import type { IommufdAccess } from "./access.js";
 
-const PAGE = BigInt(PAGE_SIZE);
 const MAP_FLAGS = IOMMU_IOAS_MAP_FIXED_IOVA | IOMMU_IOAS_MAP_WRITEABLE | IOMMU_IOAS_MAP_READABLE;
 
 export class Ioas extends IommufdObject {

@@ -5,8 +5,10 @@ import { PAGE_SIZE } from "../kernel/mm.js";
 
 export { PAGE_SIZE, pageOff } from "../kernel/mm.js";
 export const ULONG_MAX = (1n << 64n) - 1n;
-/** PAGE_SIZE - 1 as a bigint: the mask of an offset in its page. */
-export const PAGE_MASK = BigInt(PAGE_SIZE) - 1n;
+/** PAGE_SIZE as a bigint, for IOVA and length arithmetic. */
+export const PAGE = BigInt(PAGE_SIZE);
+/** PAGE - 1: the mask of an offset in its page. */
+export const PAGE_MASK = PAGE - 1n;
 /** HPAGE_SIZE with transparent huge pages: the cap on automatic IOVA alignment. */
 export const HPAGE_SIZE = 2n * 1024n * 1024n;
 

@@ -11,7 +11,7 @@ import type { MemFd } from "../kernel/memfd.js";
 import type { Process } from "../kernel/process.js";
 import type { File } from "../kernel/file.js";
 import type { DmabufAttachment } from "./dmabuf.js";
-import { PAGE_MASK, PAGE_SIZE, u64Number } from "./iova.js";
+import { PAGE, PAGE_MASK, PAGE_SIZE, u64Number } from "./iova.js";
 import { unpinFrames, type PinLedger } from "../kernel/gup.js";
 
 /** enum iopt_pages_account_mode. */
@@ -44,9 +44,8 @@ export interface PinContext {
   shouldFail(): boolean;
 }
 
-const PAGE_SIZE_N = BigInt(PAGE_SIZE);
 /** -PAGE_SIZE: a length past MAX_PAGES_LENGTH (ULONG_MAX - PAGE_SIZE) is at least this as an s64. */
-const MINUS_PAGE = -PAGE_SIZE_N;
+const MINUS_PAGE = -PAGE;
 
 /** Pages per chunk of the pin bookkeeping: dense within 256 KiB, sparse across an area. */
 const CHUNK_SHIFT = 6;
@@ -321,7 +320,7 @@ export class IoptPages {
     }
     // iopt_pages_rw_access: no CPU access to dmabuf pages.
     if (src.kind === "dmabuf" || !src.memfd) return -errno.EINVAL;
-    const f = src.memfd.frameAt(Number(src.start / BigInt(PAGE_SIZE)) + i);
+    const f = src.memfd.frameAt(Number(src.start / PAGE) + i);
     return f < 0 ? -errno.EFAULT : f;
   }
 
@@ -348,7 +347,7 @@ export class IoptPages {
     }
     // dmabuf pages are mapped from the exporter (io_pagetable), never pinned for an access.
     if (src.kind === "dmabuf" || !src.memfd) return -errno.EINVAL;
-    const f = src.memfd.frameAt(Number(src.start / BigInt(PAGE_SIZE)) + i);
+    const f = src.memfd.frameAt(Number(src.start / PAGE) + i);
     if (f < 0) return -errno.EINVAL;
     this.pin.core.x.frame_get(f);
     return f;
@@ -420,5 +419,5 @@ export function checkPagesLength(length: bigint): number {
 
 /** Pages spanned by `length` bytes from `startByte` (below 2^52 for any u64s: exact as a number). */
 export function pageCount(startByte: bigint, length: bigint): number {
-  return u64Number((startByte + length + PAGE_MASK) / PAGE_SIZE_N);
+  return u64Number((startByte + length + PAGE_MASK) / PAGE);
 }

@@ -28,7 +28,7 @@ import type { IommuCaps, IommuDevice } from "../iommu/device.js";
 import { iommufdDeviceBind, type IommufdDevice } from "./device.js";
 import { reportDeviceFault, type IopfDevice, type IopfFault, type IopfGroup } from "./eventq.js";
 import { HwptPaging, type HwptNested } from "./hw_pagetable.js";
-import { lowestBit, PAGE_SIZE } from "./iova.js";
+import { lowestBit, PAGE, PAGE_SIZE } from "./iova.js";
 import { testDmabufGet, testDmabufRevoke, testMdCheckDmabuf } from "./dmabuf.js";
 import { IommufdObject } from "./object.js";
 import { devCheckCache, triggerVevent, type Viommu } from "./viommu.js";
@@ -223,7 +223,7 @@ function accessPages(ctx: IommufdCtx, ucmd: UCmd): number {
   // The pinned pages must be the very pages the caller's memory has at uptr.
   const uptr = Number(c.u64(c.f["access_pages.uptr"]));
   if (uptr) {
-    const base = uptr - Number(iova % BigInt(PAGE_SIZE));
+    const base = uptr - Number(iova % PAGE);
     for (let i = 0; i < frames.length; i++) {
       const f = ucmd.proc.mm.frameOf(base + i * PAGE_SIZE);
       if (f !== frames[i]) { access.unpinPages(iova, length); return f < 0 ? f : -errno.EBADE; }

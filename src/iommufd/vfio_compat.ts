@@ -21,12 +21,11 @@ import {
 import type { StructLayout } from "../uapi/struct.js";
 import type { Process } from "../kernel/process.js";
 import { mapUserPages } from "./io_pagetable.js";
-import { PAGE_SIZE, ULONG_MAX } from "./iova.js";
+import { PAGE, PAGE_SIZE, ULONG_MAX } from "./iova.js";
 import type { Ioas } from "./ioas.js";
 import type { IommufdCtx, UCmd } from "./iommufd_private.js";
 import { capDmaAvail, capIovaRange, capPaddedSize } from "../uapi/vfio_type1_caps.js";
 
-const PAGE = BigInt(PAGE_SIZE);
 
 /** get_compat_ioas: the compat IOAS or -ENODEV. */
 function compatIoas(ctx: IommufdCtx): Ioas | number {

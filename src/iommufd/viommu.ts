@@ -24,7 +24,7 @@ import type { IommuDevice } from "../iommu/device.js";
 import type { IommufdDevice } from "./device.js";
 import { accessCreateInternal, accessDestroy, type IommufdAccess } from "./access.js";
 import type { Hwpt, HwptPaging } from "./hw_pagetable.js";
-import { addOverflow, alignUp, PAGE_SIZE } from "./iova.js";
+import { addOverflow, alignUp, PAGE, PAGE_SIZE } from "./iova.js";
 import { IommufdObject } from "./object.js";
 
 /**
@@ -426,7 +426,6 @@ export function noteMockAttach(idev: IommufdDevice, hwpt: Hwpt | null): void {
 // the queue lives (IOAS_UNMAP gives EBUSY). The mock takes indexes 0..IOMMU_TEST_HW_QUEUE_MAX-1
 // in order; queue n depends on queue n-1 (iommufd_hw_queue_depend), so it must go first.
 
-const PAGE = BigInt(PAGE_SIZE);
 /** kvcalloc refuses more than INT_MAX bytes (kvmalloc_node): the page array's limit. */
 const KVMALLOC_MAX = 0x7fffffffn;
 
