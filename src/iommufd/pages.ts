@@ -189,7 +189,6 @@ export class IoptPages {
   pinRange(first: number, last: number): number {
     if (first < 0 || last >= this.npages || first > last) return -errno.EINVAL;
     if (this.pin.shouldFail()) return -errno.ENOMEM;
-    const x = this.pin.core.x;
     // Pass 1: take a frame reference on every page nobody pins yet (nothing recorded yet).
     const fresh = scratchFor(last - first + 1);
     let n = 0;
@@ -219,7 +218,9 @@ export class IoptPages {
     }
     if (rc === 0) rc = this.charge(n - nr);
     if (rc < 0) {
-      for (let k = 0; k < n; k++) x.frame_put(fresh[k] < 0 ? -fresh[k] - 2 : fresh[k]);
+      // Every reference taken goes back through the pin batch, reserved pfns decoded first.
+      for (let k = 0; k < n; k++) if (fresh[k] < 0) fresh[k] = -fresh[k] - 2;
+      unpinFrames(this.pin.core, fresh, n);
       return rc;
     }
     // Pass 2: record them, and one more user on every page of the range, chunk by chunk.

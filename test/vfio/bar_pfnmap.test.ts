@@ -119,6 +119,29 @@ describe("BAR mmaps under legacy type1", () => {
     });
   }
 
+  it("a MAP_DMA refused after it took BAR pfns (EFAULT at a hole past the BAR) gives back every frame reference it took, the BAR's included", async () => {
+    const k = await bootBar();
+    const core = (k as unknown as { kcore: { core: { poolFrames: number; x: { frame_refcount(f: number): number } } } }).kcore.core;
+    const refs = () => Array.from({ length: core.poolFrames }, (_, f) => core.x.frame_refcount(f) >>> 0);
+    const p = k.createProcess();
+    const { c, d } = legacyOpen(p, "/dev/vfio/vfio", groupOf(p, BDF), BDF, VFIO_TYPE1v2_IOMMU);
+    // One anonymous page, the BAR, then a page with nothing mapped.
+    const r = p.mmap(0, PG + BAR + PG, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    expect(p.writeMemory(r, new Uint8Array([1]))).toBe(0);
+    mapBar(p, d, BAR, PROT_READ | PROT_WRITE, r + PG);
+    expect(p.munmap(r + PG + BAR, PG)).toBe(0);
+    // A map and unmap of the first two pieces first: the page faults and what the first map
+    // sets up (the mm's references, IOMMU tables) are not the pin's.
+    expect(mapDma(p, c, r, IOVA, PG + BAR)).toBe(0);
+    expect(unmapDma(p, c, IOVA, PG + BAR)).toEqual({ rc: 0, size: BigInt(PG + BAR) });
+    const before = refs();
+    // The anonymous page is taken by GUP, the BAR pages by pfn, then the hole faults.
+    expect(mapDma(p, c, r, IOVA, PG + BAR + PG)).toBe(-errno.EFAULT);
+    expect(refs()).toEqual(before);
+    expect(k.stats().pinnedPages).toBe(0);
+    await k.close();
+  });
+
   it("a range half anonymous, half BAR charges only the anonymous page", async () => {
     const k = await bootBar();
     const p = k.createProcess({ memlockBytes: PG });
